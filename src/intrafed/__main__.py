@@ -1,0 +1,5 @@
+"""``python -m intrafed``."""
+
+from intrafed.cli import main
+
+main()

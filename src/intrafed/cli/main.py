@@ -1,0 +1,17 @@
+"""Entry point: the command group."""
+
+from __future__ import annotations
+
+import click
+
+from intrafed import __version__
+from intrafed.cli.sip_commands import sip_group
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="intrafed")
+def main() -> None:
+    """intrafed: partitioned intradomain SIP federation (OCS and IM and Presence sides)."""
+
+
+main.add_command(sip_group)
