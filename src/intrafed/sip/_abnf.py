@@ -120,7 +120,6 @@ VIA_RE = re.compile(rf"{VIA_HEAD}(?P<params>(?:{VIA_PARAM})*)")
 
 # CSeq = "CSeq" HCOLON 1*DIGIT LWS Method
 CSEQ_RE = re.compile(rf"(?P<number>[0-9]+)[ \t]+(?P<method>{TOKEN})")
-DIGITS_RE = re.compile(r"[0-9]+")
 
 # name-addr = [ display-name ] LAQUOT addr-spec RAQUOT
 # display-name = *(token LWS)/ quoted-string

@@ -45,7 +45,7 @@ def unquote(value: str) -> str:
 
 
 def _parse_delta_seconds(text: str, what: str) -> int:
-    if not _abnf.DIGITS_RE.fullmatch(text):
+    if not (text.isascii() and text.isdigit()):
         raise RemoteSipError(f"{what} {text[:32]!r} is not a number of seconds")
     if len(text) > 10 or int(text) > MAX_DELTA_SECONDS:
         raise RemoteSipError(f"{what} {text[:32]} is larger than 2**32-1")
@@ -116,9 +116,8 @@ def parse_via(value: str) -> Via:
             raise RemoteSipError(f"Via {value[:64]!r} is malformed")
         parse_params(value[head.end() :], "Via", _abnf.VIA_PARAMS_RE, _abnf.VIA_PARAM_RE)
         raise RemoteSipError(f"Via {value[:64]!r} is malformed")
-    protocol, version, transport, host, port_text, params_text = match.group(
-        "protocol", "version", "transport", "host", "port", "params"
-    )
+    # (the last two groups belong to the repeated parameter inside "params")
+    protocol, version, transport, host, port_text, params_text, _, _ = match.groups()
     if (protocol != "SIP" or version != "2.0") and f"{protocol}/{version}".upper() != "SIP/2.0":
         raise RemoteSipError(f"Via protocol {protocol}/{version} is not SIP/2.0")
     port = None
@@ -166,7 +165,7 @@ def parse_cseq(value: str) -> CSeq:
 
 def parse_max_forwards(value: str) -> int:
     """Parse ``1*DIGIT`` as a hop count (leading zeros allowed, RFC 4475 wsinv)."""
-    if not _abnf.DIGITS_RE.fullmatch(value):
+    if not (value.isascii() and value.isdigit()):
         raise RemoteSipError(f"Max-Forwards {value[:32]!r} is not a number")
     if len(value) > 10 or int(value) > MAX_MAX_FORWARDS:
         raise RemoteSipError(f"Max-Forwards {value[:32]} is larger than {MAX_MAX_FORWARDS}")
@@ -175,7 +174,7 @@ def parse_max_forwards(value: str) -> int:
 
 def parse_content_length(value: str) -> int:
     """Parse ``1*DIGIT`` as a body size."""
-    if not _abnf.DIGITS_RE.fullmatch(value):
+    if not (value.isascii() and value.isdigit()):
         raise RemoteSipError(f"Content-Length {value[:32]!r} is not a number")
     if len(value) > 10:
         raise RemoteSipError(f"Content-Length {value[:32]} is absurdly large")

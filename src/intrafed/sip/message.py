@@ -209,6 +209,8 @@ class Message:
         cached = self._typed.get("route")
         if cached is not None:
             return cached  # type: ignore[no-any-return]
+        if "route" not in self.headers.by_name:
+            return ()
         value = self._typed["route"] = tuple(parse_route(r) for r in self.headers.get_list("route"))
         return value
 
@@ -218,6 +220,8 @@ class Message:
         cached = self._typed.get("record-route")
         if cached is not None:
             return cached  # type: ignore[no-any-return]
+        if "record-route" not in self.headers.by_name:
+            return ()
         value = self._typed["record-route"] = tuple(
             parse_route(r, "Record-Route") for r in self.headers.get_list("record-route")
         )

@@ -17,8 +17,9 @@ from intrafed.sip.uri import parse_uri
 
 # Control characters other than HTAB, CR and LF; inside a header value they are legal
 # only as quoted-pairs in a quoted-string (RFC 4475 intmeth).
-# Deleting every byte allowed outside quoted-strings leaves only the suspects.
-_ALLOWED_BYTES = bytes([9, 10, 13, *range(0x20, 0x7F), *range(0x80, 0x100)])
+# Deleting every byte that may appear anywhere in a header section leaves line ends and
+# control characters; a section whose leftovers are only CRLF pairs takes the fast path.
+_PLAIN_BYTES = bytes([9, *range(0x20, 0x7F), *range(0x80, 0x100)])
 _QUOTED_RE = re.compile(_abnf.QUOTED_STRING)
 
 
@@ -42,15 +43,13 @@ def _find_header_end(data: bytes, stream: bool) -> tuple[int, int]:
     return end, len(data)
 
 
-def _split_lines(head: str, has_controls: bool) -> list[str]:
+def _split_lines(head: str) -> list[str]:
     """The lines of the header section, folds undone (RFC 3261 §7.3.1), bare LF tolerated."""
     if "\n " in head or "\n\t" in head:
         head = _abnf.FOLD_RE.sub(" ", head)
     crlf = head.count("\r\n")
     if head.count("\n") == crlf and head.count("\r") == crlf:
         lines = head.split("\r\n")
-        if not has_controls:
-            return lines
     else:
         lines = head.replace("\r\n", "\n").split("\n")
     for line in lines:
@@ -115,11 +114,18 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
     reads a frame cut by ``StreamFramer``: Content-Length is required and exact.
     Raises ``RemoteSipError`` with the status to answer and a reason naming the problem.
     """
-    end, body_start = _find_header_end(data, stream)
+    end = data.find(b"\r\n\r\n")
+    if end >= 0 and data.find(b"\n\n", 0, end) < 0:
+        body_start = end + 4
+    else:
+        end, body_start = _find_header_end(data, stream)
     head = data[:end]
-    lines = _split_lines(
-        head.decode("utf-8", "surrogateescape"), bool(head.translate(None, _ALLOWED_BYTES))
-    )
+    leftovers = head.translate(None, _PLAIN_BYTES)
+    text = head.decode("utf-8", "surrogateescape")
+    if leftovers == b"\r\n" * (len(leftovers) // 2) and "\n " not in text and "\n\t" not in text:
+        lines = text.split("\r\n")
+    else:
+        lines = _split_lines(text)
     start = lines[0]
     is_response = start[:4].upper() == "SIP/"
     if is_response:

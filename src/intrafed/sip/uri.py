@@ -48,6 +48,9 @@ def format_params(params: Params) -> str:
 
 def find_param(params: Params, name: str) -> str | None:
     """The value of parameter ``name`` (case-insensitive); ``""`` for a flag with no value."""
+    for key, value in params:
+        if key == name:
+            return value
     lowered = name.lower()
     for key, value in params:
         if key.lower() == lowered:
@@ -160,24 +163,19 @@ def parse_uri(text: str) -> Uri:
 
     Raises ``RemoteSipError`` (400) naming what is wrong.
     """
-    scheme, colon, _ = text.partition(":")
-    if not colon:
-        raise RemoteSipError(f"URI {text!r} has no scheme")
-    lowered = scheme.lower()
-    if lowered in ("sip", "sips"):
-        match = _abnf.SIP_URI_RE.fullmatch(text)
-        if match is None:
-            raise RemoteSipError(f"malformed {lowered.upper()} URI {text!r}")
+    match = _abnf.SIP_URI_RE.fullmatch(text)
+    if match is not None:
+        scheme, user, password, host, port_text, params_text, headers_text = match.groups()
+        scheme = scheme.lower()
         if "%" in text and _abnf.BAD_ESCAPE_RE.search(text):
-            raise RemoteSipError(f"{lowered.upper()} URI {text!r} has a % that is not an escape")
-        _, user, password, host, port_text, params_text, headers_text = match.groups()
+            raise RemoteSipError(f"{scheme.upper()} URI {text!r} has a % that is not an escape")
         port = None
         if port_text is not None:
             port = int(port_text) if len(port_text) <= 5 else 0
             if not 0 < port <= MAX_PORT:
                 raise RemoteSipError(f"port {port_text} in {text!r} is out of range 1-{MAX_PORT}")
         return SipUri(
-            lowered,
+            scheme,
             host,
             user,
             password,
@@ -190,6 +188,12 @@ def parse_uri(text: str) -> Uri:
             if headers_text
             else (),
         )
+    scheme, colon, _ = text.partition(":")
+    if not colon:
+        raise RemoteSipError(f"URI {text!r} has no scheme")
+    lowered = scheme.lower()
+    if lowered in ("sip", "sips"):
+        raise RemoteSipError(f"malformed {lowered.upper()} URI {text!r}")
     if lowered == "tel":
         match = _abnf.TEL_URI_RE.fullmatch(text)
         if match is None or ("%" in text and _abnf.BAD_ESCAPE_RE.search(text)):
