@@ -1,0 +1,1 @@
+"""The "act" stage: stateful proxy, registrar, presence and IM services (sans-IO)."""

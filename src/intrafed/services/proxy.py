@@ -1,0 +1,506 @@
+"""The stateful proxy (RFC 3261 §16), sans-IO.
+
+``StatefulProxy.handle(event, now)`` takes what the transaction layer reports and drives it
+back: requests are checked (Max-Forwards, loops, Proxy-Require), routed (Route headers
+first, then the ``decide`` function the node supplies), forwarded with a Via and, for
+dialog-creating requests, a Record-Route; responses are collected per request and the
+best one is sent upstream. Every error the proxy generates carries a Warning header that
+names the rule that fired.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from intrafed.sip.header_values import NameAddr
+from intrafed.sip.headers import Headers
+from intrafed.sip.message import Request, Response
+from intrafed.sip.responses import make_response, warning_value
+from intrafed.sip.transaction import (
+    MAGIC_COOKIE,
+    AckReceived,
+    ClientKey,
+    ClientTimedOut,
+    ClientTransportFailed,
+    FlowId,
+    NextHop,
+    RequestReceived,
+    ResponseReceived,
+    ServerKey,
+    ServerTimedOut,
+    State,
+    StrayResponse,
+    Target,
+    TransactionEvent,
+    TransactionLayer,
+)
+from intrafed.sip.uri import SipUri, Uri
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_FORWARDS = 70
+# Requests whose 2xx creates a dialog: the proxy stays on the dialog's path (§16.6 step 4).
+DIALOG_CREATING = frozenset({"INVITE", "SUBSCRIBE", "REFER"})
+SUPPORTED_EXTENSIONS: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """Send the request to ``next_hop``, with the Request-URI replaced when given."""
+
+    next_hop: Target
+    request_uri: Uri | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """Answer ``status`` at once; ``rule`` goes into the Warning header."""
+
+    status: int
+    rule: str
+    reason: str | None = None
+
+
+Decision = Forward | Reject
+Decide = Callable[[Request, FlowId], Decision]
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    """One of our listeners as peers address it: Via sent-by and Record-Route host."""
+
+    transport: str
+    host: str
+    port: int
+
+    @property
+    def record_route(self) -> str:
+        """The Record-Route value for this listener (loose routing)."""
+        return f"<sip:{self.host}:{self.port};transport={self.transport.lower()};lr>"
+
+
+def next_hop_for_uri(uri: Uri) -> NextHop | None:
+    """RFC 3263 without DNS: transport, host and port a SIP URI names (None for others)."""
+    if not isinstance(uri, SipUri):
+        return None
+    transport = uri.transport
+    if transport is None:
+        transport = "tls" if uri.scheme == "sips" else "tcp"
+    if transport not in ("tcp", "tls"):
+        return None
+    host = uri.param("maddr") or uri.host
+    port = uri.port or (5061 if transport == "tls" else 5060)
+    return NextHop(transport.upper(), host.strip("[]"), port)
+
+
+def _loop_hash(request: Request) -> str:
+    """The loop-detection part of our branch (RFC 3261 §16.6 step 8): the fields that make
+    a request the same request, so a spiral (new Request-URI) is not a loop."""
+    material = "\n".join(
+        (
+            str(request.uri),
+            request.from_addr.tag or "",
+            request.to_addr.tag or "",
+            request.call_id,
+            str(request.cseq.number),
+            *request.headers.get_all("route"),
+        )
+    )
+    return hashlib.blake2s(material.encode("utf-8", "surrogateescape"), digest_size=6).hexdigest()
+
+
+@dataclass(slots=True)
+class _Branch:
+    key: ClientKey
+    request: Request
+    target: Target
+    provisional: bool = False
+    done: bool = False
+    cancel_pending: bool = False
+
+
+@dataclass(slots=True)
+class _ResponseContext:
+    server_key: ServerKey
+    request: Request
+    branches: dict[ClientKey, _Branch] = field(default_factory=dict)
+    best: Response | None = None
+    final_sent: bool = False
+
+
+class StatefulProxy:
+    """Forwards requests statefully and relays the best response upstream."""
+
+    def __init__(
+        self,
+        transactions: TransactionLayer,
+        *,
+        name: str,
+        listeners: dict[str, Listener],
+        decide: Decide,
+        flow_transport: Callable[[FlowId], str],
+        also_known_as: frozenset[tuple[str, int]] = frozenset(),
+    ) -> None:
+        self.transactions = transactions
+        self.name = name
+        self.listeners = listeners
+        self._decide = decide
+        self._flow_transport = flow_transport
+        self._own = {(lst.host.lower(), lst.port) for lst in listeners.values()} | also_known_as
+        self._contexts: dict[ServerKey, _ResponseContext] = {}
+        self._by_client: dict[ClientKey, _ResponseContext] = {}
+        self._our_cancels: set[ClientKey] = set()
+        self._counter = itertools.count(1)
+
+    def handle(self, event: TransactionEvent, now: float) -> None:
+        """Act on one transaction event."""
+        if isinstance(event, RequestReceived):
+            self._on_request(event, now)
+        elif isinstance(event, ResponseReceived):
+            self._on_response(event.transaction, event.response, now)
+        elif isinstance(event, ClientTimedOut):
+            self._on_timeout(event, now)
+        elif isinstance(event, ClientTransportFailed):
+            self._on_branch_failure(
+                event.transaction, 503, f"cannot reach next hop: {event.reason}", now
+            )
+        elif isinstance(event, AckReceived):
+            self._forward_ack(event.request, event.flow)
+        elif isinstance(event, StrayResponse):
+            self._forward_stray(event.response)
+        elif isinstance(event, ServerTimedOut):
+            logger.info("no ACK for the final response of %s", event.transaction)
+
+    # -- requests ------------------------------------------------------------------
+
+    def _reject(
+        self,
+        key: ServerKey,
+        request: Request,
+        status: int,
+        rule: str,
+        now: float,
+        reason: str | None = None,
+    ) -> None:
+        warning = ("Warning", warning_value(self.name, rule))
+        extra = [warning]
+        if status == 420:
+            extra.append(("Unsupported", ", ".join(request.headers.get_list("proxy-require"))))
+        response = make_response(request, status, reason, to_tag=self._tag(key), headers=extra)
+        self.transactions.send_response(key, response, now)
+
+    def _tag(self, key: ServerKey) -> str:
+        return hashlib.blake2s("|".join(key).encode(), digest_size=5).hexdigest()
+
+    def _is_ours(self, uri: Uri) -> bool:
+        if not isinstance(uri, SipUri):
+            return False
+        default_port = 5061 if uri.transport == "tls" or uri.scheme == "sips" else 5060
+        return (uri.host.lower(), uri.port or default_port) in self._own
+
+    def _on_request(self, event: RequestReceived, now: float) -> None:
+        request, key = event.request, event.transaction
+        if request.method == "CANCEL":
+            self._on_cancel(event, now)
+            return
+        # §16.3 step 3: Max-Forwards.
+        if request.max_forwards == 0:
+            self._reject(key, request, 483, "Max-Forwards reached 0", now)
+            return
+        # §16.3 step 4: a Via of ours carrying this request's loop hash means a loop.
+        loop = _loop_hash(request)
+        for via in request.vias:
+            default_port = 5061 if via.transport.upper() == "TLS" else 5060
+            if (via.host.lower(), via.port or default_port) in self._own and (
+                via.branch or ""
+            ).startswith(f"{MAGIC_COOKIE}{loop}."):
+                self._reject(key, request, 482, f"request already passed {via.sent_by}", now)
+                return
+        # §16.3 step 5: Proxy-Require.
+        unsupported = [
+            t for t in request.headers.get_list("proxy-require") if t not in SUPPORTED_EXTENSIONS
+        ]
+        if unsupported:
+            self._reject(key, request, 420, "Proxy-Require " + ", ".join(unsupported), now)
+            return
+        request, routes = self._preprocess_routes(request)
+        if routes:
+            hop = next_hop_for_uri(routes[0].uri)
+            if hop is None:
+                self._reject(key, request, 416, f"cannot route to {routes[0].uri}", now)
+                return
+            decision: Decision = Forward(hop)
+        elif request.to_addr.tag is not None and (hop := next_hop_for_uri(request.uri)) is not None:
+            # An in-dialog request without Route: the Request-URI is the remote target.
+            decision = Forward(hop)
+        else:
+            decision = self._decide(request, event.flow)
+        if isinstance(decision, Reject):
+            self._reject(key, request, decision.status, decision.rule, now, decision.reason)
+            return
+        context = _ResponseContext(key, event.request)
+        self._contexts[key] = context
+        self._fork(context, request, decision, event.flow, loop, now)
+
+    def _preprocess_routes(self, request: Request) -> tuple[Request, list[NameAddr]]:
+        """§16.4: undo a strict router's rewrite, then pop the Route entries that are us."""
+        routes = list(request.routes)
+        headers = request.headers
+        uri = request.uri
+        if self._is_ours(uri) and routes:
+            # The previous hop is a strict router: it put our Record-Route URI into the
+            # Request-URI and moved the real target into the last Route.
+            uri = routes[-1].uri
+            routes = routes[:-1]
+            headers = Headers([*headers.remove("route"), *(("Route", str(r)) for r in routes)])
+        while routes and self._is_ours(routes[0].uri):
+            routes.pop(0)
+            headers = headers.pop_first_element("route")
+        if headers is request.headers and uri is request.uri:
+            return request, routes
+        return Request(request.method, uri, headers, request.body), routes
+
+    def _fork(
+        self,
+        context: _ResponseContext,
+        request: Request,
+        decision: Forward,
+        flow: FlowId,
+        loop: str,
+        now: float,
+    ) -> None:
+        target = decision.next_hop
+        outbound = target.transport if isinstance(target, NextHop) else self._flow_transport(target)
+        listener = self.listeners.get(outbound) or next(iter(self.listeners.values()))
+        branch = f"{MAGIC_COOKIE}{loop}.{next(self._counter):x}"
+        headers = request.headers
+        max_forwards = request.max_forwards
+        headers = headers.replace(
+            "Max-Forwards",
+            str((max_forwards if max_forwards is not None else DEFAULT_MAX_FORWARDS + 1) - 1),
+        )
+        if request.method in DIALOG_CREATING and request.to_addr.tag is None:
+            inbound = self._flow_transport(flow)
+            if inbound != outbound and inbound in self.listeners:
+                # RFC 5658: one Record-Route per side when the transports differ.
+                headers = headers.prepend("Record-Route", self.listeners[inbound].record_route)
+            headers = headers.prepend("Record-Route", listener.record_route)
+        via = f"SIP/2.0/{listener.transport} {listener.host}:{listener.port};branch={branch};alias"
+        headers = headers.prepend("Via", via)
+        forwarded = Request(
+            request.method, decision.request_uri or request.uri, headers, request.body
+        )
+        client = self.transactions.send_request(forwarded, target, now)
+        context.branches[client] = _Branch(client, forwarded, target)
+        self._by_client[client] = context
+
+    def _on_cancel(self, event: RequestReceived, now: float) -> None:
+        context = self._contexts.get(event.cancels) if event.cancels is not None else None
+        if context is None:
+            self._reject(
+                event.transaction, event.request, 481, "CANCEL matches no pending INVITE", now
+            )
+            return
+        self.transactions.send_response(
+            event.transaction,
+            make_response(event.request, 200, to_tag=self._tag(event.transaction)),
+            now,
+        )
+        self._cancel_branches(context, now)
+
+    def _cancel_branches(
+        self, context: _ResponseContext, now: float, except_key: ClientKey | None = None
+    ) -> None:
+        for branch in context.branches.values():
+            if branch.done or branch.key == except_key:
+                continue
+            if branch.provisional:
+                self._send_cancel(branch, now)
+            else:
+                branch.cancel_pending = True
+
+    def _send_cancel(self, branch: _Branch, now: float) -> None:
+        """§9.1: CANCEL with the branch's Via, Request-URI, Call-ID, From, To and CSeq number."""
+        if self.transactions.client_state(branch.key) is State.TERMINATED:
+            return
+        original = branch.request
+        fields = [
+            ("Via", original.headers.get_list("via")[0]),
+            ("Max-Forwards", str(DEFAULT_MAX_FORWARDS)),
+        ]
+        fields += [("Route", value) for value in original.headers.get_all("route")]
+        fields += [
+            ("From", original.headers.get("from") or ""),
+            ("To", original.headers.get("to") or ""),
+            ("Call-ID", original.call_id),
+            ("CSeq", f"{original.cseq.number} CANCEL"),
+        ]
+        cancel = Request("CANCEL", original.uri, Headers(fields))
+        self._our_cancels.add(self.transactions.send_request(cancel, branch.target, now))
+
+    # -- responses -----------------------------------------------------------------
+
+    def _on_response(self, key: ClientKey, response: Response, now: float) -> None:
+        if key in self._our_cancels:
+            self._our_cancels.discard(key)
+            return
+        context = self._by_client.get(key)
+        if context is None:
+            return
+        branch = context.branches[key]
+        status = response.status
+        upstream = Response(
+            status, response.reason, response.headers.pop_first_element("via"), response.body
+        )
+        if status < 200:
+            branch.provisional = True
+            if branch.cancel_pending:
+                branch.cancel_pending = False
+                self._send_cancel(branch, now)
+            if status > 100 and not context.final_sent:
+                self.transactions.send_response(context.server_key, upstream, now)
+            return
+        branch.done = True
+        self._by_client.pop(key, None)
+        if status < 300:
+            if self.transactions.server_state(context.server_key) is not State.TERMINATED:
+                self.transactions.send_response(context.server_key, upstream, now)
+            context.final_sent = True
+            if context.request.method == "INVITE":
+                self._cancel_branches(context, now, except_key=key)
+        elif status >= 600:
+            self._cancel_branches(context, now, except_key=key)
+            self._choose(context, upstream, now, final=True)
+        else:
+            self._choose(context, upstream, now)
+        self._finish_if_done(context, now)
+
+    def _choose(
+        self, context: _ResponseContext, response: Response, now: float, *, final: bool = False
+    ) -> None:
+        """§16.7 step 6: keep the best non-2xx; a 6xx ends the search."""
+        best = context.best
+        if final or best is None or _rank(response.status) < _rank(best.status):
+            context.best = response
+        if final and not context.final_sent:
+            self._send_best(context, now)
+
+    def _finish_if_done(self, context: _ResponseContext, now: float) -> None:
+        if any(not branch.done for branch in context.branches.values()):
+            return
+        if not context.final_sent and context.best is not None:
+            self._send_best(context, now)
+        self._contexts.pop(context.server_key, None)
+
+    def _send_best(self, context: _ResponseContext, now: float) -> None:
+        best = context.best
+        assert best is not None
+        if best.status == 503:
+            # §16.7 step 6: a 503 from downstream must not make upstream avoid us.
+            best = Response(500, "Next hop unavailable", best.headers, best.body)
+        context.final_sent = True
+        if self.transactions.server_state(context.server_key) is not State.TERMINATED:
+            self.transactions.send_response(context.server_key, best, now)
+
+    def _on_timeout(self, event: ClientTimedOut, now: float) -> None:
+        context = self._by_client.get(event.transaction)
+        if event.transaction in self._our_cancels or context is None:
+            self._our_cancels.discard(event.transaction)
+            return
+        branch = context.branches[event.transaction]
+        if event.timer == "C" and branch.provisional:
+            self._send_cancel(branch, now)
+            return
+        if event.timer == "C":
+            self.transactions.terminate_client(event.transaction)
+        seconds = (
+            self.transactions.timers.timer_c
+            if event.timer == "C"
+            else self.transactions.timers.timer_b
+        )
+        self._on_branch_failure(
+            event.transaction,
+            408,
+            f"no final response from next hop within {seconds:g} s (timer {event.timer})",
+            now,
+        )
+
+    def _on_branch_failure(self, key: ClientKey, status: int, rule: str, now: float) -> None:
+        if key in self._our_cancels:
+            self._our_cancels.discard(key)
+            return
+        context = self._by_client.pop(key, None)
+        if context is None:
+            return
+        branch = context.branches[key]
+        branch.done = True
+        synthesized = make_response(
+            context.request,
+            status,
+            to_tag=self._tag(context.server_key),
+            headers=[("Warning", warning_value(self.name, rule))],
+        )
+        self._choose(context, synthesized, now)
+        self._finish_if_done(context, now)
+
+    # -- stateless forwarding --------------------------------------------------------
+
+    def _forward_ack(self, request: Request, flow: FlowId) -> None:
+        """The ACK of a 2xx is end to end: forward it statelessly along its Route."""
+        request, routes = self._preprocess_routes(request)
+        hop = next_hop_for_uri(routes[0].uri if routes else request.uri)
+        if hop is None or request.max_forwards == 0:
+            logger.info("dropping ACK for %s: no route", request.uri)
+            return
+        listener = self.listeners.get(hop.transport) or next(iter(self.listeners.values()))
+        # A stateless branch must be the same for retransmissions: derive it from theirs.
+        branch = (
+            MAGIC_COOKIE
+            + hashlib.blake2s((request.top_via.branch or "").encode(), digest_size=8).hexdigest()
+        )
+        headers = request.headers.prepend(
+            "Via", f"SIP/2.0/{listener.transport} {listener.host}:{listener.port};branch={branch}"
+        )
+        max_forwards = request.max_forwards
+        headers = headers.replace(
+            "Max-Forwards",
+            str((max_forwards if max_forwards is not None else DEFAULT_MAX_FORWARDS + 1) - 1),
+        )
+        self.transactions.send_stateless(hop, Request("ACK", request.uri, headers, request.body))
+
+    def _forward_stray(self, response: Response) -> None:
+        """A retransmitted 2xx to an INVITE goes upstream along its Via (§16.7 step 3 on)."""
+        if (
+            response.status // 100 != 2
+            or response.cseq.method != "INVITE"
+            or len(response.vias) < 2
+        ):
+            return
+        ours = response.top_via
+        if (
+            ours.host.lower(),
+            ours.port or (5061 if ours.transport.upper() == "TLS" else 5060),
+        ) not in self._own:
+            return
+        upstream = response.vias[1]
+        host = upstream.received or upstream.host
+        port = (
+            upstream.rport
+            or upstream.port
+            or (5061 if upstream.transport.upper() == "TLS" else 5060)
+        )
+        hop = NextHop(upstream.transport.upper(), host.strip("[]"), port)
+        headers = response.headers.pop_first_element("via")
+        self.transactions.send_stateless(
+            hop, Response(response.status, response.reason, headers, response.body)
+        )
+
+
+def _rank(status: int) -> tuple[int, int]:
+    """Lower is better among non-2xx finals: 6xx, then 3xx, 4xx, 5xx (§16.7 step 6)."""
+    order = {6: 0, 3: 1, 4: 2, 5: 3}
+    return (order.get(status // 100, 4), status)

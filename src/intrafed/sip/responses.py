@@ -1,0 +1,126 @@
+"""Building responses: from a parsed request (RFC 3261 §8.2.6) or from the raw head of one
+that could not be parsed, so that bad input still gets an answer that says what is wrong.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from intrafed.sip import _abnf
+from intrafed.sip.headers import COMPACT_FORMS, Headers, canonical_name
+from intrafed.sip.message import Request, Response
+
+REASON_PHRASES = {
+    100: "Trying",
+    180: "Ringing",
+    181: "Call Is Being Forwarded",
+    182: "Queued",
+    183: "Session Progress",
+    200: "OK",
+    202: "Accepted",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    407: "Proxy Authentication Required",
+    408: "Request Timeout",
+    413: "Request Entity Too Large",
+    415: "Unsupported Media Type",
+    416: "Unsupported URI Scheme",
+    420: "Bad Extension",
+    480: "Temporarily Unavailable",
+    481: "Call/Transaction Does Not Exist",
+    482: "Loop Detected",
+    483: "Too Many Hops",
+    487: "Request Terminated",
+    488: "Not Acceptable Here",
+    489: "Bad Event",
+    500: "Server Internal Error",
+    501: "Not Implemented",
+    503: "Service Unavailable",
+    504: "Server Time-out",
+    505: "Version Not Supported",
+    513: "Message Too Large",
+    603: "Decline",
+}
+
+# Headers a response copies from its request (RFC 3261 §8.2.6.2).
+_COPIED = frozenset({"via", "from", "to", "call-id", "cseq"})
+_TEXT_UNSAFE_RE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def reason_phrase(status: int) -> str:
+    """The standard reason phrase for ``status``."""
+    return REASON_PHRASES.get(status, "Unknown")
+
+
+def warning_value(agent: str, text: str) -> str:
+    """A ``Warning: 399 agent "text"`` value (RFC 3261 §20.43) naming the rule that fired."""
+    quoted = _TEXT_UNSAFE_RE.sub(" ", text).replace("\\", "\\\\").replace('"', '\\"')
+    return f'399 {agent} "{quoted}"'
+
+
+def safe_reason(text: str) -> str:
+    """``text`` made fit for a Reason-Phrase (no control characters)."""
+    return _TEXT_UNSAFE_RE.sub(" ", text).strip()
+
+
+def make_response(
+    request: Request,
+    status: int,
+    reason: str | None = None,
+    *,
+    to_tag: str | None = None,
+    headers: Iterable[tuple[str, str]] = (),
+    body: bytes = b"",
+) -> Response:
+    """A response to ``request``: Via, From, To, Call-ID and CSeq copied, a To tag added
+    when given and absent (never on 100 Trying), then ``headers``."""
+    fields: list[tuple[str, str]] = []
+    for name, value in request.headers:
+        canonical = canonical_name(name)
+        if canonical not in _COPIED:
+            continue
+        if canonical == "to" and to_tag and status > 100 and request.to_addr.tag is None:
+            value = f"{value};tag={to_tag}"
+        fields.append((name, value))
+    fields += headers
+    return Response(
+        status, safe_reason(reason) if reason else reason_phrase(status), Headers(fields), body
+    )
+
+
+_RAW_FIELD_RE = re.compile(rb"^([!-9;-~]+)[ \t]*:[ \t]*([^\r\n]*)\r?$", re.MULTILINE)
+
+
+def response_to_unparsable(
+    head: bytes, status: int, reason: str, warning_agent: str
+) -> bytes | None:
+    """Best-effort response bytes for a request the parser rejected, or None when none can
+    be built (a response, or no Via/From/To/Call-ID/CSeq to copy): RFC 3261 §18.2.2 routes
+    responses by Via, so without them nothing can be answered.
+    """
+    first_line, _, _ = head.partition(b"\n")
+    if first_line[:4].upper() == b"SIP/" or not _abnf.START_LINE_SHAPE_RE.match(first_line):
+        return None
+    copied: list[bytes] = []
+    seen: set[str] = set()
+    for match in _RAW_FIELD_RE.finditer(head, len(first_line) + 1):
+        name = match.group(1).decode("latin-1")
+        canonical = COMPACT_FORMS.get(name.lower(), name.lower())
+        if canonical in _COPIED:
+            seen.add(canonical)
+            copied.append(match.group(0).rstrip(b"\r"))
+    if not _COPIED.issubset(seen):
+        return None
+    lines = [
+        f"SIP/2.0 {status} {safe_reason(reason)}".encode("utf-8", "replace"),
+        *copied,
+        f"Warning: {warning_value(warning_agent, reason)}".encode("utf-8", "replace"),
+        b"Content-Length: 0",
+        b"",
+        b"",
+    ]
+    return b"\r\n".join(lines)

@@ -1,0 +1,231 @@
+"""The transaction layer (RFC 3261 §17) driven with plain messages and a fake clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from intrafed.sip import LocalSipError, Request, parse_message
+from intrafed.sip.responses import make_response
+from intrafed.sip.transaction import (
+    AckReceived,
+    ClientTimedOut,
+    ClientTransportFailed,
+    NextHop,
+    RequestReceived,
+    ResponseReceived,
+    ServerTimedOut,
+    State,
+    StrayResponse,
+    TimerConfig,
+    TransactionEvent,
+    TransactionLayer,
+)
+from tests.messages import request, response_to
+
+HOP = NextHop("TCP", "127.0.0.3", 5060)
+
+
+def events(layer: TransactionLayer) -> list[TransactionEvent]:
+    found = []
+    while (event := layer.next_event()) is not None:
+        found.append(event)
+    return found
+
+
+def sent_messages(layer: TransactionLayer) -> list[str]:
+    return [parse_message(data, stream=True).start_line() for _, data in layer.outgoing()]
+
+
+def test_timers_derive_from_t1() -> None:
+    timers = TimerConfig(t1=0.25)
+    assert (timers.timer_b, timers.timer_f, timers.timer_h) == (16.0, 16.0, 16.0)
+    assert TimerConfig().timer_b == 32.0
+
+
+def test_non_invite_server_answers_once_and_absorbs_retransmissions() -> None:
+    layer = TransactionLayer()
+    message = request()
+    layer.receive_request(message, flow=7, now=0.0)
+    [event] = events(layer)
+    assert isinstance(event, RequestReceived)
+    assert event.flow == 7
+    layer.receive_request(message, flow=7, now=0.1)
+    assert events(layer) == []
+    assert layer.outgoing() == []
+    layer.send_response(event.transaction, make_response(message, 200, to_tag="t"), now=0.2)
+    assert [target for target, _ in layer.outgoing()] == [7]
+    # Over a reliable transport timer J is zero: the transaction is gone at once.
+    assert layer.server_state(event.transaction) is State.TERMINATED
+    assert layer.pending == 0
+
+
+def test_invite_server_sends_100_trying_at_once() -> None:
+    layer = TransactionLayer()
+    layer.receive_request(request("INVITE"), flow=1, now=0.0)
+    assert sent_messages(layer) == ["SIP/2.0 100 Trying"]
+
+
+def test_invite_retransmission_in_proceeding_resends_the_last_provisional() -> None:
+    layer = TransactionLayer()
+    invite = request("INVITE")
+    layer.receive_request(invite, flow=1, now=0.0)
+    [event] = events(layer)
+    layer.outgoing()
+    layer.send_response(event.transaction, make_response(invite, 180, to_tag="t"), now=0.1)
+    layer.outgoing()
+    layer.receive_request(invite, flow=1, now=0.2)
+    assert sent_messages(layer) == ["SIP/2.0 180 Ringing"]
+    assert events(layer) == []
+
+
+def test_ack_for_non_2xx_is_absorbed_and_ends_the_transaction() -> None:
+    layer = TransactionLayer()
+    invite = request("INVITE")
+    layer.receive_request(invite, flow=1, now=0.0)
+    [event] = events(layer)
+    layer.send_response(event.transaction, make_response(invite, 486, to_tag="t"), now=0.1)
+    assert layer.server_state(event.transaction) is State.COMPLETED
+    ack = request("ACK", cseq=1, to="<sip:bob@example.com>;tag=t")
+    layer.receive_request(ack, flow=1, now=0.2)
+    assert events(layer) == []
+    assert layer.server_state(event.transaction) is State.TERMINATED
+
+
+def test_timer_h_fires_when_the_ack_never_comes() -> None:
+    layer = TransactionLayer(TimerConfig(t1=0.5))
+    invite = request("INVITE")
+    layer.receive_request(invite, flow=1, now=0.0)
+    [event] = events(layer)
+    layer.send_response(event.transaction, make_response(invite, 404, to_tag="t"), now=1.0)
+    assert layer.get_timer() == 33.0
+    layer.handle_timer(32.9)
+    assert events(layer) == []
+    layer.handle_timer(33.0)
+    assert events(layer) == [ServerTimedOut(event.transaction)]
+    assert layer.pending == 0
+    assert layer.get_timer() is None
+
+
+def test_ack_for_2xx_matches_no_transaction_and_goes_to_the_user() -> None:
+    layer = TransactionLayer()
+    invite = request("INVITE")
+    layer.receive_request(invite, flow=1, now=0.0)
+    [event] = events(layer)
+    layer.send_response(event.transaction, make_response(invite, 200, to_tag="t"), now=0.1)
+    ack = request("ACK", branch="z9hG4bK-ack-2", to="<sip:bob@example.com>;tag=t")
+    layer.receive_request(ack, flow=1, now=0.2)
+    assert events(layer) == [AckReceived(ack, 1)]
+
+
+def test_cancel_names_the_invite_it_cancels() -> None:
+    layer = TransactionLayer()
+    layer.receive_request(request("INVITE"), flow=1, now=0.0)
+    [invite_event] = events(layer)
+    layer.receive_request(request("CANCEL"), flow=1, now=0.1)
+    [cancel_event] = events(layer)
+    assert isinstance(cancel_event, RequestReceived)
+    assert cancel_event.cancels == invite_event.transaction
+    layer.receive_request(request("CANCEL", branch="z9hG4bK-other"), flow=1, now=0.2)
+    [orphan] = events(layer)
+    assert isinstance(orphan, RequestReceived)
+    assert orphan.cancels is None
+
+
+def test_client_non_invite_timer_f_fires_without_response() -> None:
+    layer = TransactionLayer(TimerConfig(t1=0.5))
+    key = layer.send_request(request(), HOP, now=10.0)
+    assert [target for target, _ in layer.outgoing()] == [HOP]
+    assert layer.get_timer() == 42.0
+    layer.handle_timer(42.0)
+    assert events(layer) == [ClientTimedOut(key, "F")]
+    assert layer.client_state(key) is State.TERMINATED
+
+
+def test_client_invite_timer_b_then_timer_c_after_a_provisional() -> None:
+    layer = TransactionLayer(TimerConfig(t1=0.5, timer_c=180.0))
+    invite = request("INVITE")
+    key = layer.send_request(invite, HOP, now=0.0)
+    [(_, sent)] = layer.outgoing()
+    layer.receive_response(response_to(sent, 180), flow=3, now=1.0)
+    [event] = events(layer)
+    assert isinstance(event, ResponseReceived)
+    # A provisional stops timer B (32 s) and starts timer C.
+    layer.handle_timer(40.0)
+    assert events(layer) == []
+    layer.handle_timer(181.0)
+    assert events(layer) == [ClientTimedOut(key, "C")]
+    assert layer.client_state(key) is State.PROCEEDING
+
+
+def test_client_invite_timer_b_fires_in_calling() -> None:
+    layer = TransactionLayer()
+    key = layer.send_request(request("INVITE"), HOP, now=0.0)
+    layer.handle_timer(32.0)
+    assert events(layer) == [ClientTimedOut(key, "B")]
+
+
+def test_client_invite_acks_a_failure_itself_and_absorbs_the_retransmission() -> None:
+    layer = TransactionLayer()
+    key = layer.send_request(request("INVITE"), HOP, now=0.0)
+    [(_, sent)] = layer.outgoing()
+    busy = response_to(sent, 486)
+    layer.receive_response(busy, flow=3, now=0.5)
+    [event] = events(layer)
+    assert event == ResponseReceived(key, busy)
+    [(target, ack_bytes)] = layer.outgoing()
+    ack = parse_message(ack_bytes, stream=True)
+    assert isinstance(ack, Request)
+    assert (target, ack.method, ack.cseq.method, ack.to_addr.tag) == (HOP, "ACK", "ACK", "bob-tag")
+    assert ack.top_via.branch == "z9hG4bK-client-1"
+    layer.receive_response(busy, flow=3, now=0.6)
+    assert events(layer) == [StrayResponse(busy, 3)]
+
+
+def test_response_retransmission_after_final_is_stray() -> None:
+    layer = TransactionLayer()
+    layer.send_request(request(), HOP, now=0.0)
+    [(_, sent)] = layer.outgoing()
+    ok = response_to(sent, 200)
+    layer.receive_response(ok, flow=3, now=0.1)
+    assert len(events(layer)) == 1
+    layer.receive_response(ok, flow=3, now=0.2)
+    assert events(layer) == [StrayResponse(ok, 3)]
+
+
+def test_transport_failure_is_reported_once() -> None:
+    layer = TransactionLayer()
+    key = layer.send_request(request(), HOP, now=0.0)
+    layer.transport_failed(key, "connection refused", now=0.1)
+    layer.transport_failed(key, "connection refused", now=0.2)
+    assert events(layer) == [ClientTransportFailed(key, "connection refused")]
+
+
+def test_send_response_in_the_wrong_state_is_a_local_error() -> None:
+    layer = TransactionLayer()
+    message = request()
+    layer.receive_request(message, flow=1, now=0.0)
+    [event] = events(layer)
+    layer.send_response(event.transaction, make_response(message, 200, to_tag="t"), now=0.1)
+    with pytest.raises(LocalSipError, match="no server transaction"):
+        layer.send_response(event.transaction, make_response(message, 200, to_tag="t"), now=0.2)
+
+
+def test_rfc2543_request_without_branch_still_matches_its_retransmission() -> None:
+    layer = TransactionLayer()
+    old = request(branch="1234")
+    layer.receive_request(old, flow=1, now=0.0)
+    layer.receive_request(old, flow=1, now=0.5)
+    assert len(events(layer)) == 1
+
+
+def test_cancel_race_final_response_before_cancel_reaches_the_server() -> None:
+    """A CANCEL arriving after the INVITE was answered finds no pending INVITE."""
+    layer = TransactionLayer()
+    invite = request("INVITE")
+    layer.receive_request(invite, flow=1, now=0.0)
+    [event] = events(layer)
+    layer.send_response(event.transaction, make_response(invite, 200, to_tag="t"), now=0.1)
+    layer.receive_request(request("CANCEL"), flow=1, now=0.2)
+    [cancel] = events(layer)
+    assert isinstance(cancel, RequestReceived)
+    assert cancel.cancels is None
