@@ -80,7 +80,9 @@ SIP_URI_RE = re.compile(
 # local-number-digits  = *phonedigit-hex (HEXDIG / "*" / "#") *phonedigit-hex
 # parameter = ";" pname ["=" pvalue ]; pname = 1*( alphanum / "-" )
 TEL_URI_RE = re.compile(
-    rf"(?P<scheme>[Tt][Ee][Ll]):(?P<number>\+?[0-9A-Fa-f*#\-.()]+)"
+    rf"(?P<scheme>[Tt][Ee][Ll]):"
+    rf"(?P<number>\+[0-9\-.()]*[0-9][0-9\-.()]*"
+    rf"|[0-9A-Fa-f*#\-.()]*[0-9A-Fa-f*#][0-9A-Fa-f*#\-.()]*)"
     rf"(?P<params>(?:;[A-Za-z0-9\-]+(?:={PARAMCHAR}+)?)*)"
 )
 
@@ -141,8 +143,10 @@ TOKEN_HEAD_RE = re.compile(rf"[ \t]*(?P<token>{TOKEN})")
 SIP_VERSION_RE = re.compile(r"[Ss][Ii][Pp]/[0-9]+\.[0-9]+")
 # What a start line must look like for a stream to still be in step: anything else on a
 # TCP/TLS connection means framing is lost (RFC 4475 dblreq's trailing "C", test.dat).
+# (A request line with LWS inside the URI, RFC 4475 lwsruri, still frames: the parser
+# answers it with 400 and the connection stays open.)
 START_LINE_SHAPE_RE = re.compile(
-    rb"(?:[!-~]+[ \t]+[!-~]+[ \t]+[Ss][Ii][Pp]/[0-9]|[Ss][Ii][Pp]/[0-9]+\.[0-9]+[ \t])"
+    rb"(?:[!-~]+[ \t]+[^\r\n]*[ \t][Ss][Ii][Pp]/[0-9]|[Ss][Ii][Pp]/[0-9]+\.[0-9]+[ \t])"
 )
 
 # Control characters that may appear in a header value only as a quoted-pair (intmeth).

@@ -21,9 +21,15 @@ KEEPALIVE_PONG = b"\r\n"
 
 _HEADER_END_RE = re.compile(rb"\r?\n\r?\n")
 # Content-Length = ( "Content-Length" / "l" ) HCOLON 1*DIGIT
+# (LWS, folded lines included, may stand between the colon and the value.)
 _CONTENT_LENGTH_RE = re.compile(
-    rb"^(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*?)[ \t]*\r?$", re.IGNORECASE | re.MULTILINE
+    rb"^(?:content-length|l)[ \t]*:(?:[ \t]|\r?\n[ \t])*([^\r\n]*?)[ \t]*\r?$",
+    re.IGNORECASE | re.MULTILINE,
 )
+# What the first line can look like before its LF arrives: a token character first, then no
+# control characters. A TLS ClientHello (0x16) or binary junk fails at once instead of
+# waiting for a line feed that never comes.
+_PARTIAL_START_LINE_RE = re.compile(rb"[A-Za-z0-9\-.!%*_+`'~][^\x00-\x08\x0a-\x1f\x7f]*\r?")
 # Prefixes of a keepalive ping: wait for the rest before deciding.
 _PING_PREFIXES = (b"\r", b"\r\n", b"\r\n\r")
 _COMPACT_AFTER = 64 * 1024
@@ -121,6 +127,8 @@ class StreamFramer:
                 start = self._start
                 newline = buffer.find(b"\n", start, start + self.max_header_bytes)
                 if newline < 0:
+                    if not _PARTIAL_START_LINE_RE.fullmatch(buffer, start):
+                        raise self._fail("unreadable start line: the stream is out of step")
                     if len(buffer) - start > self.max_header_bytes:
                         raise self._fail(
                             f"start line longer than {self.max_header_bytes} bytes", 513
@@ -153,7 +161,7 @@ class StreamFramer:
                     raise self._fail(
                         f"Content-Length {text[:32].decode('latin-1')!r} is not a number"
                     )
-                if len(text) > 10 or int(text) > self.max_body_bytes:
+                if len(text.lstrip(b"0")) > 10 or int(text) > self.max_body_bytes:
                     shown = text[:32].decode("latin-1")
                     raise self._fail(
                         f"Content-Length {shown} exceeds the {self.max_body_bytes}-byte body limit",

@@ -47,7 +47,7 @@ def unquote(value: str) -> str:
 def _parse_delta_seconds(text: str, what: str) -> int:
     if not (text.isascii() and text.isdigit()):
         raise RemoteSipError(f"{what} {text[:32]!r} is not a number of seconds")
-    if len(text) > 10 or int(text) > MAX_DELTA_SECONDS:
+    if len(text.lstrip("0")) > 10 or int(text) > MAX_DELTA_SECONDS:
         raise RemoteSipError(f"{what} {text[:32]} is larger than 2**32-1")
     return int(text)
 
@@ -122,7 +122,7 @@ def parse_via(value: str) -> Via:
         raise RemoteSipError(f"Via protocol {protocol}/{version} is not SIP/2.0")
     port = None
     if port_text is not None:
-        port = int(port_text) if len(port_text) <= 5 else 0
+        port = int(port_text) if len(port_text.lstrip("0")) <= 5 else 0
         if not 0 < port <= 65535:
             raise RemoteSipError(f"Via port {port_text} is out of range 1-65535")
     params: Params = ()
@@ -158,7 +158,7 @@ def parse_cseq(value: str) -> CSeq:
     if match is None:
         raise RemoteSipError(f"CSeq {value[:64]!r} is not 'number method'")
     number_text = match.group("number")
-    if len(number_text) > 10 or int(number_text) > MAX_CSEQ:
+    if len(number_text.lstrip("0")) > 10 or int(number_text) > MAX_CSEQ:
         raise RemoteSipError(f"CSeq number {number_text[:32]} is not less than 2**31")
     return CSeq(int(number_text), match.group("method"))
 
@@ -167,7 +167,7 @@ def parse_max_forwards(value: str) -> int:
     """Parse ``1*DIGIT`` as a hop count (leading zeros allowed, RFC 4475 wsinv)."""
     if not (value.isascii() and value.isdigit()):
         raise RemoteSipError(f"Max-Forwards {value[:32]!r} is not a number")
-    if len(value) > 10 or int(value) > MAX_MAX_FORWARDS:
+    if len(value.lstrip("0")) > 10 or int(value) > MAX_MAX_FORWARDS:
         raise RemoteSipError(f"Max-Forwards {value[:32]} is larger than {MAX_MAX_FORWARDS}")
     return int(value)
 
@@ -176,7 +176,7 @@ def parse_content_length(value: str) -> int:
     """Parse ``1*DIGIT`` as a body size."""
     if not (value.isascii() and value.isdigit()):
         raise RemoteSipError(f"Content-Length {value[:32]!r} is not a number")
-    if len(value) > 10:
+    if len(value.lstrip("0")) > 10:
         raise RemoteSipError(f"Content-Length {value[:32]} is absurdly large")
     return int(value)
 

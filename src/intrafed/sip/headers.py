@@ -89,6 +89,14 @@ def canonical_name(raw: str) -> str:
     return canonical
 
 
+def _key(name: str) -> str:
+    """The canonical name for a lookup or edit by our own code: a bad name is our bug."""
+    try:
+        return canonical_name(name)
+    except RemoteSipError as exc:
+        raise LocalSipError(exc.reason) from None
+
+
 def split_list(value: str) -> list[str]:
     """Split a list header value at the commas that are outside quotes and ``<>``.
 
@@ -184,32 +192,38 @@ class Headers:
 
     def get(self, name: str) -> str | None:
         """The value of the first field named ``name``, or None."""
-        values = self._index.get(canonical_name(name))
+        values = self._index.get(_key(name))
         return values[0] if values else None
 
     def get_all(self, name: str) -> list[str]:
         """The values of every field named ``name``, one per field line, in order."""
-        return list(self._index.get(canonical_name(name), ()))
+        return list(self._index.get(_key(name), ()))
 
     def get_list(self, name: str) -> list[str]:
-        """The elements of a list header across all its field lines, split at commas."""
-        values = self._index.get(canonical_name(name))
+        """The elements of a list header across all its field lines, split at commas.
+
+        Headers whose grammar is not a list (Date, Authorization…) are never split.
+        """
+        canonical = _key(name)
+        values = self._index.get(canonical)
         if not values:
             return []
+        if canonical not in LIST_HEADERS:
+            return list(values)
         if len(values) == 1:
             return split_list(values[0])
         return [element for value in values for element in split_list(value)]
 
     def count(self, name: str) -> int:
         """How many field lines are named ``name``."""
-        return len(self._index.get(canonical_name(name), ()))
+        return len(self._index.get(_key(name), ()))
 
     def names(self) -> list[str]:
         """The canonical names present, in order of first appearance."""
         return list(self._index)
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and canonical_name(name) in self._index
+        return isinstance(name, str) and _key(name) in self._index
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(self.fields)
@@ -233,7 +247,7 @@ class Headers:
 
         RFC 3261 §16.6 step 8: a proxy inserts its Via before the existing ones.
         """
-        canonical = canonical_name(name)
+        canonical = _key(name)
         fields = list(self.fields)
         position = next(
             (i for i, (raw, _) in enumerate(fields) if canonical_name(raw) == canonical),
@@ -244,7 +258,7 @@ class Headers:
 
     def replace(self, name: str, value: str) -> Headers:
         """A copy where ``name`` has the single value ``value``, at its first position."""
-        canonical = canonical_name(name)
+        canonical = _key(name)
         fields: list[tuple[str, str]] = []
         placed = False
         for raw, old in self.fields:
@@ -260,12 +274,12 @@ class Headers:
 
     def remove(self, name: str) -> Headers:
         """A copy without any field named ``name``."""
-        canonical = canonical_name(name)
+        canonical = _key(name)
         return Headers((raw, v) for raw, v in self.fields if canonical_name(raw) != canonical)
 
     def pop_first_element(self, name: str) -> Headers:
         """A copy without the first list element of ``name`` (RFC 3261 §16.4: pop a Route)."""
-        canonical = canonical_name(name)
+        canonical = _key(name)
         fields: list[tuple[str, str]] = []
         done = False
         for raw, value in self.fields:

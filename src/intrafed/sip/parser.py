@@ -30,7 +30,8 @@ def _find_header_end(data: bytes, stream: bool) -> tuple[int, int]:
     # line of either kind ends the header section.
     bare = data.find(b"\n\n", 0, end if end >= 0 else len(data))
     if bare >= 0:
-        return bare, bare + 2
+        # "...\r\n\n": the CR belongs to the last header line's end.
+        return (bare - 1 if bare and data[bare - 1] == 13 else bare), bare + 2
     if end >= 0:
         return end, end + 4
     if stream:
@@ -52,20 +53,22 @@ def _split_lines(head: str) -> list[str]:
         lines = head.split("\r\n")
     else:
         lines = head.replace("\r\n", "\n").split("\n")
-    for line in lines:
+    start_control = _abnf.CONTROL_RE.search(lines[0])
+    if start_control is not None:
+        code = ord(start_control.group(0))
+        raise RemoteSipError(f"control character 0x{code:02X} in the start line")
+    for line in lines[1:]:
         if _abnf.CONTROL_RE.search(line):
             _check_controls(line)
     return lines
 
 
 def _check_controls(line: str) -> None:
+    """Control characters in a header line are legal only as quoted-pairs (intmeth)."""
     name, colon, value = line.partition(":")
-    outside_quotes = _QUOTED_RE.sub('""', value) if colon else line
-    match = _abnf.CONTROL_RE.search(outside_quotes) or (
-        _abnf.CONTROL_RE.search(name) if colon else None
-    )
+    match = _abnf.CONTROL_RE.search(name) or _abnf.CONTROL_RE.search(_QUOTED_RE.sub('""', value))
     if match is not None:
-        where = f"header {name.strip()[:32]!r}" if colon else "start line"
+        where = f"header {name.strip()[:32]!r}" if colon else f"header line {line[:32]!r}"
         raise RemoteSipError(f"control character 0x{ord(match.group(0)):02X} in {where}")
 
 
@@ -122,7 +125,13 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
     head = data[:end]
     leftovers = head.translate(None, _PLAIN_BYTES)
     text = head.decode("utf-8", "surrogateescape")
-    if leftovers == b"\r\n" * (len(leftovers) // 2) and "\n " not in text and "\n\t" not in text:
+    pairs = len(leftovers) // 2
+    if (
+        leftovers == b"\r\n" * pairs
+        and head.count(b"\r\n") == pairs
+        and "\n " not in text
+        and "\n\t" not in text
+    ):
         lines = text.split("\r\n")
     else:
         lines = _split_lines(text)

@@ -48,12 +48,9 @@ def format_params(params: Params) -> str:
 
 def find_param(params: Params, name: str) -> str | None:
     """The value of parameter ``name`` (case-insensitive); ``""`` for a flag with no value."""
-    for key, value in params:
-        if key == name:
-            return value
     lowered = name.lower()
     for key, value in params:
-        if key.lower() == lowered:
+        if key == lowered or key.lower() == lowered:
             return value
     return None
 
@@ -171,7 +168,7 @@ def parse_uri(text: str) -> Uri:
             raise RemoteSipError(f"{scheme.upper()} URI {text!r} has a % that is not an escape")
         port = None
         if port_text is not None:
-            port = int(port_text) if len(port_text) <= 5 else 0
+            port = int(port_text) if len(port_text.lstrip("0")) <= 5 else 0
             if not 0 < port <= MAX_PORT:
                 raise RemoteSipError(f"port {port_text} in {text!r} is out of range 1-{MAX_PORT}")
         return SipUri(
@@ -221,8 +218,8 @@ def _sip_uri_equivalent(a: SipUri, b: SipUri) -> bool:
             and _normalize_escapes(left) != _normalize_escapes(right)
         ):
             return False
-    a_params = {name.lower(): (v or "").lower() for name, v in a.params}
-    b_params = {name.lower(): (v or "").lower() for name, v in b.params}
+    a_params = {_normalize_escapes(name).lower(): v.lower() for name, v in a.params}
+    b_params = {_normalize_escapes(name).lower(): v.lower() for name, v in b.params}
     for name in a_params.keys() | b_params.keys():
         in_both = name in a_params and name in b_params
         if in_both and _normalize_escapes(a_params[name]) != _normalize_escapes(b_params[name]):
@@ -230,8 +227,8 @@ def _sip_uri_equivalent(a: SipUri, b: SipUri) -> bool:
         if not in_both and name in _STRICT_URI_PARAMS:
             return False
     # "URI header components are never ignored."
-    a_headers = sorted((n.lower(), _normalize_escapes(v)) for n, v in a.headers)
-    b_headers = sorted((n.lower(), _normalize_escapes(v)) for n, v in b.headers)
+    a_headers = sorted((_normalize_escapes(n).lower(), _normalize_escapes(v)) for n, v in a.headers)
+    b_headers = sorted((_normalize_escapes(n).lower(), _normalize_escapes(v)) for n, v in b.headers)
     return a_headers == b_headers
 
 
@@ -245,7 +242,7 @@ def uri_equivalent(a: Uri, b: Uri) -> bool:
             return re.sub(r"[\-.()]", "", number).lower()
 
         def params(uri: TelUri) -> list[tuple[str, str]]:
-            return sorted((n.lower(), (v or "").lower()) for n, v in uri.params)
+            return sorted((n.lower(), v.lower()) for n, v in uri.params)
 
         return digits(a.number) == digits(b.number) and params(a) == params(b)
     if isinstance(a, AbsoluteUri) and isinstance(b, AbsoluteUri):
