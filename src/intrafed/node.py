@@ -1,0 +1,273 @@
+"""One running node: listeners, the transaction layer and the stateful proxy, wired.
+
+The node is the only place where the sans-IO layers meet asyncio: it feeds frames from the
+transport to the parser and the transaction layer, lets the proxy act on the events, sends
+what comes out, and keeps exactly one timer armed for the transaction layer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from intrafed.services.proxy import Decision, Forward, Listener, Reject, StatefulProxy
+from intrafed.sip import RemoteSipError, Request, Response, SipUri, parse_message
+from intrafed.sip.errors import FramingError
+from intrafed.sip.responses import response_to_unparsable
+from intrafed.sip.transaction import (
+    FlowId,
+    NextHop,
+    Target,
+    TimerConfig,
+    TransactionLayer,
+    client_key,
+)
+from intrafed.transport import (
+    Destination,
+    Flow,
+    ListenerSpec,
+    TransportError,
+    TransportLayer,
+    TransportLimits,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSettings:
+    """What one node needs to run as a stateful proxy."""
+
+    name: str
+    """The node's FQDN: Warning agent, and the host in Via and Record-Route of TLS legs."""
+    address: str
+    """The node's IP address: the host in Via and Record-Route of TCP legs."""
+    listeners: tuple[ListenerSpec, ...]
+    """The "connections": (ip All|address, transport TCP|TLS|MTLS, port)."""
+    next_hops: Mapping[str, NextHop] = field(default_factory=dict)
+    """Static routes: Request-URI domain -> next hop."""
+    hosts: Mapping[str, str] = field(default_factory=dict)
+    """Static name resolution: FQDN -> IP address (the seed's lab has no DNS)."""
+    timers: TimerConfig = field(default_factory=TimerConfig)
+    """RFC 3261 timer base values."""
+    limits: TransportLimits = field(default_factory=TransportLimits)
+    """Connection limits and timeouts."""
+    server_ssl: ssl.SSLContext | None = None
+    """Server context for TLS listeners (no client certificate asked)."""
+    mtls_ssl: ssl.SSLContext | None = None
+    """Server context for MTLS listeners (client certificate required)."""
+    client_ssl: ssl.SSLContext | None = None
+    """Client context for outbound TLS (hostname verification on)."""
+
+
+def static_next_hop(settings: NodeSettings) -> Callable[[Request, FlowId], Decision]:
+    """The routing of a plain proxy: one next hop per domain of the Request-URI."""
+
+    def decide(request: Request, flow: FlowId) -> Decision:
+        uri = request.uri
+        if not isinstance(uri, SipUri):
+            return Reject(416, f"Request-URI scheme {uri.scheme}: is not supported")
+        hop = settings.next_hops.get(uri.host.lower())
+        if hop is None:
+            return Reject(404, f"no static route for domain {uri.host}")
+        return Forward(hop)
+
+    return decide
+
+
+class Node:
+    """A running node; ``start()`` binds the listeners, ``stop()`` shuts down gracefully."""
+
+    def __init__(self, settings: NodeSettings) -> None:
+        self.settings = settings
+        self.transactions = TransactionLayer(settings.timers)
+        self.transport = TransportLayer(
+            on_message=self._on_message,
+            on_bad_stream=self._on_bad_stream,
+            server_ssl=settings.server_ssl,
+            mtls_ssl=settings.mtls_ssl,
+            client_ssl=settings.client_ssl,
+            limits=settings.limits,
+        )
+        self.proxy: StatefulProxy | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_deadline: float | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def start(self) -> dict[str, tuple[str, int]]:
+        """Bind every listener; return the bound address per transport."""
+        self._loop = asyncio.get_running_loop()
+        bound: dict[str, tuple[str, int]] = {}
+        for spec in self.settings.listeners:
+            bound[spec.transport] = await self.transport.listen(spec)
+        listeners: dict[str, Listener] = {}
+        for transport, (_, port) in bound.items():
+            # MTLS is TLS on the wire; peers address TLS legs by name, TCP legs by address.
+            wire = "TCP" if transport == "TCP" else "TLS"
+            host = self.settings.address if wire == "TCP" else self.settings.name
+            listeners.setdefault(wire, Listener(wire, host, port))
+        self.proxy = StatefulProxy(
+            self.transactions,
+            name=self.settings.name,
+            listeners=listeners,
+            decide=static_next_hop(self.settings),
+            flow_transport=self._flow_transport,
+            also_known_as=frozenset((self.settings.address, port) for _, port in bound.values()),
+        )
+        return bound
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop accepting, let pending transactions finish (up to ``grace`` s), close."""
+        await self.transport.close(grace, idle=lambda: self.transactions.pending == 0)
+        if self._timer is not None:
+            self._timer.cancel()
+
+    # -- inbound --------------------------------------------------------------------
+
+    def _flow_transport(self, flow_id: FlowId) -> str:
+        flow = self.transport.flow(flow_id)
+        if flow is None or flow.transport == "TCP":
+            return "TCP"
+        return "TLS"
+
+    def _on_message(self, flow: Flow, frame: bytes) -> None:
+        try:
+            message = parse_message(frame, stream=True)
+        except RemoteSipError as exc:
+            self._answer_unparsable(flow, frame, exc)
+            return
+        now = self._now()
+        if isinstance(message, Request):
+            message = self._note_source(message, flow)
+            self.transactions.receive_request(message, flow.id, now)
+        else:
+            self.transactions.receive_response(message, flow.id, now)
+        self._pump(now)
+
+    def _note_source(self, request: Request, flow: Flow) -> Request:
+        """RFC 3261 §18.2.1 received, RFC 3581 rport and RFC 5923 alias for the top Via."""
+        via = request.top_via
+        if via.alias:
+            self.transport.register_alias(flow, via.host.strip("[]"), via.port or 5060)
+        ip, port = flow.remote
+        if via.host.strip("[]") == ip and not via.wants_rport:
+            return request
+        values = request.headers.get_list("via")
+        extra = f";received={ip}"
+        top = values[0]
+        if via.wants_rport and via.rport is None:
+            top = top.replace(";rport", f";rport={port}", 1)
+        headers = request.headers.pop_first_element("via").prepend("Via", top + extra)
+        return Request(request.method, request.uri, headers, request.body)
+
+    def _answer_unparsable(self, flow: Flow, frame: bytes, error: RemoteSipError) -> None:
+        logger.warning(
+            "bad message from %s:%d on flow %d: %d %s",
+            *flow.remote,
+            flow.id,
+            error.status,
+            error.reason,
+        )
+        answer = response_to_unparsable(frame, error.status, error.reason, self.settings.name)
+        if answer is not None:
+            flow.send(answer)
+
+    def _on_bad_stream(self, flow: Flow, error: FramingError) -> bytes | None:
+        return response_to_unparsable(error.head, error.status, error.reason, self.settings.name)
+
+    # -- the sans-IO loop -----------------------------------------------------------
+
+    def _now(self) -> float:
+        assert self._loop is not None
+        return self._loop.time()
+
+    def _pump(self, now: float) -> None:
+        proxy = self.proxy
+        assert proxy is not None
+        transactions = self.transactions
+        while (event := transactions.next_event()) is not None:
+            proxy.handle(event, now)
+        for target, data in transactions.outgoing():
+            self._deliver(target, data)
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        deadline = self.transactions.get_timer()
+        if deadline == self._timer_deadline:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_deadline = deadline
+        if deadline is not None:
+            assert self._loop is not None
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_deadline = None
+        now = self._now()
+        self.transactions.handle_timer(now)
+        self._pump(now)
+
+    # -- outbound -------------------------------------------------------------------
+
+    def _deliver(self, target: Target, data: bytes) -> None:
+        if isinstance(target, int):
+            flow = self.transport.flow(target)
+            if flow is not None and flow.send(data):
+                return
+            fallback = self._response_fallback(data)
+            if fallback is None:
+                logger.info("flow %d is gone; dropping %d bytes", target, len(data))
+                return
+            target = fallback
+        destination = self._destination(target)
+        pooled = self.transport.pooled(destination)
+        if pooled is not None and pooled.send(data):
+            return
+        assert self._loop is not None
+        self._loop.create_task(self._connect_and_send(destination, data))
+
+    def _response_fallback(self, data: bytes) -> NextHop | None:
+        """RFC 3261 §18.2.2: when the request's connection is gone, a response goes to the
+        Via's received address (and rport) over a new connection."""
+        try:
+            message = parse_message(data, stream=True)
+        except RemoteSipError:
+            return None
+        if not isinstance(message, Response):
+            return None
+        via = message.top_via
+        transport = via.transport.upper()
+        port = via.rport or via.port or (5061 if transport == "TLS" else 5060)
+        return NextHop(transport, (via.received or via.host).strip("[]"), port)
+
+    def _destination(self, hop: NextHop) -> Destination:
+        ip = self.settings.hosts.get(hop.host.lower(), hop.host)
+        server_name = hop.host if hop.transport == "TLS" else None
+        return Destination(hop.transport, ip, hop.port, server_name)
+
+    async def _connect_and_send(self, destination: Destination, data: bytes) -> None:
+        try:
+            flow = await self.transport.connect(destination)
+            if flow.send(data):
+                return
+            reason = f"connection to {destination.host}:{destination.port} closed"
+        except TransportError as exc:
+            reason = str(exc)
+        logger.warning("cannot deliver to %s:%d: %s", destination.host, destination.port, reason)
+        self._report_failure(data, reason)
+
+    def _report_failure(self, data: bytes, reason: str) -> None:
+        try:
+            message = parse_message(data, stream=True)
+        except RemoteSipError:
+            return
+        if isinstance(message, Request) and message.method != "ACK":
+            now = self._now()
+            self.transactions.transport_failed(client_key(message), reason, now)
+            self._pump(now)

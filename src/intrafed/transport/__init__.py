@@ -1,0 +1,26 @@
+"""asyncio listeners and connections for SIP over TCP, TLS and MTLS (DESIGN §5).
+
+Feeds bytes to ``intrafed.sip``'s framer and writes what the node hands back; never
+decides where a message goes.
+"""
+
+from intrafed.transport.errors import TransportError
+from intrafed.transport.flows import (
+    Destination,
+    FlowId,
+    ListenerSpec,
+    PeerIdentity,
+    TransportLimits,
+)
+from intrafed.transport.layer import Flow, TransportLayer
+
+__all__ = [
+    "Destination",
+    "Flow",
+    "FlowId",
+    "ListenerSpec",
+    "PeerIdentity",
+    "TransportError",
+    "TransportLayer",
+    "TransportLimits",
+]

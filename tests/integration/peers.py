@@ -1,0 +1,130 @@
+"""Real third-party peers for integration tests: SIPp (Debian sip-tester) and stunnel4.
+
+Debian's SIPp speaks no TLS, so TLS legs put stunnel between SIPp and the node: SIPp
+speaks TCP to stunnel, stunnel speaks TLS (with a client certificate for MTLS) to the node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+SIPP = shutil.which("sipp")
+STUNNEL = shutil.which("stunnel4") or shutil.which("stunnel")
+SCENARIOS = Path(__file__).resolve().parent.parent / "sipp"
+
+
+def free_port(ip: str) -> int:
+    """A TCP port nobody listens on at ``ip`` right now."""
+    with socket.socket() as probe:
+        probe.bind((ip, 0))
+        return int(probe.getsockname()[1])
+
+
+async def wait_listening(ip: str, port: int, timeout: float = 10.0) -> None:
+    """Wait until something accepts TCP connections at ip:port."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            _, writer = await asyncio.open_connection(ip, port)
+        except OSError:
+            if loop.time() > deadline:
+                raise TimeoutError(f"nothing listens on {ip}:{port} after {timeout} s") from None
+            await asyncio.sleep(0.02)
+            continue
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return
+
+
+@dataclass
+class SippResult:
+    """How a SIPp run ended."""
+
+    returncode: int
+    output: str
+
+
+async def run_sipp(
+    scenario: str,
+    *,
+    local: tuple[str, int],
+    remote: tuple[str, int] | None = None,
+    calls: int = 1,
+    rate: int = 10,
+    timeout: float = 60.0,
+    keys: dict[str, str] | None = None,
+    workdir: Path,
+) -> SippResult:
+    """Run SIPp over TCP until ``calls`` calls end; exit status 0 means all succeeded."""
+    assert SIPP is not None, "sipp is not installed (apt-get install sip-tester)"
+    command = [
+        SIPP,
+        "-sf",
+        str(SCENARIOS / scenario),
+        "-t",
+        "t1",
+        "-i",
+        local[0],
+        "-p",
+        str(local[1]),
+        "-m",
+        str(calls),
+        "-r",
+        str(rate),
+        "-timeout",
+        f"{int(timeout)}s",
+        "-max_recv_loops",
+        "1000",
+        "-nostdin",
+        "-trace_err",
+        "-error_file",
+        str(workdir / f"{scenario}.errors.log"),
+        "-s",
+        "bob",
+    ]
+    for name, value in (keys or {}).items():
+        command += ["-key", name, value]
+    if remote is not None:
+        command.append(f"{remote[0]}:{remote[1]}")
+    process = await asyncio.create_subprocess_exec(
+        *command,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=workdir,
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), timeout + 30)
+    errors = workdir / f"{scenario}.errors.log"
+    output = stderr.decode(errors="replace")
+    if errors.exists():
+        output += errors.read_text(errors="replace")[-4000:]
+    return SippResult(process.returncode or 0, output)
+
+
+@contextlib.asynccontextmanager
+async def stunnel(
+    config: str, workdir: Path, listening: list[tuple[str, int]]
+) -> AsyncIterator[None]:
+    """Run stunnel with ``config`` until the block ends."""
+    assert STUNNEL is not None, "stunnel4 is not installed (apt-get install stunnel4)"
+    path = workdir / "stunnel.conf"
+    path.write_text(
+        f"foreground = yes\npid =\ndebug = 4\noutput = {workdir / 'stunnel.log'}\n{config}"
+    )
+    process = await asyncio.create_subprocess_exec(
+        STUNNEL, str(path), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+    )
+    try:
+        for ip, port in listening:
+            await wait_listening(ip, port)
+        yield
+    finally:
+        process.terminate()
+        await process.wait()

@@ -1,0 +1,192 @@
+"""TLS and MTLS listeners (reliability matrix §4.3): handshakes we accept, peers we refuse,
+each refusal logged with the peer and the reason, and never a message handed on.
+
+With TLS 1.3 a client whose certificate the server rejects still completes its side of
+the handshake; it sees the rejection on its first read, so these tests write and read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+
+import pytest
+
+from intrafed.transport import ListenerSpec, TransportLimits
+from tests.certs import client_context, server_context
+from tests.transport.conftest import Pki
+from tests.transport.helpers import (
+    BAD_IP,
+    SERVER_IP,
+    Node,
+    alongside_canary,
+    capture,
+    client,
+    local_address,
+    logged,
+    read_to_eof,
+    request,
+    response,
+    roundtrip,
+    run,
+)
+
+SERVER_NAME = "ocs1.example.com"
+
+
+def tls_node(pki: Pki, limits: TransportLimits | None = None) -> Node:
+    return Node(
+        limits=limits,
+        server_ssl=server_context(pki.server, pki.ca),
+        mtls_ssl=server_context(pki.server, pki.ca, require_client=True),
+    )
+
+
+async def refused(address: tuple[str, int], context: ssl.SSLContext) -> str:
+    """Connect from BAD_IP, send a request, expect no answer; return our ip:port."""
+    async with client(address, source=BAD_IP, context=context, server_hostname=SERVER_NAME) as (
+        reader,
+        writer,
+    ):
+        peer = local_address(writer)
+        writer.write(request("refused"))
+        assert await read_to_eof(reader) == b""
+    return peer
+
+
+def test_tls_listener_serves_a_client_that_trusts_our_ca(pki: Pki) -> None:
+    async def scenario() -> None:
+        async with tls_node(pki) as node:
+            address = await node.layer.listen(ListenerSpec(SERVER_IP, "TLS", 0))
+            context = client_context(pki.ca)
+            async with client(address, context=context, server_hostname=SERVER_NAME) as (
+                reader,
+                writer,
+            ):
+                await roundtrip(reader, writer, "over-tls")
+            flow, _frame = node.messages.get_nowait()
+            assert flow.transport == "TLS"
+            assert flow.peer.fqdns == ()
+
+    run(scenario())
+
+
+def test_plain_sip_sent_to_a_tls_port_fails_the_handshake(
+    pki: Pki, caplog: pytest.LogCaptureFixture
+) -> None:
+    capture(caplog)
+
+    async def plain(address: tuple[str, int]) -> str:
+        async with client(address, source=BAD_IP) as (reader, writer):
+            writer.write(request("plain"))
+            await read_to_eof(reader)
+            return local_address(writer)
+
+    async def scenario() -> None:
+        async with tls_node(pki) as node:
+            address = await node.layer.listen(ListenerSpec(SERVER_IP, "TLS", 0))
+            context = client_context(pki.ca)
+            async with client(address, context=context, server_hostname=SERVER_NAME) as (
+                reader,
+                writer,
+            ):
+                await roundtrip(reader, writer, "canary-before")
+                peer = await plain(address)
+                await roundtrip(reader, writer, "canary-after")
+            assert logged(caplog, f"from {peer}", "TLS handshake failed")
+            assert all(b"canary" in frame for frame in node.frames)
+
+    run(scenario())
+
+
+def test_tls_peer_that_never_sends_a_client_hello_is_closed_at_the_handshake_timeout(
+    pki: Pki, caplog: pytest.LogCaptureFixture
+) -> None:
+    capture(caplog)
+
+    async def silent(address: tuple[str, int]) -> str:
+        async with client(address, source=BAD_IP) as (reader, writer):
+            assert await read_to_eof(reader) == b""
+            return local_address(writer)
+
+    async def scenario() -> None:
+        async with tls_node(pki, TransportLimits(tls_handshake_timeout=0.3)) as node:
+            address = await node.layer.listen(ListenerSpec(SERVER_IP, "TCP", 0))
+            tls_address = await node.layer.listen(ListenerSpec(SERVER_IP, "TLS", 0))
+            peer = await alongside_canary(address, silent(tls_address))
+            assert logged(caplog, f"from {peer}", "TLS handshake failed: timed out after 0.3 s")
+
+    run(scenario())
+
+
+def test_mtls_peer_with_a_ca_signed_client_certificate_is_served_with_its_names(
+    pki: Pki,
+) -> None:
+    async def scenario() -> None:
+        async with tls_node(pki) as node:
+            address = await node.layer.listen(ListenerSpec(SERVER_IP, "MTLS", 0))
+            context = client_context(pki.ca, pki.client)
+            async with client(
+                address, source=BAD_IP, context=context, server_hostname=SERVER_NAME
+            ) as (reader, writer):
+                await roundtrip(reader, writer, "mutual")
+            flow, frame = node.messages.get_nowait()
+            assert frame == request("mutual")
+            assert flow.transport == flow.peer.transport == "MTLS"
+            assert flow.peer.ip == BAD_IP
+            assert flow.peer.fqdns == ("imp1.example.com", "imp.example.com")
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("leaf", "reason"),
+    [
+        (None, "peer did not return a certificate"),
+        ("rogue_client", "certificate verify failed: unable to get local issuer certificate"),
+        ("expired", "certificate verify failed: certificate has expired"),
+        ("server_only", "unsuitable certificate purpose"),
+        ("no_eku", "client certificate lacks Client Authentication EKU"),
+    ],
+    ids=["no-client-cert", "untrusted-ca", "expired", "server-auth-only-eku", "no-eku-extension"],
+)
+def test_mtls_listener_refuses_client_certificate(
+    pki: Pki, caplog: pytest.LogCaptureFixture, leaf: str | None, reason: str
+) -> None:
+    capture(caplog)
+
+    async def scenario() -> None:
+        async with tls_node(pki) as node:
+            address = await node.layer.listen(ListenerSpec(SERVER_IP, "MTLS", 0))
+            good = client_context(pki.ca, pki.client)
+            bad = client_context(pki.ca, None if leaf is None else getattr(pki, leaf))
+            async with client(address, context=good, server_hostname=SERVER_NAME) as (
+                reader,
+                writer,
+            ):
+                await roundtrip(reader, writer, "canary-before")
+                peer = await refused(address, bad)
+                await roundtrip(reader, writer, "canary-after")
+            assert logged(caplog, f"from {peer}", "TLS handshake failed", reason)
+            assert all(b"canary" in frame for frame in node.frames)
+
+    run(scenario())
+
+
+def test_tls_client_sending_its_request_with_the_handshake_is_answered(pki: Pki) -> None:
+    # The request can reach the server before its handshake task has resumed.
+    async def scenario() -> None:
+        async with tls_node(pki) as node:
+            address = await node.layer.listen(ListenerSpec(SERVER_IP, "MTLS", 0))
+            context = client_context(pki.ca, pki.client)
+            reader, writer = await asyncio.open_connection(
+                *address, ssl=context, server_hostname=SERVER_NAME
+            )
+            writer.write(request("early"))
+            try:
+                assert await reader.readuntil(b"\r\n\r\n") == response("early")
+            finally:
+                writer.close()
+                await writer.wait_closed()
+
+    run(scenario())
