@@ -91,6 +91,7 @@ class Node:
             mtls_ssl=settings.mtls_ssl,
             client_ssl=settings.client_ssl,
             limits=settings.limits,
+            source_ip=settings.address,
         )
         self.proxy: StatefulProxy | None = None
         self._timer: asyncio.TimerHandle | None = None

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import shutil
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +44,30 @@ async def wait_listening(ip: str, port: int, timeout: float = 10.0) -> None:
         return
 
 
+@contextlib.asynccontextmanager
+async def sipp_uas(
+    scenario: str,
+    *,
+    local: tuple[str, int],
+    calls: int,
+    workdir: Path,
+    keys: dict[str, str] | None = None,
+    timeout: float = 60.0,
+) -> AsyncIterator[asyncio.Task[SippResult]]:
+    """Run a SIPp UAS in the background, listening before the block starts; stopped after."""
+    task = asyncio.create_task(
+        run_sipp(scenario, local=local, calls=calls, workdir=workdir, keys=keys, timeout=timeout)
+    )
+    try:
+        await wait_listening(*local)
+        yield task
+    finally:
+        if not task.done():
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 @dataclass
 class SippResult:
     """How a SIPp run ended."""
@@ -61,6 +85,7 @@ async def run_sipp(
     rate: int = 10,
     timeout: float = 60.0,
     keys: dict[str, str] | None = None,
+    extra: Sequence[str] = (),
     workdir: Path,
 ) -> SippResult:
     """Run SIPp over TCP until ``calls`` calls end; exit status 0 means all succeeded."""
@@ -92,6 +117,7 @@ async def run_sipp(
     ]
     for name, value in (keys or {}).items():
         command += ["-key", name, value]
+    command += extra
     if remote is not None:
         command.append(f"{remote[0]}:{remote[1]}")
     process = await asyncio.create_subprocess_exec(
@@ -100,7 +126,12 @@ async def run_sipp(
         stderr=asyncio.subprocess.PIPE,
         cwd=workdir,
     )
-    _, stderr = await asyncio.wait_for(process.communicate(), timeout + 30)
+    try:
+        _, stderr = await asyncio.wait_for(process.communicate(), timeout + 30)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
     errors = workdir / f"{scenario}.errors.log"
     output = stderr.decode(errors="replace")
     if errors.exists():
@@ -128,3 +159,30 @@ async def stunnel(
     finally:
         process.terminate()
         await process.wait()
+
+
+@dataclass(frozen=True)
+class TlsLegs:
+    """Where stunnel wraps SIPp's TCP in TLS on both sides of the node."""
+
+    uac_accept: tuple[str, int]
+    """SIPp's UAC connects here over TCP ..."""
+    node: tuple[str, int]
+    """... and stunnel connects to the node's MTLS listener here, presenting the client cert."""
+    node_name: str
+    """The name the node's certificate must carry."""
+    uas_accept: tuple[str, int]
+    """The node connects here over TLS ..."""
+    uas: tuple[str, int]
+    """... and stunnel passes the TCP stream to SIPp's UAS here."""
+
+    def config(self, ca: Path, client: tuple[Path, Path], server: tuple[Path, Path]) -> str:
+        """The stunnel service sections."""
+        return (
+            f"[uac-leg]\nclient = yes\naccept = {self.uac_accept[0]}:{self.uac_accept[1]}\n"
+            f"connect = {self.node[0]}:{self.node[1]}\nsni = {self.node_name}\n"
+            f"checkHost = {self.node_name}\nverifyChain = yes\nCAfile = {ca}\n"
+            f"cert = {client[0]}\nkey = {client[1]}\n"
+            f"[uas-leg]\nclient = no\naccept = {self.uas_accept[0]}:{self.uas_accept[1]}\n"
+            f"connect = {self.uas[0]}:{self.uas[1]}\ncert = {server[0]}\nkey = {server[1]}\n"
+        )

@@ -11,7 +11,7 @@ from intrafed.node import Node, NodeSettings
 from intrafed.sip.transaction import NextHop
 from intrafed.transport import ListenerSpec
 from tests.certs import client_context, make_ca, server_context
-from tests.integration.peers import free_port, run_sipp, stunnel
+from tests.integration.peers import TlsLegs, free_port, run_sipp, sipp_uas, stunnel
 
 NODE_IP = "127.0.0.2"
 UAS_IP = "127.0.0.3"
@@ -38,16 +38,17 @@ async def through_tcp_node(scenario: str, calls: int, rate: int, tmp_path: Path)
         listeners=(ListenerSpec(NODE_IP, "TCP", 0),),
         next_hops={"example.com": NextHop("TCP", UAS_IP, uas_port)},
     )
-    async with running(settings) as bound:
-        uas = asyncio.create_task(
-            run_sipp(
-                f"uas_{scenario}.xml",
-                local=(UAS_IP, uas_port),
-                calls=calls,
-                keys={"contact": f"{UAS_IP}:{uas_port};transport=tcp"},
-                workdir=tmp_path,
-            )
-        )
+    uas_options = {"contact": f"{UAS_IP}:{uas_port};transport=tcp"}
+    async with (
+        running(settings) as bound,
+        sipp_uas(
+            f"uas_{scenario}.xml",
+            local=(UAS_IP, uas_port),
+            calls=calls,
+            keys=uas_options,
+            workdir=tmp_path,
+        ) as uas,
+    ):
         uac = await run_sipp(
             f"uac_{scenario}.xml",
             local=(UAC_IP, free_port(UAC_IP)),
@@ -79,8 +80,7 @@ async def through_tls_node(scenario: str, calls: int, tmp_path: Path) -> None:
     bob_cert = ca.issue("bob.example.com", dns=("bob.example.com",))
     ca_path = tmp_path / "ca.pem"
     ca_path.write_bytes(ca.cert_pem)
-    client_crt, client_key = client_cert.write(tmp_path / "client")
-    bob_crt, bob_key = bob_cert.write(tmp_path / "bob")
+    bob_files = bob_cert.write(tmp_path / "bob")
 
     uas_port, uas_tls_port = free_port(UAS_IP), free_port(UAS_TLS_IP)
     uac_tls_port = free_port(UAC_TLS_IP)
@@ -94,36 +94,25 @@ async def through_tls_node(scenario: str, calls: int, tmp_path: Path) -> None:
         client_ssl=client_context(ca, node_cert),
     )
     async with running(settings) as bound:
-        node_ip, node_port = bound["MTLS"]
-        config = f"""
-[uac-leg]
-client = yes
-accept = {UAC_TLS_IP}:{uac_tls_port}
-connect = {node_ip}:{node_port}
-sni = imp1.example.com
-checkHost = imp1.example.com
-verifyChain = yes
-CAfile = {ca_path}
-cert = {client_crt}
-key = {client_key}
-[uas-leg]
-client = no
-accept = {UAS_TLS_IP}:{uas_tls_port}
-connect = {UAS_IP}:{uas_port}
-cert = {bob_crt}
-key = {bob_key}
-"""
-        listening = [(UAC_TLS_IP, uac_tls_port), (UAS_TLS_IP, uas_tls_port)]
-        async with stunnel(config, tmp_path, listening):
-            uas = asyncio.create_task(
-                run_sipp(
-                    f"uas_{scenario}.xml",
-                    local=(UAS_IP, uas_port),
-                    calls=calls,
-                    keys={"contact": f"bob.example.com:{uas_tls_port};transport=tls"},
-                    workdir=tmp_path,
-                )
-            )
+        legs = TlsLegs(
+            uac_accept=(UAC_TLS_IP, uac_tls_port),
+            node=bound["MTLS"],
+            node_name="imp1.example.com",
+            uas_accept=(UAS_TLS_IP, uas_tls_port),
+            uas=(UAS_IP, uas_port),
+        )
+        config = legs.config(ca_path, client_cert.write(tmp_path / "client"), bob_files)
+        listening = [legs.uac_accept, legs.uas_accept]
+        async with (
+            stunnel(config, tmp_path, listening),
+            sipp_uas(
+                f"uas_{scenario}.xml",
+                local=(UAS_IP, uas_port),
+                calls=calls,
+                keys={"contact": f"bob.example.com:{uas_tls_port};transport=tls"},
+                workdir=tmp_path,
+            ) as uas,
+        ):
             uac = await run_sipp(
                 f"uac_{scenario}.xml",
                 local=(UAC_IP, free_port(UAC_IP)),

@@ -476,8 +476,12 @@ class TransportLayer:
         mtls_ssl: ssl.SSLContext | None = None,
         client_ssl: ssl.SSLContext | None = None,
         limits: TransportLimits = DEFAULT_LIMITS,
+        source_ip: str | None = None,
     ) -> None:
         self.limits = limits
+        # Outbound connections leave from the node's own address, so that peers that
+        # authorize hosts by IP (OCS host authorization) see the node, not 127.0.0.1.
+        self._local_addr = (source_ip, 0) if source_ip else None
         self._on_message = on_message
         self._on_bad_stream = on_bad_stream
         self._server_contexts = {"TLS": server_ssl, "MTLS": mtls_ssl}
@@ -686,7 +690,10 @@ class TransportLayer:
         try:
             async with asyncio.timeout(timeout):
                 raw, _protocol = await loop.create_connection(
-                    lambda: connection, destination.host, destination.port
+                    lambda: connection,
+                    destination.host,
+                    destination.port,
+                    local_addr=self._local_addr,
                 )
         except TimeoutError:
             raise TransportError(f"timed out after {timeout} s connecting to {where}") from None

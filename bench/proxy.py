@@ -1,0 +1,223 @@
+"""MESSAGE throughput through one node: SIPp UAC -> node -> SIPp UAS.
+
+Over TCP, and over MTLS with stunnel wrapping SIPp's legs (Debian's SIPp has no TLS).
+The offered rate steps up; each step lasts ``--step-seconds`` and passes only with zero
+failed messages and p99 <= 100 ms (DESIGN §9). Latency comes from SIPp's response times
+(1 ms resolution). Every run is bounded in count and time and stops by itself.
+
+Run from the repository root: .venv/bin/python -m bench.proxy [--transport tcp|mtls|both]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from intrafed.node import Node, NodeSettings
+from intrafed.sip.transaction import NextHop
+from intrafed.transport import ListenerSpec
+from tests.certs import client_context, make_ca, server_context
+from tests.integration.peers import TlsLegs, free_port, run_sipp, sipp_uas, stunnel
+
+NODE_IP, UAS_IP, UAC_IP, UAS_TLS_IP, UAC_TLS_IP = (
+    "127.0.0.2",
+    "127.0.0.3",
+    "127.0.0.4",
+    "127.0.0.5",
+    "127.0.0.6",
+)
+P99_LIMIT_MS = 100.0
+
+
+@dataclass
+class Step:
+    """One offered rate and what came of it."""
+
+    offered: int
+    achieved: float
+    failed: int
+    p50_ms: float
+    p99_ms: float
+
+    @property
+    def passed(self) -> bool:
+        """Zero failures, p99 within the limit, and the rate actually reached."""
+        return (
+            self.failed == 0
+            and self.p99_ms <= P99_LIMIT_MS
+            and self.achieved >= 0.95 * self.offered
+        )
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """The ``fraction`` quantile (nearest rank)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+async def run_step(
+    rate: int,
+    seconds: float,
+    uac_remote: tuple[str, int],
+    contact: str,
+    uas_port: int,
+    workdir: Path,
+) -> Step:
+    calls = int(rate * seconds)
+    async with sipp_uas(
+        "uas_message.xml",
+        local=(UAS_IP, uas_port),
+        calls=calls,
+        timeout=seconds + 30,
+        keys={"contact": contact},
+        workdir=workdir,
+    ):
+        started = time.perf_counter()
+        uac = await run_sipp(
+            "uac_message.xml",
+            local=(UAC_IP, free_port(UAC_IP)),
+            remote=uac_remote,
+            calls=calls,
+            rate=rate,
+            timeout=seconds + 30,
+            extra=["-trace_rtt", "-rtt_freq", "1"],
+            workdir=workdir,
+        )
+        elapsed = time.perf_counter() - started
+    times: list[float] = []
+    for path in workdir.glob("uac_message_*_rtt.csv"):
+        with path.open() as table:
+            times += [
+                float(row["response_time_ms"]) for row in csv.DictReader(table, delimiter=";")
+            ]
+        path.unlink()
+    failed = calls - len(times) if uac.returncode == 0 else max(1, calls - len(times))
+    return Step(
+        rate,
+        len(times) / elapsed,
+        failed,
+        statistics.median(times) if times else float("inf"),
+        percentile(times, 0.99) if times else float("inf"),
+    )
+
+
+async def measure(transport: str, rates: list[int], seconds: float) -> list[Step]:
+    workdir = Path(tempfile.mkdtemp(prefix=f"intrafed-bench-{transport}-"))
+    uas_port = free_port(UAS_IP)
+    if transport == "tcp":
+        settings = NodeSettings(
+            name="imp1.example.com",
+            address=NODE_IP,
+            listeners=(ListenerSpec(NODE_IP, "TCP", 0),),
+            next_hops={"example.com": NextHop("TCP", UAS_IP, uas_port)},
+        )
+        node = Node(settings)
+        bound = await node.start()
+        try:
+            return await run_steps(
+                rates, seconds, bound["TCP"], f"{UAS_IP}:{uas_port}", uas_port, workdir
+            )
+        finally:
+            await node.stop(grace=1.0)
+    ca = make_ca("intrafed bench CA")
+    node_cert = ca.issue("imp1.example.com", dns=("imp1.example.com",))
+    ca_path = workdir / "ca.pem"
+    ca_path.write_bytes(ca.cert_pem)
+    uas_tls_port = free_port(UAS_TLS_IP)
+    settings = NodeSettings(
+        name="imp1.example.com",
+        address=NODE_IP,
+        listeners=(ListenerSpec(NODE_IP, "MTLS", 0),),
+        next_hops={"example.com": NextHop("TLS", "bob.example.com", uas_tls_port)},
+        hosts={"bob.example.com": UAS_TLS_IP},
+        mtls_ssl=server_context(node_cert, ca, require_client=True),
+        client_ssl=client_context(ca, node_cert),
+    )
+    node = Node(settings)
+    bound = await node.start()
+    legs = TlsLegs(
+        uac_accept=(UAC_TLS_IP, free_port(UAC_TLS_IP)),
+        node=bound["MTLS"],
+        node_name="imp1.example.com",
+        uas_accept=(UAS_TLS_IP, uas_tls_port),
+        uas=(UAS_IP, uas_port),
+    )
+    client = ca.issue("alice-gw.example.com", dns=("alice-gw.example.com",)).write(
+        workdir / "client"
+    )
+    server = ca.issue("bob.example.com", dns=("bob.example.com",)).write(workdir / "bob")
+    try:
+        async with stunnel(
+            legs.config(ca_path, client, server), workdir, [legs.uac_accept, legs.uas_accept]
+        ):
+            contact = f"bob.example.com:{uas_tls_port};transport=tls"
+            return await run_steps(rates, seconds, legs.uac_accept, contact, uas_port, workdir)
+    finally:
+        await node.stop(grace=1.0)
+
+
+async def run_steps(
+    rates: list[int],
+    seconds: float,
+    remote: tuple[str, int],
+    contact: str,
+    uas_port: int,
+    workdir: Path,
+) -> list[Step]:
+    steps: list[Step] = []
+    for rate in rates:
+        step = await run_step(rate, seconds, remote, contact, uas_port, workdir)
+        steps.append(step)
+        verdict = "pass" if step.passed else "FAIL"
+        print(
+            f"  offered {step.offered:6,}/s  achieved {step.achieved:8,.0f}/s  "
+            f"failed {step.failed:5}  p50 {step.p50_ms:5.1f} ms  "
+            f"p99 {step.p99_ms:6.1f} ms  {verdict}",
+            flush=True,
+        )
+        if not step.passed:
+            break
+    return steps
+
+
+def main() -> int:
+    arguments = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    arguments.add_argument("--transport", choices=["tcp", "mtls", "both"], default="both")
+    arguments.add_argument(
+        "--step-seconds", type=float, default=10.0, help="duration of each rate step"
+    )
+    arguments.add_argument(
+        "--rates", default="500,1000,1500,2000,2500,3000,4000,5000", help="offered rates, msg/s"
+    )
+    options = arguments.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+    rates = [int(rate) for rate in options.rates.split(",")]
+    transports = ["tcp", "mtls"] if options.transport == "both" else [options.transport]
+    for transport in transports:
+        label = transport.upper()
+        print(
+            f"{label}: SIPp UAC -> node -> SIPp UAS, MESSAGE, {options.step_seconds:g} s per step"
+        )
+        steps = asyncio.run(measure(transport, rates, options.step_seconds))
+        passing = [step for step in steps if step.passed]
+        best = max(passing, key=lambda step: step.achieved) if passing else None
+        if best is None:
+            print(f"{transport.upper()}: no step passed")
+        else:
+            print(
+                f"{transport.upper()}: max passing {best.achieved:,.0f} msg/s "
+                f"(p50 {best.p50_ms:.1f} ms, p99 {best.p99_ms:.1f} ms)"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
