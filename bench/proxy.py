@@ -21,19 +21,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from intrafed.node import Node, NodeSettings
-from intrafed.sip.transaction import NextHop
-from intrafed.transport import ListenerSpec
-from tests.certs import client_context, make_ca, server_context
-from tests.integration.peers import TlsLegs, free_port, run_sipp, sipp_uas, stunnel
+from tests.integration.peers import UAC_IP, Chain, free_port, proxy_chain, run_sipp, sipp_uas
 
-NODE_IP, UAS_IP, UAC_IP, UAS_TLS_IP, UAC_TLS_IP = (
-    "127.0.0.2",
-    "127.0.0.3",
-    "127.0.0.4",
-    "127.0.0.5",
-    "127.0.0.6",
-)
 P99_LIMIT_MS = 100.0
 
 
@@ -63,28 +52,21 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-async def run_step(
-    rate: int,
-    seconds: float,
-    uac_remote: tuple[str, int],
-    contact: str,
-    uas_port: int,
-    workdir: Path,
-) -> Step:
+async def run_step(rate: int, seconds: float, chain: Chain, workdir: Path) -> Step:
     calls = int(rate * seconds)
     async with sipp_uas(
         "uas_message.xml",
-        local=(UAS_IP, uas_port),
+        local=chain.uas_local,
         calls=calls,
         timeout=seconds + 30,
-        keys={"contact": contact},
+        keys={"contact": chain.contact},
         workdir=workdir,
     ):
         started = time.perf_counter()
         uac = await run_sipp(
             "uac_message.xml",
             local=(UAC_IP, free_port(UAC_IP)),
-            remote=uac_remote,
+            remote=chain.uac_remote,
             calls=calls,
             rate=rate,
             timeout=seconds + 30,
@@ -110,81 +92,22 @@ async def run_step(
 
 
 async def measure(transport: str, rates: list[int], seconds: float) -> list[Step]:
+    """Step the offered rate up until a step fails."""
     workdir = Path(tempfile.mkdtemp(prefix=f"intrafed-bench-{transport}-"))
-    uas_port = free_port(UAS_IP)
-    if transport == "tcp":
-        settings = NodeSettings(
-            name="imp1.example.com",
-            address=NODE_IP,
-            listeners=(ListenerSpec(NODE_IP, "TCP", 0),),
-            next_hops={"example.com": NextHop("TCP", UAS_IP, uas_port)},
-        )
-        node = Node(settings)
-        bound = await node.start()
-        try:
-            return await run_steps(
-                rates, seconds, bound["TCP"], f"{UAS_IP}:{uas_port}", uas_port, workdir
-            )
-        finally:
-            await node.stop(grace=1.0)
-    ca = make_ca("intrafed bench CA")
-    node_cert = ca.issue("imp1.example.com", dns=("imp1.example.com",))
-    ca_path = workdir / "ca.pem"
-    ca_path.write_bytes(ca.cert_pem)
-    uas_tls_port = free_port(UAS_TLS_IP)
-    settings = NodeSettings(
-        name="imp1.example.com",
-        address=NODE_IP,
-        listeners=(ListenerSpec(NODE_IP, "MTLS", 0),),
-        next_hops={"example.com": NextHop("TLS", "bob.example.com", uas_tls_port)},
-        hosts={"bob.example.com": UAS_TLS_IP},
-        mtls_ssl=server_context(node_cert, ca, require_client=True),
-        client_ssl=client_context(ca, node_cert),
-    )
-    node = Node(settings)
-    bound = await node.start()
-    legs = TlsLegs(
-        uac_accept=(UAC_TLS_IP, free_port(UAC_TLS_IP)),
-        node=bound["MTLS"],
-        node_name="imp1.example.com",
-        uas_accept=(UAS_TLS_IP, uas_tls_port),
-        uas=(UAS_IP, uas_port),
-    )
-    client = ca.issue("alice-gw.example.com", dns=("alice-gw.example.com",)).write(
-        workdir / "client"
-    )
-    server = ca.issue("bob.example.com", dns=("bob.example.com",)).write(workdir / "bob")
-    try:
-        async with stunnel(
-            legs.config(ca_path, client, server), workdir, [legs.uac_accept, legs.uas_accept]
-        ):
-            contact = f"bob.example.com:{uas_tls_port};transport=tls"
-            return await run_steps(rates, seconds, legs.uac_accept, contact, uas_port, workdir)
-    finally:
-        await node.stop(grace=1.0)
-
-
-async def run_steps(
-    rates: list[int],
-    seconds: float,
-    remote: tuple[str, int],
-    contact: str,
-    uas_port: int,
-    workdir: Path,
-) -> list[Step]:
     steps: list[Step] = []
-    for rate in rates:
-        step = await run_step(rate, seconds, remote, contact, uas_port, workdir)
-        steps.append(step)
-        verdict = "pass" if step.passed else "FAIL"
-        print(
-            f"  offered {step.offered:6,}/s  achieved {step.achieved:8,.0f}/s  "
-            f"failed {step.failed:5}  p50 {step.p50_ms:5.1f} ms  "
-            f"p99 {step.p99_ms:6.1f} ms  {verdict}",
-            flush=True,
-        )
-        if not step.passed:
-            break
+    async with proxy_chain(transport, workdir) as chain:
+        for rate in rates:
+            step = await run_step(rate, seconds, chain, workdir)
+            steps.append(step)
+            verdict = "pass" if step.passed else "FAIL"
+            print(
+                f"  offered {step.offered:6,}/s  achieved {step.achieved:8,.0f}/s  "
+                f"failed {step.failed:5}  p50 {step.p50_ms:5.1f} ms  "
+                f"p99 {step.p99_ms:6.1f} ms  {verdict}",
+                flush=True,
+            )
+            if not step.passed:
+                break
     return steps
 
 

@@ -14,6 +14,11 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from intrafed.node import Node, NodeSettings
+from intrafed.sip.transaction import NextHop
+from intrafed.transport import ListenerSpec
+from tests.certs import client_context, make_ca, server_context
+
 SIPP = shutil.which("sipp")
 STUNNEL = shutil.which("stunnel4") or shutil.which("stunnel")
 SCENARIOS = Path(__file__).resolve().parent.parent / "sipp"
@@ -186,3 +191,81 @@ class TlsLegs:
             f"[uas-leg]\nclient = no\naccept = {self.uas_accept[0]}:{self.uas_accept[1]}\n"
             f"connect = {self.uas[0]}:{self.uas[1]}\ncert = {server[0]}\nkey = {server[1]}\n"
         )
+
+
+NODE_IP, UAS_IP, UAC_IP, UAS_TLS_IP, UAC_TLS_IP = (
+    "127.0.0.2",
+    "127.0.0.3",
+    "127.0.0.4",
+    "127.0.0.5",
+    "127.0.0.6",
+)
+NODE_NAME = "imp1.example.com"
+
+
+@dataclass(frozen=True)
+class Chain:
+    """A node between SIPp's UAC and UAS: where the UAC sends, and bob's Contact."""
+
+    uac_remote: tuple[str, int]
+    uas_local: tuple[str, int]
+    contact: str
+
+
+@contextlib.asynccontextmanager
+async def proxy_chain(transport: str, workdir: Path) -> AsyncIterator[Chain]:
+    """Run a node that forwards example.com to a SIPp UAS; over "tcp", or over "mtls" with
+    stunnel turning both SIPp legs into TLS (client certificate towards the node)."""
+    uas_local = (UAS_IP, free_port(UAS_IP))
+    if transport == "tcp":
+        settings = NodeSettings(
+            name=NODE_NAME,
+            address=NODE_IP,
+            listeners=(ListenerSpec(NODE_IP, "TCP", 0),),
+            next_hops={"example.com": NextHop("TCP", *uas_local)},
+        )
+        async with running_node(settings) as bound:
+            contact = f"{uas_local[0]}:{uas_local[1]};transport=tcp"
+            yield Chain(bound["TCP"], uas_local, contact)
+        return
+    ca = make_ca("intrafed test CA")
+    node_cert = ca.issue(NODE_NAME, dns=(NODE_NAME,), ips=(NODE_IP,))
+    ca_path = workdir / "ca.pem"
+    ca_path.write_bytes(ca.cert_pem)
+    uas_tls_port = free_port(UAS_TLS_IP)
+    settings = NodeSettings(
+        name=NODE_NAME,
+        address=NODE_IP,
+        listeners=(ListenerSpec(NODE_IP, "MTLS", 0),),
+        next_hops={"example.com": NextHop("TLS", "bob.example.com", uas_tls_port)},
+        hosts={"bob.example.com": UAS_TLS_IP},
+        mtls_ssl=server_context(node_cert, ca, require_client=True),
+        client_ssl=client_context(ca, node_cert),
+    )
+    async with running_node(settings) as bound:
+        legs = TlsLegs(
+            uac_accept=(UAC_TLS_IP, free_port(UAC_TLS_IP)),
+            node=bound["MTLS"],
+            node_name=NODE_NAME,
+            uas_accept=(UAS_TLS_IP, uas_tls_port),
+            uas=uas_local,
+        )
+        client = ca.issue("alice-gw.example.com", dns=("alice-gw.example.com",))
+        server = ca.issue("bob.example.com", dns=("bob.example.com",))
+        config = legs.config(
+            ca_path, client.write(workdir / "client"), server.write(workdir / "bob")
+        )
+        async with stunnel(config, workdir, [legs.uac_accept, legs.uas_accept]):
+            contact = f"bob.example.com:{uas_tls_port};transport=tls"
+            yield Chain(legs.uac_accept, uas_local, contact)
+
+
+@contextlib.asynccontextmanager
+async def running_node(settings: NodeSettings) -> AsyncIterator[dict[str, tuple[str, int]]]:
+    """A started node; yields its bound listeners; stopped gracefully after the block."""
+    node = Node(settings)
+    bound = await node.start()
+    try:
+        yield bound
+    finally:
+        await node.stop(grace=1.0)
