@@ -8,11 +8,13 @@ what comes out, and keeps exactly one timer armed for the transaction layer.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from intrafed.config.model import ImpListeners, NodeConfig, Role
 from intrafed.services.proxy import Decision, Forward, Listener, Reject, StatefulProxy
 from intrafed.sip import RemoteSipError, Request, Response, SipUri, parse_message
 from intrafed.sip.errors import FramingError
@@ -63,19 +65,69 @@ class NodeSettings:
     """Client context for outbound TLS (hostname verification on)."""
 
 
-def static_next_hop(settings: NodeSettings) -> Callable[[Request, FlowId], Decision]:
-    """The routing of a plain proxy: one next hop per domain of the Request-URI."""
+def static_next_hop(next_hops: Mapping[str, NextHop], request: Request) -> Decision:
+    """The routing of a plain proxy: the next hop of the Request-URI's domain; a
+    ``*.domain`` entry matches child domains, the most specific entry wins."""
+    uri = request.uri
+    if not isinstance(uri, SipUri):
+        return Reject(416, f"Request-URI scheme {uri.scheme}: is not supported")
+    host = uri.host.lower()
+    hop = next_hops.get(host)
+    if hop is None:
+        labels = host.split(".")
+        for index in range(1, len(labels)):
+            hop = next_hops.get("*." + ".".join(labels[index:]))
+            if hop is not None:
+                break
+    if hop is None:
+        return Reject(404, f"no static route for domain {uri.host}")
+    return Forward(hop)
 
-    def decide(request: Request, flow: FlowId) -> Decision:
-        uri = request.uri
-        if not isinstance(uri, SipUri):
-            return Reject(416, f"Request-URI scheme {uri.scheme}: is not supported")
-        hop = settings.next_hops.get(uri.host.lower())
-        if hop is None:
-            return Reject(404, f"no static route for domain {uri.host}")
-        return Forward(hop)
 
-    return decide
+def settings_from_config(
+    config: NodeConfig,
+    *,
+    server_ssl: ssl.SSLContext | None = None,
+    mtls_ssl: ssl.SSLContext | None = None,
+    client_ssl: ssl.SSLContext | None = None,
+) -> NodeSettings:
+    """The settings a node runs with, from its configuration. TLS and MTLS listeners need
+    the matching context; without one they are left out and the reason is logged."""
+    identity = config.identity
+    if config.role is Role.OCS:
+        wanted = [ListenerSpec(c.ip, c.transport, c.port) for c in config.connections]
+    else:
+        ports = config.listeners or ImpListeners()
+        wanted = [
+            ListenerSpec(identity.ip, "TCP", ports.tcp),
+            ListenerSpec(identity.ip, "MTLS", ports.peer_auth),
+            ListenerSpec(identity.ip, "TLS", ports.server_auth),
+        ]
+    contexts = {"TCP": True, "TLS": server_ssl is not None, "MTLS": mtls_ssl is not None}
+    listeners = []
+    for spec in wanted:
+        if contexts[spec.transport]:
+            listeners.append(spec)
+        else:
+            logger.warning(
+                "%s listener on port %d not started: no certificate selected "
+                "(intrafed pki select THUMBPRINT)",
+                spec.transport,
+                spec.port,
+            )
+    next_hops: dict[str, NextHop] = {}
+    for route in sorted(config.routes, key=lambda route: route.priority):
+        next_hops.setdefault(route.domain, NextHop(route.transport, route.next_hop, route.port))
+    return NodeSettings(
+        name=identity.fqdn,
+        address=identity.ip,
+        listeners=tuple(listeners),
+        next_hops=next_hops,
+        hosts={entry.fqdn: entry.ip for entry in config.hosts},
+        server_ssl=server_ssl,
+        mtls_ssl=mtls_ssl,
+        client_ssl=client_ssl,
+    )
 
 
 class Node:
@@ -114,11 +166,26 @@ class Node:
             self.transactions,
             name=self.settings.name,
             listeners=listeners,
-            decide=static_next_hop(self.settings),
+            decide=lambda request, flow: static_next_hop(self.settings.next_hops, request),
             flow_transport=self._flow_transport,
             also_known_as=frozenset((self.settings.address, port) for _, port in bound.values()),
         )
         return bound
+
+    def reload(self, settings: NodeSettings) -> str | None:
+        """Apply new routes and hosts without dropping connections; a change of listeners
+        or certificates needs a restart and is refused (the reason is returned)."""
+        current = self.settings
+        if (settings.name, settings.address, settings.listeners) != (
+            current.name,
+            current.address,
+            current.listeners,
+        ):
+            return "listeners or node identity changed: use intrafed service restart"
+        self.settings = dataclasses.replace(
+            current, next_hops=settings.next_hops, hosts=settings.hosts
+        )
+        return None
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop accepting, let pending transactions finish (up to ``grace`` s), close."""

@@ -16,10 +16,10 @@ from collections.abc import AsyncIterator
 import pytest
 
 from intrafed.node import Node, NodeSettings
-from intrafed.sip import Request, StreamFramer, parse_message
-from intrafed.sip.responses import make_response
+from intrafed.sip import StreamFramer, parse_message
 from intrafed.sip.transaction import NextHop
 from intrafed.transport import ListenerSpec, TransportLimits
+from tests.integration.uas import answer_200
 from tests.paths import CONFORMANCE
 
 NODE_IP, UAS_IP, GOOD_IP, BAD_IP = "127.0.0.2", "127.0.0.3", "127.0.0.7", "127.0.0.8"
@@ -33,23 +33,9 @@ GOOD_MESSAGE = (
 )
 
 
-async def serve_uas(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """A minimal UAS: answer every request with 200."""
-    framer = StreamFramer()
-    try:
-        while data := await reader.read(65536):
-            framer.receive_data(data)
-            while (frame := framer.next_frame()) is not None:
-                request = parse_message(frame, stream=True)
-                assert isinstance(request, Request)
-                writer.write(make_response(request, 200, to_tag="uas").to_bytes())
-    finally:
-        writer.close()
-
-
 @contextlib.asynccontextmanager
 async def node_and_uas() -> AsyncIterator[tuple[str, int]]:
-    uas = await asyncio.start_server(serve_uas, UAS_IP, 0)
+    uas = await asyncio.start_server(answer_200, UAS_IP, 0)
     uas_port = uas.sockets[0].getsockname()[1]
     node = Node(
         NodeSettings(
@@ -172,7 +158,7 @@ def test_the_node_connects_to_its_next_hop_from_its_own_address() -> None:
     async def scenario() -> list[int]:
         async def remember(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             sources.append(writer.get_extra_info("peername")[0])
-            await serve_uas(reader, writer)
+            await answer_200(reader, writer)
 
         uas = await asyncio.start_server(remember, UAS_IP, 0)
         node = Node(

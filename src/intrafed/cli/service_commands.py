@@ -1,0 +1,299 @@
+"""``intrafed serve`` and ``intrafed service …``: running a node, and the seed's "Restart
+Services on OCS Front-End Servers" without losing anything.
+
+A background node is ``intrafed serve`` started in its own session, with a pid file, a log
+file and a status file (written once its listeners are up) in the home directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from intrafed.config.document import to_document
+from intrafed.config.model import ConfigError, NodeConfig
+from intrafed.node import Node, settings_from_config
+from intrafed.store import ConfigStore
+
+PID_FILE = "intrafed.pid"
+LOG_FILE = "intrafed.log"
+STATUS_FILE = "status.json"
+START_TIMEOUT = 15.0
+STOP_GRACE = 10.0
+
+home_option = click.option(
+    "--home",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The node's home directory (made by intrafed init).",
+)
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    click.echo(message, err=True)
+    sys.exit(code)
+
+
+def _open(home: Path) -> ConfigStore:
+    try:
+        return ConfigStore.open(home)
+    except ConfigError as exc:
+        _fail(str(exc))
+
+
+def _running_pid(home: Path) -> int | None:
+    """The pid of this home's background node, when it is alive."""
+    try:
+        pid = int((home / PID_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid
+    return pid
+
+
+def _read_status(home: Path) -> dict[str, Any] | None:
+    try:
+        status: dict[str, Any] = json.loads((home / STATUS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return status
+
+
+def differences(staged: NodeConfig, running: NodeConfig) -> list[str]:
+    """What a restart would change, one line per setting."""
+    new, old = to_document(staged), to_document(running)
+    lines = []
+    for key in sorted(new.keys() | old.keys()):
+        before, after = old.get(key), new.get(key)
+        if before == after:
+            continue
+        if isinstance(before, list) and isinstance(after, list):
+            added = [item for item in after if item not in before]
+            removed = [item for item in before if item not in after]
+            parts = [f"+{json.dumps(item, sort_keys=True)}" for item in added]
+            parts += [f"-{json.dumps(item, sort_keys=True)}" for item in removed]
+            lines.append(f"{key}: {' '.join(parts)}")
+        else:
+            lines.append(f"{key}: {json.dumps(before)} -> {json.dumps(after)}")
+    return lines
+
+
+# -- serve ---------------------------------------------------------------------------
+
+
+async def _serve(home: Path, store: ConfigStore, config: NodeConfig) -> None:
+    node = Node(settings_from_config(config))
+    bound = await node.start()
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+
+    def write_status(reload: dict[str, Any] | None = None) -> None:
+        status = {
+            "pid": os.getpid(),
+            "fqdn": config.identity.fqdn,
+            "role": config.role.value,
+            "listeners": {transport: list(address) for transport, address in bound.items()},
+            "started": time.time(),
+            "reload": reload,
+        }
+        temporary = home / f".{STATUS_FILE}.tmp"
+        temporary.write_text(json.dumps(status))
+        temporary.replace(home / STATUS_FILE)
+
+    def reload() -> None:
+        try:
+            staged = store.load("staged")
+            reason = node.reload(settings_from_config(staged))
+        except ConfigError as exc:
+            reason = str(exc)
+        if reason is None:
+            store.promote()
+            logging.getLogger(__name__).info("reloaded the staged configuration")
+        else:
+            logging.getLogger(__name__).warning("reload refused: %s", reason)
+        write_status({"ok": reason is None, "reason": reason, "at": time.time()})
+
+    loop.add_signal_handler(signal.SIGTERM, stopping.set)
+    loop.add_signal_handler(signal.SIGINT, stopping.set)
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    write_status()
+    click.echo(json.dumps({"node": config.identity.fqdn, "listeners": bound}), err=True)
+    await stopping.wait()
+    logging.getLogger(__name__).info("stopping: finishing pending transactions")
+    await node.stop(grace=STOP_GRACE)
+    (home / STATUS_FILE).unlink(missing_ok=True)
+
+
+@click.command("serve")
+@home_option
+@click.option(
+    "--log-level",
+    default="INFO",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
+    help="Logging threshold.",
+)
+def serve_command(home: Path, log_level: str) -> None:
+    """Run the node in the foreground with the staged configuration (which becomes the
+    running one). SIGTERM or Ctrl-C stops it gracefully; SIGHUP reloads."""
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    store = _open(home)
+    try:
+        config = store.promote()
+        asyncio.run(_serve(home, store, config))
+    except ConfigError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(
+            f"cannot start the node: {exc.strerror or exc} — "
+            "check the listeners' addresses and ports (intrafed config show)",
+            1,
+        )
+
+
+# -- service ---------------------------------------------------------------------------
+
+
+@click.group("service")
+def service_group() -> None:
+    """Start, stop, restart and reload the node in the background; show its status."""
+
+
+def _start(home: Path) -> None:
+    log = (home / LOG_FILE).open("ab")
+    process = subprocess.Popen(  # noqa: S603 (our own interpreter and command)
+        [sys.executable, "-m", "intrafed", "serve", "--home", str(home)],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )
+    (home / PID_FILE).write_text(f"{process.pid}\n")
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        status = _read_status(home)
+        if status is not None and status.get("pid") == process.pid:
+            listeners = ", ".join(f"{t} {a[0]}:{a[1]}" for t, a in status["listeners"].items())
+            click.echo(
+                f"started {status['fqdn']} (pid {process.pid}): {listeners or 'no listeners'}"
+            )
+            return
+        if process.poll() is not None:
+            tail = (home / LOG_FILE).read_text(errors="replace").strip().splitlines()[-5:]
+            _fail("the node did not start:\n" + "\n".join(tail), 1)
+        time.sleep(0.05)
+    _fail(f"the node did not report ready within {START_TIMEOUT:g} s; see {home / LOG_FILE}", 1)
+
+
+def _stop(home: Path, pid: int, timeout: float) -> None:
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _running_pid(home) is None:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        click.echo(f"the node did not stop within {timeout:g} s; killed pid {pid}", err=True)
+    (home / PID_FILE).unlink(missing_ok=True)
+    (home / STATUS_FILE).unlink(missing_ok=True)
+
+
+@service_group.command("start")
+@home_option
+def start_command(home: Path) -> None:
+    """Start the node in the background (the staged configuration becomes running)."""
+    _open(home).close()
+    pid = _running_pid(home)
+    if pid is not None:
+        _fail(f"already running (pid {pid}); use intrafed service restart to apply changes", 1)
+    _start(home)
+
+
+@service_group.command("stop")
+@home_option
+@click.option("--timeout", default=STOP_GRACE + 5, show_default=True, help="Seconds before a kill.")
+def stop_command(home: Path, timeout: float) -> None:
+    """Stop gracefully: stop accepting, finish pending transactions, close."""
+    pid = _running_pid(home)
+    if pid is None:
+        _fail("not running", 1)
+    _stop(home, pid, timeout)
+    click.echo(f"stopped (pid {pid})")
+
+
+@service_group.command("restart")
+@home_option
+@click.option("--timeout", default=STOP_GRACE + 5, show_default=True, help="Seconds before a kill.")
+def restart_command(home: Path, timeout: float) -> None:
+    """Graceful stop, then start with the staged configuration."""
+    _open(home).close()
+    pid = _running_pid(home)
+    if pid is not None:
+        _stop(home, pid, timeout)
+    _start(home)
+
+
+@service_group.command("reload")
+@home_option
+def reload_command(home: Path) -> None:
+    """Apply staged routes and hosts without dropping connections (listener changes need a
+    restart)."""
+    pid = _running_pid(home)
+    if pid is None:
+        _fail("not running", 1)
+    previous = (_read_status(home) or {}).get("reload")
+    os.kill(pid, signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        reload = (_read_status(home) or {}).get("reload")
+        if reload and reload != previous:
+            if reload["ok"]:
+                click.echo("reloaded")
+                return
+            _fail(f"reload refused: {reload['reason']}", 1)
+        time.sleep(0.05)
+    _fail(f"no answer to the reload within 10 s; see {home / LOG_FILE}", 1)
+
+
+@service_group.command("status")
+@home_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def status_command(home: Path, as_json: bool) -> None:
+    """Whether the node runs, where it listens, and whether a restart is pending."""
+    store = _open(home)
+    pending = differences(store.load("staged"), store.load("running"))
+    pid = _running_pid(home)
+    status = _read_status(home) if pid is not None else None
+    result = {
+        "running": pid is not None,
+        "pid": pid,
+        "listeners": status["listeners"] if status else {},
+        "restart_pending": bool(pending),
+        "pending_changes": pending,
+    }
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    click.echo(f"running (pid {pid})" if pid is not None else "stopped")
+    for transport, address in result["listeners"].items():
+        click.echo(f"  {transport} {address[0]}:{address[1]}")
+    if pending:
+        click.echo("restart pending:")
+        for line in pending:
+            click.echo(f"  {line}")

@@ -1,0 +1,402 @@
+"""The settings of DESIGN §3 as one typed, validated tree per node (or pool).
+
+Every value is a frozen dataclass checked when it is made; a bad value raises
+``ConfigError(setting, message, fix)`` whose text is the one line an administrator sees.
+Edits are pure functions that return a new ``NodeConfig`` (or raise).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import ipaddress
+import re
+from dataclasses import dataclass
+
+
+class ConfigError(Exception):
+    """A setting that cannot be accepted: which setting, what is wrong, how to fix it."""
+
+    def __init__(self, setting: str, message: str, fix: str) -> None:
+        super().__init__(f"{setting}: {message} — {fix}")
+        self.setting = setting
+        self.message = message
+        self.fix = fix
+
+
+class Role(enum.StrEnum):
+    """Which product a node plays."""
+
+    OCS = "ocs"
+    IMP = "imp"
+
+
+class Edition(enum.StrEnum):
+    """OCS Standard Edition server, or Enterprise Edition pool of front ends."""
+
+    STANDARD = "standard"
+    ENTERPRISE = "enterprise"
+
+
+class RoutingMode(enum.StrEnum):
+    """IM&P partitioned routing: forward every non-local user, or only known ones."""
+
+    BASIC = "basic"
+    ADVANCED = "advanced"
+
+
+class TlsProfile(enum.StrEnum):
+    """TLS versions allowed; ``legacy-tls1`` admits TLS 1.0 for old peers (the checker warns)."""
+
+    DEFAULT = "default"
+    LEGACY_TLS1 = "legacy-tls1"
+
+
+CONNECTION_TRANSPORTS = ("TCP", "TLS", "MTLS")
+ROUTE_TRANSPORTS = ("TCP", "TLS")
+
+# RFC 1035 labels; a final label of letters (so an IP address is not a domain).
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_FQDN_RE = re.compile(rf"(?:{_LABEL}\.)+[A-Za-z](?:[A-Za-z0-9-]{{0,61}}[A-Za-z0-9])?")
+_USER_RE = re.compile(r"[A-Za-z0-9\-_.!~*'()&=+$,;?/%]+")
+
+
+def _ip(setting: str, value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ConfigError(
+            setting, f"{value!r} is not an IP address", "give an address such as 192.0.2.10"
+        ) from None
+
+
+def check_fqdn(setting: str, value: str) -> str:
+    """``value`` in lower case when it is a fully qualified domain name."""
+    if not _FQDN_RE.fullmatch(value) or len(value) > 253:
+        raise ConfigError(
+            setting,
+            f"{value!r} is not a fully qualified domain name",
+            "give a name such as imp1.example.com",
+        )
+    return value.lower()
+
+
+def check_domain(setting: str, value: str) -> str:
+    """A SIP domain such as ``example.com`` (lower case)."""
+    if not _FQDN_RE.fullmatch(value) or len(value) > 253:
+        raise ConfigError(
+            setting, f"{value!r} is not a domain", "give a domain such as example.com"
+        )
+    return value.lower()
+
+
+def check_port(setting: str, value: int) -> int:
+    """A TCP port, 1-65535."""
+    if not 1 <= value <= 65535:
+        raise ConfigError(
+            setting, f"port {value} is outside 1-65535", "choose a port between 1 and 65535"
+        )
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class NodeIdentity:
+    """Who the node is: role, name and address, and for OCS its edition and pool."""
+
+    role: Role
+    fqdn: str
+    """The server's FQDN (SE server, EE front end, or IM&P node)."""
+    ip: str
+    """The address the node listens and connects from."""
+    edition: Edition | None = None
+    """OCS only: Standard Edition server or Enterprise Edition pool front end."""
+    pool_fqdn: str | None = None
+    """OCS Enterprise Edition only: the pool FQDN (the certificate's subject CN)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fqdn", check_fqdn("--fqdn", self.fqdn))
+        object.__setattr__(self, "ip", _ip("--ip", self.ip))
+        if self.role is Role.IMP:
+            if self.edition is not None or self.pool_fqdn is not None:
+                raise ConfigError(
+                    "--edition",
+                    "IM and Presence nodes have no edition or pool",
+                    "leave out --edition and --pool-fqdn (they belong to role ocs)",
+                )
+            return
+        if self.edition is None:
+            object.__setattr__(self, "edition", Edition.STANDARD)
+        if self.edition is Edition.ENTERPRISE:
+            if self.pool_fqdn is None:
+                raise ConfigError(
+                    "--pool-fqdn",
+                    "an Enterprise Edition front end needs its pool FQDN",
+                    "add --pool-fqdn pool.example.com",
+                )
+            object.__setattr__(self, "pool_fqdn", check_fqdn("--pool-fqdn", self.pool_fqdn))
+        elif self.pool_fqdn is not None:
+            raise ConfigError(
+                "--pool-fqdn",
+                "a Standard Edition server has no pool",
+                "use --edition enterprise, or leave out --pool-fqdn",
+            )
+
+    @property
+    def certificate_name(self) -> str:
+        """The subject CN the seed requires: the pool FQDN for an EE pool, else the FQDN."""
+        return self.pool_fqdn if self.pool_fqdn is not None else self.fqdn
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """An OCS "Connection" (General tab): where the front end listens."""
+
+    transport: str
+    port: int
+    ip: str = "All"
+    """``All`` or one of the server's addresses."""
+
+    def __post_init__(self) -> None:
+        transport = self.transport.upper()
+        if transport not in CONNECTION_TRANSPORTS:
+            raise ConfigError(
+                "--transport",
+                f"{self.transport!r} is not a connection transport",
+                "use TCP, TLS or MTLS",
+            )
+        object.__setattr__(self, "transport", transport)
+        check_port("--port", self.port)
+        if self.ip.lower() == "all":
+            object.__setattr__(self, "ip", "All")
+        else:
+            object.__setattr__(self, "ip", _ip("--ip", self.ip))
+
+
+@dataclass(frozen=True, slots=True)
+class StaticRoute:
+    """A static route: requests whose Request-URI matches ``domain`` go to the next hop."""
+
+    domain: str
+    """The Matching URI: a domain, or ``*.domain`` for its child domains."""
+    transport: str
+    port: int
+    ip: str | None = None
+    """Next hop by address: TCP routes only."""
+    fqdn: str | None = None
+    """Next hop by name: TLS routes only (the seed's "Important" note)."""
+    phone_uri: bool = False
+    """Match only phone URIs (``;user=phone``, ``tel:``); the seed leaves it unchecked."""
+    replace_host: bool = False
+    """Rewrite the Request-URI host to the next hop; the seed leaves it unchecked."""
+    priority: int = 1
+    """IM&P: lower first; a higher one is used only while the lower ones are unreachable."""
+
+    def __post_init__(self) -> None:
+        pattern = self.domain.lower()
+        check_domain("--domain", pattern.removeprefix("*."))
+        object.__setattr__(self, "domain", pattern)
+        transport = self.transport.upper()
+        if transport not in ROUTE_TRANSPORTS:
+            raise ConfigError(
+                "--transport", f"{self.transport!r} is not a route transport", "use TCP or TLS"
+            )
+        object.__setattr__(self, "transport", transport)
+        check_port("--port", self.port)
+        if (self.ip is None) == (self.fqdn is None):
+            raise ConfigError(
+                "--ip/--fqdn",
+                "a static route needs exactly one next hop",
+                "give either --ip (TCP) or --fqdn (TLS)",
+            )
+        if transport == "TLS" and self.ip is not None:
+            raise ConfigError(
+                "--ip",
+                "TLS static routes must name the next hop by FQDN — the seed's 'Important' note",
+                "use --fqdn",
+            )
+        if transport == "TCP" and self.fqdn is not None:
+            raise ConfigError(
+                "--fqdn", "TCP static routes name the next hop by IP address", "use --ip"
+            )
+        if self.ip is not None:
+            object.__setattr__(self, "ip", _ip("--ip", self.ip))
+        if self.fqdn is not None:
+            object.__setattr__(self, "fqdn", check_fqdn("--fqdn", self.fqdn))
+        if self.priority < 1:
+            raise ConfigError(
+                "--priority",
+                f"priority {self.priority} is below 1",
+                "use 1 for the primary route, 2 and up for backups",
+            )
+
+    @property
+    def next_hop(self) -> str:
+        """The next hop as configured (FQDN or IP)."""
+        return self.fqdn or self.ip or ""
+
+    @property
+    def key(self) -> tuple[str, int]:
+        """What makes two routes the same route: the matching URI and the priority (OCS
+        routes all have priority 1, so OCS allows one route per matching URI)."""
+        return (self.domain, self.priority)
+
+
+@dataclass(frozen=True, slots=True)
+class HostAuthorization:
+    """An OCS Host Authorization entry: a peer whose requests are trusted as a server's."""
+
+    fqdn: str | None = None
+    ip: str | None = None
+    outbound_only: bool = False
+    """We may send to it, but connections it opens get no trust. The seed: unchecked."""
+    throttle_as_server: bool = True
+    """Server rate limits instead of client ones. The seed: checked."""
+    treat_as_authenticated: bool = True
+    """Never challenged; its From identities are trusted. The seed: checked."""
+
+    def __post_init__(self) -> None:
+        if (self.ip is None) == (self.fqdn is None):
+            raise ConfigError(
+                "--ip/--fqdn",
+                "a host authorization entry names one host",
+                "give either --fqdn or --ip (TLS peers need one entry of each)",
+            )
+        if self.fqdn is not None:
+            object.__setattr__(self, "fqdn", check_fqdn("--fqdn", self.fqdn))
+        if self.ip is not None:
+            address = ipaddress.ip_address(_ip("--ip", self.ip))
+            if address.is_unspecified or address.is_multicast:
+                raise ConfigError(
+                    "--ip",
+                    f"{address} cannot be an authorized host (0.0.0.0 and multicast are refused)",
+                    "give the peer node's own address",
+                )
+            object.__setattr__(self, "ip", str(address))
+
+    @property
+    def host(self) -> str:
+        """The FQDN or IP this entry names."""
+        return self.fqdn or self.ip or ""
+
+
+@dataclass(frozen=True, slots=True)
+class AclEntry:
+    """An IM&P incoming ACL entry: a host whose TCP requests are trusted without digest."""
+
+    fqdn: str | None = None
+    ip: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.ip is None) == (self.fqdn is None):
+            raise ConfigError(
+                "--ip/--fqdn", "an ACL entry names one host", "give either --fqdn or --ip"
+            )
+        if self.fqdn is not None:
+            object.__setattr__(self, "fqdn", check_fqdn("--fqdn", self.fqdn))
+        if self.ip is not None:
+            object.__setattr__(self, "ip", _ip("--ip", self.ip))
+
+    @property
+    def host(self) -> str:
+        """The FQDN or IP this entry names."""
+        return self.fqdn or self.ip or ""
+
+
+@dataclass(frozen=True, slots=True)
+class ImpListeners:
+    """IM&P application listeners. Server Auth must differ from Peer Auth (the seed moves it)."""
+
+    tcp: int = 5060
+    peer_auth: int = 5061
+    """MTLS for peer servers (OCS): its port is the one OCS's TLS static route uses."""
+    server_auth: int = 5062
+    """TLS for clients (no client certificate)."""
+
+    def __post_init__(self) -> None:
+        check_port("--tcp", self.tcp)
+        check_port("--peer-auth", self.peer_auth)
+        check_port("--server-auth", self.server_auth)
+        if self.server_auth == self.peer_auth:
+            raise ConfigError(
+                "--server-auth",
+                f"Server Auth and Peer Auth both use port {self.peer_auth}",
+                "move Server Auth to another port, e.g. --server-auth 5063 (the seed's advice)",
+            )
+        if self.tcp in (self.peer_auth, self.server_auth):
+            raise ConfigError(
+                "--tcp",
+                f"port {self.tcp} is already a TLS listener",
+                "give the TCP listener its own port",
+            )
+
+
+def ha1(username: str, realm: str, password: str, algorithm: str) -> str:
+    """HA1 = H(username ":" realm ":" password) for RFC 8760 digest (MD5 or SHA-256)."""
+    digest = hashlib.md5 if algorithm == "MD5" else hashlib.sha256
+    return digest(f"{username}:{realm}:{password}".encode(), usedforsecurity=False).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """A user homed on this side: provisioned (enabled or disabled), digest HA1s only."""
+
+    aor: str
+    """``user@domain``."""
+    enabled: bool = True
+    """A disabled user stays homed here (requests for it are not forwarded) but cannot
+    register."""
+    ha1_md5: str | None = None
+    """MD5(user:realm:password) in hex, for RFC 2617 clients; the realm is the domain."""
+    ha1_sha256: str | None = None
+    """SHA-256(user:realm:password) in hex, for RFC 8760 clients."""
+
+    def __post_init__(self) -> None:
+        user, at, domain = self.aor.rpartition("@")
+        if not at or not _USER_RE.fullmatch(user):
+            raise ConfigError(
+                "USER@DOMAIN",
+                f"{self.aor!r} is not user@domain",
+                "give an address such as alice@example.com",
+            )
+        object.__setattr__(self, "aor", f"{user}@{check_domain('USER@DOMAIN', domain)}")
+        for name, length in (("ha1_md5", 32), ("ha1_sha256", 64)):
+            value = getattr(self, name)
+            if value is not None and not re.fullmatch(f"[0-9a-f]{{{length}}}", value):
+                raise ConfigError(
+                    name,
+                    f"is not {length} lower-case hex digits",
+                    "set the password again: intrafed config user add … --password-file F",
+                )
+
+    @property
+    def user(self) -> str:
+        """The user part."""
+        return self.aor.rpartition("@")[0]
+
+    @property
+    def domain(self) -> str:
+        """The domain part (the digest realm)."""
+        return self.aor.rpartition("@")[2]
+
+    def with_password(self, password: str) -> User:
+        """A copy whose credentials are the HA1s of ``password`` (the password is not kept)."""
+        return dataclasses.replace(
+            self,
+            ha1_md5=ha1(self.user, self.domain, password, "MD5"),
+            ha1_sha256=ha1(self.user, self.domain, password, "SHA-256"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class HostEntry:
+    """Static name resolution: FQDN -> IP (the seed's lab has no DNS)."""
+
+    fqdn: str
+    ip: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fqdn", check_fqdn("FQDN", self.fqdn))
+        object.__setattr__(self, "ip", _ip("ADDR", self.ip))
+
+

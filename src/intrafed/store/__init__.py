@@ -1,0 +1,5 @@
+"""Persistence: the node's configuration (staged and running), SQLite by default."""
+
+from intrafed.store.sqlite import ConfigStore, StagedEdit
+
+__all__ = ["ConfigStore", "StagedEdit"]

@@ -1,0 +1,164 @@
+"""``intrafed service`` on a real background node: start, status, reload, and a restart
+under a MESSAGE stream where every MESSAGE still gets a final response."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from intrafed.config.model import Connection, NodeIdentity, Role, StaticRoute
+from intrafed.sip import StreamFramer, parse_message
+from intrafed.store import ConfigStore
+from tests.integration.peers import free_port
+from tests.integration.uas import answer_200
+
+NODE_IP, UAS_IP, CLIENT_IP = "127.0.0.12", "127.0.0.13", "127.0.0.14"
+
+
+def intrafed(*arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "intrafed", *arguments],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+def make_home(home: Path, node_port: int, uas_port: int) -> None:
+    store = ConfigStore.create(home, NodeIdentity(Role.OCS, "ocs1.example.com", NODE_IP))
+    store.stage(
+        lambda config: dataclasses.replace(
+            config,
+            domains=("example.com",),
+            connections=(Connection("TCP", node_port, NODE_IP),),
+            routes=(StaticRoute("example.com", "TCP", uas_port, ip=UAS_IP),),
+        )
+    )
+    store.close()
+
+
+MESSAGE = (
+    "MESSAGE sip:bob@example.com SIP/2.0\r\n"
+    "Via: SIP/2.0/TCP {ip}:5070;branch=z9hG4bK-{n}-{attempt}\r\n"
+    "Max-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=a{n}\r\nTo: <sip:bob@example.com>\r\n"
+    "Call-ID: restart-{n}@{ip}\r\nCSeq: 1 MESSAGE\r\nContent-Length: 2\r\n\r\nhi"
+)
+
+
+class RetryingClient:
+    """Sends MESSAGEs at a steady rate over one TCP connection; when the connection is
+    lost it reconnects (as a real client does) and sends every unanswered MESSAGE again."""
+
+    def __init__(self, node: tuple[str, int], total: int, rate: float) -> None:
+        self.node, self.total, self.interval = node, total, 1 / rate
+        self.finals: dict[int, int] = {}
+        self.sent = 0
+        self.resent = 0
+        self.reconnects = 0
+
+    async def run(self, deadline: float) -> None:
+        loop = asyncio.get_running_loop()
+        while len(self.finals) < self.total and loop.time() < deadline:
+            try:
+                reader, writer = await asyncio.open_connection(
+                    *self.node, local_addr=(CLIENT_IP, 0)
+                )
+            except OSError:
+                await asyncio.sleep(0.05)
+                continue
+            pending = [n for n in range(self.sent) if n not in self.finals]
+            for n in pending:
+                writer.write(MESSAGE.format(ip=CLIENT_IP, n=n, attempt=self.reconnects).encode())
+            self.resent += len(pending)
+            receiver = asyncio.create_task(self._receive(reader))
+            try:
+                while self.sent < self.total and not receiver.done():
+                    writer.write(MESSAGE.format(ip=CLIENT_IP, n=self.sent, attempt=0).encode())
+                    self.sent += 1
+                    await asyncio.sleep(self.interval)
+                await asyncio.wait_for(asyncio.shield(receiver), max(0.1, deadline - loop.time()))
+            except (ConnectionError, TimeoutError):
+                pass
+            finally:
+                receiver.cancel()
+                writer.close()
+            self.reconnects += 1
+
+    async def _receive(self, reader: asyncio.StreamReader) -> None:
+        framer = StreamFramer()
+        while len(self.finals) < self.total:
+            data = await reader.read(65536)
+            if not data:
+                return
+            framer.receive_data(data)
+            while (frame := framer.next_frame()) is not None:
+                response = parse_message(frame, stream=True)
+                n = int(response.call_id.split("-")[1].split("@")[0])
+                self.finals[n] = response.status  # type: ignore[union-attr]
+
+
+def test_restart_under_load_answers_every_message(tmp_path: Path) -> None:
+    async def scenario() -> RetryingClient:
+        uas = await asyncio.start_server(answer_200, UAS_IP, 0)
+        node_port = free_port(NODE_IP)
+        home = tmp_path / "ocs1"
+        make_home(home, node_port, uas.sockets[0].getsockname()[1])
+        started = await asyncio.to_thread(intrafed, "service", "start", "--home", str(home))
+        assert started.returncode == 0, started.stderr
+        client = RetryingClient((NODE_IP, node_port), total=1500, rate=300)
+        loop = asyncio.get_running_loop()
+        traffic = asyncio.create_task(client.run(loop.time() + 40))
+        try:
+            await asyncio.sleep(2)
+            restarted = await asyncio.to_thread(intrafed, "service", "restart", "--home", str(home))
+            assert restarted.returncode == 0, restarted.stderr
+            await traffic
+        finally:
+            await asyncio.to_thread(intrafed, "service", "stop", "--home", str(home))
+            uas.close()
+        return client
+
+    client = asyncio.run(scenario())
+    assert client.sent == 1500
+    assert len(client.finals) == 1500
+    assert set(client.finals.values()) == {200}
+    assert client.reconnects >= 1
+
+
+def test_status_shows_the_pending_change_and_reload_applies_it(tmp_path: Path) -> None:
+    home = tmp_path / "ocs1"
+    make_home(home, free_port(NODE_IP), 5060)
+    assert intrafed("service", "start", "--home", str(home)).returncode == 0
+    try:
+        store = ConfigStore.open(home)
+        store.stage(
+            lambda config: dataclasses.replace(
+                config, routes=(StaticRoute("example.com", "TCP", 5070, ip=UAS_IP),)
+            )
+        )
+        status = json.loads(intrafed("service", "status", "--home", str(home), "--json").stdout)
+        assert status["running"] is True
+        assert status["restart_pending"] is True
+        assert status["pending_changes"][0].startswith("routes: ")
+        reloaded = intrafed("service", "reload", "--home", str(home))
+        assert (reloaded.returncode, reloaded.stdout) == (0, "reloaded\n")
+        status = json.loads(intrafed("service", "status", "--home", str(home), "--json").stdout)
+        assert status["restart_pending"] is False
+        store.stage(
+            lambda config: dataclasses.replace(
+                config,
+                connections=(*config.connections, Connection("TCP", free_port(NODE_IP), NODE_IP)),
+            )
+        )
+        refused = intrafed("service", "reload", "--home", str(home))
+        assert refused.returncode == 1
+        assert "use intrafed service restart" in refused.stderr
+    finally:
+        stopped = intrafed("service", "stop", "--home", str(home))
+    assert stopped.returncode == 0
+    assert intrafed("service", "status", "--home", str(home)).stdout.startswith("stopped")
