@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import time
 
@@ -140,3 +141,37 @@ def test_graceful_close_gives_up_waiting_when_the_grace_period_ends() -> None:
             assert await read_to_eof(reader) == b""
 
     run(scenario())
+
+
+def test_a_peer_that_never_reads_is_closed_once_its_queue_passes_the_maximum(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    chunk = b"y" * (256 * 1024)
+
+    class Flooding(Node):
+        def on_message(self, flow: Flow, frame: bytes) -> None:
+            super().on_message(flow, frame)
+            if b"flood" in frame:
+                while flow.send(chunk):
+                    pass
+
+    async def scenario() -> None:
+        limits = TransportLimits(write_buffer_high=64 * 1024, write_buffer_max=1024 * 1024)
+        async with Flooding(limits=limits) as node:
+            address = await node.layer.listen(ListenerSpec(SERVER_IP, "TCP", 0))
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.bind((BAD_IP, 0))
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, address)
+            _reader, writer = await asyncio.open_connection(sock=sock)
+            try:
+                writer.write(request("flood"))
+                flow, _frame = await node.messages.get()
+                assert flow.closed
+            finally:
+                writer.close()
+
+    with caplog.at_level(logging.INFO):
+        run(scenario())
+    assert "peer is not reading" in caplog.text

@@ -94,3 +94,6 @@ class TransportLimits:
     """Inbound connections open at once from one source IP; more are refused."""
     write_buffer_high: int = 256 * 1024
     """Bytes queued for a peer above which we stop reading from it until it catches up."""
+    write_buffer_max: int = 4 * 1024 * 1024
+    """A flow whose peer lets this much pile up unread is closed: reading from it is already
+    paused, but requests from other flows (NOTIFYs, MESSAGEs) would queue without end."""

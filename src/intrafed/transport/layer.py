@@ -229,6 +229,13 @@ class _Connection(asyncio.Protocol):
             self._pending.append(data)
         else:
             transport.write(data)
+            if (
+                self.writing_paused
+                and transport.get_write_buffer_size() > self._limits.write_buffer_max
+            ):
+                queued = transport.get_write_buffer_size()
+                self.close(f"peer is not reading: {queued} bytes queued for it")
+                return False
         return True
 
     def close(self, reason: str, level: int = logging.INFO) -> None:
