@@ -71,7 +71,7 @@ def test_reading_pauses_while_a_peer_does_not_take_what_we_write() -> None:
                 flow.send(payload)
 
     async def scenario() -> None:
-        limits = TransportLimits(write_buffer_high=64 * 1024)
+        limits = TransportLimits(write_buffer_high=64 * 1024, write_buffer_max=16 * 1024 * 1024)
         async with Flooding(limits=limits) as node:
             address = await node.layer.listen(ListenerSpec(SERVER_IP, "TCP", 0))
             # A small receive buffer: the kernel cannot absorb the flood for the client.

@@ -144,6 +144,7 @@ class _Connection(asyncio.Protocol):
         self.writing_paused = False
         self._corked = False
         self._pending: list[bytes] = []
+        self._pending_size = 0
         self._got_data = False
         self._opened_at = 0.0
         self._last_activity = 0.0
@@ -227,15 +228,17 @@ class _Connection(asyncio.Protocol):
         self._last_activity = self._loop.time()
         if self._corked:
             self._pending.append(data)
+            self._pending_size += len(data)
+            queued = self._pending_size + transport.get_write_buffer_size()
         else:
             transport.write(data)
-            if (
-                self.writing_paused
-                and transport.get_write_buffer_size() > self._limits.write_buffer_max
-            ):
-                queued = transport.get_write_buffer_size()
-                self.close(f"peer is not reading: {queued} bytes queued for it")
-                return False
+            queued = transport.get_write_buffer_size()
+        if queued > self._limits.write_buffer_max:
+            # Drop what is queued rather than flush it: the peer is not taking it.
+            self._pending, self._pending_size = [], 0
+            self.close(f"peer is not reading: {queued} bytes queued for it")
+            self.abort()
+            return False
         return True
 
     def close(self, reason: str, level: int = logging.INFO) -> None:
@@ -410,7 +413,7 @@ class _Connection(asyncio.Protocol):
     def _flush(self) -> None:
         pending = self._pending
         if pending and self._transport is not None:
-            self._pending = []
+            self._pending, self._pending_size = [], 0
             self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
 
     def _describe(self) -> str:
