@@ -144,7 +144,7 @@ def test_status_shows_the_pending_change_and_reload_applies_it(tmp_path: Path) -
         status = json.loads(intrafed("service", "status", "--home", str(home), "--json").stdout)
         assert status["running"] is True
         assert status["restart_pending"] is True
-        assert status["pending_changes"][0].startswith("routes: ")
+        assert status["pending_changes"] == ["routes: changed example.com"]
         reloaded = intrafed("service", "reload", "--home", str(home))
         assert (reloaded.returncode, reloaded.stdout) == (0, "reloaded\n")
         status = json.loads(intrafed("service", "status", "--home", str(home), "--json").stdout)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from intrafed import __version__
-from intrafed.cli.config_commands import config_group
+from intrafed.cli.config_commands import config_group, init_command
 from intrafed.cli.pki_commands import pki_group
 from intrafed.cli.service_commands import serve_command, service_group
 from intrafed.cli.sip_commands import sip_group
@@ -18,6 +18,7 @@ def main() -> None:
 
 
 main.add_command(sip_group)
+main.add_command(init_command)
 main.add_command(config_group)
 main.add_command(pki_group)
 main.add_command(service_group)

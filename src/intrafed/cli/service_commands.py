@@ -20,7 +20,6 @@ from typing import Any, NoReturn
 
 import click
 
-from intrafed.config.document import to_document
 from intrafed.config.model import ConfigError, NodeConfig
 from intrafed.node import Node, settings_from_config
 from intrafed.store import ConfigStore
@@ -72,25 +71,6 @@ def _read_status(home: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return status
-
-
-def differences(staged: NodeConfig, running: NodeConfig) -> list[str]:
-    """What a restart would change, one line per setting."""
-    new, old = to_document(staged), to_document(running)
-    lines = []
-    for key in sorted(new.keys() | old.keys()):
-        before, after = old.get(key), new.get(key)
-        if before == after:
-            continue
-        if isinstance(before, list) and isinstance(after, list):
-            added = [item for item in after if item not in before]
-            removed = [item for item in before if item not in after]
-            parts = [f"+{json.dumps(item, sort_keys=True)}" for item in added]
-            parts += [f"-{json.dumps(item, sort_keys=True)}" for item in removed]
-            lines.append(f"{key}: {' '.join(parts)}")
-        else:
-            lines.append(f"{key}: {json.dumps(before)} -> {json.dumps(after)}")
-    return lines
 
 
 # -- serve ---------------------------------------------------------------------------
@@ -277,7 +257,7 @@ def reload_command(home: Path) -> None:
 def status_command(home: Path, as_json: bool) -> None:
     """Whether the node runs, where it listens, and whether a restart is pending."""
     store = _open(home)
-    pending = differences(store.load("staged"), store.load("running"))
+    pending = store.pending_changes()
     pid = _running_pid(home)
     status = _read_status(home) if pid is not None else None
     result = {

@@ -1,42 +1,54 @@
 """``NodeConfig`` <-> a plain document (TOML tables): the export/import format and what the
-store keeps. ``from_document`` validates the whole document before anything is applied.
+store keeps. ``from_document`` checks every key and type and validates the whole document
+before anything is applied.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
+import json
 import tomllib
-from typing import Any
+import typing
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import tomli_w
 
-from intrafed.config.model import (
-    AclEntry,
-    ConfigError,
-    Connection,
-    Edition,
-    HostAuthorization,
-    HostEntry,
-    ImpListeners,
-    NodeConfig,
-    NodeIdentity,
-    Role,
-    RoutingMode,
-    StaticRoute,
-    TlsProfile,
-    User,
-)
+from intrafed.config.model import ConfigError, NodeConfig, NodeIdentity, Role
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 FORMAT_VERSION = 1
+_T = TypeVar("_T", bound="DataclassInstance")
+_FORMAT_FIX = "see intrafed config export for the format"
+
+# Document keys that only one role has.
+_ROLE_KEYS = {
+    Role.OCS: ("connections", "host_authorizations"),
+    Role.IMP: ("listeners", "peer_subjects", "acl", "routing_mode"),
+}
+# What names an entry of a list, to tell "changed" from "added" and "removed".
+_LABELS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "connections": lambda entry: f"{entry['transport']} {entry['ip']}:{entry['port']}",
+    "routes": lambda entry: (
+        entry["domain"] + (f" priority {entry['priority']}" if entry["priority"] != 1 else "")
+    ),
+    "host_authorizations": lambda entry: entry.get("fqdn") or entry["ip"],
+    "acl": lambda entry: entry.get("fqdn") or entry["ip"],
+    "users": lambda entry: entry["aor"],
+    "hosts": lambda entry: entry["fqdn"],
+}
 
 
-def _table(instance: Any) -> dict[str, Any]:
+def as_table(instance: Any) -> dict[str, Any]:
     """A dataclass as a TOML table: None values left out, enums as their values."""
     table = {}
     for item in dataclasses.fields(instance):
         value = getattr(instance, item.name)
         if value is not None:
-            table[item.name] = value.value if hasattr(value, "value") else value
+            table[item.name] = value.value if isinstance(value, enum.Enum) else value
     return table
 
 
@@ -44,40 +56,23 @@ def to_document(config: NodeConfig) -> dict[str, Any]:
     """The whole configuration as nested tables, in a stable order."""
     document: dict[str, Any] = {
         "format": FORMAT_VERSION,
-        "node": _table(config.identity),
+        "node": as_table(config.identity),
         "domains": list(config.domains),
         "fips": config.fips,
         "tls_profile": config.tls_profile.value,
-        "routes": [_table(route) for route in config.routes],
-        "hosts": [_table(entry) for entry in config.hosts],
-        "users": [_table(user) for user in config.users],
+        "routes": [as_table(route) for route in config.routes],
+        "hosts": [as_table(entry) for entry in config.hosts],
+        "users": [as_table(user) for user in config.users],
     }
     if config.role is Role.OCS:
-        document["connections"] = [_table(c) for c in config.connections]
-        document["host_authorizations"] = [_table(h) for h in config.host_authorizations]
+        document["connections"] = [as_table(c) for c in config.connections]
+        document["host_authorizations"] = [as_table(h) for h in config.host_authorizations]
     else:
-        document["listeners"] = _table(config.listeners or ImpListeners())
+        document["listeners"] = as_table(config.listeners)
         document["peer_subjects"] = list(config.peer_subjects)
-        document["acl"] = [_table(entry) for entry in config.acl]
+        document["acl"] = [as_table(entry) for entry in config.acl]
         document["routing_mode"] = config.routing_mode.value
     return document
-
-
-def _build(kind: type[Any], table: Any, where: str) -> Any:
-    if not isinstance(table, dict):
-        raise ConfigError(where, "is not a table", "see intrafed config export for the format")
-    names = {item.name for item in dataclasses.fields(kind)}
-    unknown = sorted(set(table) - names)
-    if unknown:
-        raise ConfigError(
-            f"{where}.{unknown[0]}",
-            "is not a setting",
-            f"remove it; known: {', '.join(sorted(names))}",
-        )
-    try:
-        return kind(**table)
-    except TypeError as exc:
-        raise ConfigError(where, str(exc), "see intrafed config export for the format") from None
 
 
 def from_document(document: dict[str, Any]) -> NodeConfig:
@@ -88,46 +83,26 @@ def from_document(document: dict[str, Any]) -> NodeConfig:
             f"unsupported format {document.get('format')!r}",
             f"export again with this version (format = {FORMAT_VERSION})",
         )
-    node = dict(document.get("node", {}))
-    try:
-        node["role"] = Role(str(node.get("role")))
-        if node.get("edition") is not None:
-            node["edition"] = Edition(node["edition"])
-        fields: dict[str, Any] = {
-            "routing_mode": RoutingMode(document.get("routing_mode", RoutingMode.BASIC.value)),
-            "tls_profile": TlsProfile(document.get("tls_profile", TlsProfile.DEFAULT.value)),
-        }
-    except ValueError as exc:
-        raise ConfigError("node", str(exc), "use one of the documented values") from None
-    identity = _build(NodeIdentity, node, "node")
-    listeners = document.get("listeners")
-    config = NodeConfig(
-        identity=identity,
-        domains=tuple(document.get("domains", ())),
-        connections=tuple(
-            _build(Connection, t, f"connections[{i}]")
-            for i, t in enumerate(document.get("connections", ()))
-        ),
-        routes=tuple(
-            _build(StaticRoute, t, f"routes[{i}]") for i, t in enumerate(document.get("routes", ()))
-        ),
-        host_authorizations=tuple(
-            _build(HostAuthorization, t, f"host_authorizations[{i}]")
-            for i, t in enumerate(document.get("host_authorizations", ()))
-        ),
-        listeners=_build(ImpListeners, listeners, "listeners") if listeners is not None else None,
-        peer_subjects=tuple(document.get("peer_subjects", ())),
-        acl=tuple(_build(AclEntry, t, f"acl[{i}]") for i, t in enumerate(document.get("acl", ()))),
-        users=tuple(
-            _build(User, t, f"users[{i}]") for i, t in enumerate(document.get("users", ()))
-        ),
-        hosts=tuple(
-            _build(HostEntry, t, f"hosts[{i}]") for i, t in enumerate(document.get("hosts", ()))
-        ),
-        fips=bool(document.get("fips", True)),
-        **fields,
-    )
-    return config.validate()
+    if "node" not in document:
+        raise ConfigError("node", "the [node] table is missing", _FORMAT_FIX)
+    identity = _convert(NodeIdentity, document["node"], "node")
+    other = Role.IMP if identity.role is Role.OCS else Role.OCS
+    for key in _ROLE_KEYS[other]:
+        if key in document:
+            raise ConfigError(
+                key,
+                f"belongs to role {other.value}; this document is for an "
+                f"{identity.role.value} node",
+                f"remove {key} from the document",
+            )
+    known = ["format", "node"] + [
+        f.name for f in dataclasses.fields(NodeConfig) if f.name != "identity"
+    ]
+    for key in document:
+        if key not in known:
+            raise ConfigError(key, "is not a setting", f"remove it; known: {', '.join(known)}")
+    fields = {key: value for key, value in document.items() if key not in ("format", "node")}
+    return _build(NodeConfig, {**fields, "identity": identity}, "").validate()
 
 
 def to_toml(config: NodeConfig) -> str:
@@ -142,3 +117,107 @@ def from_toml(text: str) -> NodeConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("TOML", str(exc), "fix the document's syntax") from None
     return from_document(document)
+
+
+def changes(old: NodeConfig, new: NodeConfig) -> list[str]:
+    """What differs from ``old`` to ``new``, one phrase per setting, e.g.
+    ``routes: added example.com`` or ``fips: true → false``."""
+    before, after = to_document(old), to_document(new)
+    found = []
+    for key in dict.fromkeys([*before, *after]):
+        was, now = before.get(key), after.get(key)
+        if was == now:
+            continue
+        if isinstance(was, list) and isinstance(now, list):
+            found.append(f"{key}: {_list_changes(key, was, now)}")
+        elif isinstance(was, dict) and isinstance(now, dict):
+            parts = [
+                f"{name} {_text(was.get(name))} → {_text(now.get(name))}"
+                for name in dict.fromkeys([*was, *now])
+                if was.get(name) != now.get(name)
+            ]
+            found.append(f"{key}: {', '.join(parts)}")
+        else:
+            found.append(f"{key}: {_text(was)} → {_text(now)}")
+    return found
+
+
+def _list_changes(key: str, was: list[Any], now: list[Any]) -> str:
+    def label(entry: Any) -> str:
+        return _LABELS[key](entry) if isinstance(entry, dict) else str(entry)
+
+    old = {label(entry): entry for entry in was}
+    new = {label(entry): entry for entry in now}
+    groups = {
+        "added": [name for name in new if name not in old],
+        "removed": [name for name in old if name not in new],
+        "changed": [name for name in new if name in old and new[name] != old[name]],
+    }
+    parts = [f"{verb} {', '.join(names)}" for verb, names in groups.items() if names]
+    return ", ".join(parts) or "reordered"
+
+
+def _text(value: Any) -> str:
+    return "(none)" if value is None else json.dumps(value)
+
+
+def _build(kind: type[_T], table: Any, where: str) -> _T:
+    """An instance of the dataclass ``kind`` from a document table, every value checked."""
+    if not isinstance(table, dict):
+        raise ConfigError(where, "is not a table", _FORMAT_FIX)
+    fields = {item.name: item for item in dataclasses.fields(kind)}
+    prefix = f"{where}." if where else ""
+    unknown = sorted(set(table) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{prefix}{unknown[0]}",
+            "is not a setting",
+            f"remove it; known: {', '.join(sorted(fields))}",
+        )
+    missing = [
+        name
+        for name, item in fields.items()
+        if name not in table
+        and item.default is dataclasses.MISSING
+        and item.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise ConfigError(f"{prefix}{missing[0]}", "is missing", _FORMAT_FIX)
+    hints = typing.get_type_hints(kind)
+    values = {
+        name: _convert(hints[name], value, f"{prefix}{name}") for name, value in table.items()
+    }
+    try:
+        return kind(**values)
+    except ConfigError as error:
+        if not where:
+            raise
+        raise ConfigError(f"{where} {error.setting}", error.message, error.fix) from None
+
+
+def _convert(hint: Any, value: Any, where: str) -> Any:
+    """``value`` as the type ``hint`` names: a dataclass, a tuple, an enum or a scalar."""
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ConfigError(where, f"{_text(value)} is not a list", _FORMAT_FIX)
+        item = typing.get_args(hint)[0]
+        return tuple(_convert(item, entry, f"{where}[{i}]") for i, entry in enumerate(value))
+    for kind in typing.get_args(hint) or (hint,):
+        if isinstance(kind, type) and dataclasses.is_dataclass(kind):
+            return value if isinstance(value, kind) else _build(kind, value, where)
+        if isinstance(kind, type) and issubclass(kind, enum.Enum) and isinstance(value, str):
+            try:
+                return kind(value)
+            except ValueError:
+                choices = ", ".join(str(member.value) for member in kind)
+                raise ConfigError(where, f"{value!r} is not allowed", f"use {choices}") from None
+        if isinstance(kind, type) and isinstance(value, kind) and not _bool_as_int(kind, value):
+            return value
+    expected = " or ".join(getattr(k, "__name__", str(k)) for k in typing.get_args(hint) or (hint,))
+    raise ConfigError(where, f"{_text(value)} is not {expected}", _FORMAT_FIX)
+
+
+def _bool_as_int(kind: type[Any], value: Any) -> bool:
+    """True for ``true`` where a number is expected (bool is a subclass of int)."""
+    return kind is int and isinstance(value, bool)

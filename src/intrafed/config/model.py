@@ -105,6 +105,7 @@ class NodeIdentity:
     """Who the node is: role, name and address, and for OCS its edition and pool."""
 
     role: Role
+    """``ocs`` or ``imp``."""
     fqdn: str
     """The server's FQDN (SE server, EE front end, or IM&P node)."""
     ip: str
@@ -153,7 +154,9 @@ class Connection:
     """An OCS "Connection" (General tab): where the front end listens."""
 
     transport: str
+    """TCP, TLS (no client certificate asked) or MTLS (client certificate required)."""
     port: int
+    """The listening port (the seed: 5060 for TCP, 5061 for TLS/MTLS)."""
     ip: str = "All"
     """``All`` or one of the server's addresses."""
 
@@ -180,7 +183,9 @@ class StaticRoute:
     domain: str
     """The Matching URI: a domain, or ``*.domain`` for its child domains."""
     transport: str
+    """Next hop transport: TCP or TLS."""
     port: int
+    """Next hop port; for TLS, the peer's Peer Auth listener port."""
     ip: str | None = None
     """Next hop by address: TCP routes only."""
     fqdn: str | None = None
@@ -247,7 +252,9 @@ class HostAuthorization:
     """An OCS Host Authorization entry: a peer whose requests are trusted as a server's."""
 
     fqdn: str | None = None
+    """Matches the name proven by the peer's verified certificate (MTLS)."""
     ip: str | None = None
+    """Matches the connection's source address."""
     outbound_only: bool = False
     """We may send to it, but connections it opens get no trust. The seed: unchecked."""
     throttle_as_server: bool = True
@@ -285,7 +292,9 @@ class AclEntry:
     """An IM&P incoming ACL entry: a host whose TCP requests are trusted without digest."""
 
     fqdn: str | None = None
+    """A host name (an OCS server or pool FQDN)."""
     ip: str | None = None
+    """A source address."""
 
     def __post_init__(self) -> None:
         if (self.ip is None) == (self.fqdn is None):
@@ -308,6 +317,7 @@ class ImpListeners:
     """IM&P application listeners. Server Auth must differ from Peer Auth (the seed moves it)."""
 
     tcp: int = 5060
+    """Plain TCP SIP."""
     peer_auth: int = 5061
     """MTLS for peer servers (OCS): its port is the one OCS's TLS static route uses."""
     server_auth: int = 5062
@@ -393,10 +403,133 @@ class HostEntry:
     """Static name resolution: FQDN -> IP (the seed's lab has no DNS)."""
 
     fqdn: str
+    """The name to resolve."""
     ip: str
+    """Its address."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fqdn", check_fqdn("FQDN", self.fqdn))
         object.__setattr__(self, "ip", _ip("ADDR", self.ip))
 
 
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    """Everything one node runs with. Role-specific parts are empty for the other role."""
+
+    identity: NodeIdentity
+    """Role, FQDN and address (fixed at ``intrafed init``)."""
+    domains: tuple[str, ...] = ()
+    """The SIP domains served here (the seed's shared domain, e.g. ``example.com``)."""
+    connections: tuple[Connection, ...] = ()
+    """OCS: where the front end listens (General tab)."""
+    routes: tuple[StaticRoute, ...] = ()
+    """Static routes to the other partition (OCS Routing tab; IM&P Static Routes)."""
+    host_authorizations: tuple[HostAuthorization, ...] = ()
+    """OCS: the Host Authorization tab."""
+    listeners: ImpListeners | None = None
+    """IM&P: the application listeners (defaults filled in for role ``imp``)."""
+    peer_subjects: tuple[str, ...] = ()
+    """IM&P: TLS peer subjects accepted on the Peer Auth listener."""
+    acl: tuple[AclEntry, ...] = ()
+    """IM&P: the incoming ACL."""
+    routing_mode: RoutingMode = RoutingMode.BASIC
+    """IM&P: partitioned intradomain routing mode."""
+    users: tuple[User, ...] = ()
+    """Users homed on this node."""
+    hosts: tuple[HostEntry, ...] = ()
+    """Static name resolution used before DNS."""
+    fips: bool = True
+    """The seed's "System Cryptography: Use FIPS compliant algorithms" policy."""
+    tls_profile: TlsProfile = TlsProfile.DEFAULT
+    """TLS versions allowed."""
+
+    def __post_init__(self) -> None:
+        domains = tuple(check_domain("domain", domain) for domain in self.domains)
+        object.__setattr__(self, "domains", domains)
+        subjects = tuple(check_fqdn("peer-subject", name) for name in self.peer_subjects)
+        object.__setattr__(self, "peer_subjects", subjects)
+        if self.role is Role.IMP and self.listeners is None:
+            object.__setattr__(self, "listeners", ImpListeners())
+
+    @property
+    def role(self) -> Role:
+        """The node's role."""
+        return self.identity.role
+
+    def require_role(self, setting: str, role: Role) -> None:
+        """Refuse a setting that belongs to the other role, naming the role that has it."""
+        if self.role is not role:
+            raise ConfigError(
+                setting,
+                f"this is an {self.role.value} node; {setting} belongs to role {role.value}",
+                f"run it on an {role.value} node's --home",
+            )
+
+    def validate(self) -> NodeConfig:
+        """Check the rules that span settings; return self."""
+        self._validate_roles()
+        _unique("domain", self.domains, "remove the duplicate")
+        _unique("peer-subject", self.peer_subjects, "remove the duplicate")
+        _unique("user", [user.aor for user in self.users], "remove the duplicate")
+        _unique("hosts", [entry.fqdn for entry in self.hosts], "remove one of the two entries")
+        _unique("hostauth", [entry.host for entry in self.host_authorizations], "remove one")
+        _unique("acl", [entry.host for entry in self.acl], "remove one")
+        served = set(self.domains)
+        for user in self.users:
+            if user.domain not in served:
+                raise ConfigError(
+                    "user",
+                    f"{user.aor} is in {user.domain}, which this node does not serve",
+                    f"add the domain first: intrafed config domain add {user.domain}",
+                )
+        keys = [route.key for route in self.routes]
+        for domain, priority in keys:
+            if keys.count((domain, priority)) > 1:
+                at = f" at priority {priority}" if self.role is Role.IMP else ""
+                raise ConfigError(
+                    "route",
+                    f"two static routes have the matching URI {domain}{at}",
+                    "remove one (a matching URI may appear once)"
+                    if self.role is Role.OCS
+                    else "remove one, or give the backup a higher --priority",
+                )
+        ports = [(c.ip, c.port) for c in self.connections]
+        for ip, port in ports:
+            clash = [p for i, p in ports if p == port and (i == ip or "All" in (i, ip))]
+            if len(clash) > 1:
+                raise ConfigError(
+                    "connection",
+                    f"two connections listen on port {port}",
+                    "remove one of them, or use another --port",
+                )
+        return self
+
+    def _validate_roles(self) -> None:
+        """Refuse parts of the other role that reached the tree (e.g. by import)."""
+        foreign = {
+            Role.OCS: {
+                "listener": self.listeners is not None,
+                "peer-subject": bool(self.peer_subjects),
+                "acl": bool(self.acl),
+                "routing-mode": self.routing_mode is not RoutingMode.BASIC,
+                "--priority": any(route.priority != 1 for route in self.routes),
+            },
+            Role.IMP: {
+                "connection": bool(self.connections),
+                "hostauth": bool(self.host_authorizations),
+                "--phone-uri": any(route.phone_uri for route in self.routes),
+                "--replace-host": any(route.replace_host for route in self.routes),
+            },
+        }[self.role]
+        owner = Role.IMP if self.role is Role.OCS else Role.OCS
+        for setting, present in foreign.items():
+            if present:
+                self.require_role(setting, owner)
+
+
+def _unique(setting: str, values: list[str] | tuple[str, ...], fix: str) -> None:
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            raise ConfigError(setting, f"{value} is listed twice", fix)
+        seen.add(value)

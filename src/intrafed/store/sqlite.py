@@ -1,4 +1,4 @@
-"""The configuration store: an SQLite file in the node's home directory.
+"""The configuration store: an SQLite file, by default ``intrafed.db`` in the node's home.
 
 Two documents, ``staged`` (what edits change) and ``running`` (what the node runs with),
 kept as JSON text in one table so that the same narrow interface can later be served by
@@ -13,10 +13,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from intrafed.config.document import from_document, to_document
-from intrafed.config.model import ConfigError, ImpListeners, NodeConfig, NodeIdentity, Role
+from intrafed.config.document import changes, from_document, to_document
+from intrafed.config.model import ConfigError, NodeConfig, NodeIdentity
 
 FILENAME = "intrafed.db"
+LOCATOR = "store.url"
+"""A home whose database is not ``HOME/intrafed.db`` names it in this file (a URL)."""
 KINDS = ("staged", "running")
 StagedEdit = Callable[[NodeConfig], NodeConfig]
 
@@ -30,46 +32,92 @@ MIGRATIONS = (
 )
 
 
+def database_path(home: Path, url: str | None) -> Path:
+    """The SQLite file a ``--db`` URL names (``sqlite:///PATH``; relative to the current
+    directory, ``sqlite:////abs`` absolute), or ``HOME/intrafed.db`` without one."""
+    if url is None:
+        return home / FILENAME
+    scheme = url.partition(":")[0].lower()
+    if scheme.startswith("postgres"):
+        raise ConfigError(
+            "--db",
+            'the PostgreSQL back end arrives with the Enterprise pool (issue "pool")',
+            "leave out --db (HOME/intrafed.db) or give sqlite:///PATH",
+        )
+    path = url.removeprefix("sqlite:///")
+    if scheme != "sqlite" or path == url or not path:
+        raise ConfigError(
+            "--db",
+            f"{url!r} is not a database URL this version supports",
+            "give sqlite:///PATH, or leave out --db for HOME/intrafed.db",
+        )
+    return Path(path).absolute()
+
+
 class ConfigStore:
-    """Staged and running configuration of one node."""
+    """Staged and running configuration of one node. Use it as a context manager (or call
+    ``close()``)."""
+
+    busy_timeout = 10.0
+    """Seconds an edit waits for another process's transaction before it is refused."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._db = sqlite3.connect(path, isolation_level=None, timeout=10.0)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._migrate()
+        self._db = sqlite3.connect(path, isolation_level=None, timeout=self.busy_timeout)
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise ConfigError(
+                "--home",
+                f"{path} cannot be used: {exc}",
+                "restore it from a backup, or run intrafed init in an empty directory",
+            ) from None
+        except ConfigError:
+            self._db.close()
+            raise
 
     @classmethod
     def open(cls, home: Path) -> ConfigStore:
         """The store of an existing home; ``ConfigError`` when ``home`` was never initialized."""
-        path = home / FILENAME
+        locator = home / LOCATOR
+        path = database_path(home, locator.read_text().strip() if locator.exists() else None)
         if not path.exists():
             raise ConfigError(
                 "--home",
-                f"{home} is not an intrafed home (no {FILENAME})",
+                f"{home} is not an intrafed home (no {path.name})",
                 f"run: intrafed init --home {home} --role ocs|imp --fqdn FQDN --ip ADDR",
             )
         return cls(path)
 
     @classmethod
-    def create(cls, home: Path, identity: NodeIdentity) -> ConfigStore:
-        """Initialize ``home`` for a new node; refuses to overwrite an existing one."""
-        path = home / FILENAME
-        if path.exists():
-            raise ConfigError(
-                "--home",
-                f"{home} already holds a node",
-                "choose an empty directory, or edit this node with intrafed config",
-            )
+    def create(cls, home: Path, identity: NodeIdentity, url: str | None = None) -> ConfigStore:
+        """Initialize ``home`` for a new node, its database where ``url`` says (see
+        ``database_path``); refuses to overwrite an existing node."""
+        path = database_path(home, url)
+        for existing in (home / FILENAME, home / LOCATOR, path):
+            if existing.exists():
+                raise ConfigError(
+                    "--home",
+                    f"{home} already holds a node ({existing} exists)",
+                    "choose an empty directory, or edit this node with intrafed config",
+                )
         home.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         store = cls(path)
-        config = NodeConfig(
-            identity, listeners=ImpListeners() if identity.role is Role.IMP else None
-        )
         with store._transaction():
             for kind in KINDS:
-                store._write(kind, config)
+                store._write(kind, NodeConfig(identity))
+        if url is not None:
+            (home / LOCATOR).write_text(f"sqlite:///{path}\n")
         return store
+
+    def __enter__(self) -> ConfigStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def close(self) -> None:
         """Close the database."""
@@ -95,14 +143,16 @@ class ConfigStore:
 
     def replace_staged(self, config: NodeConfig) -> None:
         """Make ``config`` the staged configuration (an import), keeping the node's identity."""
-        current = self.load("staged")
-        if config.identity != current.identity:
-            raise ConfigError(
-                "node",
-                f"the document is for {config.identity.fqdn} ({config.identity.role.value}), this home is {current.identity.fqdn} ({current.role.value})",
-                "import it into that node's home, or edit the [node] table",
-            )
         with self._transaction():
+            current = self.load("staged").identity
+            if config.identity != current:
+                theirs = config.identity
+                raise ConfigError(
+                    "node",
+                    f"the document is for {theirs.fqdn} ({theirs.role.value}, {theirs.ip}), "
+                    f"this home is {current.fqdn} ({current.role.value}, {current.ip})",
+                    "import it into that node's home, or edit the [node] table",
+                )
             self._write("staged", config.validate())
 
     def promote(self) -> NodeConfig:
@@ -116,22 +166,28 @@ class ConfigStore:
         """Whether staged and running differ."""
         return self.load("staged") != self.load("running")
 
+    def pending_changes(self) -> list[str]:
+        """What a restart would change, one phrase per setting (empty when nothing)."""
+        return changes(self.load("running"), self.load("staged"))
+
     def _write(self, kind: str, config: NodeConfig) -> None:
         self._db.execute(
             "INSERT INTO config (kind, document, updated_at) VALUES (?, ?, ?) "
-            "ON CONFLICT (kind) DO UPDATE SET document = excluded.document, updated_at = excluded.updated_at",
+            "ON CONFLICT (kind) DO UPDATE SET "
+            "document = excluded.document, updated_at = excluded.updated_at",
             (kind, json.dumps(to_document(config), sort_keys=True), time.time()),
         )
 
     def _transaction(self) -> _Transaction:
-        return _Transaction(self._db)
+        return _Transaction(self._db, self.path)
 
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version > len(MIGRATIONS):
             raise ConfigError(
                 "--home",
-                f"{self.path} has schema version {version}, newer than this intrafed knows ({len(MIGRATIONS)})",
+                f"{self.path} has schema version {version}, "
+                f"newer than this intrafed knows ({len(MIGRATIONS)})",
                 "upgrade intrafed",
             )
         for number, statement in enumerate(MIGRATIONS[version:], start=version + 1):
@@ -143,11 +199,19 @@ class ConfigStore:
 class _Transaction:
     """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on an exception."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
         self._db = db
+        self._path = path
 
     def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise ConfigError(
+                "--home",
+                f"{self._path} is busy ({exc})",
+                "try again when the other intrafed command has finished",
+            ) from None
 
     def __exit__(self, kind: object, error: object, trace: object) -> None:
         self._db.execute("COMMIT" if error is None else "ROLLBACK")

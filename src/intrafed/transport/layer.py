@@ -19,8 +19,10 @@ from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from typing import cast
 
+from cryptography import x509
+
+from intrafed.pki.certificates import has_client_auth, proven_names
 from intrafed.sip import FramingError, StreamFramer
-from intrafed.transport import peercert
 from intrafed.transport.errors import TransportError
 from intrafed.transport.flows import (
     Destination,
@@ -31,6 +33,7 @@ from intrafed.transport.flows import (
 )
 
 _log = logging.getLogger(__name__)
+MISSING_CLIENT_AUTH = "client certificate lacks Client Authentication EKU"
 
 MessageHandler = Callable[["Flow", bytes], None]
 BadStreamHandler = Callable[["Flow", FramingError], "bytes | None"]
@@ -305,12 +308,12 @@ class _Connection(asyncio.Protocol):
         der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
         if der:
             try:
-                certificate = peercert.load(der)
+                certificate = x509.load_der_x509_certificate(der)
             except ValueError as exc:
                 return f"unreadable peer certificate: {exc}"
-            if self._name == "MTLS" and not peercert.has_client_auth(certificate):
-                return peercert.MISSING_CLIENT_AUTH
-            names = peercert.names(certificate)
+            if self._name == "MTLS" and not has_client_auth(certificate):
+                return MISSING_CLIENT_AUTH
+            names = proven_names(certificate)
         elif self._name == "MTLS":  # CERT_REQUIRED makes this unreachable; stay safe anyway
             return "no client certificate"
         self._become_ready(transport, replace(flow.peer, fqdns=names))

@@ -1,0 +1,308 @@
+"""Pure edits of a node's configuration, one per ``intrafed config`` command.
+
+Each takes a ``NodeConfig`` and returns a new, validated one, or raises ``ConfigError``
+naming the setting and the fix. A setting of the other role is refused naming the role
+that has it; removing something that is not there is an error, and so is adding it twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from typing import Any
+
+from intrafed.config.model import (
+    AclEntry,
+    ConfigError,
+    Connection,
+    HostAuthorization,
+    HostEntry,
+    ImpListeners,
+    NodeConfig,
+    Role,
+    RoutingMode,
+    StaticRoute,
+    User,
+    check_domain,
+    check_fqdn,
+)
+
+
+def _replace(config: NodeConfig, **changes: Any) -> NodeConfig:
+    return dataclasses.replace(config, **changes).validate()
+
+
+def _host(value: str) -> str:
+    """An FQDN or IP address as the model stores it (lower case, canonical address)."""
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return value.lower()
+
+
+def _absent(setting: str, what: str) -> ConfigError:
+    return ConfigError(setting, f"{what} is not configured", f"see intrafed config {setting} list")
+
+
+def _present(setting: str, what: str) -> ConfigError:
+    return ConfigError(
+        setting,
+        f"{what} is already configured",
+        f"see intrafed config {setting} list; remove it first to change it",
+    )
+
+
+# Domains (both roles): the seed's "Domain Verification".
+
+
+def add_domain(config: NodeConfig, domain: str) -> NodeConfig:
+    """Serve ``domain`` here."""
+    domain = check_domain("domain", domain)
+    if domain in config.domains:
+        raise _present("domain", domain)
+    return _replace(config, domains=(*config.domains, domain))
+
+
+def remove_domain(config: NodeConfig, domain: str) -> NodeConfig:
+    """Stop serving ``domain``; refused while users are homed in it."""
+    domain = domain.lower()
+    if domain not in config.domains:
+        raise _absent("domain", domain)
+    homed = [user.aor for user in config.users if user.domain == domain]
+    if homed:
+        raise ConfigError(
+            "domain",
+            f"{len(homed)} user(s) are homed in {domain}, e.g. {homed[0]}",
+            f"remove them first: intrafed config user remove {homed[0]}",
+        )
+    return _replace(config, domains=tuple(d for d in config.domains if d != domain))
+
+
+# Connections (ocs): "Enable Port 5060/5061 on OCS Server", "Configure Mutual TLS".
+
+
+def add_connection(config: NodeConfig, connection: Connection) -> NodeConfig:
+    """Listen on one more (IP, transport, port); a port already in use is refused."""
+    config.require_role("connection", Role.OCS)
+    if connection in config.connections:
+        raise _present("connection", _connection_text(connection))
+    return _replace(config, connections=(*config.connections, connection))
+
+
+def remove_connection(config: NodeConfig, connection: Connection) -> NodeConfig:
+    """Stop listening on exactly this (IP, transport, port)."""
+    config.require_role("connection", Role.OCS)
+    if connection not in config.connections:
+        raise _absent("connection", _connection_text(connection))
+    return _replace(config, connections=tuple(c for c in config.connections if c != connection))
+
+
+def _connection_text(connection: Connection) -> str:
+    return f"{connection.transport} {connection.port} on {connection.ip}"
+
+
+# Static routes (both roles; priority is imp's, phone URI and replace host are ocs's).
+
+
+def add_route(config: NodeConfig, route: StaticRoute) -> NodeConfig:
+    """Add a static route; a second route with the same matching URI (and, on IM&P, the
+    same priority) is refused."""
+    if route.priority != 1:
+        config.require_role("--priority", Role.IMP)
+    if route.phone_uri:
+        config.require_role("--phone-uri", Role.OCS)
+    if route.replace_host:
+        config.require_role("--replace-host", Role.OCS)
+    for existing in config.routes:
+        if existing.key == route.key:
+            at = f" at priority {route.priority}" if config.role is Role.IMP else ""
+            raise ConfigError(
+                "--domain",
+                f"a static route with the matching URI {route.domain}{at} already exists "
+                f"(next hop {existing.transport} {existing.next_hop}:{existing.port}); "
+                "duplicate matching URIs are refused",
+                f"remove it first: intrafed config route remove --domain {route.domain}"
+                + (" (or give a backup route a higher --priority)" if at else ""),
+            )
+    return _replace(config, routes=(*config.routes, route))
+
+
+def remove_route(
+    config: NodeConfig,
+    domain: str,
+    priority: int = 1,
+    *,
+    transport: str | None = None,
+    port: int | None = None,
+    next_hop: str | None = None,
+) -> NodeConfig:
+    """Remove the route for ``domain`` (at ``priority``). The other arguments, when
+    given, must describe that route: a guard against removing the wrong one."""
+    key = (domain.lower(), priority)
+    found = [route for route in config.routes if route.key == key]
+    if not found:
+        at = f" at priority {priority}" if config.role is Role.IMP else ""
+        raise _absent("route", f"a static route for {key[0]}{at}")
+    route = found[0]
+    expected = (transport, port, next_hop)
+    actual = (route.transport, route.port, route.next_hop)
+    for given, value in zip(expected, actual, strict=True):
+        if given is not None and _host(str(given)) != _host(str(value)):
+            raise ConfigError(
+                "route",
+                f"the static route for {route.domain} goes to "
+                f"{route.transport} {route.next_hop}:{route.port}, not {given}",
+                "check intrafed config route list, or give only --domain",
+            )
+    return _replace(config, routes=tuple(r for r in config.routes if r.key != key))
+
+
+# Host authorization (ocs): "Add Host Authorization on OCS".
+
+
+def add_host_authorization(config: NodeConfig, entry: HostAuthorization) -> NodeConfig:
+    """Authorize one more host (by FQDN or by IP)."""
+    config.require_role("hostauth", Role.OCS)
+    if any(existing.host == entry.host for existing in config.host_authorizations):
+        raise _present("hostauth", entry.host)
+    return _replace(config, host_authorizations=(*config.host_authorizations, entry))
+
+
+def remove_host_authorization(config: NodeConfig, host: str) -> NodeConfig:
+    """Remove the entry that names ``host`` (an FQDN or an IP)."""
+    config.require_role("hostauth", Role.OCS)
+    host = _host(host)
+    kept = tuple(entry for entry in config.host_authorizations if entry.host != host)
+    if len(kept) == len(config.host_authorizations):
+        raise _absent("hostauth", f"host authorization for {host}")
+    return _replace(config, host_authorizations=kept)
+
+
+# IM&P: application listeners, TLS peer subjects, incoming ACL, routing mode.
+
+
+def set_listeners(
+    config: NodeConfig,
+    tcp: int | None = None,
+    peer_auth: int | None = None,
+    server_auth: int | None = None,
+) -> NodeConfig:
+    """Move application listeners; the ports left out keep their values."""
+    config.require_role("listener", Role.IMP)
+    given = {"tcp": tcp, "peer_auth": peer_auth, "server_auth": server_auth}
+    changes = {name: port for name, port in given.items() if port is not None}
+    if not changes:
+        raise ConfigError(
+            "listener", "no port given", "give --tcp, --peer-auth and/or --server-auth"
+        )
+    current = config.listeners or ImpListeners()
+    return _replace(config, listeners=dataclasses.replace(current, **changes))
+
+
+def add_peer_subject(config: NodeConfig, name: str) -> NodeConfig:
+    """Accept one more certificate subject (an FQDN) on the Peer Auth listener."""
+    config.require_role("peer-subject", Role.IMP)
+    name = check_fqdn("peer-subject", name)
+    if name in config.peer_subjects:
+        raise _present("peer-subject", name)
+    return _replace(config, peer_subjects=(*config.peer_subjects, name))
+
+
+def remove_peer_subject(config: NodeConfig, name: str) -> NodeConfig:
+    """Stop accepting ``name`` on the Peer Auth listener."""
+    config.require_role("peer-subject", Role.IMP)
+    name = name.lower()
+    if name not in config.peer_subjects:
+        raise _absent("peer-subject", f"TLS peer subject {name}")
+    return _replace(config, peer_subjects=tuple(s for s in config.peer_subjects if s != name))
+
+
+def add_acl(config: NodeConfig, entry: AclEntry) -> NodeConfig:
+    """Trust one more host's TCP requests without digest."""
+    config.require_role("acl", Role.IMP)
+    if any(existing.host == entry.host for existing in config.acl):
+        raise _present("acl", entry.host)
+    return _replace(config, acl=(*config.acl, entry))
+
+
+def remove_acl(config: NodeConfig, host: str) -> NodeConfig:
+    """Remove the ACL entry that names ``host`` (an FQDN or an IP)."""
+    config.require_role("acl", Role.IMP)
+    host = _host(host)
+    kept = tuple(entry for entry in config.acl if entry.host != host)
+    if len(kept) == len(config.acl):
+        raise _absent("acl", f"incoming ACL entry for {host}")
+    return _replace(config, acl=kept)
+
+
+def set_routing_mode(config: NodeConfig, mode: RoutingMode) -> NodeConfig:
+    """Basic: forward every same-domain user not homed here; advanced: only listed ones."""
+    config.require_role("routing-mode", Role.IMP)
+    return _replace(config, routing_mode=mode)
+
+
+# Users (both roles): homed here, credentials kept as HA1 only.
+
+
+def add_user(config: NodeConfig, aor: str, password: str) -> NodeConfig:
+    """Home ``user@domain`` here (enabled) with the digest HA1s of ``password``."""
+    user = User(aor)
+    if not password:
+        raise ConfigError("--password-file", "the password is empty", "write it in the file")
+    if user.domain not in config.domains:
+        raise ConfigError(
+            "user",
+            f"{user.aor} is in {user.domain}, which this node does not serve",
+            f"add the domain first: intrafed config domain add {user.domain}",
+        )
+    if any(existing.aor == user.aor for existing in config.users):
+        raise _present("user", user.aor)
+    return _replace(config, users=(*config.users, user.with_password(password)))
+
+
+def remove_user(config: NodeConfig, aor: str) -> NodeConfig:
+    """Delete the user (requests for it may then cross to the other partition)."""
+    aor = _user(config, aor).aor
+    return _replace(config, users=tuple(u for u in config.users if u.aor != aor))
+
+
+def set_user_enabled(config: NodeConfig, aor: str, enabled: bool) -> NodeConfig:
+    """Enable or disable a user; a disabled user stays homed here."""
+    user = _user(config, aor)
+    changed = dataclasses.replace(user, enabled=enabled)
+    return _replace(config, users=tuple(changed if u is user else u for u in config.users))
+
+
+def _user(config: NodeConfig, aor: str) -> User:
+    wanted = User(aor).aor
+    for user in config.users:
+        if user.aor == wanted:
+            return user
+    raise _absent("user", wanted)
+
+
+# Static name resolution (both roles).
+
+
+def add_host(config: NodeConfig, entry: HostEntry) -> NodeConfig:
+    """Resolve ``entry.fqdn`` to ``entry.ip``; one address per name."""
+    if any(existing.fqdn == entry.fqdn for existing in config.hosts):
+        raise _present("hosts", entry.fqdn)
+    return _replace(config, hosts=(*config.hosts, entry))
+
+
+def remove_host(config: NodeConfig, fqdn: str, ip: str | None = None) -> NodeConfig:
+    """Forget ``fqdn``; when ``ip`` is given it must be the address it resolves to."""
+    fqdn = fqdn.lower()
+    found = [entry for entry in config.hosts if entry.fqdn == fqdn]
+    if not found or (ip is not None and found[0].ip != _host(ip)):
+        raise _absent("hosts", f"{fqdn} {ip}" if ip is not None else fqdn)
+    return _replace(config, hosts=tuple(e for e in config.hosts if e.fqdn != fqdn))
+
+
+# FIPS policy (both roles).
+
+
+def set_fips(config: NodeConfig, on: bool) -> NodeConfig:
+    """Turn the FIPS-approved-algorithms policy on (TLS 1.2+, approved suites) or off."""
+    return _replace(config, fips=on)

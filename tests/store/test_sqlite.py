@@ -1,0 +1,144 @@
+"""The SQLite configuration store: staged and running, atomic edits, where the file lives."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from intrafed.config import edits
+from intrafed.config.model import ConfigError, NodeConfig, NodeIdentity, Role
+from intrafed.store import ConfigStore
+from intrafed.store.sqlite import FILENAME, LOCATOR, MIGRATIONS, database_path
+
+IDENTITY = NodeIdentity(Role.IMP, "imp1.example.com", "127.0.0.2")
+
+
+def test_create_then_open_gives_equal_staged_and_running(tmp_path: Path) -> None:
+    home = tmp_path / "imp1"
+    with ConfigStore.create(home, IDENTITY) as store:
+        assert store.path == home / FILENAME
+    with ConfigStore.open(home) as store:
+        assert store.load("staged") == store.load("running") == NodeConfig(IDENTITY)
+        assert store.restart_pending() is False
+        assert store.pending_changes() == []
+    with sqlite3.connect(home / FILENAME) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    db.close()
+
+
+def test_stage_changes_only_staged_until_promoted(tmp_path: Path) -> None:
+    with ConfigStore.create(tmp_path, IDENTITY) as store:
+        staged = store.stage(lambda c: edits.add_domain(c, "example.com"))
+        assert store.load("staged") == staged
+        assert store.load("running").domains == ()
+        assert store.restart_pending() is True
+        assert store.pending_changes() == ["domains: added example.com"]
+        assert store.promote() == staged
+        assert store.load("running") == staged
+        assert store.restart_pending() is False
+
+
+def test_a_refused_edit_changes_nothing(tmp_path: Path) -> None:
+    with ConfigStore.create(tmp_path, IDENTITY) as store:
+        store.stage(lambda c: edits.add_domain(c, "example.com"))
+        before = store.load("staged")
+        with pytest.raises(ConfigError):
+            store.stage(lambda c: edits.add_domain(edits.add_domain(c, "example.org"), "x"))
+        assert store.load("staged") == before
+
+
+def test_replace_staged_keeps_the_identity(tmp_path: Path) -> None:
+    other = NodeConfig(NodeIdentity(Role.IMP, "imp2.example.com", "127.0.0.4"))
+    with ConfigStore.create(tmp_path, IDENTITY) as store:
+        with pytest.raises(ConfigError) as error:
+            store.replace_staged(other)
+        assert str(error.value).startswith(
+            "node: the document is for imp2.example.com (imp, 127.0.0.4), "
+            "this home is imp1.example.com (imp, 127.0.0.2)"
+        )
+        config = edits.add_domain(NodeConfig(IDENTITY), "example.com")
+        store.replace_staged(config)
+        assert store.load("staged") == config
+
+
+def test_create_refuses_an_existing_node_and_open_refuses_a_non_home(tmp_path: Path) -> None:
+    ConfigStore.create(tmp_path / "a", IDENTITY).close()
+    with pytest.raises(ConfigError) as error:
+        ConfigStore.create(tmp_path / "a", IDENTITY)
+    assert "already holds a node" in str(error.value)
+    with pytest.raises(ConfigError) as error:
+        ConfigStore.open(tmp_path / "b")
+    assert str(error.value).startswith(f"--home: {tmp_path / 'b'} is not an intrafed home")
+    assert "intrafed init --home" in str(error.value)
+
+
+def test_db_url_puts_the_file_elsewhere_and_the_home_remembers_it(tmp_path: Path) -> None:
+    target = tmp_path / "data" / "imp1.db"
+    ConfigStore.create(tmp_path / "home", IDENTITY, f"sqlite:///{target}").close()
+    assert (tmp_path / "home" / LOCATOR).read_text() == f"sqlite:///{target}\n"
+    assert not (tmp_path / "home" / FILENAME).exists()
+    with ConfigStore.open(tmp_path / "home") as store:
+        assert store.path == target
+    with pytest.raises(ConfigError) as error:
+        ConfigStore.create(tmp_path / "other", IDENTITY, f"sqlite:///{target}")
+    assert f"({target} exists)" in str(error.value)
+    assert not (tmp_path / "other" / LOCATOR).exists()
+
+
+def test_database_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert database_path(Path("h"), None) == Path("h") / FILENAME
+    assert database_path(Path("h"), "sqlite:///rel/x.db") == tmp_path / "rel" / "x.db"
+    assert database_path(Path("h"), "sqlite:////abs/x.db") == Path("/abs/x.db")
+
+
+@pytest.mark.parametrize(
+    "url", ["postgresql://db.example.com/intrafed", "postgres://u@h/d", "PostgreSQL://h/d"]
+)
+def test_postgresql_arrives_with_the_pool(url: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        database_path(Path("h"), url)
+    assert str(error.value).startswith(
+        '--db: the PostgreSQL back end arrives with the Enterprise pool (issue "pool")'
+    )
+
+
+@pytest.mark.parametrize("url", ["sqlite://x.db", "sqlite:///", "mysql://h/d", "x.db"])
+def test_other_urls_are_refused(url: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        database_path(Path("h"), url)
+    assert "is not a database URL this version supports" in str(error.value)
+
+
+def test_a_damaged_or_newer_database_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / FILENAME).write_bytes(b"this is not SQLite" * 100)
+    with pytest.raises(ConfigError) as error:
+        ConfigStore.open(tmp_path)
+    assert "cannot be used" in str(error.value)
+    newer = tmp_path / "newer"
+    ConfigStore.create(newer, IDENTITY).close()
+    with sqlite3.connect(newer / FILENAME) as db:
+        db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    db.close()
+    with pytest.raises(ConfigError) as error:
+        ConfigStore.open(newer)
+    assert "newer than this intrafed knows" in str(error.value)
+
+
+def test_a_store_held_by_another_process_is_refused_after_the_busy_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ConfigStore.create(tmp_path, IDENTITY).close()
+    monkeypatch.setattr(ConfigStore, "busy_timeout", 0.05)
+    other = sqlite3.connect(tmp_path / FILENAME, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with ConfigStore.open(tmp_path) as store, pytest.raises(ConfigError) as error:
+            store.stage(lambda c: edits.add_domain(c, "example.com"))
+        assert str(error.value).startswith(f"--home: {tmp_path / FILENAME} is busy")
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
