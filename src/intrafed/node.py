@@ -173,8 +173,9 @@ class Node:
         return bound
 
     def reload(self, settings: NodeSettings) -> str | None:
-        """Apply new routes and hosts without dropping connections; a change of listeners
-        or certificates needs a restart and is refused (the reason is returned)."""
+        """Apply new routes, hosts and TLS contexts without dropping connections (open
+        flows keep their contexts); a change of listeners needs a restart and is refused
+        (the reason is returned)."""
         current = self.settings
         if (settings.name, settings.address, settings.listeners) != (
             current.name,
@@ -182,8 +183,18 @@ class Node:
             current.listeners,
         ):
             return "listeners or node identity changed: use intrafed service restart"
+        self.transport.use_contexts(
+            server_ssl=settings.server_ssl,
+            mtls_ssl=settings.mtls_ssl,
+            client_ssl=settings.client_ssl,
+        )
         self.settings = dataclasses.replace(
-            current, next_hops=settings.next_hops, hosts=settings.hosts
+            current,
+            next_hops=settings.next_hops,
+            hosts=settings.hosts,
+            server_ssl=settings.server_ssl or current.server_ssl,
+            mtls_ssl=settings.mtls_ssl or current.mtls_ssl,
+            client_ssl=settings.client_ssl or current.client_ssl,
         )
         return None
 

@@ -190,3 +190,37 @@ def test_tls_client_sending_its_request_with_the_handshake_is_answered(pki: Pki)
                 await writer.wait_closed()
 
     run(scenario())
+
+
+def test_new_connections_use_swapped_contexts_while_open_ones_keep_theirs(pki: Pki) -> None:
+    async def presented(address: tuple[str, int], context: ssl.SSLContext) -> str:
+        _reader, writer = await asyncio.open_connection(
+            *address, ssl=context, server_hostname=SERVER_NAME
+        )
+        certificate = writer.get_extra_info("peercert")
+        writer.close()
+        return str(dict(pair[0] for pair in certificate["subject"])["commonName"])
+
+    renewed = pki.ca.issue(SERVER_NAME, dns=(SERVER_NAME,), days=90)
+
+    async def scenario() -> None:
+        async with tls_node(pki) as node:
+            address = await node.layer.listen(ListenerSpec(SERVER_IP, "TLS", 0))
+            trusting = client_context(pki.ca)
+            before = await asyncio.open_connection(
+                *address, ssl=trusting, server_hostname=SERVER_NAME
+            )
+            node.layer.use_contexts(
+                server_ssl=server_context(renewed, pki.ca), mtls_ssl=None, client_ssl=None
+            )
+            _reader, writer = await asyncio.open_connection(
+                *address, ssl=trusting, server_hostname=SERVER_NAME
+            )
+            serial_after = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+            serial_before = before[1].get_extra_info("ssl_object").getpeercert(binary_form=True)
+            assert serial_after != serial_before
+            assert await presented(address, trusting) == SERVER_NAME
+            writer.close()
+            before[1].close()
+
+    run(scenario())

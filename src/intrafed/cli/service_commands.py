@@ -21,7 +21,8 @@ from typing import Any, NoReturn
 import click
 
 from intrafed.config.model import ConfigError, NodeConfig
-from intrafed.node import Node, settings_from_config
+from intrafed.node import Node, NodeSettings, settings_from_config
+from intrafed.pki import CertificateStores, PkiError, TlsContexts
 from intrafed.store import ConfigStore
 
 PID_FILE = "intrafed.pid"
@@ -76,8 +77,27 @@ def _read_status(home: Path) -> dict[str, Any] | None:
 # -- serve ---------------------------------------------------------------------------
 
 
+def _tls_contexts(home: Path, config: NodeConfig) -> TlsContexts | None:
+    """The TLS contexts of the selected certificate, or None (TLS listeners stay off)."""
+    try:
+        return TlsContexts(CertificateStores.of_home(home), config)
+    except (PkiError, ConfigError) as exc:
+        logging.getLogger(__name__).warning("no TLS: %s", exc)
+        return None
+
+
+def _node_settings(config: NodeConfig, tls: TlsContexts | None) -> NodeSettings:
+    if tls is None:
+        return settings_from_config(config)
+    snapshot = tls.current
+    return settings_from_config(
+        config, server_ssl=snapshot.server, mtls_ssl=snapshot.mtls, client_ssl=snapshot.client
+    )
+
+
 async def _serve(home: Path, store: ConfigStore, config: NodeConfig) -> None:
-    node = Node(settings_from_config(config))
+    tls = _tls_contexts(home, config)
+    node = Node(_node_settings(config, tls))
     bound = await node.start()
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
@@ -98,7 +118,9 @@ async def _serve(home: Path, store: ConfigStore, config: NodeConfig) -> None:
     def reload() -> None:
         try:
             staged = store.load("staged")
-            reason = node.reload(settings_from_config(staged))
+            reason = tls.reload(staged) if tls is not None else None
+            if reason is None:
+                reason = node.reload(_node_settings(staged, tls))
         except ConfigError as exc:
             reason = str(exc)
         if reason is None:

@@ -517,6 +517,21 @@ class TransportLayer:
         """Every started listener with the address it is bound to."""
         return [(spec, bound) for spec, bound, _server in self._servers]
 
+    def use_contexts(
+        self,
+        *,
+        server_ssl: ssl.SSLContext | None,
+        mtls_ssl: ssl.SSLContext | None,
+        client_ssl: ssl.SSLContext | None,
+    ) -> None:
+        """New connections (inbound and outbound) use these contexts from now on; flows
+        already open keep the ones they were made with."""
+        for transport, context in (("TLS", server_ssl), ("MTLS", mtls_ssl)):
+            if context is not None:
+                self._server_contexts[transport] = context
+        if client_ssl is not None:
+            self._client_ssl = client_ssl
+
     def flow(self, flow_id: FlowId) -> Flow | None:
         """The open flow with this id, or None."""
         return self._flows.get(flow_id)
@@ -540,7 +555,14 @@ class TransportLayer:
         loop = asyncio.get_running_loop()
         try:
             server = await loop.create_server(
-                lambda: _Connection(self, spec.transport, inbound=True, tls=tls),
+                # The context is looked up per connection, so use_contexts() applies to
+                # the next one while live flows keep theirs.
+                lambda: _Connection(
+                    self,
+                    spec.transport,
+                    inbound=True,
+                    tls=self._server_contexts.get(spec.transport),
+                ),
                 spec.bind_address,
                 spec.port,
                 backlog=1024,
