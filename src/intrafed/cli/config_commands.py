@@ -16,6 +16,7 @@ from typing import IO, Any, TypeVar
 
 import click
 
+from intrafed.cli.common import home_option, load_staged
 from intrafed.config import edits
 from intrafed.config.document import as_table, changes, from_toml, to_document, to_toml
 from intrafed.config.model import (
@@ -38,35 +39,6 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 _STAGED = "staged; apply with intrafed service restart"
 
 
-class RefusingCommand(click.Command):
-    """A command that prints a ``ConfigError`` as its one line on stderr and exits 2."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except ConfigError as error:
-            click.echo(str(error), err=True)
-            ctx.exit(2)
-
-
-class RefusingGroup(click.Group):
-    """A group whose commands (and subgroups) are ``RefusingCommand`` s."""
-
-    command_class = RefusingCommand
-    group_class = type
-
-
-def _home(function: _F) -> _F:
-    return click.option(
-        "--home",
-        type=click.Path(file_okay=False, path_type=Path),
-        required=True,
-        envvar="INTRAFED_HOME",
-        show_envvar=True,
-        help="The node's home directory (made by intrafed init).",
-    )(function)
-
-
 def _as_json(function: _F) -> _F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(
         function
@@ -83,11 +55,6 @@ def _stage(home: Path, edit: StagedEdit, done: str | Callable[[NodeConfig], str]
     with ConfigStore.open(home) as store:
         config = store.stage(edit)
     click.echo(f"{done if isinstance(done, str) else done(config)} ({_STAGED})")
-
-
-def _load(home: Path) -> NodeConfig:
-    with ConfigStore.open(home) as store:
-        return store.load("staged")
 
 
 def _one_host(fqdn: str | None, ip: str | None) -> str:
@@ -199,8 +166,8 @@ def _listeners_text(config: NodeConfig) -> str:
 # ``intrafed init``
 
 
-@click.command("init", cls=RefusingCommand, context_settings={"show_default": True})
-@_home
+@click.command("init", context_settings={"show_default": True})
+@home_option()
 @click.option(
     "--role",
     type=click.Choice([role.value for role in Role]),
@@ -248,7 +215,7 @@ def init_command(
 # ``intrafed config …``
 
 
-@click.group("config", cls=RefusingGroup, context_settings={"show_default": True})
+@click.group("config", context_settings={"show_default": True})
 def config_group() -> None:
     """Edit the staged configuration (applied by intrafed service restart)."""
 
@@ -259,7 +226,7 @@ def domain_group() -> None:
 
 
 @domain_group.command("add")
-@_home
+@home_option()
 @click.argument("domain")
 def domain_add(home: Path, domain: str) -> None:
     """Serve DOMAIN here."""
@@ -267,7 +234,7 @@ def domain_add(home: Path, domain: str) -> None:
 
 
 @domain_group.command("remove")
-@_home
+@home_option()
 @click.argument("domain")
 def domain_remove(home: Path, domain: str) -> None:
     """Stop serving DOMAIN (refused while users are homed in it)."""
@@ -275,11 +242,11 @@ def domain_remove(home: Path, domain: str) -> None:
 
 
 @domain_group.command("list")
-@_home
+@home_option()
 @_as_json
 def domain_list(home: Path, as_json: bool) -> None:
     """List the domains served here."""
-    config = _load(home)
+    config = load_staged(home)
     _emit(as_json, list(config.domains), ("DOMAIN",), [(d,) for d in config.domains])
 
 
@@ -302,7 +269,7 @@ def _connection_options(function: _F) -> _F:
 
 
 @connection_group.command("add")
-@_home
+@home_option()
 @_connection_options
 def connection_add(home: Path, transport: str, port: int, ip: str) -> None:
     """Listen on IP:PORT with TRANSPORT (the seed: TCP 5060, MTLS 5061)."""
@@ -315,7 +282,7 @@ def connection_add(home: Path, transport: str, port: int, ip: str) -> None:
 
 
 @connection_group.command("remove")
-@_home
+@home_option()
 @_connection_options
 def connection_remove(home: Path, transport: str, port: int, ip: str) -> None:
     """Stop listening on exactly this connection (remove TLS 5061, add MTLS 5061 to switch)."""
@@ -328,11 +295,11 @@ def connection_remove(home: Path, transport: str, port: int, ip: str) -> None:
 
 
 @connection_group.command("list")
-@_home
+@home_option()
 @_as_json
 def connection_list(home: Path, as_json: bool) -> None:
     """List the connections."""
-    config = _load(home)
+    config = load_staged(home)
     config.require_role("connection", Role.OCS)
     entries = [as_table(c) for c in config.connections]
     _emit(as_json, entries, *_connections(config))
@@ -344,7 +311,7 @@ def route_group() -> None:
 
 
 @route_group.command("add")
-@_home
+@home_option()
 @click.option("--domain", required=True, help="Matching URI: a domain, or *.domain.")
 @click.option(
     "--transport",
@@ -397,7 +364,7 @@ def route_add(
 
 
 @route_group.command("remove")
-@_home
+@home_option()
 @click.option("--domain", required=True, help="The route's matching URI.")
 @click.option("--priority", type=int, default=1, help="imp: which of the domain's routes.")
 @click.option(
@@ -428,11 +395,11 @@ def route_remove(
 
 
 @route_group.command("list")
-@_home
+@home_option()
 @_as_json
 def route_list(home: Path, as_json: bool) -> None:
     """List the static routes."""
-    config = _load(home)
+    config = load_staged(home)
     _emit(as_json, [as_table(r) for r in config.routes], *_routes(config))
 
 
@@ -442,7 +409,7 @@ def hostauth_group() -> None:
 
 
 @hostauth_group.command("add")
-@_home
+@home_option()
 @_host_options
 @click.option(
     "--outbound-only/--no-outbound-only",
@@ -477,7 +444,7 @@ def hostauth_add(
 
 
 @hostauth_group.command("remove")
-@_home
+@home_option()
 @_host_options
 def hostauth_remove(home: Path, fqdn: str | None, ip: str | None) -> None:
     """Remove the entry for a host."""
@@ -490,11 +457,11 @@ def hostauth_remove(home: Path, fqdn: str | None, ip: str | None) -> None:
 
 
 @hostauth_group.command("list")
-@_home
+@home_option()
 @_as_json
 def hostauth_list(home: Path, as_json: bool) -> None:
     """List the authorized hosts."""
-    config = _load(home)
+    config = load_staged(home)
     config.require_role("hostauth", Role.OCS)
     entries = [as_table(h) for h in config.host_authorizations]
     _emit(as_json, entries, *_host_authorizations(config))
@@ -506,7 +473,7 @@ def listener_group() -> None:
 
 
 @listener_group.command("set")
-@_home
+@home_option()
 @click.option("--tcp", type=int, help="TCP listener port (initially 5060).")
 @click.option("--peer-auth", type=int, help="Peer Auth (MTLS) port (initially 5061).")
 @click.option("--server-auth", type=int, help="Server Auth (TLS) port (initially 5062).")
@@ -527,7 +494,7 @@ def peer_subject_group() -> None:
 
 
 @peer_subject_group.command("add")
-@_home
+@home_option()
 @click.argument("name")
 def peer_subject_add(home: Path, name: str) -> None:
     """Accept NAME (the OCS server or pool certificate's subject)."""
@@ -537,7 +504,7 @@ def peer_subject_add(home: Path, name: str) -> None:
 
 
 @peer_subject_group.command("remove")
-@_home
+@home_option()
 @click.argument("name")
 def peer_subject_remove(home: Path, name: str) -> None:
     """Stop accepting NAME."""
@@ -549,11 +516,11 @@ def peer_subject_remove(home: Path, name: str) -> None:
 
 
 @peer_subject_group.command("list")
-@_home
+@home_option()
 @_as_json
 def peer_subject_list(home: Path, as_json: bool) -> None:
     """List the TLS peer subjects."""
-    config = _load(home)
+    config = load_staged(home)
     config.require_role("peer-subject", Role.IMP)
     subjects = config.peer_subjects
     _emit(as_json, list(subjects), ("SUBJECT",), [(s,) for s in subjects])
@@ -565,7 +532,7 @@ def acl_group() -> None:
 
 
 @acl_group.command("add")
-@_home
+@home_option()
 @_host_options
 def acl_add(home: Path, fqdn: str | None, ip: str | None) -> None:
     """Trust a host (the seed: the OCS server's IP and FQDN)."""
@@ -574,7 +541,7 @@ def acl_add(home: Path, fqdn: str | None, ip: str | None) -> None:
 
 
 @acl_group.command("remove")
-@_home
+@home_option()
 @_host_options
 def acl_remove(home: Path, fqdn: str | None, ip: str | None) -> None:
     """Remove the entry for a host."""
@@ -583,17 +550,17 @@ def acl_remove(home: Path, fqdn: str | None, ip: str | None) -> None:
 
 
 @acl_group.command("list")
-@_home
+@home_option()
 @_as_json
 def acl_list(home: Path, as_json: bool) -> None:
     """List the incoming ACL."""
-    config = _load(home)
+    config = load_staged(home)
     config.require_role("acl", Role.IMP)
     _emit(as_json, [as_table(entry) for entry in config.acl], *_acl(config))
 
 
 @config_group.command("routing-mode")
-@_home
+@home_option()
 @click.argument("mode", type=click.Choice([mode.value for mode in RoutingMode]))
 def routing_mode(home: Path, mode: str) -> None:
     """IM&P: basic forwards every same-domain user not homed here; advanced only known ones."""
@@ -606,7 +573,7 @@ def user_group() -> None:
 
 
 @user_group.command("add")
-@_home
+@home_option()
 @click.argument("aor", metavar="USER@DOMAIN")
 @click.option(
     "--password-file",
@@ -622,7 +589,7 @@ def user_add(home: Path, aor: str, password_file: IO[bytes]) -> None:
 
 
 @user_group.command("remove")
-@_home
+@home_option()
 @click.argument("aor", metavar="USER@DOMAIN")
 def user_remove(home: Path, aor: str) -> None:
     """Delete USER@DOMAIN (the seed: delete, not just disable, a user who moves)."""
@@ -630,7 +597,7 @@ def user_remove(home: Path, aor: str) -> None:
 
 
 @user_group.command("enable")
-@_home
+@home_option()
 @click.argument("aor", metavar="USER@DOMAIN")
 def user_enable(home: Path, aor: str) -> None:
     """Let USER@DOMAIN register again."""
@@ -638,7 +605,7 @@ def user_enable(home: Path, aor: str) -> None:
 
 
 @user_group.command("disable")
-@_home
+@home_option()
 @click.argument("aor", metavar="USER@DOMAIN")
 def user_disable(home: Path, aor: str) -> None:
     """Refuse USER@DOMAIN's registrations; the user stays homed here."""
@@ -646,11 +613,11 @@ def user_disable(home: Path, aor: str) -> None:
 
 
 @user_group.command("list")
-@_home
+@home_option()
 @_as_json
 def user_list(home: Path, as_json: bool) -> None:
     """List the homed users."""
-    config = _load(home)
+    config = load_staged(home)
     _emit(as_json, _user_entries(config), *_users(config))
 
 
@@ -660,7 +627,7 @@ def hosts_group() -> None:
 
 
 @hosts_group.command("add")
-@_home
+@home_option()
 @click.argument("fqdn")
 @click.argument("address")
 def hosts_add(home: Path, fqdn: str, address: str) -> None:
@@ -670,7 +637,7 @@ def hosts_add(home: Path, fqdn: str, address: str) -> None:
 
 
 @hosts_group.command("remove")
-@_home
+@home_option()
 @click.argument("fqdn")
 @click.argument("address", required=False)
 def hosts_remove(home: Path, fqdn: str, address: str | None) -> None:
@@ -679,16 +646,16 @@ def hosts_remove(home: Path, fqdn: str, address: str | None) -> None:
 
 
 @hosts_group.command("list")
-@_home
+@home_option()
 @_as_json
 def hosts_list(home: Path, as_json: bool) -> None:
     """List the static host entries."""
-    config = _load(home)
+    config = load_staged(home)
     _emit(as_json, [as_table(entry) for entry in config.hosts], *_hosts(config))
 
 
 @config_group.command("fips")
-@_home
+@home_option()
 @click.argument("state", type=click.Choice(["on", "off"]))
 def fips(home: Path, state: str) -> None:
     """The FIPS-approved-algorithms policy: on means TLS 1.2+ and approved suites only."""
@@ -696,7 +663,7 @@ def fips(home: Path, state: str) -> None:
 
 
 @config_group.command("show")
-@_home
+@home_option()
 @click.option(
     "--staged/--running",
     default=True,
@@ -745,7 +712,7 @@ def show(home: Path, staged: bool, as_json: bool) -> None:
 
 
 @config_group.command("export")
-@_home
+@home_option()
 @click.option(
     "--file",
     "target",
@@ -754,7 +721,7 @@ def show(home: Path, staged: bool, as_json: bool) -> None:
 )
 def export(home: Path, target: Path | None) -> None:
     """Print (or write) the staged configuration as a TOML document."""
-    text = to_toml(_load(home))
+    text = to_toml(load_staged(home))
     if target is None:
         click.echo(text, nl=False)
         return
@@ -771,7 +738,7 @@ def export(home: Path, target: Path | None) -> None:
 
 
 @config_group.command("import")
-@_home
+@home_option()
 @click.argument("source", metavar="FILE", type=click.File("rb"))
 def import_(home: Path, source: IO[bytes]) -> None:
     """Make a TOML document (from export; - for standard input) the staged configuration.

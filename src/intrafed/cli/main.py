@@ -5,13 +5,14 @@ from __future__ import annotations
 import click
 
 from intrafed import __version__
+from intrafed.cli.common import IntrafedGroup
 from intrafed.cli.config_commands import config_group, init_command
 from intrafed.cli.pki_commands import pki_group
 from intrafed.cli.service_commands import serve_command, service_group
 from intrafed.cli.sip_commands import sip_group
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=IntrafedGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="intrafed")
 def main() -> None:
     """intrafed: partitioned intradomain SIP federation (OCS and IM and Presence sides)."""

@@ -7,23 +7,20 @@ input. Every error is one line; nothing secret is printed.
 from __future__ import annotations
 
 import datetime
-import functools
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import click
 from cryptography import x509
 
-from intrafed.config.model import ConfigError, Edition, NodeConfig, Role
+from intrafed.cli.common import fail, home_option, load_staged
+from intrafed.config.model import Edition, Role
 from intrafed.pki import (
     CertificateAuthority,
     CertificateStores,
-    CertificateValidationError,
     KeyType,
-    PkiError,
     Report,
     StoreName,
     check_request,
@@ -43,50 +40,16 @@ from intrafed.pki.certificates import (
     subject_text,
 )
 from intrafed.pki.files import write_public
-from intrafed.store import ConfigStore
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_HOME_HELP = "The node's home directory (made by intrafed init)."
 _KEY_TYPES = click.Choice([key_type.value for key_type in KeyType])
 _STORES = click.Choice([store.value for store in StoreName])
 
 
-def _fail(message: str, code: int = 2) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
-
-
-def _one_line_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Turn the errors an administrator can fix into one line and an exit status."""
-
-    @functools.wraps(command)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return command(*args, **kwargs)
-        except CertificateValidationError as exc:
-            for line in exc.report.lines():
-                click.echo(line, err=True)
-            _fail(f"{exc.report.thumbprint} cannot be selected: it fails validation", 1)
-        except (ConfigError, PkiError) as exc:
-            _fail(str(exc))
-        except OSError as exc:
-            _fail(f"{exc.filename or 'file'}: {exc.strerror or exc}")
-
-    return wrapper
-
-
-def _node(home: Path) -> NodeConfig:
-    store = ConfigStore.open(home)
-    try:
-        return store.load("staged")
-    finally:
-        store.close()
-
-
 def _stores(home: Path) -> CertificateStores:
-    _node(home)  # refuse a directory that is not a node's home
+    load_staged(home)  # refuse a directory that is not a node's home
     return CertificateStores.of_home(home)
 
 
@@ -136,15 +99,14 @@ def pki_group() -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Directory for ca.pem and ca.key.  [default: HOME/pki/ca]",
 )
-@click.option("--home", type=click.Path(file_okay=False, path_type=Path), help=_HOME_HELP)
-@_one_line_errors
+@home_option(required=False)
 def ca_create_command(
     cn: str, days: int, key_type: str, out: Path | None, home: Path | None
 ) -> None:
     """Create a CA (key and self-signed root) for labs and tests."""
     if out is None:
         if home is None:
-            _fail("--out: no directory for the CA — give --out DIR, or --home DIR for HOME/pki/ca")
+            fail("--out: no directory for the CA — give --out DIR, or --home DIR for HOME/pki/ca")
         out = _stores(home).ca_dir
     ca = CertificateAuthority.create(cn, days=days, key_type=KeyType(key_type))
     cert_path, key_path = ca.save(out)
@@ -179,13 +141,10 @@ def ca_create_command(
     help="Key algorithm and size.",
 )
 @click.option("--replace", is_flag=True, help="Replace a pending request (its key is lost).")
-@click.option(
-    "--home", type=click.Path(file_okay=False, path_type=Path), required=True, help=_HOME_HELP
-)
-@_one_line_errors
+@home_option()
 def csr_command(role: str, edition: str | None, key_type: str, replace: bool, home: Path) -> None:
     """Make a key and a CSR named as the seed says, in HOME/pki/requests."""
-    config = _node(home)
+    config = load_staged(home)
     check_request(config.identity, Role(role), Edition(edition) if edition else None)
     files = write_request(
         CertificateStores.of_home(home).requests_dir,
@@ -242,7 +201,6 @@ def csr_command(role: str, edition: str | None, key_type: str, replace: bool, ho
     type=click.Path(dir_okay=False, path_type=Path),
     help="Where to write the certificate.  [default: the CSR's path with .pem]",
 )
-@_one_line_errors
 def sign_command(
     ca_dir: Path, csr_path: Path, days: int, server_only: bool, out: Path | None
 ) -> None:
@@ -275,10 +233,7 @@ def sign_command(
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="A file holding the .pfx export password (or the key's).",
 )
-@click.option(
-    "--home", type=click.Path(file_okay=False, path_type=Path), required=True, help=_HOME_HELP
-)
-@_one_line_errors
+@home_option()
 def import_command(
     store_name: str, file: Path, key_path: Path | None, password_file: Path | None, home: Path
 ) -> None:
@@ -287,7 +242,7 @@ def import_command(
     A personal certificate needs its private key: in the .pfx, in FILE, given with --key,
     or the key of the pending request (intrafed pki csr) it answers.
     """
-    config = _node(home)
+    config = load_staged(home)
     stores = CertificateStores.of_home(home)
     password = _password(password_file)
     bundle = read_bundle(file.read_bytes(), str(file), password)
@@ -333,10 +288,7 @@ def _is_ca(certificate: x509.Certificate) -> bool:
 
 @pki_group.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
-@click.option(
-    "--home", type=click.Path(file_okay=False, path_type=Path), required=True, help=_HOME_HELP
-)
-@_one_line_errors
+@home_option()
 def list_command(as_json: bool, home: Path) -> None:
     """List the personal and trusted certificates and which one is selected."""
     stores = _stores(home)
@@ -386,10 +338,7 @@ def _print_entry(entry: dict[str, Any]) -> None:
 @pki_group.command("remove")
 @click.option("--store", "store_name", type=_STORES, required=True, help="Which store.")
 @click.argument("thumbprint_text", metavar="THUMBPRINT")
-@click.option(
-    "--home", type=click.Path(file_okay=False, path_type=Path), required=True, help=_HOME_HELP
-)
-@_one_line_errors
+@home_option()
 def remove_command(store_name: str, thumbprint_text: str, home: Path) -> None:
     """Remove a certificate (and its private key) from a store."""
     removed = _stores(home).remove(StoreName(store_name), thumbprint_text)
@@ -402,10 +351,7 @@ def remove_command(store_name: str, thumbprint_text: str, home: Path) -> None:
 @pki_group.command("validate")
 @click.argument("thumbprint_text", metavar="[THUMBPRINT]", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
-@click.option(
-    "--home", type=click.Path(file_okay=False, path_type=Path), required=True, help=_HOME_HELP
-)
-@_one_line_errors
+@home_option()
 def validate_command(thumbprint_text: str | None, as_json: bool, home: Path) -> None:
     """Check a personal certificate (default: the selected one) as this node's own.
 
@@ -413,7 +359,7 @@ def validate_command(thumbprint_text: str | None, as_json: bool, home: Path) -> 
     Client Authentication, key algorithm and size, and CN/SAN against the node's FQDN
     (Standard Edition, IM&P) or pool FQDN (Enterprise Edition).
     """
-    config = _node(home)
+    config = load_staged(home)
     stores = CertificateStores.of_home(home)
     if thumbprint_text is None:
         thumbprint_text = stores.selected().thumbprint
@@ -438,16 +384,13 @@ def validate_command(thumbprint_text: str | None, as_json: bool, home: Path) -> 
 
 @pki_group.command("select")
 @click.argument("thumbprint_text", metavar="THUMBPRINT")
-@click.option(
-    "--home", type=click.Path(file_okay=False, path_type=Path), required=True, help=_HOME_HELP
-)
-@_one_line_errors
+@home_option()
 def select_command(thumbprint_text: str, home: Path) -> None:
     """Use a personal certificate for every TLS and MTLS connection ("Select Certificate").
 
     A certificate that fails validate is refused, with the reasons.
     """
-    config = _node(home)
+    config = load_staged(home)
     report = CertificateStores.of_home(home).select(thumbprint_text, config.identity)
     _print_report(report)
     click.echo(f"selected {report.thumbprint} ({report.subject}) for TLS and MTLS")

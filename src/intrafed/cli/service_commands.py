@@ -16,10 +16,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
+from intrafed.cli.common import fail, home_option
 from intrafed.config.model import ConfigError, NodeConfig
 from intrafed.node import Node, NodeSettings, settings_from_config
 from intrafed.pki import CertificateStores, PkiError, TlsContexts
@@ -31,24 +32,12 @@ STATUS_FILE = "status.json"
 START_TIMEOUT = 15.0
 STOP_GRACE = 10.0
 
-home_option = click.option(
-    "--home",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="The node's home directory (made by intrafed init).",
-)
-
-
-def _fail(message: str, code: int = 2) -> NoReturn:
-    click.echo(message, err=True)
-    sys.exit(code)
-
 
 def _open(home: Path) -> ConfigStore:
     try:
         return ConfigStore.open(home)
     except ConfigError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 def _running_pid(home: Path) -> int | None:
@@ -142,7 +131,7 @@ async def _serve(home: Path, store: ConfigStore, config: NodeConfig) -> None:
 
 
 @click.command("serve")
-@home_option
+@home_option()
 @click.option(
     "--log-level",
     default="INFO",
@@ -159,9 +148,9 @@ def serve_command(home: Path, log_level: str) -> None:
         config = store.promote()
         asyncio.run(_serve(home, store, config))
     except ConfigError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except OSError as exc:
-        _fail(
+        fail(
             f"cannot start the node: {exc.strerror or exc} — "
             "check the listeners' addresses and ports (intrafed config show)",
             1,
@@ -197,9 +186,9 @@ def _start(home: Path) -> None:
             return
         if process.poll() is not None:
             tail = (home / LOG_FILE).read_text(errors="replace").strip().splitlines()[-5:]
-            _fail("the node did not start:\n" + "\n".join(tail), 1)
+            fail("the node did not start:\n" + "\n".join(tail), 1)
         time.sleep(0.05)
-    _fail(f"the node did not report ready within {START_TIMEOUT:g} s; see {home / LOG_FILE}", 1)
+    fail(f"the node did not report ready within {START_TIMEOUT:g} s; see {home / LOG_FILE}", 1)
 
 
 def _stop(home: Path, pid: int, timeout: float) -> None:
@@ -217,30 +206,30 @@ def _stop(home: Path, pid: int, timeout: float) -> None:
 
 
 @service_group.command("start")
-@home_option
+@home_option()
 def start_command(home: Path) -> None:
     """Start the node in the background (the staged configuration becomes running)."""
     _open(home).close()
     pid = _running_pid(home)
     if pid is not None:
-        _fail(f"already running (pid {pid}); use intrafed service restart to apply changes", 1)
+        fail(f"already running (pid {pid}); use intrafed service restart to apply changes", 1)
     _start(home)
 
 
 @service_group.command("stop")
-@home_option
+@home_option()
 @click.option("--timeout", default=STOP_GRACE + 5, show_default=True, help="Seconds before a kill.")
 def stop_command(home: Path, timeout: float) -> None:
     """Stop gracefully: stop accepting, finish pending transactions, close."""
     pid = _running_pid(home)
     if pid is None:
-        _fail("not running", 1)
+        fail("not running", 1)
     _stop(home, pid, timeout)
     click.echo(f"stopped (pid {pid})")
 
 
 @service_group.command("restart")
-@home_option
+@home_option()
 @click.option("--timeout", default=STOP_GRACE + 5, show_default=True, help="Seconds before a kill.")
 def restart_command(home: Path, timeout: float) -> None:
     """Graceful stop, then start with the staged configuration."""
@@ -252,13 +241,13 @@ def restart_command(home: Path, timeout: float) -> None:
 
 
 @service_group.command("reload")
-@home_option
+@home_option()
 def reload_command(home: Path) -> None:
     """Apply staged routes and hosts without dropping connections (listener changes need a
     restart)."""
     pid = _running_pid(home)
     if pid is None:
-        _fail("not running", 1)
+        fail("not running", 1)
     previous = (_read_status(home) or {}).get("reload")
     os.kill(pid, signal.SIGHUP)
     deadline = time.monotonic() + 10
@@ -268,13 +257,13 @@ def reload_command(home: Path) -> None:
             if reload["ok"]:
                 click.echo("reloaded")
                 return
-            _fail(f"reload refused: {reload['reason']}", 1)
+            fail(f"reload refused: {reload['reason']}", 1)
         time.sleep(0.05)
-    _fail(f"no answer to the reload within 10 s; see {home / LOG_FILE}", 1)
+    fail(f"no answer to the reload within 10 s; see {home / LOG_FILE}", 1)
 
 
 @service_group.command("status")
-@home_option
+@home_option()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def status_command(home: Path, as_json: bool) -> None:
     """Whether the node runs, where it listens, and whether a restart is pending."""
