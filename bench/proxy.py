@@ -11,6 +11,7 @@ Run from the repository root: .venv/bin/python -m bench.proxy [--transport tcp|m
 from __future__ import annotations
 
 import argparse
+import asyncio
 import csv
 import logging
 import statistics
@@ -20,7 +21,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from intrafed.node import run
 from tests.integration.peers import UAC_IP, Chain, free_port, proxy_chain, run_sipp, sipp_uas
 
 P99_LIMIT_MS = 100.0
@@ -115,9 +115,6 @@ def main() -> int:
     arguments = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     arguments.add_argument("--transport", choices=["tcp", "mtls", "both"], default="both")
     arguments.add_argument(
-        "--loop", choices=["uvloop", "asyncio"], default="uvloop", help="event loop of the node"
-    )
-    arguments.add_argument(
         "--step-seconds", type=float, default=10.0, help="duration of each rate step"
     )
     arguments.add_argument(
@@ -132,9 +129,7 @@ def main() -> int:
         print(
             f"{label}: SIPp UAC -> node -> SIPp UAS, MESSAGE, {options.step_seconds:g} s per step"
         )
-        steps = run(
-            measure(transport, rates, options.step_seconds), fast_loop=options.loop == "uvloop"
-        )
+        steps = asyncio.run(measure(transport, rates, options.step_seconds))
         passing = [step for step in steps if step.passed]
         best = max(passing, key=lambda step: step.achieved) if passing else None
         if best is None:

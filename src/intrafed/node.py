@@ -11,9 +11,8 @@ import asyncio
 import dataclasses
 import logging
 import ssl
-from collections.abc import Coroutine, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
 
 from intrafed.config.model import ImpListeners, NodeConfig, Role
 from intrafed.services.proxy import Decision, Forward, Listener, Reject, StatefulProxy
@@ -38,8 +37,6 @@ from intrafed.transport import (
 )
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,20 +128,6 @@ def settings_from_config(
         mtls_ssl=mtls_ssl,
         client_ssl=client_ssl,
     )
-
-
-def run(main: Coroutine[Any, Any, T], *, fast_loop: bool = True) -> T:
-    """Run ``main`` to completion, on uvloop when it is installed and ``fast_loop`` is set
-    (DESIGN §9: it speeds up TLS most), else on asyncio's own loop."""
-    if fast_loop:
-        try:
-            import uvloop
-        except ImportError:
-            pass
-        else:
-            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-                return runner.run(main)
-    return asyncio.run(main)
 
 
 class Node:

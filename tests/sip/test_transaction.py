@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from intrafed.sip import LocalSipError, Request, parse_message
+from intrafed.sip import LocalSipError, Request, Response, parse_message
 from intrafed.sip.responses import make_response
 from intrafed.sip.transaction import (
     AckReceived,
@@ -229,3 +229,25 @@ def test_cancel_race_final_response_before_cancel_reaches_the_server() -> None:
     [cancel] = events(layer)
     assert isinstance(cancel, RequestReceived)
     assert cancel.cancels is None
+
+
+def test_forwarded_copy_keeps_every_other_line_and_serializes_consistently() -> None:
+    original = request(
+        extra="X-Custom:   spaced value\r\nRecord-Route: <sip:earlier.example.com;lr>\r\n"
+    )
+    forwarded = original.forwarded(
+        "SIP/2.0/TLS imp1.example.com:5061;branch=z9hG4bK-fwd", ["<sip:imp1.example.com;lr>"], 69
+    )
+    assert forwarded.max_forwards == 69
+    assert [via.branch for via in forwarded.vias] == ["z9hG4bK-fwd", "z9hG4bK-client-1"]
+    assert forwarded.headers.get_list("record-route") == [
+        "<sip:imp1.example.com;lr>",
+        "<sip:earlier.example.com;lr>",
+    ]
+    assert parse_message(forwarded.to_bytes(), stream=True) == forwarded
+    assert b"X-Custom:   spaced value\r\n" in forwarded.to_bytes()
+    relayed = parse_message(response_to(forwarded.to_bytes(), 200).to_bytes(), stream=True)
+    assert isinstance(relayed, Response)
+    upstream = relayed.without_top_via()
+    assert [via.branch for via in upstream.vias] == ["z9hG4bK-client-1"]
+    assert parse_message(upstream.to_bytes(), stream=True) == upstream

@@ -22,7 +22,7 @@ import click
 
 from intrafed.cli.common import fail, home_option
 from intrafed.config.model import ConfigError, NodeConfig
-from intrafed.node import Node, NodeSettings, run, settings_from_config
+from intrafed.node import Node, NodeSettings, settings_from_config
 from intrafed.pki import CertificateStores, PkiError, TlsContexts
 from intrafed.store import ConfigStore
 
@@ -146,7 +146,7 @@ def serve_command(home: Path, log_level: str) -> None:
     store = _open(home)
     try:
         config = store.promote()
-        run(_serve(home, store, config))
+        asyncio.run(_serve(home, store, config))
     except ConfigError as exc:
         fail(str(exc))
     except OSError as exc:

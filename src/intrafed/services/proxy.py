@@ -277,22 +277,16 @@ class StatefulProxy:
         outbound = target.transport if isinstance(target, NextHop) else self._flow_transport(target)
         listener = self.listeners.get(outbound) or next(iter(self.listeners.values()))
         branch = f"{MAGIC_COOKIE}{loop}.{next(self._counter):x}"
-        headers = request.headers
-        max_forwards = request.max_forwards
-        headers = headers.replace(
-            "Max-Forwards",
-            str((max_forwards if max_forwards is not None else DEFAULT_MAX_FORWARDS + 1) - 1),
-        )
+        record_routes: list[str] = []
         if request.method in DIALOG_CREATING and request.to_addr.tag is None:
+            record_routes.append(listener.record_route)
             inbound = self._flow_transport(flow)
             if inbound != outbound and inbound in self.listeners:
                 # RFC 5658: one Record-Route per side when the transports differ.
-                headers = headers.prepend("Record-Route", self.listeners[inbound].record_route)
-            headers = headers.prepend("Record-Route", listener.record_route)
+                record_routes.append(self.listeners[inbound].record_route)
         via = f"SIP/2.0/{listener.transport} {listener.host}:{listener.port};branch={branch};alias"
-        headers = headers.prepend("Via", via)
-        forwarded = Request(
-            request.method, decision.request_uri or request.uri, headers, request.body
+        forwarded = request.forwarded(
+            via, record_routes, _one_hop_less(request), decision.request_uri
         )
         client = self.transactions.send_request(forwarded, target, now)
         context.branches[client] = _Branch(client, forwarded, target)
@@ -353,9 +347,7 @@ class StatefulProxy:
             return
         branch = context.branches[key]
         status = response.status
-        upstream = Response(
-            status, response.reason, response.headers.pop_first_element("via"), response.body
-        )
+        upstream = response.without_top_via()
         if status < 200:
             branch.provisional = True
             if branch.cancel_pending:
@@ -462,15 +454,8 @@ class StatefulProxy:
             MAGIC_COOKIE
             + hashlib.blake2s((request.top_via.branch or "").encode(), digest_size=8).hexdigest()
         )
-        headers = request.headers.prepend(
-            "Via", f"SIP/2.0/{listener.transport} {listener.host}:{listener.port};branch={branch}"
-        )
-        max_forwards = request.max_forwards
-        headers = headers.replace(
-            "Max-Forwards",
-            str((max_forwards if max_forwards is not None else DEFAULT_MAX_FORWARDS + 1) - 1),
-        )
-        self.transactions.send_stateless(hop, Request("ACK", request.uri, headers, request.body))
+        via = f"SIP/2.0/{listener.transport} {listener.host}:{listener.port};branch={branch}"
+        self.transactions.send_stateless(hop, request.forwarded(via, (), _one_hop_less(request)))
 
     def _forward_stray(self, response: Response) -> None:
         """A retransmitted 2xx to an INVITE goes upstream along its Via (§16.7 step 3 on)."""
@@ -494,10 +479,13 @@ class StatefulProxy:
             or (5061 if upstream.transport.upper() == "TLS" else 5060)
         )
         hop = NextHop(upstream.transport.upper(), host.strip("[]"), port)
-        headers = response.headers.pop_first_element("via")
-        self.transactions.send_stateless(
-            hop, Response(response.status, response.reason, headers, response.body)
-        )
+        self.transactions.send_stateless(hop, response.without_top_via())
+
+
+def _one_hop_less(request: Request) -> int:
+    """Max-Forwards for the forwarded copy (§16.6 step 3: 70 when the request had none)."""
+    max_forwards = request.max_forwards
+    return (max_forwards if max_forwards is not None else DEFAULT_MAX_FORWARDS + 1) - 1
 
 
 def _rank(status: int) -> tuple[int, int]:

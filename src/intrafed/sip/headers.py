@@ -277,17 +277,49 @@ class Headers:
         canonical = _key(name)
         return Headers((raw, v) for raw, v in self.fields if canonical_name(raw) != canonical)
 
+    def forwarded(self, top: Sequence[tuple[str, str]], max_forwards: str) -> Headers:
+        """A copy for forwarding (RFC 3261 §16.6): the ``top`` fields (our Via and
+        Record-Route, already valid) before all others, and Max-Forwards set. Parsed lines
+        are reused as they are: the proxy's hot path builds no field list."""
+        index = dict(self._index)
+        for name, value in reversed(top):
+            canonical = canonical_name(name)
+            index[canonical] = [value, *index.get(canonical, ())]
+        had_max_forwards = "max-forwards" in index
+        index["max-forwards"] = [max_forwards]
+        new_max_forwards = f"Max-Forwards: {max_forwards}"
+        lines = [f"{name}: {value}" for name, value in top]
+        for line in self.lines():
+            if (
+                line[:1] in ("M", "m")
+                and canonical_name(line.partition(":")[0].rstrip(" \t")) == "max-forwards"
+            ):
+                lines.append(new_max_forwards)
+            else:
+                lines.append(line)
+        if not had_max_forwards:
+            lines.append(new_max_forwards)
+        return Headers._from_parsed(lines, index)
+
     def pop_first_element(self, name: str) -> Headers:
         """A copy without the first list element of ``name`` (RFC 3261 §16.4: pop a Route)."""
         canonical = _key(name)
-        fields: list[tuple[str, str]] = []
+        values = self._index.get(canonical)
+        if not values:
+            return self
+        rest = split_list(values[0])[1:]
+        index = dict(self._index)
+        remaining = [", ".join(rest)] if rest else []
+        index[canonical] = remaining + values[1:]
+        if not index[canonical]:
+            del index[canonical]
+        lines: list[str] = []
         done = False
-        for raw, value in self.fields:
-            if not done and canonical_name(raw) == canonical:
+        for line in self.lines():
+            name = line.partition(":")[0].rstrip(" \t")
+            if not done and canonical_name(name) == canonical:
                 done = True
-                rest = split_list(value)[1:]
-                if rest:
-                    fields.append((raw, ", ".join(rest)))
+                lines.extend(f"{name}: {value}" for value in remaining)
             else:
-                fields.append((raw, value))
-        return Headers(fields)
+                lines.append(line)
+        return Headers._from_parsed(lines, index)

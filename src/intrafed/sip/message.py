@@ -320,6 +320,17 @@ class Request(Message):
         request._typed = {}
         return request
 
+    def forwarded(
+        self, via: str, record_routes: Sequence[str], max_forwards: int, uri: Uri | None = None
+    ) -> Request:
+        """The copy a proxy sends on (RFC 3261 §16.6): ``via`` on top, ``record_routes``
+        first among the Record-Route values, Max-Forwards set, the Request-URI replaced
+        when ``uri`` is given. The mandatory fields are those already checked."""
+        top = [("Via", via), *(("Record-Route", value) for value in record_routes)]
+        headers = self.headers.forwarded(top, str(max_forwards))
+        checked = self._checked._replace(max_forwards=max_forwards)
+        return Request._parsed(self.method, uri or self.uri, headers, self.body, checked)
+
     def start_line(self) -> str:
         """``METHOD Request-URI SIP/2.0``."""
         return f"{self.method} {self.uri} {SIP_VERSION}"
@@ -375,6 +386,16 @@ class Response(Message):
         response._checked = checked
         response._typed = {}
         return response
+
+    def without_top_via(self) -> Response:
+        """The response as the next hop upstream gets it: our Via removed (§16.7 step 3)."""
+        return Response._parsed(
+            self.status,
+            self.reason,
+            self.headers.pop_first_element("via"),
+            self.body,
+            self._checked,
+        )
 
     def start_line(self) -> str:
         """``SIP/2.0 CODE Reason``."""
