@@ -8,7 +8,7 @@ Three workloads per message, in messages per second (best of several rounds):
   (c) round trip: parse, then serialize.
 Targets (issue: foundation): (a) >= 2x sipmessage, (b) >= 1x.
 
-Run: .venv/bin/python bench/parse.py [--seconds S]
+Run from the repository root: .venv/bin/python -m bench.parse [--seconds S]
 """
 
 from __future__ import annotations
