@@ -11,12 +11,24 @@ import asyncio
 import dataclasses
 import logging
 import ssl
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from intrafed.config.model import ImpListeners, NodeConfig, Role
-from intrafed.services.proxy import Decision, Forward, Listener, Reject, StatefulProxy
-from intrafed.sip import RemoteSipError, Request, Response, SipUri, parse_message
+from intrafed.services.proxy import (
+    Answer,
+    Decision,
+    Fork,
+    Forward,
+    Listener,
+    Reject,
+    StatefulProxy,
+    next_hop_for_uri,
+)
+from intrafed.services.registrar import Binding, Registrar
+from intrafed.sip import RemoteSipError, Request, Response, SipUri, parse_message, parse_uri
 from intrafed.sip.errors import FramingError
 from intrafed.sip.responses import response_to_unparsable
 from intrafed.sip.transaction import (
@@ -27,6 +39,7 @@ from intrafed.sip.transaction import (
     TransactionLayer,
     client_key,
 )
+from intrafed.store.sqlite import BindingRow
 from intrafed.transport import (
     Destination,
     Flow,
@@ -53,6 +66,10 @@ class NodeSettings:
     """Static routes: Request-URI domain -> next hop."""
     hosts: Mapping[str, str] = field(default_factory=dict)
     """Static name resolution: FQDN -> IP address (the seed's lab has no DNS)."""
+    domains: frozenset[str] = frozenset()
+    """The SIP domains this side serves."""
+    users: frozenset[str] = frozenset()
+    """Addresses of record provisioned here (enabled or not): the registrar's users."""
     timers: TimerConfig = field(default_factory=TimerConfig)
     """RFC 3261 timer base values."""
     limits: TransportLimits = field(default_factory=TransportLimits)
@@ -124,17 +141,31 @@ def settings_from_config(
         listeners=tuple(listeners),
         next_hops=next_hops,
         hosts={entry.fqdn: entry.ip for entry in config.hosts},
+        domains=frozenset(config.domains),
+        users=frozenset(user.aor for user in config.users),
         server_ssl=server_ssl,
         mtls_ssl=mtls_ssl,
         client_ssl=client_ssl,
     )
 
 
+class RegistrationStore(Protocol):
+    """Where registrations are kept across restarts (``ConfigStore`` is one)."""
+
+    def save_bindings(self, aor: str, rows: Sequence[BindingRow]) -> None: ...
+
+    def load_bindings(self, now: float) -> list[BindingRow]: ...
+
+
 class Node:
     """A running node; ``start()`` binds the listeners, ``stop()`` shuts down gracefully."""
 
-    def __init__(self, settings: NodeSettings) -> None:
+    def __init__(
+        self, settings: NodeSettings, registrations: RegistrationStore | None = None
+    ) -> None:
         self.settings = settings
+        self.registrar = Registrar(settings.name, lambda aor: aor in self.settings.users)
+        self._registrations = registrations
         self.transactions = TransactionLayer(settings.timers)
         self.transport = TransportLayer(
             on_message=self._on_message,
@@ -153,6 +184,9 @@ class Node:
     async def start(self) -> dict[str, tuple[str, int]]:
         """Bind every listener; return the bound address per transport."""
         self._loop = asyncio.get_running_loop()
+        if self._registrations is not None:
+            rows = self._registrations.load_bindings(time.time())
+            self.registrar.restore(Binding(*row) for row in rows)
         bound: dict[str, tuple[str, int]] = {}
         for spec in self.settings.listeners:
             bound[spec.transport] = await self.transport.listen(spec)
@@ -166,7 +200,7 @@ class Node:
             self.transactions,
             name=self.settings.name,
             listeners=listeners,
-            decide=lambda request, flow: static_next_hop(self.settings.next_hops, request),
+            decide=self._decide,
             flow_transport=self._flow_transport,
             also_known_as=frozenset((self.settings.address, port) for _, port in bound.values()),
         )
@@ -192,6 +226,8 @@ class Node:
             current,
             next_hops=settings.next_hops,
             hosts=settings.hosts,
+            domains=settings.domains,
+            users=settings.users,
             server_ssl=settings.server_ssl or current.server_ssl,
             mtls_ssl=settings.mtls_ssl or current.mtls_ssl,
             client_ssl=settings.client_ssl or current.client_ssl,
@@ -203,6 +239,45 @@ class Node:
         await self.transport.close(grace, idle=lambda: self.transactions.pending == 0)
         if self._timer is not None:
             self._timer.cancel()
+
+    # -- routing (the federation routing of DESIGN §4 grows here) -----------------------
+
+    def _decide(self, request: Request, flow: FlowId) -> Decision:
+        uri = request.uri
+        if isinstance(uri, SipUri) and uri.host.lower() in self.settings.domains:
+            now = time.time()
+            if request.method == "REGISTER":
+                registration = self.registrar.register(request, flow, now)
+                if self._registrations is not None:
+                    for aor in registration.changed:
+                        self._registrations.save_bindings(aor, self._rows(aor, now))
+                return Answer(registration.response)
+            aor = uri.aor
+            if aor in self.settings.users:
+                return self._to_contacts(aor, now)
+        return static_next_hop(self.settings.next_hops, request)
+
+    def _rows(self, aor: str, now: float) -> list[BindingRow]:
+        return [
+            (b.aor, b.contact, b.expires_at, b.q, b.call_id, b.cseq)
+            for b in self.registrar.bindings(aor, now)
+        ]
+
+    def _to_contacts(self, aor: str, now: float) -> Decision:
+        """A homed user: every registered contact at once, over the registering flow when
+        it is still open; offline → 480, never a trip to the other side (DESIGN §4)."""
+        forwards = []
+        for binding in self.registrar.bindings(aor, now):
+            contact = parse_uri(binding.contact)
+            flow = self.transport.flow(binding.flow) if binding.flow is not None else None
+            target: Target | None = flow.id if flow is not None else next_hop_for_uri(contact)
+            if target is not None:
+                forwards.append(Forward(target, contact))
+        if not forwards:
+            return Reject(
+                480, f"{aor} is provisioned here but not registered", "Temporarily Unavailable"
+            )
+        return Fork(tuple(forwards))
 
     # -- inbound --------------------------------------------------------------------
 

@@ -10,13 +10,39 @@ import subprocess
 import sys
 from pathlib import Path
 
-from intrafed.config.model import Connection, NodeIdentity, Role, StaticRoute
+from intrafed.config.model import Connection, NodeIdentity, Role, StaticRoute, User
 from intrafed.sip import StreamFramer, parse_message
 from intrafed.store import ConfigStore
 from tests.integration.peers import free_port
 from tests.integration.uas import answer_200
 
 NODE_IP, UAS_IP, CLIENT_IP = "127.0.0.12", "127.0.0.13", "127.0.0.14"
+USERS = 20
+REGISTER = (
+    "REGISTER sip:example.com SIP/2.0\r\n"
+    "Via: SIP/2.0/TCP {ip}:5070;branch=z9hG4bK-reg-{n}-{cseq}\r\n"
+    "Max-Forwards: 70\r\nFrom: <sip:user{n}@example.com>;tag=r{n}\r\n"
+    "To: <sip:user{n}@example.com>\r\nCall-ID: reg-{n}@{ip}\r\nCSeq: {cseq} REGISTER\r\n"
+    "{contact}Content-Length: 0\r\n\r\n"
+)
+
+
+async def register_all(node: tuple[str, int], cseq: int, contact: bool) -> dict[int, list[str]]:
+    """REGISTER (or, without ``contact``, query) every user; their Contact values by user."""
+    reader, writer = await asyncio.open_connection(*node, local_addr=(CLIENT_IP, 0))
+    framer, found = StreamFramer(), {}
+    for n in range(USERS):
+        line = f"Contact: <sip:user{n}@{CLIENT_IP}:{6000 + n}>\r\n" if contact else ""
+        writer.write(REGISTER.format(ip=CLIENT_IP, n=n, cseq=cseq, contact=line).encode())
+    while len(found) < USERS:
+        framer.receive_data(await asyncio.wait_for(reader.read(65536), 10))
+        while (frame := framer.next_frame()) is not None:
+            response = parse_message(frame, stream=True)
+            assert response.status == 200  # type: ignore[union-attr]
+            user = int(response.call_id.split("-")[1].split("@")[0])
+            found[user] = response.headers.get_all("contact")
+    writer.close()
+    return found
 
 
 def intrafed(*arguments: str) -> subprocess.CompletedProcess[str]:
@@ -37,6 +63,7 @@ def make_home(home: Path, node_port: int, uas_port: int) -> None:
             domains=("example.com",),
             connections=(Connection("TCP", node_port, NODE_IP),),
             routes=(StaticRoute("example.com", "TCP", uas_port, ip=UAS_IP),),
+            users=tuple(User(f"user{n}@example.com") for n in range(USERS)),
         )
     )
     store.close()
@@ -102,7 +129,12 @@ class RetryingClient:
                 self.finals[n] = response.status  # type: ignore[union-attr]
 
 
-def test_restart_under_load_answers_every_message(tmp_path: Path) -> None:
+def test_restart_under_load_loses_no_registration_and_answers_every_message(
+    tmp_path: Path,
+) -> None:
+    registered: dict[int, list[str]] = {}
+    after: dict[int, list[str]] = {}
+
     async def scenario() -> RetryingClient:
         uas = await asyncio.start_server(answer_200, UAS_IP, 0)
         node_port = free_port(NODE_IP)
@@ -110,6 +142,7 @@ def test_restart_under_load_answers_every_message(tmp_path: Path) -> None:
         make_home(home, node_port, uas.sockets[0].getsockname()[1])
         started = await asyncio.to_thread(intrafed, "service", "start", "--home", str(home))
         assert started.returncode == 0, started.stderr
+        registered.update(await register_all((NODE_IP, node_port), cseq=1, contact=True))
         client = RetryingClient((NODE_IP, node_port), total=1500, rate=300)
         loop = asyncio.get_running_loop()
         traffic = asyncio.create_task(client.run(loop.time() + 40))
@@ -118,6 +151,7 @@ def test_restart_under_load_answers_every_message(tmp_path: Path) -> None:
             restarted = await asyncio.to_thread(intrafed, "service", "restart", "--home", str(home))
             assert restarted.returncode == 0, restarted.stderr
             await traffic
+            after.update(await register_all((NODE_IP, node_port), cseq=2, contact=False))
         finally:
             await asyncio.to_thread(intrafed, "service", "stop", "--home", str(home))
             uas.close()
@@ -128,6 +162,10 @@ def test_restart_under_load_answers_every_message(tmp_path: Path) -> None:
     assert len(client.finals) == 1500
     assert set(client.finals.values()) == {200}
     assert client.reconnects >= 1
+    assert sorted(registered) == list(range(USERS))
+    for n in range(USERS):
+        assert registered[n][0].startswith(f"<sip:user{n}@{CLIENT_IP}:{6000 + n}>;expires=")
+        assert after[n][0].startswith(f"<sip:user{n}@{CLIENT_IP}:{6000 + n}>;expires=")
 
 
 def test_status_shows_the_pending_change_and_reload_applies_it(tmp_path: Path) -> None:

@@ -86,7 +86,7 @@ def _node_settings(config: NodeConfig, tls: TlsContexts | None) -> NodeSettings:
 
 async def _serve(home: Path, store: ConfigStore, config: NodeConfig) -> None:
     tls = _tls_contexts(home, config)
-    node = Node(_node_settings(config, tls))
+    node = Node(_node_settings(config, tls), registrations=store)
     bound = await node.start()
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()

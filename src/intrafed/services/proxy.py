@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from intrafed.sip.header_values import NameAddr
 from intrafed.sip.headers import Headers
 from intrafed.sip.message import Request, Response
-from intrafed.sip.responses import make_response, warning_value
+from intrafed.sip.responses import local_tag, make_response, warning_value
 from intrafed.sip.transaction import (
     MAGIC_COOKIE,
     AckReceived,
@@ -65,7 +65,22 @@ class Reject:
     reason: str | None = None
 
 
-Decision = Forward | Reject
+@dataclass(frozen=True, slots=True)
+class Fork:
+    """Send the request to every target at once (all contacts of a user); the best
+    response wins (RFC 3261 §16.7)."""
+
+    forwards: tuple[Forward, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """Answer with ``response`` (made by a service of this node, e.g. the registrar)."""
+
+    response: Response
+
+
+Decision = Forward | Fork | Reject | Answer
 Decide = Callable[[Request, FlowId], Decision]
 
 
@@ -194,7 +209,7 @@ class StatefulProxy:
         self.transactions.send_response(key, response, now)
 
     def _tag(self, key: ServerKey) -> str:
-        return hashlib.blake2s("|".join(key).encode(), digest_size=5).hexdigest()
+        return local_tag(*key)
 
     def _is_ours(self, uri: Uri) -> bool:
         if not isinstance(uri, SipUri):
@@ -242,9 +257,13 @@ class StatefulProxy:
         if isinstance(decision, Reject):
             self._reject(key, request, decision.status, decision.rule, now, decision.reason)
             return
+        if isinstance(decision, Answer):
+            self.transactions.send_response(key, decision.response, now)
+            return
         context = _ResponseContext(key, event.request)
         self._contexts[key] = context
-        self._fork(context, request, decision, event.flow, loop, now)
+        for forward in decision.forwards if isinstance(decision, Fork) else (decision,):
+            self._fork(context, request, forward, event.flow, loop, now)
 
     def _preprocess_routes(self, request: Request) -> tuple[Request, list[NameAddr]]:
         """§16.4: undo a strict router's rewrite, then pop the Route entries that are us."""

@@ -4,6 +4,7 @@ that could not be parsed, so that bad input still gets an answer that says what 
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable
 
@@ -49,6 +50,12 @@ REASON_PHRASES = {
 # Headers a response copies from its request (RFC 3261 §8.2.6.2).
 _COPIED = frozenset({"via", "from", "to", "call-id", "cseq"})
 _TEXT_UNSAFE_RE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def local_tag(*parts: str) -> str:
+    """A To tag for a response we generate, the same for the same request (so a
+    retransmitted request gets the same tag)."""
+    return hashlib.blake2s("|".join(parts).encode(), digest_size=5).hexdigest()
 
 
 def reason_phrase(status: int) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from intrafed.config.document import changes, from_document, to_document
@@ -29,7 +29,19 @@ MIGRATIONS = (
         document TEXT NOT NULL,
         updated_at REAL NOT NULL
     )""",
+    """CREATE TABLE bindings (
+        aor TEXT NOT NULL,
+        contact TEXT NOT NULL,
+        expires_at REAL NOT NULL,
+        q REAL NOT NULL,
+        call_id TEXT NOT NULL,
+        cseq INTEGER NOT NULL,
+        PRIMARY KEY (aor, contact)
+    )""",
 )
+
+# A registration as stored: aor, contact, expires_at (epoch seconds), q, call_id, cseq.
+BindingRow = tuple[str, str, float, float, str, int]
 
 
 def database_path(home: Path, url: str | None) -> Path:
@@ -165,6 +177,21 @@ class ConfigStore:
     def restart_pending(self) -> bool:
         """Whether staged and running differ."""
         return self.load("staged") != self.load("running")
+
+    def save_bindings(self, aor: str, rows: Sequence[BindingRow]) -> None:
+        """Replace the stored registrations of ``aor`` (answered 2xx, so they must survive
+        a restart: DESIGN §8)."""
+        with self._transaction():
+            self._db.execute("DELETE FROM bindings WHERE aor = ?", (aor,))
+            self._db.executemany("INSERT INTO bindings VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+    def load_bindings(self, now: float) -> list[BindingRow]:
+        """Every stored registration still live at ``now`` (epoch seconds)."""
+        cursor = self._db.execute(
+            "SELECT aor, contact, expires_at, q, call_id, cseq FROM bindings WHERE expires_at > ?",
+            (now,),
+        )
+        return [tuple(row) for row in cursor.fetchall()]
 
     def pending_changes(self) -> list[str]:
         """What a restart would change, one phrase per setting (empty when nothing)."""

@@ -1,0 +1,146 @@
+"""The registrar (RFC 3261 §10.3), sans-IO: REGISTER in, a response and the changed
+bindings out. Persistence is the caller's: it saves what ``register`` reports changed and
+hands saved bindings back to ``restore`` after a restart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from intrafed.sip.errors import RemoteSipError
+from intrafed.sip.header_values import NameAddr
+from intrafed.sip.message import Request, Response
+from intrafed.sip.responses import local_tag, make_response, warning_value
+from intrafed.sip.transaction import FlowId
+from intrafed.sip.uri import SipUri, parse_uri, uri_equivalent
+
+DEFAULT_EXPIRES = 3600
+MIN_EXPIRES = 60
+MAX_EXPIRES = 86400
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """One contact of an address of record, as the registrar keeps it."""
+
+    aor: str
+    contact: str
+    """The contact URI as registered."""
+    expires_at: float
+    """Wall-clock time (seconds since the epoch) when the binding lapses."""
+    q: float
+    call_id: str
+    cseq: int
+    flow: FlowId | None = None
+    """The connection the REGISTER came on (requests reach NAT-bound clients over it)."""
+
+    def remaining(self, now: float) -> int:
+        """Seconds left, for the ``expires`` parameter of a 200."""
+        return max(0, int(self.expires_at - now))
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """What a REGISTER produced: the response, and the AORs whose bindings changed."""
+
+    response: Response
+    changed: tuple[str, ...] = ()
+
+
+class Registrar:
+    """Bindings of the users homed here, kept in memory (the caller persists changes)."""
+
+    def __init__(self, agent: str, is_homed: Callable[[str], bool]) -> None:
+        self._agent = agent
+        self._is_homed = is_homed
+        self._bindings: dict[str, list[Binding]] = {}
+
+    def restore(self, bindings: Iterable[Binding]) -> None:
+        """Load saved bindings (after a restart)."""
+        for binding in bindings:
+            self._bindings.setdefault(binding.aor, []).append(binding)
+
+    def bindings(self, aor: str, now: float) -> list[Binding]:
+        """The live bindings of ``aor``, best q first."""
+        live = [b for b in self._bindings.get(aor, ()) if b.expires_at > now]
+        return sorted(live, key=lambda binding: -binding.q)
+
+    def register(self, request: Request, flow: FlowId, now: float) -> Registration:
+        """Handle one REGISTER (RFC 3261 §10.3 steps 4 to 8; authentication comes first)."""
+        to_uri = request.to_addr.uri
+        if not isinstance(to_uri, SipUri) or to_uri.user is None:
+            return self._refuse(
+                request, 400, "the To of a REGISTER must be a sip: address of record"
+            )
+        aor = to_uri.aor
+        if not self._is_homed(aor):
+            return self._refuse(request, 404, f"{aor} is not a user of this node")
+        try:
+            contacts = request.contacts
+            star = request.contact_is_star
+            expires_header = request.expires
+        except RemoteSipError as exc:
+            return self._refuse(request, 400, exc.reason)
+        current = [b for b in self._bindings.get(aor, ()) if b.expires_at > now]
+        if star:
+            # §10.3 step 6: "*" only with Expires: 0, and it removes every binding.
+            if expires_header != 0:
+                return self._refuse(request, 400, "Contact: * needs Expires: 0")
+            stale = [
+                b for b in current if b.call_id == request.call_id and b.cseq >= request.cseq.number
+            ]
+            if stale:
+                return self._refuse(request, 500, "CSeq not higher than the one already registered")
+            self._bindings[aor] = []
+            return Registration(self._ok(request, aor, now), (aor,))
+        if not contacts:
+            return Registration(self._ok(request, aor, now))
+        updated = list(current)
+        for contact in contacts:
+            expires = self._expires(request, contact)
+            if 0 < expires < MIN_EXPIRES:
+                response = make_response(
+                    request, 423, "Interval Too Brief", headers=[("Min-Expires", str(MIN_EXPIRES))]
+                )
+                return Registration(response)
+            uri = contact.uri
+            existing = next((b for b in updated if uri_equivalent(parse_uri(b.contact), uri)), None)
+            if existing is not None:
+                # §10.3 step 7: an older or repeated REGISTER of the same Call-ID loses.
+                if existing.call_id == request.call_id and existing.cseq >= request.cseq.number:
+                    return self._refuse(
+                        request, 500, "CSeq not higher than the one already registered"
+                    )
+                updated.remove(existing)
+            if expires > 0:
+                q = float(contact.param("q") or 1.0)
+                updated.append(
+                    Binding(
+                        aor, str(uri), now + expires, q, request.call_id, request.cseq.number, flow
+                    )
+                )
+        self._bindings[aor] = updated
+        return Registration(self._ok(request, aor, now), (aor,))
+
+    def _expires(self, request: Request, contact: NameAddr) -> int:
+        value = contact.param("expires")
+        expires = int(value) if value else request.expires
+        if expires is None:
+            expires = DEFAULT_EXPIRES
+        return min(expires, MAX_EXPIRES)
+
+    def _ok(self, request: Request, aor: str, now: float) -> Response:
+        contacts = [
+            ("Contact", f"<{b.contact}>;expires={b.remaining(now)};q={b.q:g}")
+            for b in self.bindings(aor, now)
+        ]
+        return make_response(request, 200, to_tag=_tag(request), headers=contacts)
+
+    def _refuse(self, request: Request, status: int, rule: str) -> Registration:
+        warning = ("Warning", warning_value(self._agent, rule))
+        return Registration(make_response(request, status, to_tag=_tag(request), headers=[warning]))
+
+
+def _tag(request: Request) -> str:
+    return local_tag(request.call_id, str(request.cseq.number), request.top_via.branch or "")
