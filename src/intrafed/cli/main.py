@@ -8,6 +8,7 @@ from intrafed import __version__
 from intrafed.cli.common import IntrafedGroup
 from intrafed.cli.config_commands import config_group, init_command
 from intrafed.cli.pki_commands import pki_group
+from intrafed.cli.route_commands import route_group
 from intrafed.cli.service_commands import serve_command, service_group
 from intrafed.cli.sip_commands import sip_group
 
@@ -22,5 +23,6 @@ main.add_command(sip_group)
 main.add_command(init_command)
 main.add_command(config_group)
 main.add_command(pki_group)
+main.add_command(route_group)
 main.add_command(service_group)
 main.add_command(serve_command)

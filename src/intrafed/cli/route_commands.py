@@ -1,0 +1,79 @@
+"""``intrafed route explain``: the routing decision for a URI, and why (a dry run)."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from pathlib import Path
+
+import click
+
+from intrafed.cli.common import home_option, load_staged
+from intrafed.policy import trusted_peer
+from intrafed.routing import Local, Refuse, RoutingTables, ToPeer, decide
+from intrafed.sip import RemoteSipError, parse_uri
+
+
+@click.group("route")
+def route_group() -> None:
+    """Routing decisions of the node."""
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+@route_group.command("explain")
+@home_option()
+@click.argument("uri")
+@click.option(
+    "--from-peer",
+    "source",
+    metavar="HOST",
+    help="Decide as if the request came from HOST (an IP, or a certificate's FQDN).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def explain_command(home: Path, uri: str, source: str | None, as_json: bool) -> None:
+    """Where a request for URI would go on this node (staged configuration), and why."""
+    config = load_staged(home)
+    try:
+        target = parse_uri(uri)
+    except RemoteSipError as exc:
+        raise click.BadParameter(exc.reason, param_hint="URI") from None
+    trust = None
+    if source is not None:
+        ip, names = (source, ()) if _is_ip(source) else ("", (source,))
+        trust = trusted_peer(config, ip, names)
+    decision = decide(target, RoutingTables.from_config(config), from_peer=trust is not None)
+    peer = (
+        f"{source} is the peer partition ({trust})"
+        if trust
+        else (f"{source} is not a trusted peer" if source else "request from a client")
+    )
+    verdict: dict[str, object]
+    if isinstance(decision, Local):
+        verdict = {"decision": "local", "aor": decision.aor}
+        line = f"local: {decision.aor} is handled on this node"
+    elif isinstance(decision, ToPeer):
+        hops = [
+            f"{r.transport} {r.next_hop}:{r.port} (priority {r.priority})" for r in decision.routes
+        ]
+        verdict = {"decision": "forward", "next_hops": hops}
+        if decision.request_uri is not None:
+            verdict["request_uri"] = str(decision.request_uri)
+        line = "forward to " + ", then ".join(hops)
+    else:
+        assert isinstance(decision, Refuse)
+        verdict = {"decision": "refuse", "status": decision.status, "rule": decision.rule}
+        line = f"refuse: {decision.status} — {decision.rule}"
+    if as_json:
+        click.echo(json.dumps({**verdict, "peer": peer, "reasons": list(decision.reasons)}))
+        return
+    click.echo(line)
+    click.echo(f"  because: {peer}")
+    for reason in decision.reasons:
+        click.echo(f"           {reason}")

@@ -1,0 +1,49 @@
+"""Which connections are the peer partition."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from intrafed.config.model import (
+    AclEntry,
+    HostAuthorization,
+    NodeConfig,
+    NodeIdentity,
+    Role,
+)
+from intrafed.policy import trusted_peer
+
+OCS = NodeConfig(
+    NodeIdentity(Role.OCS, "ocs1.example.com", "127.0.0.3"),
+    host_authorizations=(
+        HostAuthorization(fqdn="imp1.example.com"),
+        HostAuthorization(ip="127.0.0.2"),
+        HostAuthorization(ip="127.0.0.9", outbound_only=True),
+    ),
+)
+IMP = NodeConfig(
+    NodeIdentity(Role.IMP, "imp1.example.com", "127.0.0.2"),
+    peer_subjects=("ocs1.example.com",),
+    acl=(AclEntry(ip="127.0.0.3"),),
+)
+
+
+def test_ocs_trusts_host_authorization_by_ip_or_certificate_name() -> None:
+    assert trusted_peer(OCS, "127.0.0.2") == "host authorization 127.0.0.2"
+    assert (
+        trusted_peer(OCS, "10.9.9.9", ("IMP1.example.com",))
+        == "host authorization imp1.example.com"
+    )
+    assert trusted_peer(OCS, "10.9.9.9", ("imp9.example.com",)) is None
+
+
+def test_outbound_only_gives_no_trust_to_connections_the_host_opens() -> None:
+    assert trusted_peer(OCS, "127.0.0.9") is None
+
+
+def test_imp_trusts_its_acl_and_tls_peer_subjects() -> None:
+    assert trusted_peer(IMP, "127.0.0.3") == "incoming ACL 127.0.0.3"
+    assert (
+        trusted_peer(IMP, "10.0.0.1", ("ocs1.example.com",)) == "TLS peer subject ocs1.example.com"
+    )
+    assert trusted_peer(dataclasses.replace(IMP, acl=()), "127.0.0.3") is None
