@@ -12,11 +12,13 @@ import dataclasses
 import logging
 import ssl
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from intrafed.config.model import ImpListeners, NodeConfig, Role
+from intrafed.config.model import ImpListeners, NodeConfig, Role, RoutingMode, StaticRoute
+from intrafed.policy import trusted_peer
+from intrafed.routing import Local, RoutingTables, ToPeer, decide
 from intrafed.services.proxy import (
     Answer,
     Decision,
@@ -62,8 +64,12 @@ class NodeSettings:
     """The node's IP address: the host in Via and Record-Route of TCP legs."""
     listeners: tuple[ListenerSpec, ...]
     """The "connections": (ip All|address, transport TCP|TLS|MTLS, port)."""
-    next_hops: Mapping[str, NextHop] = field(default_factory=dict)
-    """Static routes: Request-URI domain -> next hop."""
+    routes: tuple[StaticRoute, ...] = ()
+    """Static routes (Matching URI, next hop, priority, phone URI, replace host)."""
+    routing_mode: RoutingMode = RoutingMode.BASIC
+    """IM&P: forward every user not homed here, or only those of the peer directory."""
+    peers: Callable[[str, tuple[str, ...]], str | None] = field(default=lambda ip, names: None)
+    """Who the peer partition is: (source IP, verified names) -> the trust entry, or None."""
     hosts: Mapping[str, str] = field(default_factory=dict)
     """Static name resolution: FQDN -> IP address (the seed's lab has no DNS)."""
     domains: frozenset[str] = frozenset()
@@ -80,25 +86,6 @@ class NodeSettings:
     """Server context for MTLS listeners (client certificate required)."""
     client_ssl: ssl.SSLContext | None = None
     """Client context for outbound TLS (hostname verification on)."""
-
-
-def static_next_hop(next_hops: Mapping[str, NextHop], request: Request) -> Decision:
-    """The routing of a plain proxy: the next hop of the Request-URI's domain; a
-    ``*.domain`` entry matches child domains, the most specific entry wins."""
-    uri = request.uri
-    if not isinstance(uri, SipUri):
-        return Reject(416, f"Request-URI scheme {uri.scheme}: is not supported")
-    host = uri.host.lower()
-    hop = next_hops.get(host)
-    if hop is None:
-        labels = host.split(".")
-        for index in range(1, len(labels)):
-            hop = next_hops.get("*." + ".".join(labels[index:]))
-            if hop is not None:
-                break
-    if hop is None:
-        return Reject(404, f"no static route for domain {uri.host}")
-    return Forward(hop)
 
 
 def settings_from_config(
@@ -132,14 +119,13 @@ def settings_from_config(
                 spec.transport,
                 spec.port,
             )
-    next_hops: dict[str, NextHop] = {}
-    for route in sorted(config.routes, key=lambda route: route.priority):
-        next_hops.setdefault(route.domain, NextHop(route.transport, route.next_hop, route.port))
     return NodeSettings(
         name=identity.fqdn,
         address=identity.ip,
         listeners=tuple(listeners),
-        next_hops=next_hops,
+        routes=config.routes,
+        routing_mode=config.routing_mode,
+        peers=lambda ip, names: trusted_peer(config, ip, names),
         hosts={entry.fqdn: entry.ip for entry in config.hosts},
         domains=frozenset(config.domains),
         users=frozenset(user.aor for user in config.users),
@@ -224,7 +210,9 @@ class Node:
         )
         self.settings = dataclasses.replace(
             current,
-            next_hops=settings.next_hops,
+            routes=settings.routes,
+            routing_mode=settings.routing_mode,
+            peers=settings.peers,
             hosts=settings.hosts,
             domains=settings.domains,
             users=settings.users,
@@ -243,19 +231,35 @@ class Node:
     # -- routing (the federation routing of DESIGN §4 grows here) -----------------------
 
     def _decide(self, request: Request, flow: FlowId) -> Decision:
+        """DESIGN §4: the registrar for our domains, local users to their contacts, the
+        rest along the static routes (never back to the peer partition it came from)."""
+        settings = self.settings
         uri = request.uri
-        if isinstance(uri, SipUri) and uri.host.lower() in self.settings.domains:
-            now = time.time()
-            if request.method == "REGISTER":
-                registration = self.registrar.register(request, flow, now)
-                if self._registrations is not None:
-                    for aor in registration.changed:
-                        self._registrations.save_bindings(aor, self._rows(aor, now))
-                return Answer(registration.response)
-            aor = uri.aor
-            if aor in self.settings.users:
-                return self._to_contacts(aor, now)
-        return static_next_hop(self.settings.next_hops, request)
+        now = time.time()
+        if (
+            request.method == "REGISTER"
+            and isinstance(uri, SipUri)
+            and uri.host.lower() in settings.domains
+        ):
+            registration = self.registrar.register(request, flow, now)
+            if self._registrations is not None:
+                for aor in registration.changed:
+                    self._registrations.save_bindings(aor, self._rows(aor, now))
+            return Answer(registration.response)
+        peer = self.transport.flow(flow)
+        trust = settings.peers(peer.peer.ip, peer.peer.fqdns) if peer is not None else None
+        tables = RoutingTables(
+            settings.domains, settings.users, settings.routes, settings.routing_mode
+        )
+        decision = decide(uri, tables, from_peer=trust is not None)
+        if isinstance(decision, Local):
+            return self._to_contacts(decision.aor, now)
+        if isinstance(decision, ToPeer):
+            route = decision.routes[0]
+            return Forward(
+                NextHop(route.transport, route.next_hop, route.port), decision.request_uri
+            )
+        return Reject(decision.status, decision.rule)
 
     def _rows(self, aor: str, now: float) -> list[BindingRow]:
         return [

@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from intrafed.config.model import StaticRoute
 from intrafed.node import Node, NodeSettings
-from intrafed.sip.transaction import NextHop
 from intrafed.transport import ListenerSpec
 from tests.certs import client_context, make_ca, server_context
 
@@ -222,7 +222,7 @@ async def proxy_chain(transport: str, workdir: Path) -> AsyncIterator[Chain]:
             name=NODE_NAME,
             address=NODE_IP,
             listeners=(ListenerSpec(NODE_IP, "TCP", 0),),
-            next_hops={"example.com": NextHop("TCP", *uas_local)},
+            routes=(StaticRoute("example.com", "TCP", uas_local[1], ip=uas_local[0]),),
         )
         async with running_node(settings) as bound:
             contact = f"{uas_local[0]}:{uas_local[1]};transport=tcp"
@@ -237,7 +237,7 @@ async def proxy_chain(transport: str, workdir: Path) -> AsyncIterator[Chain]:
         name=NODE_NAME,
         address=NODE_IP,
         listeners=(ListenerSpec(NODE_IP, "MTLS", 0),),
-        next_hops={"example.com": NextHop("TLS", "bob.example.com", uas_tls_port)},
+        routes=(StaticRoute("example.com", "TLS", uas_tls_port, fqdn="bob.example.com"),),
         hosts={"bob.example.com": UAS_TLS_IP},
         mtls_ssl=server_context(node_cert, ca, require_client=True),
         client_ssl=client_context(ca, node_cert),

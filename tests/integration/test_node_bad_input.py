@@ -15,9 +15,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from intrafed.config.model import StaticRoute
 from intrafed.node import Node, NodeSettings
 from intrafed.sip import StreamFramer, parse_message
-from intrafed.sip.transaction import NextHop
 from intrafed.transport import ListenerSpec, TransportLimits
 from tests.integration.uas import answer_200
 from tests.paths import CONFORMANCE
@@ -42,7 +42,7 @@ async def node_and_uas() -> AsyncIterator[tuple[str, int]]:
             name="imp1.example.com",
             address=NODE_IP,
             listeners=(ListenerSpec(NODE_IP, "TCP", 0),),
-            next_hops={"example.com": NextHop("TCP", UAS_IP, uas_port)},
+            routes=(StaticRoute("example.com", "TCP", uas_port, ip=UAS_IP),),
             limits=TransportLimits(message_timeout=0.5, first_data_timeout=0.5),
         )
     )
@@ -166,7 +166,9 @@ def test_the_node_connects_to_its_next_hop_from_its_own_address() -> None:
                 name="imp1.example.com",
                 address=NODE_IP,
                 listeners=(ListenerSpec(NODE_IP, "TCP", 0),),
-                next_hops={"example.com": NextHop("TCP", UAS_IP, uas.sockets[0].getsockname()[1])},
+                routes=(
+                    StaticRoute("example.com", "TCP", uas.sockets[0].getsockname()[1], ip=UAS_IP),
+                ),
             )
         )
         bound = await node.start()

@@ -1,7 +1,8 @@
 """The seed's OCS and IM&P procedures done with intrafed commands, in real processes,
-then a MESSAGE that crosses from the OCS node to the IM&P node over MTLS.
+then MESSAGEs that cross from the OCS partition to the IM&P partition over MTLS.
 
-client --TCP--> ocs1 --MTLS (route by FQDN, Peer Auth port)--> imp1 --TCP--> UAS
+alice --TCP--> ocs1 --MTLS (route by FQDN, Peer Auth port)--> imp1 --bob's flow--> bob
+A user provisioned on neither side gets 404 from imp1, which never sends it back.
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from intrafed.sip import StreamFramer, parse_message
+from intrafed.sip import Request, Response, StreamFramer, parse_message
+from intrafed.sip.responses import make_response
 from tests.integration.peers import free_port
-from tests.integration.uas import answer_200
 
-OCS_IP, IMP_IP, UAS_IP, CLIENT_IP = "127.0.0.21", "127.0.0.22", "127.0.0.23", "127.0.0.24"
+OCS_IP, IMP_IP, BOB_IP, CLIENT_IP = "127.0.0.21", "127.0.0.22", "127.0.0.23", "127.0.0.24"
 
 
 def intrafed(*arguments: str, home: Path | None = None) -> str:
@@ -45,7 +46,6 @@ def test_ocs_and_imp_configured_as_the_seed_says_carry_a_message_over_mtls(tmp_p
     ocs, imp, ca = tmp_path / "ocs1", tmp_path / "imp1", tmp_path / "ca"
     ocs_tcp, ocs_mtls = free_port(OCS_IP), free_port(OCS_IP)
     imp_tcp, imp_peer, imp_server = free_port(IMP_IP), free_port(IMP_IP), free_port(IMP_IP)
-    uas_port = free_port(UAS_IP)
 
     intrafed("pki", "ca-create", "--cn", "Lab Root CA", "--out", str(ca))
     # IM and Presence: domain, application listeners, static route, TLS peer subject.
@@ -56,10 +56,14 @@ def test_ocs_and_imp_configured_as_the_seed_says_carry_a_message_over_mtls(tmp_p
         "--server-auth", str(imp_server), home=imp,
     )  # fmt: skip
     intrafed(
-        "config", "route", "add", "--domain", "example.com", "--transport", "TCP",
-        "--port", str(uas_port), "--ip", UAS_IP, home=imp,
+        "config", "route", "add", "--domain", "example.com", "--transport", "TLS",
+        "--port", str(ocs_mtls), "--fqdn", "ocs1.example.com", home=imp,
     )  # fmt: skip
+    intrafed("config", "hosts", "add", "ocs1.example.com", OCS_IP, home=imp)
     intrafed("config", "peer-subject", "add", "ocs1.example.com", home=imp)
+    users = tmp_path / "password"
+    users.write_text("bob's secret\n")
+    intrafed("config", "user", "add", "bob@example.com", "--password-file", str(users), home=imp)
     install_certificate(imp, "imp", ca)
     # OCS: domain verification, Enable Port 5060/5061, static route by FQDN to the Peer
     # Auth port, host authorization (FQDN and IP for TLS), FIPS, certificate.
@@ -100,32 +104,67 @@ def test_ocs_and_imp_configured_as_the_seed_says_carry_a_message_over_mtls(tmp_p
     install_certificate(ocs, "ocs", ca)
     assert "restart pending" in intrafed("service", "status", home=ocs)
 
-    async def exchange() -> int:
-        uas = await asyncio.start_server(answer_200, UAS_IP, uas_port)
+    async def exchange() -> tuple[int, int, int]:
+        for home in (imp, ocs):
+            await asyncio.to_thread(intrafed, "service", "start", home=home)
+        connections: list[asyncio.StreamWriter] = []
         try:
-            for home in (imp, ocs):
-                await asyncio.to_thread(intrafed, "service", "start", home=home)
-            reader, writer = await asyncio.open_connection(
-                OCS_IP, ocs_tcp, local_addr=(CLIENT_IP, 0)
-            )
-            writer.write(
-                b"MESSAGE sip:bob@example.com SIP/2.0\r\n"
-                b"Via: SIP/2.0/TCP 127.0.0.24:5070;branch=z9hG4bK-seed-1\r\n"
-                b"Max-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=1\r\n"
-                b"To: <sip:bob@example.com>\r\nCall-ID: seed-1@127.0.0.24\r\n"
-                b"CSeq: 1 MESSAGE\r\nContent-Length: 2\r\n\r\nhi"
-            )
-            framer = StreamFramer()
-            while (frame := framer.next_frame()) is None:
-                framer.receive_data(await asyncio.wait_for(reader.read(65536), 10))
-            writer.close()
-            return parse_message(frame, stream=True).status  # type: ignore[union-attr]
+            bob = await connect((IMP_IP, imp_tcp), BOB_IP, connections)
+            bob.writer.write(REGISTER)
+            registered = await bob.next()
+            alice = await connect((OCS_IP, ocs_tcp), CLIENT_IP, connections)
+            alice.writer.write(message("bob@example.com", 1))
+            delivered = await bob.next()
+            assert isinstance(delivered, Request)
+            bob.writer.write(make_response(delivered, 200, to_tag="bob").to_bytes())
+            answered = await alice.next()
+            alice.writer.write(message("nobody@example.com", 2))
+            unknown = await alice.next()
+            return registered.status, answered.status, unknown.status  # type: ignore[union-attr]
         finally:
+            for writer in connections:
+                writer.close()
             for home in (ocs, imp):
                 await asyncio.to_thread(intrafed, "service", "stop", home=home)
-            uas.close()
 
-    assert asyncio.run(exchange()) == 200
+    assert asyncio.run(exchange()) == (200, 200, 404)
     status = intrafed("service", "status", home=ocs)
     assert status.startswith("stopped")
     assert "restart pending" not in status
+
+
+REGISTER = (
+    b"REGISTER sip:example.com SIP/2.0\r\n"
+    b"Via: SIP/2.0/TCP 127.0.0.23:5099;branch=z9hG4bK-bob-1\r\nMax-Forwards: 70\r\n"
+    b"From: <sip:bob@example.com>;tag=b\r\nTo: <sip:bob@example.com>\r\n"
+    b"Call-ID: bob-1@127.0.0.23\r\nCSeq: 1 REGISTER\r\n"
+    b"Contact: <sip:bob@127.0.0.23:5099;transport=tcp>\r\nContent-Length: 0\r\n\r\n"
+)
+
+
+def message(to: str, n: int) -> bytes:
+    return (
+        f"MESSAGE sip:{to} SIP/2.0\r\nVia: SIP/2.0/TCP {CLIENT_IP}:5070;branch=z9hG4bK-seed-{n}\r\n"
+        f"Max-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=a{n}\r\nTo: <sip:{to}>\r\n"
+        f"Call-ID: seed-{n}@{CLIENT_IP}\r\nCSeq: 1 MESSAGE\r\nContent-Length: 2\r\n\r\nhi"
+    ).encode()
+
+
+class Peer:
+    """A TCP client reading whole SIP messages."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer, self.framer = reader, writer, StreamFramer()
+
+    async def next(self) -> Request | Response:
+        while (frame := self.framer.next_frame()) is None:
+            self.framer.receive_data(await asyncio.wait_for(self.reader.read(65536), 10))
+        return parse_message(frame, stream=True)
+
+
+async def connect(
+    address: tuple[str, int], source: str, connections: list[asyncio.StreamWriter]
+) -> Peer:
+    reader, writer = await asyncio.open_connection(*address, local_addr=(source, 0))
+    connections.append(writer)
+    return Peer(reader, writer)
