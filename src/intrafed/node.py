@@ -255,10 +255,8 @@ class Node:
         if isinstance(decision, Local):
             return self._to_contacts(decision.aor, now)
         if isinstance(decision, ToPeer):
-            route = decision.routes[0]
-            return Forward(
-                NextHop(route.transport, route.next_hop, route.port), decision.request_uri
-            )
+            hops = [NextHop(r.transport, r.next_hop, r.port) for r in decision.routes]
+            return Forward(hops[0], decision.request_uri, tuple(hops[1:]))
         return Reject(decision.status, decision.rule)
 
     def _rows(self, aor: str, now: float) -> list[BindingRow]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from intrafed.services.proxy import (
+    Decide,
     Forward,
     Listener,
     Reject,
@@ -28,13 +29,13 @@ def decide(message: Request, flow: int) -> Forward | Reject:
 
 
 class Harness:
-    def __init__(self) -> None:
+    def __init__(self, route: Decide = decide) -> None:
         self.layer = TransactionLayer()
         self.proxy = StatefulProxy(
             self.layer,
             name="imp1.example.com",
             listeners=LISTENERS,
-            decide=decide,
+            decide=route,
             flow_transport=lambda flow: "TCP",
         )
         self.now = 0.0
@@ -267,3 +268,29 @@ def test_next_hop_for_uri_follows_transport_and_default_ports() -> None:
     )
     assert next_hop_for_uri(parse_uri("sip:a@host;transport=udp")) is None
     assert next_hop_for_uri(parse_uri("tel:+15551234")) is None
+
+
+def test_an_unreachable_first_route_fails_over_to_the_next_priority() -> None:
+    backup = NextHop("TLS", "ocs2.example.com", 5061)
+    harness = Harness(lambda message, flow: Forward(OCS, alternatives=(backup,)))
+    _, first = only_request(harness.client_sends(request()))
+    harness.layer.transport_failed((first.top_via.branch or "", "MESSAGE"), "refused", harness.now)
+    target, second = only_request(harness.pump())
+    assert target == backup
+    assert second.top_via.branch != first.top_via.branch
+    assert responses(harness.downstream_answers(second, 200)) == [(CLIENT_FLOW, 200)]
+
+
+def test_when_every_route_is_unreachable_the_last_reason_goes_upstream() -> None:
+    backup = NextHop("TLS", "ocs2.example.com", 5061)
+    harness = Harness(lambda message, flow: Forward(OCS, alternatives=(backup,)))
+    _, first = only_request(harness.client_sends(request()))
+    harness.layer.transport_failed((first.top_via.branch or "", "MESSAGE"), "refused", harness.now)
+    _, second = only_request(harness.pump())
+    harness.layer.transport_failed(
+        (second.top_via.branch or "", "MESSAGE"), "timed out", harness.now
+    )
+    [(_, answer)] = harness.pump()
+    assert isinstance(answer, Response)
+    assert answer.status == 500
+    assert "timed out" in (answer.headers.get("warning") or "")

@@ -50,10 +50,13 @@ SUPPORTED_EXTENSIONS: frozenset[str] = frozenset()
 
 @dataclass(frozen=True, slots=True)
 class Forward:
-    """Send the request to ``next_hop``, with the Request-URI replaced when given."""
+    """Send the request to ``next_hop``, with the Request-URI replaced when given; while
+    the hop is unreachable (transport error, no answer), try ``alternatives`` in order
+    (IM&P static routes by priority)."""
 
     next_hop: Target
     request_uri: Uri | None = None
+    alternatives: tuple[Target, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +136,7 @@ class _Branch:
     key: ClientKey
     request: Request
     target: Target
+    forward: Forward
     provisional: bool = False
     done: bool = False
     cancel_pending: bool = False
@@ -142,6 +146,10 @@ class _Branch:
 class _ResponseContext:
     server_key: ServerKey
     request: Request
+    routed: Request
+    """The request after Route processing: what a failover branch sends again."""
+    flow: FlowId
+    loop: str
     branches: dict[ClientKey, _Branch] = field(default_factory=dict)
     best: Response | None = None
     final_sent: bool = False
@@ -260,7 +268,7 @@ class StatefulProxy:
         if isinstance(decision, Answer):
             self.transactions.send_response(key, decision.response, now)
             return
-        context = _ResponseContext(key, event.request)
+        context = _ResponseContext(key, event.request, request, event.flow, loop)
         self._contexts[key] = context
         for forward in decision.forwards if isinstance(decision, Fork) else (decision,):
             self._fork(context, request, forward, event.flow, loop, now)
@@ -308,7 +316,7 @@ class StatefulProxy:
             via, record_routes, _one_hop_less(request), decision.request_uri
         )
         client = self.transactions.send_request(forwarded, target, now)
-        context.branches[client] = _Branch(client, forwarded, target)
+        context.branches[client] = _Branch(client, forwarded, target, decision)
         self._by_client[client] = context
 
     def _on_cancel(self, event: RequestReceived, now: float) -> None:
@@ -449,6 +457,14 @@ class StatefulProxy:
             return
         branch = context.branches[key]
         branch.done = True
+        alternatives = branch.forward.alternatives
+        if alternatives and not branch.provisional and not context.final_sent:
+            logger.info(
+                "next hop %s unreachable (%s); trying %s", branch.target, rule, alternatives[0]
+            )
+            failover = Forward(alternatives[0], branch.forward.request_uri, alternatives[1:])
+            self._fork(context, context.routed, failover, context.flow, context.loop, now)
+            return
         synthesized = make_response(
             context.request,
             status,
