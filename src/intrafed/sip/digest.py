@@ -1,0 +1,153 @@
+"""HTTP Digest for SIP (RFC 3261 §22, RFC 8760 SHA-256, RFC 7616), sans-IO.
+
+Nonces are stateless: a timestamp signed with the node's secret, so any front end of a
+pool can check a nonce another one issued, and none has to be remembered. The clock is the
+caller's (``now``), as everywhere in ``intrafed.sip``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import struct
+from dataclasses import dataclass
+
+from intrafed.sip import _abnf
+from intrafed.sip.errors import RemoteSipError
+
+# RFC 8760 §2: SHA-256 first, MD5 for clients that know nothing else.
+ALGORITHMS = {"SHA-256": hashlib.sha256, "MD5": hashlib.md5}
+NONCE_LIFETIME = 300.0
+"""Seconds a nonce stays valid; an older one gets a new challenge with ``stale=true``."""
+
+# auth-param = auth-param-name EQUAL ( token / quoted-string )
+_AUTH_PARAM_RE = re.compile(
+    rf"[ \t]*(?P<name>{_abnf.TOKEN})[ \t]*=[ \t]*"
+    rf"(?P<value>{_abnf.QUOTED_STRING}|{_abnf.TOKEN})[ \t]*(?:,|$)"
+)
+
+
+def _unquote(value: str) -> str:
+    if value.startswith('"'):
+        return _abnf.QUOTED_PAIR_RE.sub(r"\1", value[1:-1])
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class DigestCredentials:
+    """An Authorization / Proxy-Authorization header with the Digest scheme."""
+
+    username: str
+    realm: str
+    nonce: str
+    uri: str
+    response: str
+    algorithm: str = "MD5"
+    qop: str | None = None
+    nc: str | None = None
+    cnonce: str | None = None
+    opaque: str | None = None
+
+
+def parse_credentials(value: str) -> DigestCredentials:
+    """Parse ``Digest username="…", realm="…", …``; ``RemoteSipError`` (400) names the flaw."""
+    scheme, _, rest = value.strip().partition(" ")
+    if scheme.lower() != "digest":
+        raise RemoteSipError(f"authorization scheme {scheme[:32]!r} is not Digest")
+    params: dict[str, str] = {}
+    position = 0
+    rest = rest.strip()
+    while position < len(rest):
+        match = _AUTH_PARAM_RE.match(rest, position)
+        if match is None:
+            raise RemoteSipError(
+                f"malformed Digest parameter at {rest[position : position + 32]!r}"
+            )
+        params[match.group("name").lower()] = _unquote(match.group("value"))
+        position = match.end()
+    missing = [
+        name for name in ("username", "realm", "nonce", "uri", "response") if name not in params
+    ]
+    if missing:
+        raise RemoteSipError(f"Digest credentials lack {', '.join(missing)}")
+    algorithm = params.get("algorithm", "MD5").upper()
+    if algorithm not in ALGORITHMS:
+        raise RemoteSipError(f"Digest algorithm {algorithm} is not supported (SHA-256, MD5)")
+    qop = params.get("qop")
+    if qop is not None and (qop != "auth" or "nc" not in params or "cnonce" not in params):
+        raise RemoteSipError("Digest qop must be auth, with nc and cnonce")
+    return DigestCredentials(
+        params["username"],
+        params["realm"],
+        params["nonce"],
+        params["uri"],
+        params["response"].lower(),
+        algorithm,
+        qop,
+        params.get("nc"),
+        params.get("cnonce"),
+        params.get("opaque"),
+    )
+
+
+def _hash(algorithm: str, text: str) -> str:
+    return ALGORITHMS[algorithm](text.encode("utf-8"), usedforsecurity=False).hexdigest()
+
+
+def expected_response(credentials: DigestCredentials, ha1: str, method: str) -> str:
+    """The response a client holding ``ha1`` computes for ``method`` (RFC 7616 §3.4.1)."""
+    algorithm = credentials.algorithm
+    ha2 = _hash(algorithm, f"{method}:{credentials.uri}")
+    if credentials.qop == "auth":
+        material = f"{ha1}:{credentials.nonce}:{credentials.nc}:{credentials.cnonce}:auth:{ha2}"
+    else:
+        material = f"{ha1}:{credentials.nonce}:{ha2}"
+    return _hash(algorithm, material)
+
+
+def verify(credentials: DigestCredentials, ha1: str, method: str) -> bool:
+    """Whether the credentials prove knowledge of the password behind ``ha1``."""
+    return hmac.compare_digest(expected_response(credentials, ha1, method), credentials.response)
+
+
+class NonceIssuer:
+    """Makes and checks stateless nonces: base64(timestamp || HMAC(secret, timestamp))."""
+
+    def __init__(self, secret: bytes, lifetime: float = NONCE_LIFETIME) -> None:
+        if len(secret) < 16:
+            raise ValueError("the nonce secret must have at least 16 bytes")
+        self._secret = secret
+        self.lifetime = lifetime
+
+    def issue(self, now: float) -> str:
+        """A fresh nonce."""
+        stamp = struct.pack(">d", now)
+        signature = hmac.new(self._secret, stamp, hashlib.sha256).digest()[:16]
+        return base64.b64encode(stamp + signature).decode("ascii")
+
+    def check(self, nonce: str, now: float) -> str:
+        """``valid``, ``stale`` (ours but too old: challenge again with stale=true) or
+        ``invalid`` (not ours)."""
+        try:
+            raw = base64.b64decode(nonce.encode("ascii"), validate=True)
+        except (ValueError, UnicodeEncodeError):
+            return "invalid"
+        if len(raw) != 24:
+            return "invalid"
+        stamp, signature = raw[:8], raw[8:]
+        if not hmac.compare_digest(
+            hmac.new(self._secret, stamp, hashlib.sha256).digest()[:16], signature
+        ):
+            return "invalid"
+        issued = struct.unpack(">d", stamp)[0]
+        if not issued <= now <= issued + self.lifetime:
+            return "stale"
+        return "valid"
+
+
+def challenge(realm: str, nonce: str, algorithm: str, *, stale: bool = False) -> str:
+    """A WWW-Authenticate / Proxy-Authenticate value (RFC 8760: one per algorithm)."""
+    value = f'Digest realm="{realm}", nonce="{nonce}", algorithm={algorithm}, qop="auth"'
+    return value + (", stale=true" if stale else "")
