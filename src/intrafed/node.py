@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from intrafed.config.model import ImpListeners, NodeConfig, Role, RoutingMode, StaticRoute
-from intrafed.policy import trusted_peer
+from intrafed.policy import StoredCredentials, check_register, trusted_peer
 from intrafed.routing import Local, RoutingTables, ToPeer, decide
 from intrafed.services.proxy import (
     Answer,
@@ -31,6 +32,7 @@ from intrafed.services.proxy import (
 )
 from intrafed.services.registrar import Binding, Registrar
 from intrafed.sip import RemoteSipError, Request, Response, SipUri, parse_message, parse_uri
+from intrafed.sip.digest import NonceIssuer
 from intrafed.sip.errors import FramingError
 from intrafed.sip.responses import response_to_unparsable
 from intrafed.sip.transaction import (
@@ -76,6 +78,8 @@ class NodeSettings:
     """The SIP domains this side serves."""
     users: frozenset[str] = frozenset()
     """Addresses of record provisioned here (enabled or not): the registrar's users."""
+    credentials: Mapping[str, StoredCredentials] = field(default_factory=dict)
+    """Digest HA1s of the users that have a password."""
     timers: TimerConfig = field(default_factory=TimerConfig)
     """RFC 3261 timer base values."""
     limits: TransportLimits = field(default_factory=TransportLimits)
@@ -129,6 +133,9 @@ def settings_from_config(
         hosts={entry.fqdn: entry.ip for entry in config.hosts},
         domains=frozenset(config.domains),
         users=frozenset(user.aor for user in config.users),
+        credentials={
+            user.aor: StoredCredentials(user.ha1_md5, user.ha1_sha256) for user in config.users
+        },
         server_ssl=server_ssl,
         mtls_ssl=mtls_ssl,
         client_ssl=client_ssl,
@@ -152,6 +159,7 @@ class Node:
         self.settings = settings
         self.registrar = Registrar(settings.name, lambda aor: aor in self.settings.users)
         self._registrations = registrations
+        self._nonces = NonceIssuer(os.urandom(32))
         self.transactions = TransactionLayer(settings.timers)
         self.transport = TransportLayer(
             on_message=self._on_message,
@@ -216,6 +224,7 @@ class Node:
             hosts=settings.hosts,
             domains=settings.domains,
             users=settings.users,
+            credentials=settings.credentials,
             server_ssl=settings.server_ssl or current.server_ssl,
             mtls_ssl=settings.mtls_ssl or current.mtls_ssl,
             client_ssl=settings.client_ssl or current.client_ssl,
@@ -241,6 +250,11 @@ class Node:
             and isinstance(uri, SipUri)
             and uri.host.lower() in settings.domains
         ):
+            refusal = check_register(
+                request, settings.credentials, self._nonces, now, settings.name
+            )
+            if refusal is not None:
+                return Answer(refusal)
             registration = self.registrar.register(request, flow, now)
             if self._registrations is not None:
                 for aor in registration.changed:

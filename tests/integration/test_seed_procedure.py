@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+from intrafed.config.model import ha1
 from intrafed.sip import Request, Response, StreamFramer, parse_message
+from intrafed.sip.digest import DigestCredentials, expected_response
 from intrafed.sip.responses import make_response
 from tests.integration.peers import free_port
 
@@ -110,7 +113,12 @@ def test_ocs_and_imp_configured_as_the_seed_says_carry_a_message_over_mtls(tmp_p
         connections: list[asyncio.StreamWriter] = []
         try:
             bob = await connect((IMP_IP, imp_tcp), BOB_IP, connections)
-            bob.writer.write(REGISTER)
+            bob.writer.write(register(1))
+            challenged = await bob.next()
+            assert challenged.status == 401  # type: ignore[union-attr]
+            nonce = NONCE_RE.search(challenged.headers.get("www-authenticate") or "")
+            assert nonce is not None
+            bob.writer.write(register(2, authorization(nonce.group(1))))
             registered = await bob.next()
             alice = await connect((OCS_IP, ocs_tcp), CLIENT_IP, connections)
             alice.writer.write(message("bob@example.com", 1))
@@ -133,13 +141,33 @@ def test_ocs_and_imp_configured_as_the_seed_says_carry_a_message_over_mtls(tmp_p
     assert "restart pending" not in status
 
 
-REGISTER = (
-    b"REGISTER sip:example.com SIP/2.0\r\n"
-    b"Via: SIP/2.0/TCP 127.0.0.23:5099;branch=z9hG4bK-bob-1\r\nMax-Forwards: 70\r\n"
-    b"From: <sip:bob@example.com>;tag=b\r\nTo: <sip:bob@example.com>\r\n"
-    b"Call-ID: bob-1@127.0.0.23\r\nCSeq: 1 REGISTER\r\n"
-    b"Contact: <sip:bob@127.0.0.23:5099;transport=tcp>\r\nContent-Length: 0\r\n\r\n"
-)
+NONCE_RE = re.compile(r'nonce="([^"]+)"')
+
+
+def authorization(nonce: str) -> str:
+    """What bob's client answers to the SHA-256 challenge (RFC 8760, qop=auth)."""
+    secret = ha1("bob", "example.com", "bob's secret", "SHA-256")
+    response = expected_response(
+        DigestCredentials("bob", "example.com", nonce, "sip:example.com", "", "SHA-256", "auth",
+                          "00000001", "c0ffee"),
+        secret,
+        "REGISTER",
+    )  # fmt: skip
+    return (
+        f'Authorization: Digest username="bob", realm="example.com", nonce="{nonce}", '
+        f'uri="sip:example.com", response="{response}", algorithm=SHA-256, qop=auth, '
+        f'nc=00000001, cnonce="c0ffee"\r\n'
+    )
+
+
+def register(cseq: int, authorization: str = "") -> bytes:
+    return (
+        "REGISTER sip:example.com SIP/2.0\r\n"
+        f"Via: SIP/2.0/TCP 127.0.0.23:5099;branch=z9hG4bK-bob-{cseq}\r\nMax-Forwards: 70\r\n"
+        "From: <sip:bob@example.com>;tag=b\r\nTo: <sip:bob@example.com>\r\n"
+        f"Call-ID: bob-1@127.0.0.23\r\nCSeq: {cseq} REGISTER\r\n{authorization}"
+        "Contact: <sip:bob@127.0.0.23:5099;transport=tcp>\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
 
 
 def message(to: str, n: int) -> bytes:
