@@ -6,31 +6,12 @@ from __future__ import annotations
 import asyncio
 
 from intrafed.node import Node, NodeSettings
-from intrafed.sip import Request, Response, StreamFramer, parse_message
+from intrafed.sip import Request, Response
 from intrafed.sip.responses import make_response
 from intrafed.transport import ListenerSpec
+from tests.integration.clients import connect, message
 
 NODE_IP, ALICE_IP, BOB_IP = "127.0.0.31", "127.0.0.32", "127.0.0.33"
-
-
-def message(to: str, n: int) -> bytes:
-    return (
-        f"MESSAGE sip:{to} SIP/2.0\r\nVia: SIP/2.0/TCP {BOB_IP}:5070;branch=z9hG4bK-m{n}\r\n"
-        f"Max-Forwards: 70\r\nFrom: <sip:bob@example.com>;tag=b{n}\r\nTo: <sip:{to}>\r\n"
-        f"Call-ID: m{n}@{BOB_IP}\r\nCSeq: 1 MESSAGE\r\nContent-Length: 2\r\n\r\nhi"
-    ).encode()
-
-
-class Peer:
-    """One TCP client of the node, reading whole messages."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer, self.framer = reader, writer, StreamFramer()
-
-    async def next(self) -> Request | Response:
-        while (frame := self.framer.next_frame()) is None:
-            self.framer.receive_data(await asyncio.wait_for(self.reader.read(65536), 10))
-        return parse_message(frame, stream=True)
 
 
 def test_a_message_reaches_a_registered_user_over_its_own_connection() -> None:
@@ -45,10 +26,9 @@ def test_a_message_reaches_a_registered_user_over_its_own_connection() -> None:
             )
         )
         address = (await node.start())["TCP"]
-        peers: list[Peer] = []
+        opened: list[asyncio.StreamWriter] = []
         try:
-            alice = Peer(*await asyncio.open_connection(*address, local_addr=(ALICE_IP, 0)))
-            peers.append(alice)
+            alice = await connect(address, ALICE_IP, opened)
             # Alice's contact names a port nobody listens on: only her own flow reaches her.
             alice.writer.write(
                 b"REGISTER sip:example.com SIP/2.0\r\n"
@@ -58,14 +38,13 @@ def test_a_message_reaches_a_registered_user_over_its_own_connection() -> None:
                 b"Contact: <sip:alice@127.0.0.32:5099;transport=tcp>\r\nContent-Length: 0\r\n\r\n"
             )
             registered = await alice.next()
-            bob = Peer(*await asyncio.open_connection(*address, local_addr=(BOB_IP, 0)))
-            peers.append(bob)
-            bob.writer.write(message("alice@example.com", 1))
+            bob = await connect(address, BOB_IP, opened)
+            bob.writer.write(message("alice@example.com", 1, BOB_IP))
             delivered = await alice.next()
             assert isinstance(delivered, Request)
             alice.writer.write(make_response(delivered, 200, to_tag="al").to_bytes())
             answered = await bob.next()
-            bob.writer.write(message("carol@example.com", 2))
+            bob.writer.write(message("carol@example.com", 2, BOB_IP))
             offline = await bob.next()
             assert isinstance(offline, Response)
             return (
@@ -75,9 +54,9 @@ def test_a_message_reaches_a_registered_user_over_its_own_connection() -> None:
                 offline.headers.get("warning") or "",
             )
         finally:
-            for peer in peers:
-                peer.writer.close()
-                await peer.writer.wait_closed()
+            for writer in opened:
+                writer.close()
+                await writer.wait_closed()
             await node.stop(grace=0.5)
 
     registered, answered, offline, warning = asyncio.run(asyncio.wait_for(scenario(), 30))

@@ -15,9 +15,10 @@ import sys
 from pathlib import Path
 
 from intrafed.config.model import ha1
-from intrafed.sip import Request, Response, StreamFramer, parse_message
+from intrafed.sip import Request
 from intrafed.sip.digest import DigestCredentials, expected_response
 from intrafed.sip.responses import make_response
+from tests.integration.clients import connect, message
 from tests.integration.peers import free_port
 
 OCS_IP, IMP_IP, BOB_IP, CLIENT_IP = "127.0.0.21", "127.0.0.22", "127.0.0.23", "127.0.0.24"
@@ -121,12 +122,12 @@ def test_ocs_and_imp_configured_as_the_seed_says_carry_a_message_over_mtls(tmp_p
             bob.writer.write(register(2, authorization(nonce.group(1))))
             registered = await bob.next()
             alice = await connect((OCS_IP, ocs_tcp), CLIENT_IP, connections)
-            alice.writer.write(message("bob@example.com", 1))
+            alice.writer.write(message("bob@example.com", 1, CLIENT_IP))
             delivered = await bob.next()
             assert isinstance(delivered, Request)
             bob.writer.write(make_response(delivered, 200, to_tag="bob").to_bytes())
             answered = await alice.next()
-            alice.writer.write(message("nobody@example.com", 2))
+            alice.writer.write(message("nobody@example.com", 2, CLIENT_IP))
             unknown = await alice.next()
             return registered.status, answered.status, unknown.status  # type: ignore[union-attr]
         finally:
@@ -168,31 +169,3 @@ def register(cseq: int, authorization: str = "") -> bytes:
         f"Call-ID: bob-1@127.0.0.23\r\nCSeq: {cseq} REGISTER\r\n{authorization}"
         "Contact: <sip:bob@127.0.0.23:5099;transport=tcp>\r\nContent-Length: 0\r\n\r\n"
     ).encode()
-
-
-def message(to: str, n: int) -> bytes:
-    return (
-        f"MESSAGE sip:{to} SIP/2.0\r\nVia: SIP/2.0/TCP {CLIENT_IP}:5070;branch=z9hG4bK-seed-{n}\r\n"
-        f"Max-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=a{n}\r\nTo: <sip:{to}>\r\n"
-        f"Call-ID: seed-{n}@{CLIENT_IP}\r\nCSeq: 1 MESSAGE\r\nContent-Length: 2\r\n\r\nhi"
-    ).encode()
-
-
-class Peer:
-    """A TCP client reading whole SIP messages."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer, self.framer = reader, writer, StreamFramer()
-
-    async def next(self) -> Request | Response:
-        while (frame := self.framer.next_frame()) is None:
-            self.framer.receive_data(await asyncio.wait_for(self.reader.read(65536), 10))
-        return parse_message(frame, stream=True)
-
-
-async def connect(
-    address: tuple[str, int], source: str, connections: list[asyncio.StreamWriter]
-) -> Peer:
-    reader, writer = await asyncio.open_connection(*address, local_addr=(source, 0))
-    connections.append(writer)
-    return Peer(reader, writer)
