@@ -78,6 +78,8 @@ class NodeSettings:
     """The SIP domains this side serves."""
     users: frozenset[str] = frozenset()
     """Addresses of record provisioned here (enabled or not): the registrar's users."""
+    disabled: frozenset[str] = frozenset()
+    """Provisioned users who are disabled: still homed here, but they cannot register."""
     credentials: Mapping[str, StoredCredentials] = field(default_factory=dict)
     """Digest HA1s of the users that have a password."""
     timers: TimerConfig = field(default_factory=TimerConfig)
@@ -133,6 +135,7 @@ def settings_from_config(
         hosts={entry.fqdn: entry.ip for entry in config.hosts},
         domains=frozenset(config.domains),
         users=frozenset(user.aor for user in config.users),
+        disabled=frozenset(user.aor for user in config.users if not user.enabled),
         credentials={
             user.aor: StoredCredentials(user.ha1_md5, user.ha1_sha256) for user in config.users
         },
@@ -157,7 +160,11 @@ class Node:
         self, settings: NodeSettings, registrations: RegistrationStore | None = None
     ) -> None:
         self.settings = settings
-        self.registrar = Registrar(settings.name, lambda aor: aor in self.settings.users)
+        self.registrar = Registrar(
+            settings.name,
+            lambda aor: aor in self.settings.users,
+            lambda aor: aor in self.settings.disabled,
+        )
         self._registrations = registrations
         self._nonces = NonceIssuer(os.urandom(32))
         self.transactions = TransactionLayer(settings.timers)
@@ -224,6 +231,7 @@ class Node:
             hosts=settings.hosts,
             domains=settings.domains,
             users=settings.users,
+            disabled=settings.disabled,
             credentials=settings.credentials,
             server_ssl=settings.server_ssl or current.server_ssl,
             mtls_ssl=settings.mtls_ssl or current.mtls_ssl,

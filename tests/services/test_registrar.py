@@ -95,3 +95,10 @@ def test_restore_brings_saved_bindings_back() -> None:
     second = registrar()
     second.restore(first.bindings(ALICE, now=0.0))
     assert [b.contact for b in second.bindings(ALICE, now=1.0)] == ["sip:a@10.0.0.1"]
+
+
+def test_a_disabled_user_stays_homed_but_cannot_register() -> None:
+    service = Registrar("imp1.example.com", lambda aor: True, lambda aor: aor == ALICE)
+    response = service.register(register("<sip:a@10.0.0.1>"), 1, now=0.0).response
+    assert response.status == 403
+    assert "alice@example.com is disabled on this node" in (response.headers.get("warning") or "")

@@ -51,9 +51,15 @@ class Registration:
 class Registrar:
     """Bindings of the users homed here, kept in memory (the caller persists changes)."""
 
-    def __init__(self, agent: str, is_homed: Callable[[str], bool]) -> None:
+    def __init__(
+        self,
+        agent: str,
+        is_homed: Callable[[str], bool],
+        is_disabled: Callable[[str], bool] = lambda aor: False,
+    ) -> None:
         self._agent = agent
         self._is_homed = is_homed
+        self._is_disabled = is_disabled
         self._bindings: dict[str, list[Binding]] = {}
 
     def restore(self, bindings: Iterable[Binding]) -> None:
@@ -76,6 +82,9 @@ class Registrar:
         aor = to_uri.aor
         if not self._is_homed(aor):
             return self._refuse(request, 404, f"{aor} is not a user of this node")
+        if self._is_disabled(aor):
+            # Still homed here (so never routed to the other side), but not allowed in.
+            return self._refuse(request, 403, f"{aor} is disabled on this node")
         try:
             contacts = request.contacts
             star = request.contact_is_star
