@@ -202,6 +202,7 @@ class Node:
             name=self.settings.name,
             listeners=listeners,
             decide=self._decide,
+            authorize=self._authorize,
             flow_transport=self._flow_transport,
             also_known_as=frozenset((self.settings.address, port) for _, port in bound.values()),
         )
@@ -246,6 +247,21 @@ class Node:
             self._timer.cancel()
 
     # -- routing (the federation routing of DESIGN §4 grows here) -----------------------
+
+    def _authorize(self, request: Request, flow_id: FlowId) -> Reject | None:
+        """DESIGN §8: a verified MTLS peer that matches no trust entry keeps its connection
+        and gets 403 for every request."""
+        flow = self.transport.flow(flow_id)
+        if flow is None or flow.transport != "MTLS":
+            return None
+        peer = flow.peer
+        if self.settings.peers(peer.ip, peer.fqdns) is not None:
+            return None
+        names = ", ".join(peer.fqdns) or "no name"
+        return Reject(
+            403,
+            f"MTLS peer {peer.ip} ({names}) matches no host authorization or TLS peer subject",
+        )
 
     def _decide(self, request: Request, flow: FlowId) -> Decision:
         """DESIGN §4: the registrar for our domains, local users to their contacts, the

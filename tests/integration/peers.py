@@ -240,6 +240,7 @@ async def proxy_chain(transport: str, workdir: Path) -> AsyncIterator[Chain]:
         routes=(StaticRoute("example.com", "TLS", uas_tls_port, fqdn="bob.example.com"),),
         hosts={"bob.example.com": UAS_TLS_IP},
         mtls_ssl=server_context(node_cert, ca, require_client=True),
+        peers=lambda ip, names: "host authorization" if "alice-gw.example.com" in names else None,
         client_ssl=client_context(ca, node_cert),
     )
     async with running_node(settings) as bound:

@@ -294,3 +294,21 @@ def test_when_every_route_is_unreachable_the_last_reason_goes_upstream() -> None
     assert isinstance(answer, Response)
     assert answer.status == 500
     assert "timed out" in (answer.headers.get("warning") or "")
+
+
+def test_a_request_the_node_does_not_authorize_gets_403_with_the_reason() -> None:
+    harness = Harness()
+    harness.proxy = StatefulProxy(
+        harness.layer,
+        name="imp1.example.com",
+        listeners=LISTENERS,
+        decide=decide,
+        flow_transport=lambda flow: "TLS",
+        authorize=lambda message, flow: Reject(
+            403, "MTLS peer 127.0.0.9 (evil.test) is not trusted"
+        ),
+    )
+    [(target, answer)] = harness.client_sends(request())
+    assert isinstance(answer, Response)
+    assert (target, answer.status) == (CLIENT_FLOW, 403)
+    assert "MTLS peer 127.0.0.9 (evil.test) is not trusted" in (answer.headers.get("warning") or "")

@@ -167,12 +167,14 @@ class StatefulProxy:
         decide: Decide,
         flow_transport: Callable[[FlowId], str],
         also_known_as: frozenset[tuple[str, int]] = frozenset(),
+        authorize: Callable[[Request, FlowId], Reject | None] = lambda request, flow: None,
     ) -> None:
         self.transactions = transactions
         self.name = name
         self.listeners = listeners
         self._decide = decide
         self._flow_transport = flow_transport
+        self._authorize = authorize
         self._own = {(lst.host.lower(), lst.port) for lst in listeners.values()} | also_known_as
         self._contexts: dict[ServerKey, _ResponseContext] = {}
         self._by_client: dict[ClientKey, _ResponseContext] = {}
@@ -249,6 +251,11 @@ class StatefulProxy:
         ]
         if unsupported:
             self._reject(key, request, 420, "Proxy-Require " + ", ".join(unsupported), now)
+            return
+        # Trust is decided per request, in-dialog ones included (DESIGN §8).
+        refusal = self._authorize(request, event.flow)
+        if refusal is not None:
+            self._reject(key, request, refusal.status, refusal.rule, now, refusal.reason)
             return
         request, routes = self._preprocess_routes(request)
         if routes:
