@@ -8,6 +8,7 @@ caller's (``now``), as everywhere in ``intrafed.sip``.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import re
@@ -15,7 +16,7 @@ import struct
 from dataclasses import dataclass
 
 from intrafed.sip import _abnf
-from intrafed.sip.errors import RemoteSipError
+from intrafed.sip.errors import LocalSipError, RemoteSipError
 
 # RFC 8760 §2: SHA-256 first, MD5 for clients that know nothing else.
 ALGORITHMS = {"SHA-256": hashlib.sha256, "MD5": hashlib.md5}
@@ -51,11 +52,11 @@ class DigestCredentials:
     opaque: str | None = None
 
 
-def parse_credentials(value: str) -> DigestCredentials:
-    """Parse ``Digest username="…", realm="…", …``; ``RemoteSipError`` (400) names the flaw."""
+def _parse_digest_params(value: str, what: str) -> dict[str, str]:
+    """The auth-params of a Digest header, names lower-cased and values unquoted."""
     scheme, _, rest = value.strip().partition(" ")
     if scheme.lower() != "digest":
-        raise RemoteSipError(f"authorization scheme {scheme[:32]!r} is not Digest")
+        raise RemoteSipError(f"{what} scheme {scheme[:32]!r} is not Digest")
     params: dict[str, str] = {}
     position = 0
     rest = rest.strip()
@@ -67,6 +68,12 @@ def parse_credentials(value: str) -> DigestCredentials:
             )
         params[match.group("name").lower()] = _unquote(match.group("value"))
         position = match.end()
+    return params
+
+
+def parse_credentials(value: str) -> DigestCredentials:
+    """Parse ``Digest username="…", realm="…", …``; ``RemoteSipError`` (400) names the flaw."""
+    params = _parse_digest_params(value, "authorization")
     missing = [
         name for name in ("username", "realm", "nonce", "uri", "response") if name not in params
     ]
@@ -110,6 +117,92 @@ def expected_response(credentials: DigestCredentials, ha1: str, method: str) -> 
 def verify(credentials: DigestCredentials, ha1: str, method: str) -> bool:
     """Whether the credentials prove knowledge of the password behind ``ha1``."""
     return hmac.compare_digest(expected_response(credentials, ha1, method), credentials.response)
+
+
+@dataclass(frozen=True, slots=True)
+class DigestChallenge:
+    """A WWW-Authenticate / Proxy-Authenticate header with the Digest scheme (client side)."""
+
+    realm: str
+    nonce: str
+    algorithm: str = "MD5"
+    qop: tuple[str, ...] = ()
+    opaque: str | None = None
+    stale: bool = False
+
+
+def parse_challenge(value: str) -> DigestChallenge:
+    """Parse ``Digest realm="…", nonce="…", …``; ``RemoteSipError`` names the flaw.
+
+    An algorithm this module cannot compute is kept as sent: the client skips that one.
+    """
+    params = _parse_digest_params(value, "challenge")
+    missing = [name for name in ("realm", "nonce") if name not in params]
+    if missing:
+        raise RemoteSipError(f"Digest challenge lacks {', '.join(missing)}")
+    qop = tuple(option.strip() for option in params.get("qop", "").split(",") if option.strip())
+    return DigestChallenge(
+        params["realm"],
+        params["nonce"],
+        params.get("algorithm", "MD5").upper(),
+        qop,
+        params.get("opaque"),
+        params.get("stale", "").lower() == "true",
+    )
+
+
+def answer_challenge(
+    challenge: DigestChallenge,
+    username: str,
+    ha1: str,
+    method: str,
+    uri: str,
+    *,
+    cnonce: str,
+    nc: int = 1,
+) -> DigestCredentials:
+    """The credentials a client holding ``ha1`` sends for ``challenge`` (RFC 7616 §3.4):
+    qop=auth when offered, else the RFC 2069 form. ``LocalSipError`` for an algorithm
+    this module does not compute."""
+    if challenge.algorithm not in ALGORITHMS:
+        raise LocalSipError(f"Digest algorithm {challenge.algorithm} is not supported")
+    with_qop = "auth" in challenge.qop
+    unsigned = DigestCredentials(
+        username,
+        challenge.realm,
+        challenge.nonce,
+        uri,
+        "",
+        challenge.algorithm,
+        "auth" if with_qop else None,
+        f"{nc:08x}" if with_qop else None,
+        cnonce if with_qop else None,
+        challenge.opaque,
+    )
+    return dataclasses.replace(unsigned, response=expected_response(unsigned, ha1, method))
+
+
+def format_credentials(credentials: DigestCredentials) -> str:
+    """An Authorization / Proxy-Authorization value for ``credentials``."""
+    quoted = [
+        ("username", credentials.username),
+        ("realm", credentials.realm),
+        ("nonce", credentials.nonce),
+        ("uri", credentials.uri),
+        ("response", credentials.response),
+    ]
+    parts = [f'{name}="{_quote(value)}"' for name, value in quoted]
+    parts.append(f"algorithm={credentials.algorithm}")
+    if credentials.qop is not None:
+        parts += [f"qop={credentials.qop}", f"nc={credentials.nc}"]
+        parts.append(f'cnonce="{_quote(credentials.cnonce or "")}"')
+    if credentials.opaque is not None:
+        parts.append(f'opaque="{_quote(credentials.opaque)}"')
+    return "Digest " + ", ".join(parts)
+
+
+def _quote(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
 class NonceIssuer:

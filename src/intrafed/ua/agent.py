@@ -1,0 +1,748 @@
+"""An asyncio SIP user agent for one user over one TCP or TLS connection to its home node.
+
+The agent behaves as a client behind NAT does (RFC 5626, RFC 5923): it opens the
+connection, keeps it, and the node reaches it over that same connection. A background task
+reads what the node sends: responses complete the waiting requests (matched by Via branch
+and CSeq method), requests are answered at once and reported as events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import ssl
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar, overload
+
+from intrafed import __version__
+from intrafed.sip import (
+    FramingError,
+    RemoteSipError,
+    Request,
+    Response,
+    SipUri,
+    StreamFramer,
+    Uri,
+    parse_message,
+)
+from intrafed.sip.pidf import PIDF_CONTENT_TYPE, PresenceState, build_pidf, parse_pidf
+from intrafed.sip.responses import make_response, warning_value
+from intrafed.sip.transaction import ClientKey, ack_for, client_key
+from intrafed.ua.requests import (
+    ALLOW,
+    ISCOMPOSING_CONTENT_TYPE,
+    Dialog,
+    Fields,
+    LocalAddress,
+    authorization,
+    build_request,
+    im_session_sdp,
+    iscomposing_body,
+    new_branch,
+    new_tag,
+    sip_uri,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 10.0
+USER_AGENT = f"intrafed-ua/{__version__}"
+# RFC 3261 §22.1: a request challenged again after an answer is only retried when the new
+# challenge says the nonce was stale; this bounds the rounds if a server keeps saying so.
+_MAX_AUTH_ROUNDS = 3
+
+
+class UaError(Exception):
+    """The user agent could not do what was asked (connection, TLS, timeout, refusal)."""
+
+
+class SipError(UaError):
+    """A request ended with a failure response (or a local 408 when none came in time)."""
+
+    def __init__(
+        self, method: str, uri: str, status: int, reason: str, warning: str | None
+    ) -> None:
+        self.method, self.uri = method, uri
+        self.status, self.reason, self.warning = status, reason, warning
+        text = f"{method} {uri}: {status} {reason}"
+        super().__init__(text + (f" ({warning})" if warning else ""))
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """The final response to a request: status, reason, the Warning text if any."""
+
+    status: int
+    reason: str
+    warning: str | None
+    response: Response = field(repr=False)
+
+    @classmethod
+    def of(cls, response: Response) -> Reply:
+        """The reply a response makes."""
+        return cls(response.status, response.reason, response.headers.get("warning"), response)
+
+
+@dataclass(frozen=True, slots=True)
+class UaSettings:
+    """Who the agent is and how it reaches its home node."""
+
+    aor: str
+    """The user's address of record, ``alice@example.com``."""
+    server: tuple[str, int]
+    """The node's address (IP or name) and port."""
+    password: str | None = None
+    """The digest password; None for a user provisioned without one."""
+    transport: str = "tcp"
+    """``tcp`` or ``tls``."""
+    server_name: str | None = None
+    """TLS: the node's FQDN, which its certificate must name (default: the server host)."""
+    ca_file: Path | None = None
+    """TLS: the CA certificate(s) that verify the node (PEM)."""
+    source_ip: str | None = None
+    """The local address to connect from (tests give each user its own 127.0.0.x)."""
+    timeout: float = DEFAULT_TIMEOUT
+    """Seconds to wait for a connection or for the final response to any request."""
+    algorithms: tuple[str, ...] = ("SHA-256", "MD5")
+    """Digest algorithms this client answers, among those the server offers."""
+
+
+def user_tls_context(ca_file: Path | None) -> ssl.SSLContext:
+    """A TLS 1.2+ client context verifying the node against ``ca_file`` (the system
+    roots when None), hostname checked, renegotiation off."""
+    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.options |= ssl.OP_NO_RENEGOTIATION
+    return context
+
+
+# -- events ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MessageReceived:
+    """An instant message: pager mode (``session`` None) or inside an IM session."""
+
+    sender: str
+    text: str
+    content_type: str
+    session: ImSession | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TypingReceived:
+    """An is-composing notice (INFO) inside an IM session."""
+
+    sender: str
+    session: ImSession
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStarted:
+    """Someone invited us to an IM session; the agent accepted it."""
+
+    sender: str
+    session: ImSession
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEnded:
+    """The other side ended an IM session (BYE)."""
+
+    sender: str
+    session: ImSession
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceNotified:
+    """A NOTIFY of a presence subscription (``state`` None when it carried no PIDF)."""
+
+    presentity: str
+    state: PresenceState | None
+    note: str | None
+    subscription_state: str
+    subscription: Subscription
+
+
+Event = MessageReceived | TypingReceived | SessionStarted | SessionEnded | PresenceNotified
+E = TypeVar("E", bound=Event)
+
+
+# -- dialogs -----------------------------------------------------------------------------
+
+
+class ImSession:
+    """A session-mode IM dialog (INVITE with ``m=message``): MESSAGE, typing INFO, BYE."""
+
+    def __init__(self, agent: UserAgent, dialog: Dialog, peer: str) -> None:
+        self._agent = agent
+        self.dialog = dialog
+        self.peer = peer
+        """The other user's address of record."""
+        self.ended = False
+
+    async def message(self, text: str) -> Reply:
+        """Send ``text`` inside the session."""
+        headers = [("Content-Type", "text/plain;charset=UTF-8")]
+        return await self._agent.in_dialog(self.dialog, "MESSAGE", headers, text.encode())
+
+    async def typing(self, active: bool = True) -> Reply:
+        """Tell the peer we are typing (INFO with an is-composing document)."""
+        headers = [("Content-Type", ISCOMPOSING_CONTENT_TYPE)]
+        return await self._agent.in_dialog(self.dialog, "INFO", headers, iscomposing_body(active))
+
+    async def bye(self) -> Reply:
+        """End the session."""
+        self.ended = True
+        self._agent.forget_dialog(self.dialog.call_id)
+        return await self._agent.in_dialog(self.dialog, "BYE")
+
+
+class Subscription:
+    """A presence subscription (RFC 6665, event ``presence``) of one presentity."""
+
+    def __init__(self, agent: UserAgent, presentity: str, call_id: str) -> None:
+        self._agent = agent
+        self.presentity = presentity
+        self.call_id = call_id
+        self.dialog: Dialog | None = None
+        self.state = "pending"
+        """The last Subscription-State: pending, active or terminated."""
+
+    async def unsubscribe(self) -> Reply:
+        """End the subscription (SUBSCRIBE with Expires: 0 in the dialog)."""
+        if self.dialog is None:
+            raise UaError(f"the subscription to {self.presentity} has no dialog yet")
+        headers = [("Event", "presence"), ("Expires", "0"), ("Contact", self._agent.contact)]
+        reply = await self._agent.in_dialog(self.dialog, "SUBSCRIBE", headers)
+        self._agent.forget_dialog(self.call_id)
+        return reply
+
+
+# -- the agent -----------------------------------------------------------------------------
+
+
+class UserAgent:
+    """One user on one connection to the home node; use ``async with``, or ``connect()``
+    then ``close()``. ``trace`` is called with ("sent"|"received", message)."""
+
+    def __init__(
+        self,
+        settings: UaSettings,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        trace: Callable[[str, Request | Response], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.uri = sip_uri(settings.aor)
+        if settings.transport not in ("tcp", "tls"):
+            raise ValueError(f"transport {settings.transport!r} is not tcp or tls")
+        self._ssl = ssl_context
+        self._trace = trace
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._read_task: asyncio.Task[None] | None = None
+        self._local: LocalAddress | None = None
+        self._pending: dict[ClientKey, asyncio.Future[Response]] = {}
+        self._dialogs: dict[str, ImSession | Subscription] = {}
+        self._events: list[Event] = []
+        self._arrived = asyncio.Event()
+        self._closed_reason: str | None = None
+        self._cseq = secrets.randbelow(1000) + 1
+        self._register_call_id = self._call_id()
+        self._etag: str | None = None
+
+    # -- connection --------------------------------------------------------------------
+
+    async def __aenter__(self) -> UserAgent:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def connect(self) -> None:
+        """Open the connection (TLS verifies the node's certificate) and start reading."""
+        settings = self.settings
+        host, port = settings.server
+        context: ssl.SSLContext | None = None
+        if settings.transport == "tls":
+            context = self._ssl or user_tls_context(settings.ca_file)
+        local = (settings.source_ip, 0) if settings.source_ip else None
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(
+                    host,
+                    port,
+                    ssl=context,
+                    server_hostname=(settings.server_name or host) if context else None,
+                    local_addr=local,
+                ),
+                settings.timeout,
+            )
+        except ssl.SSLCertVerificationError as exc:
+            raise UaError(
+                f"TLS to {host}:{port}: the node's certificate is not trusted "
+                f"({exc.verify_message})"
+            ) from None
+        except ssl.SSLError as exc:
+            raise UaError(f"TLS to {host}:{port} failed: {exc.reason or exc}") from None
+        except TimeoutError:
+            raise UaError(
+                f"cannot connect to {host}:{port}: no answer in {settings.timeout} s"
+            ) from None
+        except OSError as exc:
+            raise UaError(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from None
+        sockname = writer.get_extra_info("sockname")
+        self._reader, self._writer = reader, writer
+        self._local = LocalAddress(settings.transport, str(sockname[0]), int(sockname[1]))
+        self._closed_reason = None
+        self._read_task = asyncio.create_task(self._read_loop(reader))
+
+    async def close(self) -> None:
+        """Close the connection; requests still waiting fail with ``UaError``."""
+        if self._read_task is not None:
+            self._read_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._read_task
+            self._read_task = None
+        self._connection_lost("the connection was closed")
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(OSError, ssl.SSLError):
+                await writer.wait_closed()
+
+    @property
+    def local(self) -> LocalAddress:
+        """The local end of the connection (what our Via and Contact name)."""
+        if self._local is None:
+            raise UaError("the user agent is not connected")
+        return self._local
+
+    @property
+    def contact(self) -> str:
+        """Our Contact value."""
+        return self.local.contact(self.uri.user)
+
+    # -- requests ------------------------------------------------------------------------
+
+    async def register(self, expires: int = 3600) -> Reply:
+        """REGISTER our contact for ``expires`` seconds (digest authentication as asked)."""
+        return await self._register(self.contact, expires)
+
+    async def unregister(self) -> Reply:
+        """Remove our contact (Expires: 0)."""
+        return await self._register(self.contact, 0)
+
+    async def message(self, to: str, text: str, content_type: str = "text/plain") -> Reply:
+        """Send a pager-mode MESSAGE (RFC 3428)."""
+        headers = [("Content-Type", f"{content_type};charset=UTF-8")]
+        return await self._out_of_dialog("MESSAGE", sip_uri(to), headers, text.encode())
+
+    async def options(self, uri: str | None = None) -> Reply:
+        """Send OPTIONS to ``uri`` (default: our domain, i.e. the node)."""
+        target = sip_uri(uri) if uri else sip_uri(f"sip:{self.uri.host}")
+        return await self._out_of_dialog("OPTIONS", target, [("Accept", "application/sdp")])
+
+    async def publish(
+        self, state: PresenceState, note: str | None = None, expires: int = 3600
+    ) -> Reply:
+        """PUBLISH our presence (RFC 3903) as a PIDF document; a later call modifies it
+        with the SIP-ETag the node gave (and starts over when the node forgot it)."""
+        body = build_pidf(f"sip:{self.uri.aor}", state, note)
+        base = [
+            ("Event", "presence"),
+            ("Expires", str(expires)),
+            ("Content-Type", PIDF_CONTENT_TYPE),
+        ]
+        target = sip_uri(self.uri.aor)
+        if self._etag is not None:
+            try:
+                reply = await self._out_of_dialog(
+                    "PUBLISH", target, [*base, ("SIP-If-Match", self._etag)], body
+                )
+            except SipError as exc:
+                # RFC 3903 §6.6: 412 means the entity tag is unknown: publish afresh.
+                if exc.status != 412:
+                    raise
+                self._etag = None
+            else:
+                self._etag = reply.response.headers.get("sip-etag") or self._etag
+                return reply
+        reply = await self._out_of_dialog("PUBLISH", target, base, body)
+        self._etag = reply.response.headers.get("sip-etag")
+        return reply
+
+    async def subscribe(self, to: str, expires: int = 3600) -> Subscription:
+        """SUBSCRIBE to the presence of ``to``; its NOTIFYs arrive as ``PresenceNotified``."""
+        target = sip_uri(to)
+        call_id = self._call_id()
+        subscription = Subscription(self, target.aor, call_id)
+        self._dialogs[call_id] = subscription
+        headers = [
+            ("Event", "presence"),
+            ("Accept", PIDF_CONTENT_TYPE),
+            ("Expires", str(expires)),
+            ("Contact", self.contact),
+        ]
+        try:
+            request, response = await self._send(
+                lambda auth: self._new_request("SUBSCRIBE", target, [*headers, *auth], call_id)
+            )
+        except BaseException:
+            self._dialogs.pop(call_id, None)
+            raise
+        if subscription.dialog is None:
+            subscription.dialog = Dialog.as_uac(request, response)
+        else:
+            subscription.dialog.local_cseq = request.cseq.number
+        return subscription
+
+    async def invite_im(self, to: str) -> ImSession:
+        """Open a session-mode IM dialog with ``to`` (INVITE with ``m=message`` SDP), ACK
+        the 2xx and return the session."""
+        target = sip_uri(to)
+        call_id = self._call_id()
+        headers = [
+            ("Contact", self.contact),
+            ("Allow", ALLOW),
+            ("Content-Type", "application/sdp"),
+        ]
+        sdp = im_session_sdp(self.local.host)
+        request, response = await self._send(
+            lambda auth: self._new_request("INVITE", target, [*headers, *auth], call_id, sdp)
+        )
+        dialog = Dialog.as_uac(request, response)
+        ack = dialog.request("ACK", self.local.via(new_branch()), cseq=request.cseq.number)
+        self._write(ack)
+        session = ImSession(self, dialog, target.aor)
+        self._dialogs[call_id] = session
+        return session
+
+    async def in_dialog(
+        self, dialog: Dialog, method: str, headers: Fields = (), body: bytes = b""
+    ) -> Reply:
+        """Send a request inside ``dialog`` and return its final response."""
+        _, response = await self._send(
+            lambda auth: dialog.request(
+                method, self.local.via(new_branch()), [*headers, *auth], body
+            )
+        )
+        return Reply.of(response)
+
+    def forget_dialog(self, call_id: str) -> None:
+        """Stop answering requests of a dialog we ended."""
+        self._dialogs.pop(call_id, None)
+
+    # -- events --------------------------------------------------------------------------
+
+    @overload
+    async def next_event(self, kind: None = None, timeout: float | None = None) -> Event: ...
+
+    @overload
+    async def next_event(self, kind: type[E], timeout: float | None = None) -> E: ...
+
+    async def next_event(
+        self, kind: type[object] | None = None, timeout: float | None = None
+    ) -> Event:
+        """The oldest event (of ``kind`` when given; others stay queued). ``TimeoutError``
+        after ``timeout`` s (default the settings' timeout); ``UaError`` when the connection
+        is gone and nothing is left."""
+        waited = self.settings.timeout if timeout is None else timeout
+        try:
+            async with asyncio.timeout(waited):
+                return await self._take(kind)
+        except TimeoutError:
+            wanted = kind.__name__ if kind is not None else "event"
+            raise TimeoutError(f"no {wanted} within {waited} s") from None
+
+    async def events(self) -> AsyncIterator[Event]:
+        """Every event as it comes, until the connection closes."""
+        while True:
+            try:
+                yield await self._take(None)
+            except UaError:
+                return
+
+    async def _take(self, kind: type[object] | None) -> Event:
+        while True:
+            for index, event in enumerate(self._events):
+                if kind is None or isinstance(event, kind):
+                    del self._events[index]
+                    return event
+            if self._closed_reason is not None:
+                raise UaError(self._closed_reason)
+            self._arrived.clear()
+            await self._arrived.wait()
+
+    # -- internals: sending ------------------------------------------------------------
+
+    def _call_id(self) -> str:
+        return f"{secrets.token_hex(8)}@{self.settings.source_ip or 'intrafed-ua'}"
+
+    def _next_cseq(self) -> int:
+        self._cseq += 1
+        return self._cseq
+
+    def _new_request(
+        self,
+        method: str,
+        uri: Uri,
+        headers: Fields,
+        call_id: str | None = None,
+        body: bytes = b"",
+        to: str | None = None,
+    ) -> Request:
+        return build_request(
+            method,
+            uri,
+            via=self.local.via(new_branch()),
+            from_=f"<sip:{self.uri.aor}>;tag={new_tag()}",
+            to=to or f"<{uri}>",
+            call_id=call_id or self._call_id(),
+            cseq=self._next_cseq(),
+            headers=[*headers, ("User-Agent", USER_AGENT)],
+            body=body,
+        )
+
+    async def _register(self, contact: str, expires: int) -> Reply:
+        registrar = sip_uri(f"sip:{self.uri.host}")
+        aor = f"<sip:{self.uri.aor}>"
+        headers = [("Contact", contact), ("Expires", str(expires))]
+        _, response = await self._send(
+            lambda auth: self._new_request(
+                "REGISTER", registrar, [*headers, *auth], self._register_call_id, to=aor
+            )
+        )
+        return Reply.of(response)
+
+    async def _out_of_dialog(
+        self, method: str, uri: Uri, headers: Fields, body: bytes = b""
+    ) -> Reply:
+        call_id = self._call_id()
+        _, response = await self._send(
+            lambda auth: self._new_request(method, uri, [*headers, *auth], call_id, body)
+        )
+        return Reply.of(response)
+
+    async def _send(
+        self, build: Callable[[Sequence[tuple[str, str]]], Request]
+    ) -> tuple[Request, Response]:
+        """Send ``build(())``; answer a 401/407 once (again only for a stale nonce); raise
+        ``SipError`` for a failure. ``build`` makes a new request (branch, CSeq) each time."""
+        request = build(())
+        response = await self._transact(request)
+        for round_ in range(1, _MAX_AUTH_ROUNDS):
+            if response.status not in (401, 407) or self.settings.password is None:
+                break
+            answer = authorization(
+                request,
+                response,
+                self.uri.user or "",
+                self.settings.password,
+                self.settings.algorithms,
+            )
+            if answer is None or (round_ > 1 and not answer.stale):
+                break
+            request = build([(answer.name, answer.value)])
+            response = await self._transact(request)
+        if response.status >= 300:
+            raise SipError(
+                request.method,
+                str(request.uri),
+                response.status,
+                response.reason,
+                response.headers.get("warning"),
+            )
+        return request, response
+
+    async def _transact(self, request: Request) -> Response:
+        """Send ``request`` and wait for its final response (the settings' timeout, then a
+        local 408 as RFC 3261 §8.1.3.1 says); ACK a non-2xx final to an INVITE."""
+        key = client_key(request)
+        future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        self._pending[key] = future
+        try:
+            self._write(request)
+            response = await asyncio.wait_for(future, self.settings.timeout)
+        except TimeoutError:
+            raise SipError(
+                request.method,
+                str(request.uri),
+                408,
+                "Request Timeout",
+                f"no final response within {self.settings.timeout} s",
+            ) from None
+        finally:
+            self._pending.pop(key, None)
+        if request.method == "INVITE" and response.status >= 300:
+            self._write(ack_for(request, response))
+        return response
+
+    def _write(self, message: Request | Response) -> None:
+        if self._writer is None or self._closed_reason is not None:
+            raise UaError(self._closed_reason or "the user agent is not connected")
+        if self._trace is not None:
+            self._trace("sent", message)
+        self._writer.write(message.to_bytes())
+
+    # -- internals: receiving ------------------------------------------------------------
+
+    async def _read_loop(self, reader: asyncio.StreamReader) -> None:
+        framer = StreamFramer()
+        reason = "the node closed the connection"
+        try:
+            while data := await reader.read(65536):
+                framer.receive_data(data)
+                pong = framer.data_to_send()
+                if pong and self._writer is not None:
+                    self._writer.write(pong)
+                while (frame := framer.next_frame()) is not None:
+                    self._on_frame(frame)
+        except FramingError as exc:
+            reason = f"the node's stream cannot be framed: {exc}"
+        except (OSError, ssl.SSLError) as exc:
+            reason = f"the connection failed: {exc}"
+        self._connection_lost(reason)
+
+    def _on_frame(self, frame: bytes) -> None:
+        try:
+            message = parse_message(frame, stream=True)
+        except RemoteSipError as exc:
+            logger.warning("unparsable message from the node: %s", exc.reason)
+            return
+        if self._trace is not None:
+            self._trace("received", message)
+        if isinstance(message, Response):
+            if message.status >= 200:
+                future = self._pending.get(client_key(message))
+                if future is not None and not future.done():
+                    future.set_result(message)
+            return
+        try:
+            self._on_request(message)
+        except RemoteSipError as exc:
+            self._answer(message, 400, exc.reason, warning=exc.reason)
+
+    def _connection_lost(self, reason: str) -> None:
+        if self._closed_reason is None:
+            self._closed_reason = reason
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(UaError(reason))
+        self._arrived.set()
+
+    def _emit(self, event: Event) -> None:
+        self._events.append(event)
+        self._arrived.set()
+
+    def _answer(
+        self,
+        request: Request,
+        status: int,
+        reason: str | None = None,
+        *,
+        headers: Fields = (),
+        body: bytes = b"",
+        to_tag: str | None = None,
+        warning: str | None = None,
+    ) -> None:
+        fields = list(headers)
+        if warning is not None:
+            fields.append(("Warning", warning_value(self.uri.aor, warning)))
+        tag = to_tag or new_tag()
+        response = make_response(request, status, reason, to_tag=tag, headers=fields, body=body)
+        with contextlib.suppress(UaError):
+            self._write(response)
+
+    def _on_request(self, request: Request) -> None:
+        method = request.method
+        if method == "ACK":
+            return
+        dialog_user = self._dialogs.get(request.call_id)
+        sender = _aor(request.from_addr.uri)
+        if method == "INVITE":
+            self._on_invite(request, dialog_user, sender)
+        elif method == "NOTIFY":
+            self._on_notify(request, dialog_user)
+        elif method == "MESSAGE":
+            session = dialog_user if isinstance(dialog_user, ImSession) else None
+            text = request.body.decode("utf-8", "replace")
+            content_type = request.content_type.mime if request.content_type else "text/plain"
+            self._answer(request, 200)
+            self._emit(MessageReceived(sender, text, content_type, session))
+        elif method in ("INFO", "BYE"):
+            if not isinstance(dialog_user, ImSession):
+                self._answer(request, 481, warning="no IM session has this Call-ID")
+                return
+            self._answer(request, 200)
+            if method == "BYE":
+                dialog_user.ended = True
+                self.forget_dialog(request.call_id)
+                self._emit(SessionEnded(sender, dialog_user))
+            else:
+                self._emit(TypingReceived(sender, dialog_user))
+        elif method in ("OPTIONS", "CANCEL"):
+            self._answer(request, 200, headers=[("Allow", ALLOW)])
+        else:
+            self._answer(request, 405, headers=[("Allow", ALLOW)])
+
+    def _on_invite(
+        self, request: Request, dialog_user: ImSession | Subscription | None, sender: str
+    ) -> None:
+        """Accept an IM session (or a re-INVITE of one): 200 with our SDP; the
+        Record-Route is copied into the 2xx (RFC 3261 §12.1.1)."""
+        content_type = request.content_type
+        if content_type is not None and content_type.mime != "application/sdp":
+            self._answer(request, 415, headers=[("Accept", "application/sdp")])
+            return
+        headers = [
+            *(("Record-Route", value) for value in request.headers.get_all("record-route")),
+            ("Contact", self.contact),
+            ("Allow", ALLOW),
+            ("Content-Type", "application/sdp"),
+        ]
+        sdp = im_session_sdp(self.local.host)
+        if isinstance(dialog_user, ImSession):
+            self._answer(request, 200, headers=headers, body=sdp)
+            return
+        tag = new_tag()
+        session = ImSession(self, Dialog.as_uas(request, tag, secrets.randbelow(1000)), sender)
+        self._dialogs[request.call_id] = session
+        self._answer(request, 200, headers=headers, body=sdp, to_tag=tag)
+        self._emit(SessionStarted(sender, session))
+
+    def _on_notify(self, request: Request, dialog_user: ImSession | Subscription | None) -> None:
+        if not isinstance(dialog_user, Subscription):
+            self._answer(request, 481, warning="no subscription has this Call-ID")
+            return
+        presence = None
+        content_type = request.content_type
+        if request.body and content_type is not None and content_type.mime == PIDF_CONTENT_TYPE:
+            presence = parse_pidf(request.body)
+        if dialog_user.dialog is None:
+            # The NOTIFY came before the 2xx: it makes the dialog (RFC 6665 §4.1.2.4).
+            dialog_user.dialog = Dialog.as_uas(request, request.to_addr.tag or "")
+        state = request.subscription_state
+        dialog_user.state = state.token.lower() if state is not None else "active"
+        self._answer(request, 200)
+        if dialog_user.state == "terminated":
+            self.forget_dialog(request.call_id)
+        self._emit(
+            PresenceNotified(
+                dialog_user.presentity,
+                presence.state if presence is not None else None,
+                presence.note if presence is not None else None,
+                str(state) if state is not None else "active",
+                dialog_user,
+            )
+        )
+
+
+def _aor(uri: Uri) -> str:
+    return uri.aor if isinstance(uri, SipUri) else str(uri)
