@@ -17,8 +17,18 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from intrafed import __version__
 from intrafed.config.model import ImpListeners, NodeConfig, Role, RoutingMode, StaticRoute
-from intrafed.policy import StoredCredentials, check_register, trusted_peer
+from intrafed.policy import (
+    Directory,
+    PeerTrust,
+    RateLimits,
+    StoredCredentials,
+    TokenBuckets,
+    authenticate,
+    peer_trust,
+    retry_after,
+)
 from intrafed.routing import Local, RoutingTables, ToPeer, decide
 from intrafed.services.proxy import (
     Answer,
@@ -34,7 +44,7 @@ from intrafed.services.registrar import Binding, Registrar
 from intrafed.sip import RemoteSipError, Request, Response, SipUri, parse_message, parse_uri
 from intrafed.sip.digest import NonceIssuer
 from intrafed.sip.errors import FramingError
-from intrafed.sip.responses import response_to_unparsable
+from intrafed.sip.responses import local_tag, make_response, response_to_unparsable, warning_value
 from intrafed.sip.transaction import (
     FlowId,
     NextHop,
@@ -55,6 +65,10 @@ from intrafed.transport import (
 
 logger = logging.getLogger(__name__)
 
+ALLOWED_METHODS = (
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, MESSAGE, INFO, SUBSCRIBE, NOTIFY, PUBLISH"
+)
+
 
 @dataclass(frozen=True, slots=True)
 class NodeSettings:
@@ -70,8 +84,11 @@ class NodeSettings:
     """Static routes (Matching URI, next hop, priority, phone URI, replace host)."""
     routing_mode: RoutingMode = RoutingMode.BASIC
     """IM&P: forward every user not homed here, or only those of the peer directory."""
-    peers: Callable[[str, tuple[str, ...]], str | None] = field(default=lambda ip, names: None)
-    """Who the peer partition is: (source IP, verified names) -> the trust entry, or None."""
+    peers: Callable[[str, tuple[str, ...], bool], PeerTrust | None] = field(
+        default=lambda ip, names, outbound: None
+    )
+    """Who the peer partition is: (source IP, verified names, whether we opened the
+    connection) -> the trust it gets, or None."""
     hosts: Mapping[str, str] = field(default_factory=dict)
     """Static name resolution: FQDN -> IP address (the seed's lab has no DNS)."""
     domains: frozenset[str] = frozenset()
@@ -82,6 +99,8 @@ class NodeSettings:
     """Provisioned users who are disabled: still homed here, but they cannot register."""
     credentials: Mapping[str, StoredCredentials] = field(default_factory=dict)
     """Digest HA1s of the users that have a password."""
+    rate_limits: RateLimits = field(default_factory=RateLimits)
+    """Requests per second of the client and server classes."""
     timers: TimerConfig = field(default_factory=TimerConfig)
     """RFC 3261 timer base values."""
     limits: TransportLimits = field(default_factory=TransportLimits)
@@ -131,7 +150,7 @@ def settings_from_config(
         listeners=tuple(listeners),
         routes=config.routes,
         routing_mode=config.routing_mode,
-        peers=lambda ip, names: trusted_peer(config, ip, names),
+        peers=lambda ip, names, outbound: peer_trust(config, ip, names, outbound=outbound),
         hosts={entry.fqdn: entry.ip for entry in config.hosts},
         domains=frozenset(config.domains),
         users=frozenset(user.aor for user in config.users),
@@ -167,6 +186,8 @@ class Node:
         )
         self._registrations = registrations
         self._nonces = NonceIssuer(os.urandom(32))
+        self._directory = Directory(settings.domains, settings.users, settings.credentials)
+        self._buckets = TokenBuckets(settings.rate_limits)
         self.transactions = TransactionLayer(settings.timers)
         self.transport = TransportLayer(
             on_message=self._on_message,
@@ -234,10 +255,13 @@ class Node:
             users=settings.users,
             disabled=settings.disabled,
             credentials=settings.credentials,
+            rate_limits=settings.rate_limits,
             server_ssl=settings.server_ssl or current.server_ssl,
             mtls_ssl=settings.mtls_ssl or current.mtls_ssl,
             client_ssl=settings.client_ssl or current.client_ssl,
         )
+        self._directory = Directory(settings.domains, settings.users, settings.credentials)
+        self._buckets.limits = settings.rate_limits
         return None
 
     async def stop(self, grace: float = 5.0) -> None:
@@ -248,44 +272,78 @@ class Node:
 
     # -- routing (the federation routing of DESIGN §4 grows here) -----------------------
 
-    def _authorize(self, request: Request, flow_id: FlowId) -> Reject | None:
-        """DESIGN §8: a verified MTLS peer that matches no trust entry keeps its connection
-        and gets 403 for every request."""
-        flow = self.transport.flow(flow_id)
-        if flow is None or flow.transport != "MTLS":
-            return None
+    def _trust(self, flow: Flow) -> PeerTrust | None:
         peer = flow.peer
-        if self.settings.peers(peer.ip, peer.fqdns) is not None:
+        return self.settings.peers(peer.ip, peer.fqdns, flow.outbound)
+
+    def _authorize(self, request: Request, flow_id: FlowId) -> Reject | Answer | None:
+        """DESIGN §4 "Authorize", per request (in-dialog ones included, DESIGN §8): a
+        verified MTLS peer matching no trust entry gets 403; then the rate class of the
+        peer; then digest authentication of clients."""
+        flow = self.transport.flow(flow_id)
+        if flow is None:
             return None
-        names = ", ".join(peer.fqdns) or "no name"
-        return Reject(
-            403,
-            f"MTLS peer {peer.ip} ({names}) matches no host authorization or TLS peer subject",
+        settings = self.settings
+        trust = self._trust(flow)
+        if trust is None and flow.transport == "MTLS":
+            names = ", ".join(flow.peer.fqdns) or "no name"
+            return Reject(
+                403,
+                f"MTLS peer {flow.peer.ip} ({names}) matches no host authorization "
+                "or TLS peer subject",
+            )
+        now = time.time()
+        server_class = trust is not None and trust.server_class
+        wait = self._buckets.admit(
+            trust.entry if trust is not None and server_class else flow.peer.ip, server_class, now
         )
+        if wait is not None:
+            rule = f"{'server' if server_class else 'client'} rate limit of {flow.peer.ip} exceeded"
+            return Answer(
+                make_response(
+                    request,
+                    503,
+                    "Rate Limit Exceeded",
+                    to_tag=local_tag(request.call_id, str(request.cseq.number)),
+                    headers=[
+                        ("Retry-After", retry_after(wait)),
+                        ("Warning", warning_value(settings.name, rule)),
+                    ],
+                )
+            )
+        verdict = authenticate(
+            request,
+            self._directory,
+            self._nonces,
+            now,
+            settings.name,
+            trust=trust,
+            connection_identity=flow.authenticated_as,
+        )
+        if isinstance(verdict, Response):
+            return Answer(verdict)
+        if verdict.identity is not None:
+            flow.authenticated_as = verdict.identity
+        return None
 
     def _decide(self, request: Request, flow: FlowId) -> Decision:
-        """DESIGN §4: the registrar for our domains, local users to their contacts, the
-        rest along the static routes (never back to the peer partition it came from)."""
+        """DESIGN §4: OPTIONS to the node itself, the registrar for our domains, local
+        users to their contacts, the rest along the static routes (never back to the peer
+        partition it came from)."""
         settings = self.settings
         uri = request.uri
         now = time.time()
-        if (
-            request.method == "REGISTER"
-            and isinstance(uri, SipUri)
-            and uri.host.lower() in settings.domains
-        ):
-            refusal = check_register(
-                request, settings.credentials, self._nonces, now, settings.name
-            )
-            if refusal is not None:
-                return Answer(refusal)
-            registration = self.registrar.register(request, flow, now)
-            if self._registrations is not None:
-                for aor in registration.changed:
-                    self._registrations.save_bindings(aor, self._rows(aor, now))
-            return Answer(registration.response)
+        if isinstance(uri, SipUri):
+            if request.method == "OPTIONS" and uri.user is None and self._addresses_us(uri.host):
+                return Answer(self._options_answer(request))
+            if request.method == "REGISTER" and uri.host.lower() in settings.domains:
+                registration = self.registrar.register(request, flow, now)
+                if self._registrations is not None:
+                    for aor in registration.changed:
+                        self._registrations.save_bindings(aor, self._rows(aor, now))
+                return Answer(registration.response)
         peer = self.transport.flow(flow)
-        trust = settings.peers(peer.peer.ip, peer.peer.fqdns) if peer is not None else None
+        trust = self._trust(peer) if peer is not None else None
         tables = RoutingTables(
             settings.domains, settings.users, settings.routes, settings.routing_mode
         )
@@ -296,6 +354,26 @@ class Node:
             hops = [NextHop(r.transport, r.next_hop, r.port) for r in decision.routes]
             return Forward(hops[0], decision.request_uri, tuple(hops[1:]))
         return Reject(decision.status, decision.rule)
+
+    def _addresses_us(self, host: str) -> bool:
+        """Whether a Request-URI host without a user part names this node or its domain."""
+        host = host.lower().strip("[]")
+        settings = self.settings
+        return host in settings.domains or host in (settings.name.lower(), settings.address)
+
+    def _options_answer(self, request: Request) -> Response:
+        """OPTIONS to the node (RFC 3261 §11): what it does (the probe and keepalives)."""
+        return make_response(
+            request,
+            200,
+            to_tag=local_tag(request.call_id, str(request.cseq.number)),
+            headers=[
+                ("Allow", ALLOWED_METHODS),
+                ("Accept", "application/sdp, application/pidf+xml, text/plain"),
+                ("Supported", "path, outbound"),
+                ("Server", f"intrafed/{__version__}"),
+            ],
+        )
 
     def _rows(self, aor: str, now: float) -> list[BindingRow]:
         return [

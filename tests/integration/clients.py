@@ -30,9 +30,10 @@ async def connect(
 
 
 def message(to: str, n: int, source: str) -> bytes:
-    """A pager-mode MESSAGE from bob's side (``source``) to ``to``."""
+    """A pager-mode MESSAGE to ``to`` from a partner domain's user at ``source`` (a sender
+    of another domain needs no digest; one of ours would be challenged)."""
     return (
         f"MESSAGE sip:{to} SIP/2.0\r\nVia: SIP/2.0/TCP {source}:5070;branch=z9hG4bK-m{n}\r\n"
-        f"Max-Forwards: 70\r\nFrom: <sip:sender@example.com>;tag=s{n}\r\nTo: <sip:{to}>\r\n"
+        f"Max-Forwards: 70\r\nFrom: <sip:sender@partner.example.net>;tag=s{n}\r\nTo: <sip:{to}>\r\n"
         f"Call-ID: m{n}@{source}\r\nCSeq: 1 MESSAGE\r\nContent-Length: 2\r\n\r\nhi"
     ).encode()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from intrafed.config.model import StaticRoute
 from intrafed.node import Node, NodeSettings
+from intrafed.policy import PeerTrust
 from intrafed.transport import ListenerSpec
 from tests.certs import client_context, make_ca, server_context
 
@@ -223,6 +224,10 @@ async def proxy_chain(transport: str, workdir: Path) -> AsyncIterator[Chain]:
             address=NODE_IP,
             listeners=(ListenerSpec(NODE_IP, "TCP", 0),),
             routes=(StaticRoute("example.com", "TCP", uas_local[1], ip=uas_local[0]),),
+            # The load generator is a gateway throttled as a server, not a client.
+            peers=lambda ip, names, outbound: (
+                PeerTrust("host authorization") if ip == UAC_IP else None
+            ),
         )
         async with running_node(settings) as bound:
             contact = f"{uas_local[0]}:{uas_local[1]};transport=tcp"
@@ -240,7 +245,9 @@ async def proxy_chain(transport: str, workdir: Path) -> AsyncIterator[Chain]:
         routes=(StaticRoute("example.com", "TLS", uas_tls_port, fqdn="bob.example.com"),),
         hosts={"bob.example.com": UAS_TLS_IP},
         mtls_ssl=server_context(node_cert, ca, require_client=True),
-        peers=lambda ip, names: "host authorization" if "alice-gw.example.com" in names else None,
+        peers=lambda ip, names, outbound: (
+            PeerTrust("host authorization") if "alice-gw.example.com" in names else None
+        ),
         client_ssl=client_context(ca, node_cert),
     )
     async with running_node(settings) as bound:

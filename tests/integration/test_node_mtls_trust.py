@@ -7,6 +7,7 @@ import asyncio
 
 from intrafed.config.model import StaticRoute
 from intrafed.node import Node, NodeSettings
+from intrafed.policy import PeerTrust
 from intrafed.sip import Response
 from intrafed.transport import ListenerSpec
 from tests.certs import client_context, make_ca, server_context
@@ -32,8 +33,8 @@ def test_an_untrusted_mtls_peer_gets_403_and_a_trusted_one_is_served() -> None:
                 routes=(
                     StaticRoute("example.com", "TCP", uas.sockets[0].getsockname()[1], ip=UAS_IP),
                 ),
-                peers=lambda ip, names: (
-                    "host authorization" if "imp1.example.com" in names else None
+                peers=lambda ip, names, outbound: (
+                    PeerTrust("host authorization") if "imp1.example.com" in names else None
                 ),
                 mtls_ssl=server_context(node_cert, ca, require_client=True),
             )

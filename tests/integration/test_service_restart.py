@@ -17,6 +17,8 @@ from tests.integration.peers import free_port
 from tests.integration.uas import answer_200
 
 NODE_IP, UAS_IP, CLIENT_IP = "127.0.0.12", "127.0.0.13", "127.0.0.14"
+# The stream comes from two addresses: one client alone would meet the client rate limit.
+SENDER_IPS = ("127.0.0.14", "127.0.0.15")
 USERS = 20
 REGISTER = (
     "REGISTER sip:example.com SIP/2.0\r\n"
@@ -72,7 +74,8 @@ def make_home(home: Path, node_port: int, uas_port: int) -> None:
 MESSAGE = (
     "MESSAGE sip:bob@example.com SIP/2.0\r\n"
     "Via: SIP/2.0/TCP {ip}:5070;branch=z9hG4bK-{n}-{attempt}\r\n"
-    "Max-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=a{n}\r\nTo: <sip:bob@example.com>\r\n"
+    "Max-Forwards: 70\r\nFrom: <sip:alice@partner.example.net>;tag=a{n}\r\n"
+    "To: <sip:bob@example.com>\r\n"
     "Call-ID: restart-{n}@{ip}\r\nCSeq: 1 MESSAGE\r\nContent-Length: 2\r\n\r\nhi"
 )
 
@@ -81,8 +84,8 @@ class RetryingClient:
     """Sends MESSAGEs at a steady rate over one TCP connection; when the connection is
     lost it reconnects (as a real client does) and sends every unanswered MESSAGE again."""
 
-    def __init__(self, node: tuple[str, int], total: int, rate: float) -> None:
-        self.node, self.total, self.interval = node, total, 1 / rate
+    def __init__(self, node: tuple[str, int], source: str, total: int, rate: float) -> None:
+        self.node, self.source, self.total, self.interval = node, source, total, 1 / rate
         self.finals: dict[int, int] = {}
         self.sent = 0
         self.resent = 0
@@ -93,19 +96,19 @@ class RetryingClient:
         while len(self.finals) < self.total and loop.time() < deadline:
             try:
                 reader, writer = await asyncio.open_connection(
-                    *self.node, local_addr=(CLIENT_IP, 0)
+                    *self.node, local_addr=(self.source, 0)
                 )
             except OSError:
                 await asyncio.sleep(0.05)
                 continue
             pending = [n for n in range(self.sent) if n not in self.finals]
             for n in pending:
-                writer.write(MESSAGE.format(ip=CLIENT_IP, n=n, attempt=self.reconnects).encode())
+                writer.write(MESSAGE.format(ip=self.source, n=n, attempt=self.reconnects).encode())
             self.resent += len(pending)
             receiver = asyncio.create_task(self._receive(reader))
             try:
                 while self.sent < self.total and not receiver.done():
-                    writer.write(MESSAGE.format(ip=CLIENT_IP, n=self.sent, attempt=0).encode())
+                    writer.write(MESSAGE.format(ip=self.source, n=self.sent, attempt=0).encode())
                     self.sent += 1
                     await asyncio.sleep(self.interval)
                 await asyncio.wait_for(asyncio.shield(receiver), max(0.1, deadline - loop.time()))
@@ -135,7 +138,7 @@ def test_restart_under_load_loses_no_registration_and_answers_every_message(
     registered: dict[int, list[str]] = {}
     after: dict[int, list[str]] = {}
 
-    async def scenario() -> RetryingClient:
+    async def scenario() -> list[RetryingClient]:
         uas = await asyncio.start_server(answer_200, UAS_IP, 0)
         node_port = free_port(NODE_IP)
         home = tmp_path / "ocs1"
@@ -143,9 +146,12 @@ def test_restart_under_load_loses_no_registration_and_answers_every_message(
         started = await asyncio.to_thread(intrafed, "service", "start", "--home", str(home))
         assert started.returncode == 0, started.stderr
         registered.update(await register_all((NODE_IP, node_port), cseq=1, contact=True))
-        client = RetryingClient((NODE_IP, node_port), total=1500, rate=300)
+        clients = [
+            RetryingClient((NODE_IP, node_port), source, total=750, rate=150)
+            for source in SENDER_IPS
+        ]
         loop = asyncio.get_running_loop()
-        traffic = asyncio.create_task(client.run(loop.time() + 40))
+        traffic = asyncio.gather(*(client.run(loop.time() + 40) for client in clients))
         try:
             await asyncio.sleep(2)
             restarted = await asyncio.to_thread(intrafed, "service", "restart", "--home", str(home))
@@ -155,13 +161,13 @@ def test_restart_under_load_loses_no_registration_and_answers_every_message(
         finally:
             await asyncio.to_thread(intrafed, "service", "stop", "--home", str(home))
             uas.close()
-        return client
+        return clients
 
-    client = asyncio.run(scenario())
-    assert client.sent == 1500
-    assert len(client.finals) == 1500
-    assert set(client.finals.values()) == {200}
-    assert client.reconnects >= 1
+    for client in asyncio.run(scenario()):
+        assert client.sent == 750
+        assert len(client.finals) == 750
+        assert set(client.finals.values()) == {200}
+        assert client.reconnects >= 1
     assert sorted(registered) == list(range(USERS))
     for n in range(USERS):
         assert registered[n][0].startswith(f"<sip:user{n}@{CLIENT_IP}:{6000 + n}>;expires=")

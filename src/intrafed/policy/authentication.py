@@ -1,16 +1,21 @@
-"""Digest authentication of REGISTER (DESIGN §4 "Authorize"), pure: the request, the
-users' stored HA1s and a nonce issuer in; nothing (accepted) or the response to send out."""
+"""Who may send a request (DESIGN §4 "Authorize"), pure: the request, where it came from,
+the users' stored HA1s and a nonce issuer in; accepted (with the identity proven, if any)
+or the response to send out."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
+from intrafed.policy.peers import PeerTrust
 from intrafed.sip.digest import NonceIssuer, challenge, parse_credentials, verify
 from intrafed.sip.errors import RemoteSipError
 from intrafed.sip.message import Request, Response
 from intrafed.sip.responses import local_tag, make_response, warning_value
 from intrafed.sip.uri import SipUri, unescape
+
+# Requests that cannot be challenged (RFC 3261 §22.1).
+_NEVER_CHALLENGED = frozenset({"ACK", "CANCEL"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,33 +26,103 @@ class StoredCredentials:
     ha1_sha256: str | None
 
 
-def check_register(
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """The request may proceed; ``identity`` is the AOR its digest credentials proved now
+    (the caller binds it to the connection), None when nothing was proven."""
+
+    identity: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Directory:
+    """What authentication needs to know of this node's users."""
+
+    domains: Collection[str]
+    users: Collection[str]
+    """AORs provisioned here."""
+    credentials: Mapping[str, StoredCredentials]
+
+
+def authenticate(
     request: Request,
-    credentials: Mapping[str, StoredCredentials],
+    directory: Directory,
     nonces: NonceIssuer,
     now: float,
     agent: str,
-) -> Response | None:
-    """None when the REGISTER may proceed; else 401 (challenge), 403 or 400.
+    *,
+    trust: PeerTrust | None = None,
+    connection_identity: str | None = None,
+) -> Accepted | Response:
+    """Digest authentication (RFC 3261 §22, RFC 8760) of one request.
 
-    A user provisioned without credentials is not challenged (the checker flags it).
+    A peer treated as authenticated is never challenged. REGISTER proves the To user
+    (401); any other out-of-dialog request whose From is in one of our domains proves the
+    From user (407), unless its connection already proved that user. A client may not
+    assert another user's identity (403). A user provisioned without a password is not
+    challenged (the checker flags it).
     """
-    to_uri = request.to_addr.uri
-    if not isinstance(to_uri, SipUri) or to_uri.user is None:
-        return None
-    stored = credentials.get(to_uri.aor)
-    if stored is None or (stored.ha1_md5 is None and stored.ha1_sha256 is None):
-        return None
-    realm = to_uri.host.lower()
-    tag = local_tag(request.call_id, str(request.cseq.number))
+    if request.method in _NEVER_CHALLENGED or (trust is not None and trust.authenticated):
+        return Accepted()
+    if request.method == "REGISTER":
+        claimed = request.to_addr.uri
+        if not isinstance(claimed, SipUri) or claimed.user is None:
+            return Accepted()
+        stored = directory.credentials.get(claimed.aor)
+        if not _has_secret(stored):
+            return Accepted()
+        return _verify(request, claimed, stored, nonces, now, agent, proxy=False)
+    if request.to_addr.tag is not None:
+        return Accepted()
+    claimed = request.from_addr.uri
+    if (
+        not isinstance(claimed, SipUri)
+        or claimed.user is None
+        or claimed.host.lower() not in directory.domains
+    ):
+        return Accepted()
+    aor = claimed.aor
+    if connection_identity is not None:
+        if connection_identity == aor:
+            return Accepted()
+        return _refuse(
+            request,
+            403,
+            f"this connection authenticated as {connection_identity} and cannot send as {aor}",
+            agent,
+        )
+    stored = directory.credentials.get(aor)
+    if trust is None and not _has_secret(stored):
+        if aor in directory.users:
+            return Accepted()
+        return _refuse(request, 403, f"{aor} is not a user of this node", agent)
+    return _verify(request, claimed, stored, nonces, now, agent, proxy=True, trust=trust)
+
+
+def _has_secret(stored: StoredCredentials | None) -> bool:
+    return stored is not None and (stored.ha1_md5 is not None or stored.ha1_sha256 is not None)
+
+
+def _verify(
+    request: Request,
+    claimed: SipUri,
+    stored: StoredCredentials | None,
+    nonces: NonceIssuer,
+    now: float,
+    agent: str,
+    *,
+    proxy: bool,
+    trust: PeerTrust | None = None,
+) -> Accepted | Response:
+    realm = claimed.host.lower()
     stale = False
-    for value in request.headers.get_all("authorization"):
+    header = "proxy-authorization" if proxy else "authorization"
+    for value in request.headers.get_all(header):
         try:
             offered = parse_credentials(value)
         except RemoteSipError as exc:
-            warning = ("Warning", warning_value(agent, exc.reason))
-            return make_response(request, 400, exc.reason, to_tag=tag, headers=[warning])
-        if offered.realm.lower() != realm:
+            return _refuse(request, 400, exc.reason, agent, reason=exc.reason)
+        if offered.realm.lower() != realm or stored is None:
             continue
         state = nonces.check(offered.nonce, now)
         if state != "valid":
@@ -56,16 +131,28 @@ def check_register(
         ha1 = stored.ha1_sha256 if offered.algorithm == "SHA-256" else stored.ha1_md5
         if ha1 is None or not verify(offered, ha1, request.method):
             continue
-        user = unescape(to_uri.user)
-        if offered.username != user:
-            rule = f"credentials of {offered.username} cannot register {to_uri.aor}"
-            return make_response(
-                request, 403, to_tag=tag, headers=[("Warning", warning_value(agent, rule))]
-            )
-        return None
+        if offered.username != unescape(claimed.user or ""):
+            verb = "register" if not proxy else "send as"
+            rule = f"credentials of {offered.username} cannot {verb} {claimed.aor}"
+            return _refuse(request, 403, rule, agent)
+        return Accepted(claimed.aor)
     nonce = nonces.issue(now)
-    challenges = [
-        ("WWW-Authenticate", challenge(realm, nonce, algorithm, stale=stale))
-        for algorithm in ("SHA-256", "MD5")
+    name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
+    headers = [
+        (name, challenge(realm, nonce, algorithm, stale=stale)) for algorithm in ("SHA-256", "MD5")
     ]
-    return make_response(request, 401, to_tag=tag, headers=challenges)
+    if trust is not None:
+        rule = f"{trust.entry} is not treated as authenticated: {claimed.aor} must prove itself"
+        headers.append(("Warning", warning_value(agent, rule)))
+    return make_response(request, 407 if proxy else 401, to_tag=_tag(request), headers=headers)
+
+
+def _refuse(
+    request: Request, status: int, rule: str, agent: str, reason: str | None = None
+) -> Response:
+    warning = ("Warning", warning_value(agent, rule))
+    return make_response(request, status, reason, to_tag=_tag(request), headers=[warning])
+
+
+def _tag(request: Request) -> str:
+    return local_tag(request.call_id, str(request.cseq.number))

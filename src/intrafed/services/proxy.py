@@ -167,7 +167,7 @@ class StatefulProxy:
         decide: Decide,
         flow_transport: Callable[[FlowId], str],
         also_known_as: frozenset[tuple[str, int]] = frozenset(),
-        authorize: Callable[[Request, FlowId], Reject | None] = lambda request, flow: None,
+        authorize: Callable[[Request, FlowId], Reject | Answer | None] = lambda request, flow: None,
     ) -> None:
         self.transactions = transactions
         self.name = name
@@ -254,6 +254,9 @@ class StatefulProxy:
             return
         # Trust is decided per request, in-dialog ones included (DESIGN §8).
         refusal = self._authorize(request, event.flow)
+        if isinstance(refusal, Answer):
+            self.transactions.send_response(key, refusal.response, now)
+            return
         if refusal is not None:
             self._reject(key, request, refusal.status, refusal.rule, now, refusal.reason)
             return

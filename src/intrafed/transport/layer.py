@@ -83,7 +83,16 @@ class Flow:
     registered client's connection is found again by ``id`` (``TransportLayer.flow``).
     """
 
-    __slots__ = ("_connection", "id", "local", "outbound", "peer", "remote", "transport")
+    __slots__ = (
+        "_connection",
+        "authenticated_as",
+        "id",
+        "local",
+        "outbound",
+        "peer",
+        "remote",
+        "transport",
+    )
 
     def __init__(
         self,
@@ -100,6 +109,9 @@ class Flow:
         self.remote = (peer.ip, peer.port)
         self.transport = peer.transport
         self.outbound = outbound
+        self.authenticated_as: str | None = None
+        """The user this connection proved to be by digest (set by the node): its later
+        requests as that user are not challenged again, and it cannot send as anyone else."""
 
     @property
     def closed(self) -> bool:
