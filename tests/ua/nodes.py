@@ -1,0 +1,79 @@
+"""A real node on loopback for the user agent tests: example.com with alice, bob and carol
+homed on it (passwords below), listening on TCP and TLS."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from intrafed.config.model import ha1
+from intrafed.node import NodeSettings
+from intrafed.policy import StoredCredentials
+from intrafed.transport import ListenerSpec
+from intrafed.ua import UaSettings
+from tests.certs import make_ca, server_context
+from tests.integration.peers import running_node
+
+NODE_IP = "127.0.0.80"
+NODE_NAME = "imp1.example.com"
+PASSWORDS = {"alice": "alice's secret", "bob": "bob's secret", "carol": "carol's secret"}
+
+
+def credentials(user: str, *, md5_only: bool = False) -> StoredCredentials:
+    """What the node keeps for ``user`` (only the MD5 HA1 with ``md5_only``)."""
+    password = PASSWORDS[user]
+    sha256 = None if md5_only else ha1(user, "example.com", password, "SHA-256")
+    return StoredCredentials(ha1(user, "example.com", password, "MD5"), sha256)
+
+
+@dataclass(frozen=True)
+class LabNode:
+    """Where the node listens, and the CA file that verifies its TLS certificate."""
+
+    tcp: tuple[str, int]
+    tls: tuple[str, int]
+    ca_file: Path
+
+    def settings(
+        self, user: str, source_ip: str, transport: str = "tcp", **extra: object
+    ) -> UaSettings:
+        """A user agent's settings for ``user`` of example.com, connecting from ``source_ip``
+        (``extra`` replaces fields)."""
+        server = self.tls if transport == "tls" else self.tcp
+        settings = UaSettings(
+            f"{user}@example.com",
+            server,
+            password=PASSWORDS[user],
+            transport=transport,
+            server_name=NODE_NAME,
+            ca_file=self.ca_file,
+            source_ip=source_ip,
+            timeout=5.0,
+        )
+        return dataclasses.replace(settings, **extra)  # type: ignore[arg-type]
+
+
+@contextlib.asynccontextmanager
+async def lab_node(workdir: Path, *, md5_only: tuple[str, ...] = ()) -> AsyncIterator[LabNode]:
+    """A running node hosting alice, bob and carol on example.com (TCP and TLS)."""
+    ca = make_ca("intrafed ua test CA")
+    ca_file = workdir / "ca.pem"
+    ca_file.write_bytes(ca.cert_pem)
+    leaf = ca.issue(NODE_NAME, dns=(NODE_NAME,), ips=(NODE_IP,))
+    settings = NodeSettings(
+        name=NODE_NAME,
+        address=NODE_IP,
+        listeners=(ListenerSpec(NODE_IP, "TCP", 0), ListenerSpec(NODE_IP, "TLS", 0)),
+        domains=frozenset({"example.com"}),
+        users=frozenset(f"{user}@example.com" for user in PASSWORDS),
+        credentials={
+            f"{user}@example.com": credentials(user, md5_only=user in md5_only)
+            for user in PASSWORDS
+        },
+        server_ssl=server_context(leaf, ca),
+    )
+    async with running_node(settings) as bound:
+        yield LabNode(bound["TCP"], bound["TLS"], ca_file)
