@@ -11,6 +11,7 @@ from intrafed.cli.pki_commands import pki_group
 from intrafed.cli.route_commands import route_group
 from intrafed.cli.service_commands import serve_command, service_group
 from intrafed.cli.sip_commands import sip_group
+from intrafed.cli.ua_commands import ua_group
 
 
 @click.group(cls=IntrafedGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -26,3 +27,4 @@ main.add_command(pki_group)
 main.add_command(route_group)
 main.add_command(service_group)
 main.add_command(serve_command)
+main.add_command(ua_group)

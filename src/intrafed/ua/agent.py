@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import secrets
 import ssl
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -451,9 +452,12 @@ class UserAgent:
         self, kind: type[object] | None = None, timeout: float | None = None
     ) -> Event:
         """The oldest event (of ``kind`` when given; others stay queued). ``TimeoutError``
-        after ``timeout`` s (default the settings' timeout); ``UaError`` when the connection
+        after ``timeout`` s (default the settings' timeout; ``inf`` waits as long as it
+        takes); ``UaError`` when the connection
         is gone and nothing is left."""
         waited = self.settings.timeout if timeout is None else timeout
+        if math.isinf(waited):
+            return await self._take(kind)
         try:
             async with asyncio.timeout(waited):
                 return await self._take(kind)

@@ -1,0 +1,340 @@
+"""``intrafed ua``: a small SIP client for labs and scripts — one user over one TCP or TLS
+connection to its home node: register, message, options, publish, subscribe, watch."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from intrafed.cli.common import fail
+from intrafed.sip.pidf import PresenceState
+from intrafed.ua import (
+    DEFAULT_TIMEOUT,
+    PresenceNotified,
+    Reply,
+    SipError,
+    UaError,
+    UaSettings,
+    UserAgent,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+_DEFAULT_PORTS = {"tcp": 5060, "tls": 5061}
+_WHERE = "say where the node is: --server HOST:PORT, or --node FQDN --ip ADDR [--port N]"
+
+_CONNECTION_OPTIONS = (
+    click.option(
+        "--user", "aor", required=True, metavar="AOR", help="The user, alice@example.com."
+    ),
+    click.option(
+        "--password",
+        envvar="INTRAFED_PASSWORD",
+        show_envvar=True,
+        help="The user's digest password (needed when the node challenges).",
+    ),
+    click.option("--server", metavar="HOST:PORT", help="The node to connect to."),
+    click.option("--node", "node_fqdn", metavar="FQDN", help="The node's FQDN (TLS checks it)."),
+    click.option("--ip", "node_ip", metavar="ADDR", help="The node's IP address."),
+    click.option(
+        "--port",
+        type=click.IntRange(1, 65535),
+        help="The node's port with --ip/--node [default: 5060 for tcp, 5061 for tls].",
+    ),
+    click.option(
+        "--transport",
+        type=click.Choice(["tcp", "tls"]),
+        default="tcp",
+        show_default=True,
+        help="TCP, or TLS verified against --ca.",
+    ),
+    click.option(
+        "--ca",
+        "ca_file",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="TLS: the CA certificate (PEM) that signed the node's certificate.",
+    ),
+    click.option("--source-ip", metavar="ADDR", help="Connect from this local address."),
+    click.option(
+        "--request-timeout",
+        type=click.FloatRange(min=0.1),
+        default=DEFAULT_TIMEOUT,
+        show_default=True,
+        help="Seconds to wait for a connection and for each final response.",
+    ),
+    click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text."),
+)
+
+
+def _connection_options(command: F) -> F:
+    for option in reversed(_CONNECTION_OPTIONS):
+        command = option(command)
+    return command
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _ua_settings(options: dict[str, Any]) -> UaSettings:
+    """The agent's settings from the connection options; bad usage exits 2 naming the fix."""
+    aor = options["aor"]
+    user, at, domain = aor.removeprefix("sip:").partition("@")
+    if not (user and at and domain):
+        fail(f"--user {aor!r}: expected an address of record such as alice@example.com")
+    transport = options["transport"]
+    server, node_fqdn, node_ip = options["server"], options["node_fqdn"], options["node_ip"]
+    if server is not None:
+        if node_ip is not None or options["port"] is not None:
+            fail("--server: give either --server HOST:PORT or --ip/--port, not both")
+        host, _, port_text = server.rpartition(":")
+        if not host or not port_text.isdigit() or not 0 < int(port_text) <= 65535:
+            fail(f"--server {server!r}: expected HOST:PORT, e.g. 127.0.0.2:5060")
+        address = (host.strip("[]"), int(port_text))
+    elif node_ip is not None or node_fqdn is not None:
+        address = (node_ip or node_fqdn, options["port"] or _DEFAULT_PORTS[transport])
+    else:
+        fail(f"--server: {_WHERE}")
+    if node_ip is not None and not _is_ip(node_ip):
+        fail(f"--ip {node_ip!r}: expected an IP address (the FQDN goes in --node)")
+    if transport == "tls" and node_fqdn is None and _is_ip(address[0]):
+        fail("--node: TLS verifies the node's certificate by name; add --node FQDN")
+    return UaSettings(
+        aor.removeprefix("sip:"),
+        address,
+        password=options["password"],
+        transport=transport,
+        server_name=node_fqdn,
+        ca_file=options["ca_file"],
+        source_ip=options["source_ip"],
+        timeout=options["request_timeout"],
+    )
+
+
+def _reply_fields(reply: Reply) -> dict[str, object]:
+    return {"status": reply.status, "reason": reply.reason, "warning": reply.warning}
+
+
+def _reply_line(what: str, reply: Reply) -> str:
+    line = f"{what}: {reply.status} {reply.reason}"
+    return line + (f" ({reply.warning})" if reply.warning else "")
+
+
+def _run(
+    options: dict[str, Any],
+    command: str,
+    action: Callable[[UserAgent], Awaitable[dict[str, object]]],
+) -> None:
+    """Connect, run ``action``, print its result; a failure is one line and exit 1."""
+    settings = _ua_settings(options)
+    as_json = options["as_json"]
+
+    async def session() -> dict[str, object]:
+        async with UserAgent(settings) as agent:
+            return await action(agent)
+
+    try:
+        result = asyncio.run(session())
+    except SipError as exc:
+        if as_json:
+            error = {"ok": False, "command": command, "error": str(exc), "status": exc.status}
+            click.echo(json.dumps({**error, "reason": exc.reason, "warning": exc.warning}))
+            raise SystemExit(1) from None
+        fail(f"intrafed ua {command}: {exc}", 1)
+    except (UaError, TimeoutError) as exc:
+        if as_json:
+            click.echo(json.dumps({"ok": False, "command": command, "error": str(exc)}))
+            raise SystemExit(1) from None
+        fail(f"intrafed ua {command}: {exc}", 1)
+    except KeyboardInterrupt:
+        return
+    lines = result.pop("lines", [])
+    if as_json:
+        click.echo(json.dumps({"ok": True, "command": command, **result}))
+    else:
+        for line in lines if isinstance(lines, list) else ():
+            click.echo(line)
+
+
+def _presence_fields(event: PresenceNotified) -> dict[str, object]:
+    return {
+        "presentity": event.presentity,
+        "state": event.state.value if event.state is not None else None,
+        "note": event.note,
+        "subscription_state": event.subscription_state,
+    }
+
+
+def _presence_line(event: PresenceNotified) -> str:
+    state = event.state.label if event.state is not None else "(no presence document)"
+    note = f" — {event.note}" if event.note else ""
+    return f"{event.presentity}: {state}{note} [{event.subscription_state}]"
+
+
+async def _register_first(agent: UserAgent, register: bool) -> list[str]:
+    if not register:
+        return []
+    reply = await agent.register()
+    return [_reply_line(f"REGISTER {agent.uri.aor}", reply)]
+
+
+_REGISTER_OPTION = click.option(
+    "--register",
+    is_flag=True,
+    help="Register first (the registration ends when the command does).",
+)
+
+
+@click.group("ua")
+def ua_group() -> None:
+    """A small SIP client: one user over one TCP or TLS connection to its home node."""
+
+
+@ua_group.command("register")
+@_connection_options
+@click.option("--expires", type=click.IntRange(0), default=3600, show_default=True, help="Seconds.")
+def register_command(expires: int, **options: Any) -> None:
+    """Register the user (digest authentication when challenged), then exit.
+
+    The registration is bound to this connection, so it ends when the command does: use it
+    to check credentials and reachability.
+    """
+
+    async def action(agent: UserAgent) -> dict[str, object]:
+        reply = await agent.register(expires)
+        line = _reply_line(f"REGISTER {agent.uri.aor} at {agent.contact}", reply)
+        return {**_reply_fields(reply), "contact": agent.contact, "lines": [line]}
+
+    _run(options, "register", action)
+
+
+@ua_group.command("message")
+@_connection_options
+@_REGISTER_OPTION
+@click.argument("to")
+@click.argument("text")
+def message_command(to: str, text: str, register: bool, **options: Any) -> None:
+    """Send TEXT to TO (user@domain) as a pager-mode MESSAGE."""
+
+    async def action(agent: UserAgent) -> dict[str, object]:
+        lines = await _register_first(agent, register)
+        reply = await agent.message(to, text)
+        lines.append(_reply_line(f"MESSAGE to {to}", reply))
+        return {**_reply_fields(reply), "to": to, "lines": lines}
+
+    _run(options, "message", action)
+
+
+@ua_group.command("options")
+@_connection_options
+@click.argument("uri", required=False)
+def options_command(uri: str | None, **options: Any) -> None:
+    """Send OPTIONS to URI (default: the user's domain, answered by the node)."""
+
+    async def action(agent: UserAgent) -> dict[str, object]:
+        reply = await agent.options(uri)
+        allow = reply.response.headers.get("allow")
+        lines = [_reply_line(f"OPTIONS {uri or agent.uri.host}", reply)]
+        if allow:
+            lines.append(f"  Allow: {allow}")
+        return {**_reply_fields(reply), "allow": allow, "lines": lines}
+
+    _run(options, "options", action)
+
+
+@ua_group.command("publish")
+@_connection_options
+@click.option(
+    "--state",
+    required=True,
+    type=click.Choice([state.value for state in PresenceState]),
+    help="The presence state to publish.",
+)
+@click.option("--note", help="A free-text note shown with the state.")
+@click.option("--expires", type=click.IntRange(0), default=3600, show_default=True, help="Seconds.")
+def publish_command(state: str, note: str | None, expires: int, **options: Any) -> None:
+    """Publish the user's presence (PUBLISH with a PIDF document)."""
+
+    async def action(agent: UserAgent) -> dict[str, object]:
+        reply = await agent.publish(PresenceState(state), note, expires)
+        line = _reply_line(f"PUBLISH {agent.uri.aor} {state}", reply)
+        etag = reply.response.headers.get("sip-etag")
+        return {**_reply_fields(reply), "state": state, "etag": etag, "lines": [line]}
+
+    _run(options, "publish", action)
+
+
+@ua_group.command("subscribe")
+@_connection_options
+@_REGISTER_OPTION
+@click.argument("to")
+def subscribe_command(to: str, register: bool, **options: Any) -> None:
+    """Subscribe to TO's presence, print the first NOTIFY, and unsubscribe."""
+
+    async def action(agent: UserAgent) -> dict[str, object]:
+        lines = await _register_first(agent, register)
+        subscription = await agent.subscribe(to)
+        event = await agent.next_event(PresenceNotified)
+        lines.append(_presence_line(event))
+        if subscription.state != "terminated":
+            await subscription.unsubscribe()
+        return {**_presence_fields(event), "lines": lines}
+
+    _run(options, "subscribe", action)
+
+
+@ua_group.command("watch")
+@_connection_options
+@_REGISTER_OPTION
+@click.option("--count", type=click.IntRange(1), help="Stop after N notifications.")
+@click.option(
+    "--timeout",
+    "duration",
+    type=click.FloatRange(min=0),
+    help="Stop after S seconds (default: run until --count or Ctrl-C).",
+)
+@click.argument("presentities", nargs=-1, required=True)
+def watch_command(
+    presentities: tuple[str, ...],
+    register: bool,
+    count: int | None,
+    duration: float | None,
+    **options: Any,
+) -> None:
+    """Subscribe to the presence of each PRESENTITY and print every NOTIFY as it comes
+    (one line, or one JSON object per line with --json)."""
+    as_json = options["as_json"]
+
+    def show(line: str, fields: dict[str, object]) -> None:
+        click.echo(json.dumps(fields) if as_json else line)
+
+    async def action(agent: UserAgent) -> dict[str, object]:
+        for line in await _register_first(agent, register):
+            show(line, {"registered": agent.uri.aor})
+        for presentity in presentities:
+            await agent.subscribe(presentity)
+        seen = 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + duration if duration is not None else None
+        while count is None or seen < count:
+            left = float("inf") if deadline is None else max(0.0, deadline - loop.time())
+            try:
+                event = await agent.next_event(PresenceNotified, timeout=left)
+            except TimeoutError:
+                break
+            seen += 1
+            show(_presence_line(event), _presence_fields(event))
+        if count is not None and seen < count:
+            raise UaError(f"{seen} of {count} notifications within {duration} s")
+        return {}
+
+    _run({**options, "as_json": False}, "watch", action)
