@@ -247,3 +247,25 @@ def test_tls_to_a_node_whose_certificate_another_ca_signed_is_refused(tmp_path: 
     assert isinstance(message, str)
     assert "certificate is not trusted" in message
     assert "certificate verify failed" in message or "unable to get local issuer" in message
+
+
+def test_a_407_to_a_message_is_answered_with_proxy_authorization(tmp_path: Path) -> None:
+    async def scenario() -> tuple[int, list[int], str]:
+        trace = Trace()
+        async with (
+            lab_node(tmp_path) as node,
+            UserAgent(node.settings("alice", ALICE_IP), trace=trace) as alice,
+            UserAgent(node.settings("bob", BOB_IP)) as bob,
+        ):
+            await bob.register()
+            # alice has not registered: the node challenges her MESSAGE (DESIGN §4).
+            sent = await alice.message("bob@example.com", "hi")
+            await bob.next_event(MessageReceived)
+        statuses = [m.status for m in trace.received if isinstance(m, Response)]
+        answer = trace.sent_requests("MESSAGE")[-1].headers.get("proxy-authorization") or ""
+        return sent.status, statuses, answer
+
+    status, statuses, answer = run(scenario())  # type: ignore[misc]
+    assert status == 200
+    assert statuses[0] == 407
+    assert answer.startswith('Digest username="alice", realm="example.com"')
