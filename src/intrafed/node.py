@@ -41,7 +41,7 @@ from intrafed.services.proxy import (
     next_hop_for_uri,
 )
 from intrafed.services.registrar import Binding, Registrar
-from intrafed.sip import RemoteSipError, Request, Response, SipUri, parse_message, parse_uri
+from intrafed.sip import RemoteSipError, Request, Response, SipUri, Uri, parse_message, parse_uri
 from intrafed.sip.digest import NonceIssuer
 from intrafed.sip.errors import FramingError
 from intrafed.sip.responses import local_tag, make_response, response_to_unparsable, warning_value
@@ -225,6 +225,7 @@ class Node:
             decide=self._decide,
             authorize=self._authorize,
             flow_transport=self._flow_transport,
+            dialog_target=self._dialog_target,
             also_known_as=frozenset((self.settings.address, port) for _, port in bound.values()),
         )
         return bound
@@ -374,6 +375,16 @@ class Node:
                 ("Server", f"intrafed/{__version__}"),
             ],
         )
+
+    def _dialog_target(self, uri: Uri) -> Target | None:
+        """An in-dialog request to a remote target: over the client's own connection when
+        the target is a contact registered here, else to the address the URI names."""
+        binding = self.registrar.binding_of_contact(str(uri), time.time())
+        if binding is not None and binding.flow is not None:
+            flow = self.transport.flow(binding.flow)
+            if flow is not None:
+                return flow.id
+        return next_hop_for_uri(uri)
 
     def _rows(self, aor: str, now: float) -> list[BindingRow]:
         return [

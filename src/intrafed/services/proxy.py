@@ -168,6 +168,7 @@ class StatefulProxy:
         flow_transport: Callable[[FlowId], str],
         also_known_as: frozenset[tuple[str, int]] = frozenset(),
         authorize: Callable[[Request, FlowId], Reject | Answer | None] = lambda request, flow: None,
+        dialog_target: Callable[[Uri], Target | None] = next_hop_for_uri,
     ) -> None:
         self.transactions = transactions
         self.name = name
@@ -175,6 +176,7 @@ class StatefulProxy:
         self._decide = decide
         self._flow_transport = flow_transport
         self._authorize = authorize
+        self._dialog_target = dialog_target
         self._own = {(lst.host.lower(), lst.port) for lst in listeners.values()} | also_known_as
         self._contexts: dict[ServerKey, _ResponseContext] = {}
         self._by_client: dict[ClientKey, _ResponseContext] = {}
@@ -267,9 +269,13 @@ class StatefulProxy:
                 self._reject(key, request, 416, f"cannot route to {routes[0].uri}", now)
                 return
             decision: Decision = Forward(hop)
-        elif request.to_addr.tag is not None and (hop := next_hop_for_uri(request.uri)) is not None:
+        elif (
+            request.to_addr.tag is not None
+            and not self._is_ours(request.uri)
+            and (target := self._dialog_target(request.uri)) is not None
+        ):
             # An in-dialog request without Route: the Request-URI is the remote target.
-            decision = Forward(hop)
+            decision = Forward(target)
         else:
             decision = self._decide(request, event.flow)
         if isinstance(decision, Reject):

@@ -61,11 +61,27 @@ class Registrar:
         self._is_homed = is_homed
         self._is_disabled = is_disabled
         self._bindings: dict[str, list[Binding]] = {}
+        self._by_contact: dict[str, Binding] = {}
 
     def restore(self, bindings: Iterable[Binding]) -> None:
         """Load saved bindings (after a restart)."""
         for binding in bindings:
             self._bindings.setdefault(binding.aor, []).append(binding)
+            self._by_contact[binding.contact] = binding
+
+    def binding_of_contact(self, contact: str, now: float) -> Binding | None:
+        """The live binding registered with exactly this contact URI: an in-dialog request
+        to a client's contact goes over the client's own connection."""
+        binding = self._by_contact.get(contact)
+        return binding if binding is not None and binding.expires_at > now else None
+
+    def _keep(self, aor: str, bindings: list[Binding]) -> None:
+        for old in self._bindings.get(aor, ()):
+            if self._by_contact.get(old.contact) is old:
+                del self._by_contact[old.contact]
+        self._bindings[aor] = bindings
+        for binding in bindings:
+            self._by_contact[binding.contact] = binding
 
     def bindings(self, aor: str, now: float) -> list[Binding]:
         """The live bindings of ``aor``, best q first."""
@@ -101,7 +117,7 @@ class Registrar:
             ]
             if stale:
                 return self._refuse(request, 500, "CSeq not higher than the one already registered")
-            self._bindings[aor] = []
+            self._keep(aor, [])
             return Registration(self._ok(request, aor, now), (aor,))
         if not contacts:
             return Registration(self._ok(request, aor, now))
@@ -129,7 +145,7 @@ class Registrar:
                         aor, str(uri), now + expires, q, request.call_id, request.cseq.number, flow
                     )
                 )
-        self._bindings[aor] = updated
+        self._keep(aor, updated)
         return Registration(self._ok(request, aor, now), (aor,))
 
     def _expires(self, request: Request, contact: NameAddr) -> int:
