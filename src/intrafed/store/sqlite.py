@@ -12,6 +12,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from intrafed.config.document import changes, from_document, to_document
 from intrafed.config.model import ConfigError, NodeConfig, NodeIdentity
@@ -38,10 +39,71 @@ MIGRATIONS = (
         cseq INTEGER NOT NULL,
         PRIMARY KEY (aor, contact)
     )""",
+    """CREATE TABLE subscriptions (
+        id TEXT PRIMARY KEY,
+        presentity TEXT NOT NULL,
+        watcher TEXT NOT NULL,
+        event TEXT NOT NULL,
+        call_id TEXT NOT NULL,
+        local_tag TEXT NOT NULL,
+        remote_tag TEXT NOT NULL,
+        local_party TEXT NOT NULL,
+        remote_party TEXT NOT NULL,
+        remote_target TEXT NOT NULL,
+        route_set TEXT NOT NULL,
+        local_contact TEXT NOT NULL,
+        expires_at REAL NOT NULL,
+        local_cseq INTEGER NOT NULL,
+        remote_cseq INTEGER NOT NULL
+    )""",
+    """CREATE TABLE publications (
+        etag TEXT PRIMARY KEY,
+        aor TEXT NOT NULL,
+        state TEXT NOT NULL,
+        note TEXT,
+        published_at REAL NOT NULL,
+        expires_at REAL NOT NULL
+    )""",
 )
 
 # A registration as stored: aor, contact, expires_at (epoch seconds), q, call_id, cseq.
 BindingRow = tuple[str, str, float, float, str, int]
+
+
+class SubscriptionRow(NamedTuple):
+    """A presence subscription (RFC 6665 dialog on the notifier side) as stored."""
+
+    id: str
+    presentity: str
+    watcher: str
+    event: str
+    """The Event value the NOTIFYs carry (``presence``, with the subscriber's ``id``)."""
+    call_id: str
+    local_tag: str
+    remote_tag: str
+    local_party: str
+    """The To of the SUBSCRIBE without tag: the From of our NOTIFYs."""
+    remote_party: str
+    """The From of the SUBSCRIBE, tag included: the To of our NOTIFYs."""
+    remote_target: str
+    route_set: str
+    """The Record-Route values of the SUBSCRIBE in order, one per line."""
+    local_contact: str
+    expires_at: float
+    local_cseq: int
+    remote_cseq: int
+
+
+class PublicationRow(NamedTuple):
+    """A PUBLISHed presence state (RFC 3903 event state) as stored."""
+
+    etag: str
+    aor: str
+    state: str
+    """A ``PresenceState`` value."""
+    note: str | None
+    published_at: float
+    expires_at: float
 
 
 def database_path(home: Path, url: str | None) -> Path:
@@ -192,6 +254,49 @@ class ConfigStore:
             (now,),
         )
         return [tuple(row) for row in cursor.fetchall()]
+
+    def save_subscription(self, row: SubscriptionRow) -> None:
+        """Insert or replace one subscription (answered 2xx: it survives a restart)."""
+        with self._transaction():
+            self._db.execute(
+                "INSERT OR REPLACE INTO subscriptions VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                row,
+            )
+
+    def delete_subscription(self, subscription_id: str) -> None:
+        """Forget one subscription (terminated, or expired)."""
+        with self._transaction():
+            self._db.execute("DELETE FROM subscriptions WHERE id = ?", (subscription_id,))
+
+    def load_subscriptions(self, now: float) -> list[SubscriptionRow]:
+        """Every stored subscription still live at ``now`` (epoch seconds)."""
+        cursor = self._db.execute(
+            "SELECT id, presentity, watcher, event, call_id, local_tag, remote_tag, local_party, "
+            "remote_party, remote_target, route_set, local_contact, expires_at, local_cseq, "
+            "remote_cseq FROM subscriptions WHERE expires_at > ?",
+            (now,),
+        )
+        return [SubscriptionRow(*row) for row in cursor.fetchall()]
+
+    def save_publication(self, row: PublicationRow) -> None:
+        """Insert or replace one publication (answered 2xx: it survives a restart)."""
+        with self._transaction():
+            self._db.execute("INSERT OR REPLACE INTO publications VALUES (?, ?, ?, ?, ?, ?)", row)
+
+    def delete_publication(self, etag: str) -> None:
+        """Forget one publication (removed, replaced by a new entity tag, or expired)."""
+        with self._transaction():
+            self._db.execute("DELETE FROM publications WHERE etag = ?", (etag,))
+
+    def load_publications(self, now: float) -> list[PublicationRow]:
+        """Every stored publication still live at ``now`` (epoch seconds)."""
+        cursor = self._db.execute(
+            "SELECT etag, aor, state, note, published_at, expires_at FROM publications "
+            "WHERE expires_at > ?",
+            (now,),
+        )
+        return [PublicationRow(*row) for row in cursor.fetchall()]
 
     def pending_changes(self) -> list[str]:
         """What a restart would change, one phrase per setting (empty when nothing)."""
