@@ -4,6 +4,8 @@ IM between two users, OPTIONS, and the errors a user sees."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -37,6 +39,19 @@ class Trace:
 
     def sent_requests(self, method: str) -> list[Request]:
         return [m for m in self.sent if isinstance(m, Request) and m.method == method]
+
+
+@contextlib.asynccontextmanager
+async def alice_and_bob(
+    workdir: Path, transport: str = "tcp", trace: Trace | None = None
+) -> AsyncIterator[tuple[UserAgent, UserAgent]]:
+    """A node, and alice and bob each connected to it (alice traced when asked)."""
+    async with (
+        lab_node(workdir) as node,
+        UserAgent(node.settings("alice", ALICE_IP, transport), trace=trace) as alice,
+        UserAgent(node.settings("bob", BOB_IP, transport)) as bob,
+    ):
+        yield alice, bob
 
 
 def run(scenario: object) -> object:
@@ -110,11 +125,7 @@ def test_a_wrong_password_is_reported_with_the_status(tmp_path: Path) -> None:
 @pytest.mark.parametrize("transport", ["tcp", "tls"])
 def test_a_pager_message_reaches_the_other_registered_user(tmp_path: Path, transport: str) -> None:
     async def scenario() -> tuple[int, MessageReceived, str]:
-        async with (
-            lab_node(tmp_path) as node,
-            UserAgent(node.settings("alice", ALICE_IP, transport)) as alice,
-            UserAgent(node.settings("bob", BOB_IP, transport)) as bob,
-        ):
+        async with alice_and_bob(tmp_path, transport) as (alice, bob):
             await alice.register()
             await bob.register()
             sent = await alice.message("bob@example.com", "hello bob")
@@ -162,11 +173,7 @@ def test_a_session_im_carries_messages_both_ways_a_typing_notice_and_ends_with_b
 ) -> None:
     async def scenario() -> dict[str, object]:
         trace = Trace()
-        async with (
-            lab_node(tmp_path) as node,
-            UserAgent(node.settings("alice", ALICE_IP), trace=trace) as alice,
-            UserAgent(node.settings("bob", BOB_IP)) as bob,
-        ):
+        async with alice_and_bob(tmp_path, trace=trace) as (alice, bob):
             await alice.register()
             await bob.register()
             session = await alice.invite_im("bob@example.com")
@@ -252,11 +259,7 @@ def test_tls_to_a_node_whose_certificate_another_ca_signed_is_refused(tmp_path: 
 def test_a_407_to_a_message_is_answered_with_proxy_authorization(tmp_path: Path) -> None:
     async def scenario() -> tuple[int, list[int], str]:
         trace = Trace()
-        async with (
-            lab_node(tmp_path) as node,
-            UserAgent(node.settings("alice", ALICE_IP), trace=trace) as alice,
-            UserAgent(node.settings("bob", BOB_IP)) as bob,
-        ):
+        async with alice_and_bob(tmp_path, trace=trace) as (alice, bob):
             await bob.register()
             # alice has not registered: the node challenges her MESSAGE (DESIGN §4).
             sent = await alice.message("bob@example.com", "hi")

@@ -28,6 +28,17 @@ F = TypeVar("F", bound=Callable[..., Any])
 _DEFAULT_PORTS = {"tcp": 5060, "tls": 5061}
 _WHERE = "say where the node is: --server HOST:PORT, or --node FQDN --ip ADDR [--port N]"
 
+
+def _ip_address(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Refuse an --ip that is not an IP address, in one line."""
+    if value is not None:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            fail(f"--ip {value!r}: expected an IP address (the FQDN goes in --node)")
+    return value
+
+
 _CONNECTION_OPTIONS = (
     click.option(
         "--user", "aor", required=True, metavar="AOR", help="The user, alice@example.com."
@@ -40,7 +51,9 @@ _CONNECTION_OPTIONS = (
     ),
     click.option("--server", metavar="HOST:PORT", help="The node to connect to."),
     click.option("--node", "node_fqdn", metavar="FQDN", help="The node's FQDN (TLS checks it)."),
-    click.option("--ip", "node_ip", metavar="ADDR", help="The node's IP address."),
+    click.option(
+        "--ip", "node_ip", metavar="ADDR", callback=_ip_address, help="The node's IP address."
+    ),
     click.option(
         "--port",
         type=click.IntRange(1, 65535),
@@ -77,14 +90,6 @@ def _connection_options(command: F) -> F:
     return command
 
 
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
-
-
 def _ua_settings(options: dict[str, Any]) -> UaSettings:
     """The agent's settings from the connection options; bad usage exits 2 naming the fix."""
     aor = options["aor"]
@@ -104,9 +109,7 @@ def _ua_settings(options: dict[str, Any]) -> UaSettings:
         address = (node_ip or node_fqdn, options["port"] or _DEFAULT_PORTS[transport])
     else:
         fail(f"--server: {_WHERE}")
-    if node_ip is not None and not _is_ip(node_ip):
-        fail(f"--ip {node_ip!r}: expected an IP address (the FQDN goes in --node)")
-    if transport == "tls" and node_fqdn is None and _is_ip(address[0]):
+    if transport == "tls" and node_fqdn is None and node_ip is not None:
         fail("--node: TLS verifies the node's certificate by name; add --node FQDN")
     return UaSettings(
         aor.removeprefix("sip:"),
