@@ -22,7 +22,7 @@ from intrafed.ua import (
     UserAgent,
 )
 from tests.certs import make_ca
-from tests.ua.nodes import lab_node
+from tests.ua.nodes import NODE_IP, NODE_NAME, lab_node
 
 ALICE_IP, BOB_IP, CAROL_IP, SILENT_IP = "127.0.0.81", "127.0.0.82", "127.0.0.83", "127.0.0.84"
 
@@ -229,7 +229,7 @@ def test_a_session_im_carries_messages_both_ways_a_typing_notice_and_ends_with_b
     assert ack.uri.host == BOB_IP
     assert message.uri.host == BOB_IP
     assert ack.routes
-    assert ack.routes[0].uri.host == "127.0.0.80"
+    assert ack.routes[0].uri.host == (NODE_NAME if transport == "tls" else NODE_IP)
     assert message.headers.get_all("route") == ack.headers.get_all("route")
     assert len(result["acks at bob"]) == 1
 
