@@ -1,5 +1,6 @@
 """A real node on loopback for the user agent tests: example.com with alice, bob and carol
-homed on it (passwords below), listening on TCP and TLS."""
+homed on it (passwords below), listening on TCP and TLS; and a trace of what an agent
+sent and received."""
 
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ from pathlib import Path
 from intrafed.config.model import ha1
 from intrafed.node import NodeSettings
 from intrafed.policy import StoredCredentials
+from intrafed.sip import Request, Response
 from intrafed.transport import ListenerSpec
 from intrafed.ua import UaSettings
 from tests.certs import make_ca, server_context
 from tests.integration.peers import running_node
 
 NODE_IP = "127.0.0.80"
+ALICE_IP, BOB_IP, CAROL_IP, SILENT_IP = "127.0.0.81", "127.0.0.82", "127.0.0.83", "127.0.0.84"
 NODE_NAME = "imp1.example.com"
 PASSWORDS = {"alice": "alice's secret", "bob": "bob's secret", "carol": "carol's secret"}
 
@@ -27,6 +30,20 @@ def credentials(user: str, *, md5_only: bool = False) -> StoredCredentials:
     password = PASSWORDS[user]
     sha256 = None if md5_only else ha1(user, "example.com", password, "SHA-256")
     return StoredCredentials(ha1(user, "example.com", password, "MD5"), sha256)
+
+
+class Trace:
+    """The messages one agent sent and received, in order."""
+
+    def __init__(self) -> None:
+        self.sent: list[Request | Response] = []
+        self.received: list[Request | Response] = []
+
+    def __call__(self, direction: str, message: Request | Response) -> None:
+        (self.sent if direction == "sent" else self.received).append(message)
+
+    def sent_requests(self, method: str) -> list[Request]:
+        return [m for m in self.sent if isinstance(m, Request) and m.method == method]
 
 
 @dataclass(frozen=True)

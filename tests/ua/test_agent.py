@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from intrafed.sip import Request, Response
+from intrafed.sip import Response
 from intrafed.ua import (
     MessageReceived,
     SessionEnded,
@@ -22,23 +22,16 @@ from intrafed.ua import (
     UserAgent,
 )
 from tests.certs import make_ca
-from tests.ua.nodes import NODE_IP, NODE_NAME, lab_node
-
-ALICE_IP, BOB_IP, CAROL_IP, SILENT_IP = "127.0.0.81", "127.0.0.82", "127.0.0.83", "127.0.0.84"
-
-
-class Trace:
-    """The messages one agent sent and received, in order."""
-
-    def __init__(self) -> None:
-        self.sent: list[Request | Response] = []
-        self.received: list[Request | Response] = []
-
-    def __call__(self, direction: str, message: Request | Response) -> None:
-        (self.sent if direction == "sent" else self.received).append(message)
-
-    def sent_requests(self, method: str) -> list[Request]:
-        return [m for m in self.sent if isinstance(m, Request) and m.method == method]
+from tests.ua.nodes import (
+    ALICE_IP,
+    BOB_IP,
+    CAROL_IP,
+    NODE_IP,
+    NODE_NAME,
+    SILENT_IP,
+    Trace,
+    lab_node,
+)
 
 
 @contextlib.asynccontextmanager
