@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from intrafed import __version__
+from intrafed.cli.check_commands import check_command, probe_command
 from intrafed.cli.common import IntrafedGroup
 from intrafed.cli.config_commands import config_group, init_command
 from intrafed.cli.pki_commands import pki_group
@@ -27,4 +28,6 @@ main.add_command(pki_group)
 main.add_command(route_group)
 main.add_command(service_group)
 main.add_command(serve_command)
+main.add_command(check_command)
+main.add_command(probe_command)
 main.add_command(ua_group)

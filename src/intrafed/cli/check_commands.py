@@ -1,0 +1,112 @@
+"""``intrafed check`` (the seed's task list, validated across both sides) and ``intrafed
+probe`` (live checks from a running node).
+
+Exit status 0 when nothing is wrong, 1 when a check or probe finds errors, 2 on bad usage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from intrafed.check import CheckReport, Step, check_homes
+from intrafed.check.probe import ProbeReport, probe_home
+from intrafed.cli.common import home_option
+from intrafed.pki import Severity
+
+_MARKS = {
+    "ok": click.style("PASS", fg="green", bold=True),
+    Severity.WARNING: click.style("WARN", fg="yellow", bold=True),
+    Severity.ERROR: click.style("FAIL", fg="red", bold=True),
+}
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'s' if count != 1 else ''}"
+
+
+def _print_check(report: CheckReport) -> None:
+    click.echo(f"intrafed check: {', '.join(report.nodes)}")
+    for step in Step:
+        findings = [f for f in report.findings if f.step is step]
+        worst = (
+            "ok"
+            if not findings
+            else Severity.ERROR
+            if any(f.severity is Severity.ERROR for f in findings)
+            else Severity.WARNING
+        )
+        click.echo(f"{_MARKS[worst]}  {step.value}")
+        for finding in findings:
+            colour = "red" if finding.severity is Severity.ERROR else "yellow"
+            label = click.style(f"{finding.severity.value:<7}", fg=colour)
+            click.echo(f"      {label} {finding.rule.id:<32} {finding.node}: {finding.message}")
+            click.echo(f"              fix: {finding.fix}")
+    errors, warnings = len(report.errors), len(report.warnings)
+    summary = (
+        f"{_plural(errors, 'error')}, {_plural(warnings, 'warning')} "
+        f"on {_plural(len(report.nodes), 'node')}"
+    )
+    click.secho(summary, fg="red" if errors else "yellow" if warnings else "green", bold=True)
+
+
+@click.command("check")
+@home_option()
+@click.option(
+    "--peer",
+    "peers",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Another node of the deployment: its home, or a file from intrafed config export. "
+    "Repeat for every node.",
+)
+@click.option("--json", "as_json", is_flag=True, help='Print {"ok": …, "findings": […]}.')
+def check_command(home: Path, peers: tuple[Path, ...], as_json: bool) -> None:
+    """Validate the seed's task list on one node, or across the deployment with --peer."""
+    report = check_homes(home, peers)
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        _print_check(report)
+    if not report.ok:
+        sys.exit(1)
+
+
+def _print_probe(report: ProbeReport) -> None:
+    click.echo(f"intrafed probe: from {report.node}")
+    for result in report.results:
+        mark = _MARKS["ok"] if result.ok else _MARKS[Severity.ERROR]
+        click.echo(f"{mark}  {result.check:<12} {result.target}: {result.message}")
+        for name, value in result.details.items():
+            click.echo(f"              {name}: {value}")
+        if result.fix:
+            click.echo(f"              fix: {result.fix}")
+    failed = len([r for r in report.results if not r.ok])
+    summary = f"{_plural(failed, 'failure')} in {_plural(len(report.results), 'check')}"
+    click.secho(summary, fg="red" if failed else "green", bold=True)
+
+
+@click.command("probe")
+@home_option()
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0.1, 60),
+    default=5.0,
+    show_default=True,
+    help="Seconds each connection, handshake or answer may take.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def probe_command(home: Path, timeout: float, as_json: bool) -> None:
+    """Live checks from this node: its listeners, and for each static route name
+    resolution, TCP, the TLS handshake with our certificate and an OPTIONS round trip."""
+    report = asyncio.run(probe_home(home, timeout=timeout))
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        _print_probe(report)
+    if not report.ok:
+        sys.exit(1)
