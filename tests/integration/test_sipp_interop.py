@@ -63,7 +63,7 @@ async def interop(deployment: SeedDeployment, workdir: Path) -> tuple[SippResult
             "uac_message_challenged.xml",
             local=(SIPP_BOB_IP, free_port(SIPP_BOB_IP)),
             remote=ocs_front,
-            keys={"user": "alice", "sender": "bob"},
+            keys={"user": "alice", "sender": bob},
             extra=["-au", "bob", "-ap", deployment.password(bob), "-cid_str", CALL_ID],
             timeout=30,
             workdir=workdir / "bob",

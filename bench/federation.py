@@ -1,0 +1,220 @@
+"""Cross-partition MESSAGE throughput: SIPp UAC -> ocs1 -> static route -> imp1 -> SIPp UAS.
+
+Two partitions configured as the seed says (``build_seed_deployment``), each node in its
+own process. alice is homed on imp1 and registered (by SIPp, with digest) with the SIPp
+UAS's address as her Contact; SIPp's UAC sends her MESSAGEs into ocs1, which routes them
+to imp1, which delivers them to her contact.
+
+- ``tls``: stunnel wraps SIPp's legs (TLS into an ocs1 TLS connection; imp1 opens TLS to
+  alice's contact), and the nodes talk MTLS to each other, as the seed configures them.
+- ``tcp``: every leg is TCP; the static routes go by IP over TCP, trusted by host
+  authorization (ocs1) and the incoming ACL (imp1).
+
+The offered rate steps up as in ``bench.proxy``: a step passes with zero failures and
+p99 <= 100 ms. The load generator is one address standing for many users, so the nodes
+give the client rate class the server class's limits (else the bench would measure the
+per-address limit); the sender is in another domain, so it is not challenged (Debian's
+SIPp cannot answer the SHA-256 challenge a local user's identity gets).
+
+Run from the repository root: .venv/bin/python -m bench.federation [--transport tls|tcp|both]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import multiprocessing
+import signal
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from multiprocessing.queues import Queue
+from pathlib import Path
+
+from bench.proxy import Step, print_best, step_options, step_up
+from intrafed.check import SeedDeployment
+from intrafed.config import edits
+from intrafed.config.model import AclEntry, Connection, HostEntry, NodeConfig, StaticRoute
+from intrafed.node import Node
+from intrafed.policy import RateLimits
+from intrafed.store import ConfigStore
+from tests.integration.federation import (
+    build_partitions,
+    challenge_selecting_relay,
+    home_settings,
+    issue_lab_certificate,
+)
+from tests.integration.peers import Chain, TlsLegs, free_port, run_sipp, stunnel
+
+IMP_IP, OCS_IP = "127.0.0.110", "127.0.0.111"
+UAS_IP, UAC_TLS_IP, UAS_TLS_IP = "127.0.0.113", "127.0.0.114", "127.0.0.115"
+RELAY_IP, REGISTER_IP = "127.0.0.116", "127.0.0.117"
+RECIPIENT = "alice"
+"""Homed on imp1 in the seed deployment."""
+SENDER = "sipp@load.example.net"
+ALICE_PC = "alice-pc.example.com"
+"""The name of alice's contact over TLS (stunnel's certificate, imp1's hosts table)."""
+NODE_START_TIMEOUT = 30.0
+LOAD_RATE_LIMITS = RateLimits(client=RateLimits().server)
+
+
+def serve_node(home: Path, ready: Queue[str]) -> None:
+    """A node process: run the node of ``home`` until SIGTERM (as ``intrafed serve`` does,
+    with ``LOAD_RATE_LIMITS``); put its FQDN on ``ready`` once it listens."""
+    logging.basicConfig(level=logging.ERROR)
+
+    async def serve() -> None:
+        settings = dataclasses.replace(home_settings(home), rate_limits=LOAD_RATE_LIMITS)
+        node = Node(settings)
+        await node.start()
+        stopping = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
+        ready.put(settings.name)
+        await stopping.wait()
+        await node.stop(grace=1.0)
+
+    asyncio.run(serve())
+
+
+@contextlib.asynccontextmanager
+async def node_processes(deployment: SeedDeployment) -> AsyncIterator[None]:
+    """imp1 and ocs1, each in a process of its own, until the block ends."""
+    context = multiprocessing.get_context("spawn")
+    ready: Queue[str] = context.Queue()
+    processes = [
+        context.Process(target=serve_node, args=(node.home, ready), name=node.fqdn)
+        for node in deployment.nodes
+    ]
+    for process in processes:
+        process.start()
+    try:
+        for _ in processes:
+            await asyncio.to_thread(ready.get, True, NODE_START_TIMEOUT)
+        yield
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            await asyncio.to_thread(process.join, 15)
+            if process.is_alive():
+                process.kill()
+
+
+def client_tls_port(deployment: SeedDeployment) -> int:
+    """ocs1's TLS connection for clients: a port of the seed's free block ocs1 leaves unused."""
+    return deployment.ocs.tcp_port + 2
+
+
+def configure(deployment: SeedDeployment, transport: str) -> None:
+    """The bench's additions to the seed configuration, applied as a restart would."""
+    imp, ocs = deployment.imp, deployment.ocs
+    domain = deployment.domain
+    imp_edits: list[Callable[[NodeConfig], NodeConfig]]
+    ocs_edits: list[Callable[[NodeConfig], NodeConfig]]
+    if transport == "tls":
+        tls = Connection("TLS", client_tls_port(deployment), ocs.ip)
+        imp_edits = [lambda c: edits.add_host(c, HostEntry(ALICE_PC, UAS_TLS_IP))]
+        ocs_edits = [lambda c: edits.add_connection(c, tls)]
+    else:
+        to_ocs = StaticRoute(domain, "TCP", ocs.tcp_port, ip=ocs.ip)
+        to_imp = StaticRoute(domain, "TCP", imp.tcp_port, ip=imp.ip)
+        imp_edits = [
+            lambda c: edits.remove_route(c, domain),
+            lambda c: edits.add_route(c, to_ocs),
+            lambda c: edits.add_acl(c, AclEntry(ip=ocs.ip)),
+        ]
+        ocs_edits = [lambda c: edits.remove_route(c, domain), lambda c: edits.add_route(c, to_imp)]
+    for home, steps in ((imp.home, imp_edits), (ocs.home, ocs_edits)):
+        with ConfigStore.open(home) as store:
+            for step in steps:
+                store.stage(step)
+            store.promote()
+
+
+async def register_recipient(deployment: SeedDeployment, contact: str, workdir: Path) -> None:
+    """alice registers ``contact`` at imp1 with SIPp (digest, through the relay SIPp 3.6
+    needs for the node's SHA-256-first challenge)."""
+    imp = (deployment.imp.ip, deployment.imp.tcp_port)
+    async with challenge_selecting_relay(RELAY_IP, imp) as front:
+        result = await run_sipp(
+            "uac_register.xml",
+            local=(REGISTER_IP, free_port(REGISTER_IP)),
+            remote=front,
+            keys={"user": RECIPIENT, "contact": contact},
+            extra=["-au", RECIPIENT, "-ap", deployment.password(f"{RECIPIENT}@example.com")],
+            timeout=10,
+            workdir=workdir,
+        )
+    if result.returncode != 0:
+        raise RuntimeError(f"{RECIPIENT} could not register: {result.output}")
+
+
+@contextlib.asynccontextmanager
+async def federation_chain(
+    deployment: SeedDeployment, transport: str, workdir: Path
+) -> AsyncIterator[Chain]:
+    """Where SIPp's UAC sends and where its UAS listens, with alice registered there."""
+    uas_local = (UAS_IP, free_port(UAS_IP))
+    if transport == "tcp":
+        contact = f"{uas_local[0]}:{uas_local[1]};transport=tcp"
+        await register_recipient(deployment, contact, workdir)
+        yield Chain((deployment.ocs.ip, deployment.ocs.tcp_port), uas_local, contact)
+        return
+    legs = TlsLegs(
+        uac_accept=(UAC_TLS_IP, free_port(UAC_TLS_IP)),
+        node=(deployment.ocs.ip, client_tls_port(deployment)),
+        node_name=deployment.ocs.fqdn,
+        uas_accept=(UAS_TLS_IP, free_port(UAS_TLS_IP)),
+        uas=uas_local,
+    )
+    certificate = issue_lab_certificate(deployment, ALICE_PC, workdir / "alice-pc")
+    config = legs.config(deployment.ca_certificate, certificate, certificate)
+    async with stunnel(config, workdir, [legs.uac_accept, legs.uas_accept]):
+        contact = f"{ALICE_PC}:{legs.uas_accept[1]};transport=tls"
+        await register_recipient(deployment, contact, workdir)
+        yield Chain(legs.uac_accept, uas_local, contact)
+
+
+async def measure_messages(transport: str, rates: list[int], seconds: float) -> list[Step]:
+    """Step the offered rate up across the two partitions until a step fails."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"intrafed-bench-federation-{transport}-"))
+    deployment = build_partitions(workdir / "seed", IMP_IP, OCS_IP)
+    configure(deployment, transport)
+    async with (
+        node_processes(deployment),
+        federation_chain(deployment, transport, workdir) as chain,
+    ):
+        return await step_up(
+            chain,
+            rates,
+            seconds,
+            workdir,
+            uac_scenario="uac_message_challenged.xml",
+            uac_keys={"user": RECIPIENT, "sender": SENDER},
+        )
+
+
+def main() -> int:
+    arguments = step_options(
+        __doc__.splitlines()[0], ["tls", "tcp"], "250,500,1000,1500,2000,2500,3000"
+    )
+    options = arguments.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+    rates = [int(rate) for rate in options.rates.split(",")]
+    transports = ["tls", "tcp"] if options.transport == "both" else [options.transport]
+    for transport in transports:
+        label = "TLS/MTLS" if transport == "tls" else "TCP"
+        print(
+            f"{label}: SIPp UAC -> ocs1 -> imp1 -> SIPp UAS, MESSAGE, "
+            f"{options.step_seconds:g} s per step",
+            flush=True,
+        )
+        steps = asyncio.run(measure_messages(transport, rates, options.step_seconds))
+        print_best(f"{label} cross-partition", steps)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
