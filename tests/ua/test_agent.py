@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from intrafed.sip import Response
+from intrafed.sip import Request, Response, StreamFramer, parse_message
+from intrafed.sip.digest import NonceIssuer, challenge, parse_credentials
+from intrafed.sip.responses import make_response
 from intrafed.ua import (
     MessageReceived,
     SessionEnded,
@@ -283,3 +285,64 @@ def test_a_407_to_a_message_is_answered_with_proxy_authorization(tmp_path: Path)
     assert status == 200
     assert statuses[0] == 407
     assert answer.startswith('Digest username="alice", realm="example.com"')
+
+
+async def scripted_registrar(
+    statuses: list[tuple[int, bool]], seen: list[Request]
+) -> asyncio.Server:
+    """A registrar on SILENT_IP that answers the n-th REGISTER with ``statuses[n]``
+    (status, stale): 401s carry a SHA-256 challenge with a fresh nonce."""
+    nonces = NonceIssuer(b"scripted registrar key")
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        framer = StreamFramer()
+        while data := await reader.read(65536):
+            framer.receive_data(data)
+            while (frame := framer.next_frame()) is not None:
+                request = parse_message(frame, stream=True)
+                assert isinstance(request, Request)
+                status, stale = statuses[len(seen)]
+                seen.append(request)
+                value = challenge("example.com", nonces.issue(len(seen)), "SHA-256", stale=stale)
+                headers = [("WWW-Authenticate", value)] if status == 401 else []
+                writer.write(make_response(request, status, headers=headers).to_bytes())
+        writer.close()
+
+    return await asyncio.start_server(serve, SILENT_IP, 0)
+
+
+@pytest.mark.parametrize(
+    ("statuses", "outcome"),
+    [
+        # A stale nonce is answered again with the new one (RFC 3261 §22.1)...
+        ([(401, False), (401, True), (200, False)], 200),
+        # ...but a second challenge that is not stale means the password is wrong.
+        ([(401, False), (401, False)], 401),
+    ],
+)
+def test_a_stale_challenge_is_answered_again_and_a_plain_one_is_not(
+    statuses: list[tuple[int, bool]], outcome: int
+) -> None:
+    async def scenario() -> tuple[int, list[Request]]:
+        seen: list[Request] = []
+        server = await scripted_registrar(statuses, seen)
+        port = server.sockets[0].getsockname()[1]
+        settings = UaSettings("alice@example.com", (SILENT_IP, port), password="pw", timeout=2)
+        try:
+            async with UserAgent(settings) as alice:
+                try:
+                    status = (await alice.register()).status
+                except SipError as exc:
+                    status = exc.status
+        finally:
+            server.close()
+            await server.wait_closed()
+        return status, seen
+
+    status, seen = asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert status == outcome
+    assert len(seen) == len(statuses)
+    nonces = [parse_credentials(r.headers.get("authorization") or "").nonce for r in seen[1:]]
+    assert len(set(nonces)) == len(nonces)
+    assert [r.cseq.number for r in seen] == sorted({r.cseq.number for r in seen})
+    assert len({r.call_id for r in seen}) == 1
