@@ -344,6 +344,28 @@ def test_user_commands_keep_no_password(imp: str, tmp_path: Path) -> None:
     assert b"battery" not in database
 
 
+def test_user_block_commands(ocs: str) -> None:
+    config(ocs, "user", "add", "alice@example.com", "--password-file", "-", stdin="pw\n")
+    out = config(ocs, "user", "block", "alice@example.com", "mallory@example.com")
+    assert out == f"alice@example.com blocks mallory@example.com {STAGED}\n"
+    config(ocs, "user", "block", "alice@example.com", "eve@example.net")
+    assert tomllib.loads(config(ocs, "export"))["users"][0]["blocked"] == [
+        "mallory@example.com",
+        "eve@example.net",
+    ]
+    out = config(ocs, "user", "unblock", "alice@example.com", "mallory@example.com")
+    assert out == f"alice@example.com unblocks mallory@example.com {STAGED}\n"
+    users = staged(ocs)["users"]
+    assert isinstance(users, list)
+    assert users[0]["blocked"] == ["eve@example.net"]
+    assert refused(
+        "config", "user", "unblock", "alice@example.com", "bob@example.com", "--home", ocs
+    ) == (
+        "user: alice@example.com does not block bob@example.com — see the user's blocked list "
+        "in intrafed config export"
+    )
+
+
 def test_hosts_commands(ocs: str) -> None:
     out = config(ocs, "hosts", "add", "IMP1.example.com", "127.0.0.2")
     assert out == f"added host imp1.example.com 127.0.0.2 {STAGED}\n"
@@ -782,7 +804,7 @@ def test_every_option_has_help_and_shows_its_default() -> None:
         return [(path, command)]
 
     found = [("init", init_command), *commands(config_group, "config")]
-    assert len(found) == 33
+    assert len(found) == 35
     for path, command in found:
         assert command.help, path
         names = [p.name for p in command.params]

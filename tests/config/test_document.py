@@ -57,7 +57,7 @@ IMP = NodeConfig(
     peer_subjects=("pool.example.com",),
     acl=(AclEntry(ip="10.0.0.3"), AclEntry(fqdn="pool.example.com")),
     routing_mode=RoutingMode.ADVANCED,
-    users=(User("alice@example.com").with_password("pw"),),
+    users=(User("alice@example.com", blocked=("mallory@example.com",)).with_password("pw"),),
 ).validate()
 
 
@@ -142,6 +142,14 @@ def _route(**changes: Any) -> list[dict[str, Any]]:
         (_document(routes=_route() * 2), "route: two static routes have the matching URI"),
         (_document(users=[{"enabled": True}]), "users[0].aor: is missing"),
         (_document(users=[{"aor": "eve@example.net"}]), "which this node does not serve"),
+        (
+            _document(users=[{"aor": "alice@example.com", "blocked": ["eve"]}]),
+            "users[0] WATCHER: 'eve' is not user@domain",
+        ),
+        (
+            _document(users=[{"aor": "alice@example.com", "blocked": ["e@x.com", "e@X.com"]}]),
+            "users[0] WATCHER: e@x.com is listed twice",
+        ),
         (_document(acl=[{"ip": "10.0.0.1"}, {"ip": "10.0.0.1"}]), "acl: 10.0.0.1 is listed twice"),
     ],
 )

@@ -224,6 +224,25 @@ def test_imp_settings_are_refused_on_ocs_naming_role_imp(edit: Edit, setting: st
     assert f"{setting}: this is an ocs node; {setting} belongs to role imp" in refused(edit, OCS)
 
 
+def test_block_lists() -> None:
+    config = edits.add_user(edits.add_domain(OCS, "example.com"), "bob@example.com", "pw")
+    blocked = edits.block_watcher(config, "bob@example.com", "Mallory@Example.COM")
+    assert blocked.users[0].blocked == ("Mallory@example.com",)
+    assert "bob@example.com already blocks Mallory@example.com" in refused(
+        lambda c: edits.block_watcher(c, "bob@example.com", "Mallory@example.com"), blocked
+    )
+    assert "WATCHER: 'mallory' is not user@domain" in refused(
+        lambda c: edits.block_watcher(c, "bob@example.com", "mallory"), config
+    )
+    assert edits.unblock_watcher(blocked, "bob@example.com", "Mallory@example.com") == config
+    assert "bob@example.com does not block eve@example.com" in refused(
+        lambda c: edits.unblock_watcher(c, "bob@example.com", "eve@example.com"), blocked
+    )
+    assert "carol@example.com is not configured" in refused(
+        lambda c: edits.block_watcher(c, "carol@example.com", "eve@example.com"), config
+    )
+
+
 def test_users_keep_no_password() -> None:
     config = edits.add_domain(OCS, "example.com")
     config = edits.add_user(config, "Bob@Example.com", "s3cret")

@@ -612,6 +612,24 @@ def user_disable(home: Path, aor: str) -> None:
     _stage(home, lambda c: edits.set_user_enabled(c, aor, False), f"disabled user {aor}")
 
 
+@user_group.command("block")
+@home_option()
+@click.argument("aor", metavar="USER@DOMAIN")
+@click.argument("watcher", metavar="WATCHER@DOMAIN")
+def user_block(home: Path, aor: str, watcher: str) -> None:
+    """Block WATCHER politely: its subscriptions to USER@DOMAIN are accepted and show Offline."""
+    _stage(home, lambda c: edits.block_watcher(c, aor, watcher), f"{aor} blocks {watcher}")
+
+
+@user_group.command("unblock")
+@home_option()
+@click.argument("aor", metavar="USER@DOMAIN")
+@click.argument("watcher", metavar="WATCHER@DOMAIN")
+def user_unblock(home: Path, aor: str, watcher: str) -> None:
+    """Let WATCHER see USER@DOMAIN's presence again."""
+    _stage(home, lambda c: edits.unblock_watcher(c, aor, watcher), f"{aor} unblocks {watcher}")
+
+
 @user_group.command("list")
 @home_option()
 @_as_json

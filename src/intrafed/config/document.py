@@ -43,11 +43,15 @@ _LABELS: dict[str, Callable[[dict[str, Any]], str]] = {
 
 
 def as_table(instance: Any) -> dict[str, Any]:
-    """A dataclass as a TOML table: None values left out, enums as their values."""
+    """A dataclass as a TOML table: None values and empty lists left out, enums as their
+    values."""
     table = {}
     for item in dataclasses.fields(instance):
         value = getattr(instance, item.name)
-        if value is not None:
+        if isinstance(value, tuple):
+            if value:
+                table[item.name] = list(value)
+        elif value is not None:
             table[item.name] = value.value if isinstance(value, enum.Enum) else value
     return table
 

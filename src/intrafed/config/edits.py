@@ -23,6 +23,7 @@ from intrafed.config.model import (
     RoutingMode,
     StaticRoute,
     User,
+    check_aor,
     check_domain,
     check_fqdn,
 )
@@ -268,8 +269,32 @@ def remove_user(config: NodeConfig, aor: str) -> NodeConfig:
 
 def set_user_enabled(config: NodeConfig, aor: str, enabled: bool) -> NodeConfig:
     """Enable or disable a user; a disabled user stays homed here."""
+    return _with_user(config, _user(config, aor), enabled=enabled)
+
+
+_SEE_BLOCKED = "see the user's blocked list in intrafed config export"
+
+
+def block_watcher(config: NodeConfig, aor: str, watcher: str) -> NodeConfig:
+    """Add ``watcher`` to the user's block list: it will only ever see the user Offline."""
     user = _user(config, aor)
-    changed = dataclasses.replace(user, enabled=enabled)
+    watcher = check_aor("WATCHER", watcher)
+    if watcher in user.blocked:
+        raise ConfigError("user", f"{user.aor} already blocks {watcher}", _SEE_BLOCKED)
+    return _with_user(config, user, blocked=(*user.blocked, watcher))
+
+
+def unblock_watcher(config: NodeConfig, aor: str, watcher: str) -> NodeConfig:
+    """Take ``watcher`` off the user's block list."""
+    user = _user(config, aor)
+    watcher = check_aor("WATCHER", watcher)
+    if watcher not in user.blocked:
+        raise ConfigError("user", f"{user.aor} does not block {watcher}", _SEE_BLOCKED)
+    return _with_user(config, user, blocked=tuple(w for w in user.blocked if w != watcher))
+
+
+def _with_user(config: NodeConfig, user: User, **changes: Any) -> NodeConfig:
+    changed = dataclasses.replace(user, **changes)
     return _replace(config, users=tuple(changed if u is user else u for u in config.users))
 
 

@@ -91,6 +91,16 @@ def check_domain(setting: str, value: str) -> str:
     return value.lower()
 
 
+def check_aor(setting: str, value: str) -> str:
+    """An address of record ``user@domain`` (the domain in lower case)."""
+    user, at, domain = value.rpartition("@")
+    if not at or not _USER_RE.fullmatch(user):
+        raise ConfigError(
+            setting, f"{value!r} is not user@domain", "give an address such as alice@example.com"
+        )
+    return f"{user}@{check_domain(setting, domain)}"
+
+
 def check_port(setting: str, value: int) -> int:
     """A TCP port, 1-65535."""
     if not 1 <= value <= 65535:
@@ -360,16 +370,15 @@ class User:
     """MD5(user:realm:password) in hex, for RFC 2617 clients; the realm is the domain."""
     ha1_sha256: str | None = None
     """SHA-256(user:realm:password) in hex, for RFC 8760 clients."""
+    blocked: tuple[str, ...] = ()
+    """Watchers (``user@domain``) refused this user's presence politely: their
+    subscriptions are accepted and always show Offline."""
 
     def __post_init__(self) -> None:
-        user, at, domain = self.aor.rpartition("@")
-        if not at or not _USER_RE.fullmatch(user):
-            raise ConfigError(
-                "USER@DOMAIN",
-                f"{self.aor!r} is not user@domain",
-                "give an address such as alice@example.com",
-            )
-        object.__setattr__(self, "aor", f"{user}@{check_domain('USER@DOMAIN', domain)}")
+        object.__setattr__(self, "aor", check_aor("USER@DOMAIN", self.aor))
+        blocked = tuple(check_aor("WATCHER", watcher) for watcher in self.blocked)
+        _unique("WATCHER", blocked, "remove the duplicate")
+        object.__setattr__(self, "blocked", blocked)
         for name, length in (("ha1_md5", 32), ("ha1_sha256", 64)):
             value = getattr(self, name)
             if value is not None and not re.fullmatch(f"[0-9a-f]{{{length}}}", value):
