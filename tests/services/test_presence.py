@@ -460,3 +460,14 @@ def test_contact_uri_is_the_request_uri_even_with_parameters() -> None:
     contact = "sip:alice@[::1]:5070;transport=tcp;ob"
     _, notify = subscribed(agent(), contact=f"<{contact}>;+sip.instance=x")
     assert notify.request.uri == parse_uri(contact)
+
+
+def test_the_newest_publication_wins_and_the_other_shows_when_it_ends() -> None:
+    service = agent()
+    service.publish(publish(pidf(PresenceState.BUSY), cseq=1, expires="600"), T0)
+    response, _ = service.publish(publish(pidf(PresenceState.AWAY), cseq=2), T0)
+    assert service.state_of(BOB, T0) is PresenceState.AWAY
+    etag = response.headers.get("sip-etag")
+    service.publish(publish(cseq=3, if_match=etag, expires="0"), T0 + 1)
+    assert service.state_of(BOB, T0 + 1) is PresenceState.BUSY
+    assert service.state_of(BOB, T0 + 600) is PresenceState.OFFLINE

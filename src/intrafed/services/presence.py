@@ -533,7 +533,8 @@ class PresenceAgent:
             return (PresenceState.OFFLINE, None)
         live = [row for row in presentity.publications.values() if row.expires_at > now]
         if live:
-            newest = max(live, key=lambda row: row.published_at)
+            # The newest wins; of two published at once, the later one.
+            newest = max(reversed(live), key=lambda row: row.published_at)
             return (PresenceState(newest.state), newest.note)
         return (PresenceState.AVAILABLE if presentity.registered else PresenceState.OFFLINE, None)
 
@@ -635,6 +636,7 @@ class PresenceAgent:
                 ("Event", row.event),
                 ("Subscription-State", state),
                 ("Content-Type", PIDF_CONTENT_TYPE),
+                ("Content-Length", str(len(body))),
             ]
         )
         request = Request("NOTIFY", subscription.request_uri, headers, body)
