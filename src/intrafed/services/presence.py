@@ -187,7 +187,10 @@ class PresenceAgent:
 
     def owns_dialog(self, request: Request) -> bool:
         """Whether ``request`` belongs to one of our subscriptions (Call-ID and tags)."""
-        to_tag, from_tag = request.to_addr.tag, request.from_addr.tag
+        try:
+            to_tag, from_tag = request.to_addr.tag, request.from_addr.tag
+        except RemoteSipError:
+            return False
         if to_tag is None or from_tag is None:
             return False
         return (request.call_id, to_tag, from_tag) in self._dialogs
@@ -482,14 +485,16 @@ class PresenceAgent:
         return notifies
 
     def renotify_all(self, now: float) -> list[OutgoingNotify]:
-        """A NOTIFY of the current state for every subscription (after ``restore``)."""
+        """After ``restore``: a NOTIFY of the current state for every subscription that
+        has had none since (``registration_changed`` may already have sent some)."""
         notifies: list[OutgoingNotify] = []
         for aor, presentity in self._presentities.items():
             presence = self._presence(aor, now)
             bodies: dict[View, bytes] = {}
-            for subscription in list(presentity.subscriptions.values()):
-                view = self._view(subscription, presence)
-                notifies += self._notify(subscription, view, bodies, now)
+            for subscription in presentity.subscriptions.values():
+                if subscription.last_view is None and subscription.retry_at is None:
+                    view = self._view(subscription, presence)
+                    notifies += self._notify(subscription, view, bodies, now)
         return notifies
 
     def restore(
