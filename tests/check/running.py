@@ -14,8 +14,8 @@ from intrafed.pki import client_context as tls_client_context
 from intrafed.store import ConfigStore
 from tests.integration.peers import free_port
 
-PORT_OFFSETS = (0, 1, 3)
-"""TCP, TLS / Peer Auth, Server Auth: what ``base_port`` shifts."""
+PORT_OFFSETS = (0, 1, 2, 3)
+"""TCP, MTLS / Peer Auth, OCS client TLS, Server Auth: what ``base_port`` shifts."""
 
 
 def _bindable(ip: str, port: int) -> bool:

@@ -589,9 +589,10 @@ def _peer_subject_finding(
 
 
 def _acl_finding(node: NodeFacts, peer: str, ip: str) -> Finding:
+    source = peer if peer == ip else f"{peer} ({ip})"
     return _rule("trust.acl").finding(
         node.name,
-        f"TCP requests from {peer} ({ip}) would not be trusted: no incoming ACL entry "
+        f"TCP requests from {source} would not be trusted: no incoming ACL entry "
         '("ACL - upstream not trusted - need to authenticate")',
         f"intrafed config acl add --ip {ip} {node.home_arg}",
     )
@@ -604,8 +605,8 @@ def _tls_policy(node: NodeFacts, others: Sequence[NodeFacts]) -> Iterator[Findin
     if not config.fips:
         yield _rule("tls.fips").finding(
             node.name,
-            "TLS is used with the FIPS policy off; OCS's default (SSLv3) fails with IM and "
-            "Presence",
+            "TLS is used with the FIPS policy off: the seed turns it on so that TLS is "
+            "negotiated instead of SSLv3, which the other side refuses",
             f"intrafed config fips on {node.home_arg}",
             severity=ERROR if config.role is Role.OCS else WARNING,
         )
@@ -724,7 +725,7 @@ def _certificate(
         yield _rule(rule_id).finding(
             node.name,
             f"certificate {subject}: {finding.message}",
-            finding.fix,
+            f"{finding.fix} ({node.home_arg})",
             severity=finding.severity,
             step=_root_step(config) if rule_id == "cert.chain" else step,
         )

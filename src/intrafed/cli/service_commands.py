@@ -20,6 +20,7 @@ from typing import Any
 
 import click
 
+from intrafed.check import check_homes
 from intrafed.cli.common import fail, home_option
 from intrafed.config.model import ConfigError, NodeConfig
 from intrafed.node import Node, NodeSettings, settings_from_config
@@ -130,6 +131,19 @@ async def _serve(home: Path, store: ConfigStore, config: NodeConfig) -> None:
     (home / STATUS_FILE).unlink(missing_ok=True)
 
 
+def _log_check_errors(home: Path) -> None:
+    """Log each error of the node's own static check once, with its fix; the node starts
+    all the same."""
+    logger = logging.getLogger(__name__)
+    try:
+        report = check_homes(home)
+    except (ConfigError, PkiError, OSError) as exc:
+        logger.warning("intrafed check could not run: %s", exc)
+        return
+    for finding in report.errors:
+        logger.error("check %s: %s — fix: %s", finding.rule.id, finding.message, finding.fix_text)
+
+
 @click.command("serve")
 @home_option()
 @click.option(
@@ -146,6 +160,7 @@ def serve_command(home: Path, log_level: str) -> None:
     store = _open(home)
     try:
         config = store.promote()
+        _log_check_errors(home)
         asyncio.run(_serve(home, store, config))
     except ConfigError as exc:
         fail(str(exc))
