@@ -303,12 +303,11 @@ async def _peer_certificate(
     inspect = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     inspect.check_hostname = False
     inspect.verify_mode = ssl.CERT_NONE
-    try:
+    # Present our certificate when it loads, so that an MTLS listener lets us that far.
+    with contextlib.suppress(PkiError, ssl.SSLError, OSError):
         selected = context.stores.selected()
         if selected.key_path is not None:
             inspect.load_cert_chain(selected.path, selected.key_path)
-    except (PkiError, ssl.SSLError, OSError):
-        pass
     try:
         _, writer = await asyncio.wait_for(
             asyncio.open_connection(
