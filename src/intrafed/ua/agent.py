@@ -214,14 +214,25 @@ class Subscription:
         self.state = "pending"
         """The last Subscription-State: pending, active or terminated."""
 
+    async def refresh(self, expires: int = 3600) -> Reply:
+        """Extend the subscription (SUBSCRIBE in the dialog); the node NOTIFYs again."""
+        return await self._resubscribe(expires)
+
     async def unsubscribe(self) -> Reply:
         """End the subscription (SUBSCRIBE with Expires: 0 in the dialog)."""
-        if self.dialog is None:
-            raise UaError(f"the subscription to {self.presentity} has no dialog yet")
-        headers = [("Event", "presence"), ("Expires", "0"), ("Contact", self._agent.contact)]
-        reply = await self._agent.in_dialog(self.dialog, "SUBSCRIBE", headers)
+        reply = await self._resubscribe(0)
         self._agent.forget_dialog(self.call_id)
         return reply
+
+    async def _resubscribe(self, expires: int) -> Reply:
+        if self.dialog is None:
+            raise UaError(f"the subscription to {self.presentity} has no dialog yet")
+        headers = [
+            ("Event", "presence"),
+            ("Expires", str(expires)),
+            ("Contact", self._agent.contact),
+        ]
+        return await self._agent.in_dialog(self.dialog, "SUBSCRIBE", headers)
 
 
 # -- the agent -----------------------------------------------------------------------------
