@@ -255,7 +255,6 @@ class UserAgent:
             raise ValueError(f"transport {settings.transport!r} is not tcp or tls")
         self._ssl = ssl_context
         self._trace = trace
-        self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._read_task: asyncio.Task[None] | None = None
         self._local: LocalAddress | None = None
@@ -310,7 +309,7 @@ class UserAgent:
         except OSError as exc:
             raise UaError(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from None
         sockname = writer.get_extra_info("sockname")
-        self._reader, self._writer = reader, writer
+        self._writer = writer
         self._local = LocalAddress(settings.transport, str(sockname[0]), int(sockname[1]))
         self._closed_reason = None
         self._read_task = asyncio.create_task(self._read_loop(reader))
