@@ -485,16 +485,15 @@ class PresenceAgent:
         return notifies
 
     def renotify_all(self, now: float) -> list[OutgoingNotify]:
-        """After ``restore``: a NOTIFY of the current state for every subscription that
-        has had none since (``registration_changed`` may already have sent some)."""
+        """A NOTIFY of the current state for every subscription (after ``restore``, and
+        after restoring registrations, whose own NOTIFYs this makes unnecessary)."""
         notifies: list[OutgoingNotify] = []
         for aor, presentity in self._presentities.items():
             presence = self._presence(aor, now)
             bodies: dict[View, bytes] = {}
             for subscription in presentity.subscriptions.values():
-                if subscription.last_view is None and subscription.retry_at is None:
-                    view = self._view(subscription, presence)
-                    notifies += self._notify(subscription, view, bodies, now)
+                view = self._view(subscription, presence)
+                notifies += self._notify(subscription, view, bodies, now)
         return notifies
 
     def restore(
