@@ -9,16 +9,26 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import logging
 import os
 import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from intrafed import __version__
-from intrafed.config.model import ImpListeners, NodeConfig, Role, RoutingMode, StaticRoute
+from intrafed.config.model import (
+    ConfigError,
+    ImpListeners,
+    NodeConfig,
+    Role,
+    RoutingMode,
+    StaticRoute,
+)
+from intrafed.pki import CertificateStores, PkiError, TlsContexts
 from intrafed.policy import (
     Directory,
     PeerTrust,
@@ -30,6 +40,7 @@ from intrafed.policy import (
     retry_after,
 )
 from intrafed.routing import Local, RoutingTables, ToPeer, decide
+from intrafed.services.presence import OutgoingNotify, PresenceAgent
 from intrafed.services.proxy import (
     Answer,
     Decision,
@@ -46,14 +57,21 @@ from intrafed.sip.digest import NonceIssuer
 from intrafed.sip.errors import FramingError
 from intrafed.sip.responses import local_tag, make_response, response_to_unparsable, warning_value
 from intrafed.sip.transaction import (
+    MAGIC_COOKIE,
+    ClientKey,
+    ClientTimedOut,
+    ClientTransportFailed,
     FlowId,
     NextHop,
+    ResponseReceived,
     Target,
     TimerConfig,
+    TransactionEvent,
     TransactionLayer,
     client_key,
 )
-from intrafed.store.sqlite import BindingRow
+from intrafed.store import ConfigStore
+from intrafed.store.sqlite import BindingRow, PublicationRow, SubscriptionRow
 from intrafed.transport import (
     Destination,
     Flow,
@@ -65,6 +83,8 @@ from intrafed.transport import (
 
 logger = logging.getLogger(__name__)
 
+HOUSEKEEPING_INTERVAL = 1.0
+"""Seconds between checks of presence deadlines and lapsed registrations."""
 ALLOWED_METHODS = (
     "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, MESSAGE, INFO, SUBSCRIBE, NOTIFY, PUBLISH"
 )
@@ -99,6 +119,8 @@ class NodeSettings:
     """Provisioned users who are disabled: still homed here, but they cannot register."""
     credentials: Mapping[str, StoredCredentials] = field(default_factory=dict)
     """Digest HA1s of the users that have a password."""
+    blocked: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    """Per user, the watchers who always see the user Offline (polite blocking)."""
     rate_limits: RateLimits = field(default_factory=RateLimits)
     """Requests per second of the client and server classes."""
     timers: TimerConfig = field(default_factory=TimerConfig)
@@ -158,33 +180,86 @@ def settings_from_config(
         credentials={
             user.aor: StoredCredentials(user.ha1_md5, user.ha1_sha256) for user in config.users
         },
+        blocked={user.aor: frozenset(user.blocked) for user in config.users if user.blocked},
         server_ssl=server_ssl,
         mtls_ssl=mtls_ssl,
         client_ssl=client_ssl,
     )
 
 
-class RegistrationStore(Protocol):
-    """Where registrations are kept across restarts (``ConfigStore`` is one)."""
+def tls_contexts_of(home: Path, config: NodeConfig) -> TlsContexts | None:
+    """The TLS contexts of the home's selected certificate, or None (TLS listeners stay
+    off; the reason is logged)."""
+    try:
+        return TlsContexts(CertificateStores.of_home(home), config)
+    except (PkiError, ConfigError) as exc:
+        logger.warning("no TLS: %s", exc)
+        return None
+
+
+def settings_with_tls(config: NodeConfig, tls: TlsContexts | None) -> NodeSettings:
+    """``settings_from_config`` with the contexts of ``tls`` (when there are any)."""
+    if tls is None:
+        return settings_from_config(config)
+    snapshot = tls.current
+    return settings_from_config(
+        config, server_ssl=snapshot.server, mtls_ssl=snapshot.mtls, client_ssl=snapshot.client
+    )
+
+
+Trace = Callable[[str, str, tuple[str, int], bytes], None]
+"""Called with (node name, "received" | "sent", the other end's address, the message)."""
+
+
+class StateStore(Protocol):
+    """Where registrations, subscriptions and publications are kept across restarts
+    (``ConfigStore`` is one): everything answered 2xx survives (DESIGN §8)."""
 
     def save_bindings(self, aor: str, rows: Sequence[BindingRow]) -> None: ...
 
     def load_bindings(self, now: float) -> list[BindingRow]: ...
+
+    def save_subscription(self, row: SubscriptionRow) -> None: ...
+
+    def delete_subscription(self, subscription_id: str) -> None: ...
+
+    def load_subscriptions(self, now: float) -> list[SubscriptionRow]: ...
+
+    def save_publication(self, row: PublicationRow) -> None: ...
+
+    def delete_publication(self, etag: str) -> None: ...
+
+    def load_publications(self, now: float) -> list[PublicationRow]: ...
 
 
 class Node:
     """A running node; ``start()`` binds the listeners, ``stop()`` shuts down gracefully."""
 
     def __init__(
-        self, settings: NodeSettings, registrations: RegistrationStore | None = None
+        self, settings: NodeSettings, state: StateStore | None = None, trace: Trace | None = None
     ) -> None:
         self.settings = settings
+        self._trace = trace
         self.registrar = Registrar(
             settings.name,
             lambda aor: aor in self.settings.users,
             lambda aor: aor in self.settings.disabled,
         )
-        self._registrations = registrations
+        self._state = state
+        self.presence = PresenceAgent(
+            settings.name,
+            is_homed=lambda aor: aor in self.settings.users,
+            is_blocked=lambda presentity, watcher: (
+                watcher in self.settings.blocked.get(presentity, ())
+            ),
+            via_for=self._via_for,
+        )
+        self._notifies: dict[ClientKey, str] = {}
+        """Our own NOTIFY transactions -> the subscription each one serves."""
+        self._outbox: list[OutgoingNotify] = []
+        self._registered: set[str] = set()
+        self._branches = itertools.count(1)
+        self._branch_prefix = f"{MAGIC_COOKIE}n{os.urandom(4).hex()}."
         self._nonces = NonceIssuer(os.urandom(32))
         self._directory = Directory(settings.domains, settings.users, settings.credentials)
         self._buckets = TokenBuckets(settings.rate_limits)
@@ -199,16 +274,30 @@ class Node:
             source_ip=settings.address,
         )
         self.proxy: StatefulProxy | None = None
+        self._housekeeping: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_deadline: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
+    @classmethod
+    def from_home(cls, home: Path, store: ConfigStore, trace: Trace | None = None) -> Node:
+        """The node a home's running configuration describes, keeping its state in
+        ``store`` (what ``intrafed serve`` runs)."""
+        config = store.load("running")
+        return cls(settings_with_tls(config, tls_contexts_of(home, config)), store, trace)
+
     async def start(self) -> dict[str, tuple[str, int]]:
         """Bind every listener; return the bound address per transport."""
         self._loop = asyncio.get_running_loop()
-        if self._registrations is not None:
-            rows = self._registrations.load_bindings(time.time())
+        wall = time.time()
+        restored: set[str] = set()
+        if self._state is not None:
+            rows = self._state.load_bindings(wall)
+            restored = {row[0] for row in rows}
             self.registrar.restore(Binding(*row) for row in rows)
+            self.presence.restore(
+                self._state.load_subscriptions(wall), self._state.load_publications(wall)
+            )
         bound: dict[str, tuple[str, int]] = {}
         for spec in self.settings.listeners:
             bound[spec.transport] = await self.transport.listen(spec)
@@ -228,6 +317,16 @@ class Node:
             dialog_target=self._dialog_target,
             also_known_as=frozenset((self.settings.address, port) for _, port in bound.values()),
         )
+        # Watchers learn the current state at once, not at their next refresh (DESIGN §4);
+        # renotify_all tells every watcher, so the NOTIFYs of registration_changed are
+        # not needed.
+        for aor in restored:
+            if self.registrar.bindings(aor, wall):
+                self._registered.add(aor)
+                self.presence.registration_changed(aor, True, wall)
+        self._outbox += self.presence.renotify_all(wall)
+        self._pump(self._now())
+        self._housekeeping = self._loop.create_task(self._keep_house())
         return bound
 
     def reload(self, settings: NodeSettings) -> str | None:
@@ -256,6 +355,7 @@ class Node:
             users=settings.users,
             disabled=settings.disabled,
             credentials=settings.credentials,
+            blocked=settings.blocked,
             rate_limits=settings.rate_limits,
             server_ssl=settings.server_ssl or current.server_ssl,
             mtls_ssl=settings.mtls_ssl or current.mtls_ssl,
@@ -267,6 +367,8 @@ class Node:
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop accepting, let pending transactions finish (up to ``grace`` s), close."""
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
         await self.transport.close(grace, idle=lambda: self.transactions.pending == 0)
         if self._timer is not None:
             self._timer.cancel()
@@ -339,10 +441,20 @@ class Node:
                 return Answer(self._options_answer(request))
             if request.method == "REGISTER" and uri.host.lower() in settings.domains:
                 registration = self.registrar.register(request, flow, now)
-                if self._registrations is not None:
-                    for aor in registration.changed:
-                        self._registrations.save_bindings(aor, self._rows(aor, now))
+                for aor in registration.changed:
+                    if self._state is not None:
+                        self._state.save_bindings(aor, self._rows(aor, now))
+                    self._registration_changed(aor, now)
                 return Answer(registration.response)
+        if request.to_addr.tag is not None and self.proxy is not None:
+            if request.method == "SUBSCRIBE" and self.presence.owns_dialog(request):
+                return self._subscribe(request, flow, now)
+            if self.proxy.is_ours(uri):
+                return Reject(
+                    481,
+                    "no dialog of this node matches the request",
+                    "Call/Transaction Does Not Exist",
+                )
         peer = self.transport.flow(flow)
         trust = self._trust(peer) if peer is not None else None
         tables = RoutingTables(
@@ -350,11 +462,123 @@ class Node:
         )
         decision = decide(uri, tables, from_peer=trust is not None)
         if isinstance(decision, Local):
+            if request.method == "SUBSCRIBE":
+                return self._subscribe(request, flow, now)
+            if request.method == "PUBLISH":
+                return self._publish(request, decision.aor, now)
             return self._to_contacts(decision.aor, now)
         if isinstance(decision, ToPeer):
             hops = [NextHop(r.transport, r.next_hop, r.port) for r in decision.routes]
             return Forward(hops[0], decision.request_uri, tuple(hops[1:]))
         return Reject(decision.status, decision.rule)
+
+    # -- presence ---------------------------------------------------------------------
+
+    def _subscribe(self, request: Request, flow: FlowId, now: float) -> Decision:
+        """A SUBSCRIBE for a homed user (or within one of our subscriptions): the presence
+        agent answers; its NOTIFYs leave after the answer."""
+        uri = request.uri
+        user = uri.user if isinstance(uri, SipUri) else None
+        listener = self._listener_for(self._flow_transport(flow))
+        userinfo = f"{user}@" if user else ""
+        transport = listener.transport.lower()
+        contact = f"sip:{userinfo}{listener.host}:{listener.port};transport={transport}"
+        response, notifies = self.presence.subscribe(request, flow, contact, now)
+        self._outbox += notifies
+        self._save_presence()
+        return Answer(response)
+
+    def _publish(self, request: Request, aor: str, now: float) -> Decision:
+        """RFC 3903: only the user publishes the user's presence."""
+        publisher = request.from_addr.uri
+        if not isinstance(publisher, SipUri) or publisher.aor != aor:
+            return Reject(403, f"only {aor} may publish the presence of {aor}")
+        response, notifies = self.presence.publish(request, now)
+        self._outbox += notifies
+        self._save_presence()
+        return Answer(response)
+
+    def _registration_changed(self, aor: str, now: float) -> None:
+        registered = bool(self.registrar.bindings(aor, now))
+        if registered == (aor in self._registered):
+            return
+        if registered:
+            self._registered.add(aor)
+        else:
+            self._registered.discard(aor)
+        self._outbox += self.presence.registration_changed(aor, registered, now)
+
+    def _save_presence(self) -> None:
+        changes = self.presence.take_store_changes()
+        state = self._state
+        if state is None:
+            return
+        for subscription in changes.saved_subscriptions:
+            state.save_subscription(subscription)
+        for subscription_id in changes.deleted_subscriptions:
+            state.delete_subscription(subscription_id)
+        for publication in changes.saved_publications:
+            state.save_publication(publication)
+        for etag in changes.deleted_publications:
+            state.delete_publication(etag)
+
+    async def _keep_house(self) -> None:
+        """Once a second: presence deadlines (expiries, NOTIFY retries) and registrations
+        that lapsed without a REGISTER (the user goes Offline)."""
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_INTERVAL)
+            wall = time.time()
+            for aor in list(self._registered):
+                self._registration_changed(aor, wall)
+            deadline = self.presence.next_deadline()
+            if deadline is not None and deadline <= wall:
+                self._outbox += self.presence.expire(wall)
+            if self._outbox:
+                self._save_presence()
+                self._pump(self._now())
+
+    def _send_notifies(self, now: float) -> None:
+        outbox, self._outbox = self._outbox, []
+        for notify in outbox:
+            target = notify.target
+            if isinstance(target, int) and self.transport.flow(target) is None:
+                # The watcher's connection is gone: a re-registered client is reached
+                # over its new one, anyone else at the contact address.
+                target = self._dialog_target(notify.request.uri) or target
+            key = self.transactions.send_request(notify.request, target, now)
+            self._notifies[key] = notify.subscription
+
+    def _on_notify_event(self, event: TransactionEvent) -> bool:
+        """Outcomes of our own NOTIFYs go to the presence agent; True when it was one."""
+        if isinstance(event, ResponseReceived):
+            key, status = event.transaction, event.response.status
+            if status < 200:
+                return key in self._notifies
+        elif isinstance(event, ClientTimedOut):
+            key, status = event.transaction, 408
+        elif isinstance(event, ClientTransportFailed):
+            key, status = event.transaction, 503
+        else:
+            return False
+        subscription = self._notifies.pop(key, None)
+        if subscription is None:
+            return False
+        self._outbox += self.presence.notify_outcome(subscription, status, time.time())
+        self._save_presence()
+        return True
+
+    def _via_for(self, target: Target) -> str:
+        transport = (
+            target.transport if isinstance(target, NextHop) else self._flow_transport(target)
+        )
+        listener = self._listener_for(transport)
+        branch = f"{self._branch_prefix}{next(self._branches):x}"
+        return f"SIP/2.0/{listener.transport} {listener.host}:{listener.port};branch={branch};alias"
+
+    def _listener_for(self, transport: str) -> Listener:
+        assert self.proxy is not None
+        listeners = self.proxy.listeners
+        return listeners.get(transport) or next(iter(listeners.values()))
 
     def _addresses_us(self, host: str) -> bool:
         """Whether a Request-URI host without a user part names this node or its domain."""
@@ -417,6 +641,8 @@ class Node:
         return "TLS"
 
     def _on_message(self, flow: Flow, frame: bytes) -> None:
+        if self._trace is not None:
+            self._trace(self.settings.name, "received", flow.remote, frame)
         try:
             message = parse_message(frame, stream=True)
         except RemoteSipError as exc:
@@ -472,7 +698,10 @@ class Node:
         assert proxy is not None
         transactions = self.transactions
         while (event := transactions.next_event()) is not None:
-            proxy.handle(event, now)
+            if not (self._notifies and self._on_notify_event(event)):
+                proxy.handle(event, now)
+        if self._outbox:
+            self._send_notifies(now)
         for target, data in transactions.outgoing():
             self._deliver(target, data)
         self._arm_timer()
@@ -502,6 +731,8 @@ class Node:
         if isinstance(target, int):
             flow = self.transport.flow(target)
             if flow is not None and flow.send(data):
+                if self._trace is not None:
+                    self._trace(self.settings.name, "sent", flow.remote, data)
                 return
             fallback = self._response_fallback(data)
             if fallback is None:
@@ -509,6 +740,8 @@ class Node:
                 return
             target = fallback
         destination = self._destination(target)
+        if self._trace is not None:
+            self._trace(self.settings.name, "sent", (destination.host, destination.port), data)
         pooled = self.transport.pooled(destination)
         if pooled is not None and pooled.send(data):
             return

@@ -80,14 +80,15 @@ def test_base_port_shifts_every_port(tmp_path: Path) -> None:
     seed = build_seed_deployment(
         tmp_path, imp_ip="127.0.0.62", ocs_ip="127.0.0.63", base_port=15060, users=()
     )
-    assert (seed.imp.tcp_port, seed.imp.tls_port, seed.imp.server_auth_port) == (
+    assert (seed.imp.tcp_port, seed.imp.tls_port, seed.imp.client_tls_port) == (
         15060,
         15061,
         15063,
     )
+    assert seed.ocs.client_tls_port == 15062
     with ConfigStore.open(seed.ocs.home) as store:
         config = store.load("running")
-    assert [c.port for c in config.connections] == [15060, 15061]
+    assert [c.port for c in config.connections] == [15060, 15061, 15062]
     assert config.routes[0].port == 15061
     assert config.users == ()
     assert seed.ca_certificate.is_file()

@@ -46,6 +46,8 @@ TLS_PORT = 5061
 """OCS MTLS connection and IM&P Peer Auth listener: what each side's TLS route uses."""
 SERVER_AUTH_PORT = 5063
 """IM&P Server Auth, moved off 5061 as the seed advises."""
+CLIENT_TLS_PORT = 5062
+"""OCS: a TLS connection for users (the MTLS one on 5061 is for the peer partition)."""
 DEFAULT_USERS = (("alice@example.com", Role.IMP), ("bob@example.com", Role.OCS))
 """Who is homed where: alice on IM and Presence, bob on OCS."""
 
@@ -66,8 +68,9 @@ class SeedNode:
     """Plain TCP SIP."""
     tls_port: int
     """OCS: the MTLS connection; IM&P: the Peer Auth listener."""
-    server_auth_port: int | None = None
-    """IM&P only: the Server Auth listener (TLS for clients)."""
+    client_tls_port: int
+    """Where users connect over TLS: IM&P's Server Auth listener, OCS's TLS connection
+    (its MTLS connection asks every client for a certificate)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,14 +135,16 @@ def build_seed_deployment(
 ) -> SeedDeployment:
     """Create ``root/ca``, ``root/imp1`` and ``root/ocs1`` configured as the seed says.
 
-    Ports are the seed's (TCP 5060, TLS/MTLS and Peer Auth 5061, Server Auth 5063), or
-    shifted so that TCP is ``base_port`` (TLS ``base_port + 1``, Server Auth
-    ``base_port + 3``). ``ConfigError`` or ``PkiError`` when a home already exists.
+    Ports are the seed's (TCP 5060, MTLS and Peer Auth 5061, OCS client TLS 5062, Server
+    Auth 5063), or shifted so that TCP is ``base_port``. ``ConfigError`` or ``PkiError``
+    when a home already exists.
     """
     tcp = SIP_PORT if base_port is None else base_port
     tls, server_auth = tcp + TLS_PORT - SIP_PORT, tcp + SERVER_AUTH_PORT - SIP_PORT
     imp = SeedNode(Role.IMP, root / "imp1", IMP_FQDN, imp_ip, tcp, tls, server_auth)
-    ocs = SeedNode(Role.OCS, root / "ocs1", OCS_FQDN, ocs_ip, tcp, tls)
+    ocs = SeedNode(
+        Role.OCS, root / "ocs1", OCS_FQDN, ocs_ip, tcp, tls, tcp + CLIENT_TLS_PORT - SIP_PORT
+    )
     ca_dir = root / "ca"
     ca = CertificateAuthority.create(CA_NAME, key_type=key_type)
     ca.save(ca_dir)
@@ -153,7 +158,7 @@ def build_seed_deployment(
 def _imp_edits(imp: SeedNode, ocs: SeedNode) -> list[StagedEdit]:
     """IM&P: domain, application listeners (Server Auth off the Peer Auth port), static
     route to OCS by FQDN over TLS, the OCS name in the hosts table, TLS peer subject."""
-    ports = {"tcp": imp.tcp_port, "peer_auth": imp.tls_port, "server_auth": imp.server_auth_port}
+    ports = {"tcp": imp.tcp_port, "peer_auth": imp.tls_port, "server_auth": imp.client_tls_port}
     return [
         lambda c: edits.add_domain(c, DOMAIN),
         lambda c: edits.set_listeners(c, **ports),
@@ -172,6 +177,7 @@ def _ocs_edits(ocs: SeedNode, imp: SeedNode) -> list[StagedEdit]:
         lambda c: edits.add_domain(c, DOMAIN),
         lambda c: edits.add_connection(c, Connection("TCP", ocs.tcp_port, ocs.ip)),
         lambda c: edits.add_connection(c, Connection("MTLS", ocs.tls_port, ocs.ip)),
+        lambda c: edits.add_connection(c, Connection("TLS", ocs.client_tls_port, ocs.ip)),
         lambda c: edits.add_route(c, route),
         lambda c: edits.add_host(c, HostEntry(imp.fqdn, imp.ip)),
         lambda c: edits.add_host_authorization(c, HostAuthorization(fqdn=imp.fqdn)),

@@ -23,8 +23,8 @@ import click
 from intrafed.check import check_homes
 from intrafed.cli.common import fail, home_option
 from intrafed.config.model import ConfigError, NodeConfig
-from intrafed.node import Node, NodeSettings, settings_from_config
-from intrafed.pki import CertificateStores, PkiError, TlsContexts
+from intrafed.node import Node, settings_with_tls, tls_contexts_of
+from intrafed.pki import PkiError
 from intrafed.store import ConfigStore
 
 PID_FILE = "intrafed.pid"
@@ -67,27 +67,9 @@ def _read_status(home: Path) -> dict[str, Any] | None:
 # -- serve ---------------------------------------------------------------------------
 
 
-def _tls_contexts(home: Path, config: NodeConfig) -> TlsContexts | None:
-    """The TLS contexts of the selected certificate, or None (TLS listeners stay off)."""
-    try:
-        return TlsContexts(CertificateStores.of_home(home), config)
-    except (PkiError, ConfigError) as exc:
-        logging.getLogger(__name__).warning("no TLS: %s", exc)
-        return None
-
-
-def _node_settings(config: NodeConfig, tls: TlsContexts | None) -> NodeSettings:
-    if tls is None:
-        return settings_from_config(config)
-    snapshot = tls.current
-    return settings_from_config(
-        config, server_ssl=snapshot.server, mtls_ssl=snapshot.mtls, client_ssl=snapshot.client
-    )
-
-
 async def _serve(home: Path, store: ConfigStore, config: NodeConfig) -> None:
-    tls = _tls_contexts(home, config)
-    node = Node(_node_settings(config, tls), registrations=store)
+    tls = tls_contexts_of(home, config)
+    node = Node(settings_with_tls(config, tls), state=store)
     bound = await node.start()
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
@@ -110,7 +92,7 @@ async def _serve(home: Path, store: ConfigStore, config: NodeConfig) -> None:
             staged = store.load("staged")
             reason = tls.reload(staged) if tls is not None else None
             if reason is None:
-                reason = node.reload(_node_settings(staged, tls))
+                reason = node.reload(settings_with_tls(staged, tls))
         except ConfigError as exc:
             reason = str(exc)
         if reason is None:

@@ -223,7 +223,8 @@ class StatefulProxy:
     def _tag(self, key: ServerKey) -> str:
         return local_tag(*key)
 
-    def _is_ours(self, uri: Uri) -> bool:
+    def is_ours(self, uri: Uri) -> bool:
+        """Whether ``uri`` names one of our listeners (host and port)."""
         if not isinstance(uri, SipUri):
             return False
         default_port = 5061 if uri.transport == "tls" or uri.scheme == "sips" else 5060
@@ -271,7 +272,7 @@ class StatefulProxy:
             decision: Decision = Forward(hop)
         elif (
             request.to_addr.tag is not None
-            and not self._is_ours(request.uri)
+            and not self.is_ours(request.uri)
             and (target := self._dialog_target(request.uri)) is not None
         ):
             # An in-dialog request without Route: the Request-URI is the remote target.
@@ -294,13 +295,13 @@ class StatefulProxy:
         routes = list(request.routes)
         headers = request.headers
         uri = request.uri
-        if self._is_ours(uri) and routes:
+        if self.is_ours(uri) and routes:
             # The previous hop is a strict router: it put our Record-Route URI into the
             # Request-URI and moved the real target into the last Route.
             uri = routes[-1].uri
             routes = routes[:-1]
             headers = Headers([*headers.remove("route"), *(("Route", str(r)) for r in routes)])
-        while routes and self._is_ours(routes[0].uri):
+        while routes and self.is_ours(routes[0].uri):
             routes.pop(0)
             headers = headers.pop_first_element("route")
         if headers is request.headers and uri is request.uri:
