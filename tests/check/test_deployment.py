@@ -52,6 +52,7 @@ def test_the_ocs_server_is_configured_as_the_seed_says(pristine: SeedDeployment)
     assert [(c["transport"], c["port"]) for c in document["connections"]] == [
         ("TCP", 5060),
         ("MTLS", 5061),
+        ("TLS", 5062),
     ]
     [route] = document["routes"]
     assert route["fqdn"] == "imp1.example.com"
