@@ -8,11 +8,13 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from click.testing import CliRunner
 
 from intrafed.cli import main
+from intrafed.sip.pidf import PresenceState
 from intrafed.ua import MessageReceived, UserAgent
 from tests.ua.nodes import NODE_NAME, PASSWORDS, LabNode, lab_node
 
@@ -50,8 +52,13 @@ def tcp(node: LabNode, user: str = "alice") -> list[str]:
     return ["--server", f"{host}:{port}", "--user", f"{user}@example.com", "--source-ip", CLI_IP]
 
 
-def with_node(tmp_path: Path, scenario: Callable[[LabNode], Awaitable[Run]]) -> Run:
-    async def run() -> Run:
+T = TypeVar("T")
+
+
+def with_node(tmp_path: Path, scenario: Callable[[LabNode], Awaitable[T]]) -> T:
+    """Run ``scenario`` while a lab node runs."""
+
+    async def run() -> T:
         async with lab_node(tmp_path) as node:
             return await scenario(node)
 
@@ -93,11 +100,7 @@ def test_message_over_tls_with_register_reaches_the_registered_user(tmp_path: Pa
             )  # fmt: skip
             return run, await bob.next_event(MessageReceived)
 
-    async def run_all() -> tuple[Run, MessageReceived]:
-        async with lab_node(tmp_path) as node:
-            return await scenario(node)
-
-    run, received = asyncio.run(asyncio.wait_for(run_all(), 60))
+    run, received = with_node(tmp_path, scenario)
     assert run.code == 0, run.stderr
     assert run.stdout.splitlines() == [
         "REGISTER alice@example.com: 200 OK",
@@ -159,3 +162,65 @@ def test_bad_usage_exits_2_with_one_line_naming_the_option(
     assert result.exit_code == 2
     assert message in result.output
     assert result.output.count("\n") == 1
+
+
+def test_publish_then_subscribe_shows_the_published_state(tmp_path: Path) -> None:
+    async def scenario(node: LabNode) -> tuple[Run, Run]:
+        published = await intrafed_ua(
+            "publish", *tcp(node), "--state", "do-not-disturb", "--note", "writing", "--json",
+            password=PASSWORDS["alice"],
+        )  # fmt: skip
+        subscribed = await intrafed_ua(
+            "subscribe", *tcp(node, "bob"), "--register", "alice@example.com",
+            password=PASSWORDS["bob"],
+        )  # fmt: skip
+        return published, subscribed
+
+    published, subscribed = with_node(tmp_path, scenario)
+    assert published.code == 0, published.stderr
+    result = json.loads(published.stdout)
+    assert (result["status"], result["state"]) == (200, "do-not-disturb")
+    assert result["etag"]
+    assert subscribed.code == 0, subscribed.stderr
+    assert subscribed.stdout.splitlines()[-1].startswith(
+        "alice@example.com: Do Not Disturb — writing [active"
+    )
+
+
+def test_watch_prints_one_json_object_per_notify_until_count(tmp_path: Path) -> None:
+    async def scenario(node: LabNode) -> tuple[int, list[dict[str, object]]]:
+        async with UserAgent(node.settings("alice", "127.0.0.93")) as alice:
+            await alice.register()
+            host, port = node.tcp
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "intrafed", "ua", "watch", "alice@example.com",
+                "--server", f"{host}:{port}", "--user", "bob@example.com",
+                "--password", PASSWORDS["bob"], "--source-ip", CLI_IP,
+                "--count", "2", "--timeout", "20", "--json",
+                stdout=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            assert process.stdout is not None
+            first = json.loads(await asyncio.wait_for(process.stdout.readline(), 20))
+            await alice.publish(PresenceState.BE_RIGHT_BACK)
+            second = json.loads(await asyncio.wait_for(process.stdout.readline(), 20))
+            code = await asyncio.wait_for(process.wait(), 20)
+            return code, [first, second]
+
+    code, notifications = with_node(tmp_path, scenario)
+    assert code == 0
+    assert [n["state"] for n in notifications] == ["available", "be-right-back"]
+    assert {n["presentity"] for n in notifications} == {"alice@example.com"}
+    assert str(notifications[0]["subscription_state"]).startswith("active")
+
+
+def test_watch_that_sees_fewer_notifications_than_count_exits_1(tmp_path: Path) -> None:
+    async def scenario(node: LabNode) -> Run:
+        return await intrafed_ua(
+            "watch", *tcp(node, "bob"), "alice@example.com", "--count", "2", "--timeout", "1",
+            password=PASSWORDS["bob"],
+        )  # fmt: skip
+
+    run = with_node(tmp_path, scenario)
+    assert run.code == 1
+    assert run.stdout.startswith("alice@example.com: Offline [active")
+    assert run.stderr == "intrafed ua watch: 1 of 2 notifications within 1.0 s\n"
