@@ -166,19 +166,7 @@ def test_options_to_the_node_gets_200(tmp_path: Path) -> None:
     assert run(scenario()) == 200
 
 
-@pytest.mark.parametrize(
-    "transport",
-    [
-        "tcp",
-        pytest.param(
-            "tls",
-            marks=pytest.mark.xfail(
-                reason="the node forwards the ACK to a TLS client's contact address instead "
-                "of over the client's connection, so the ACK is lost"
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("transport", ["tcp", "tls"])
 def test_a_session_im_carries_messages_both_ways_a_typing_notice_and_ends_with_bye(
     tmp_path: Path, transport: str
 ) -> None:

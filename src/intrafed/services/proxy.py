@@ -496,11 +496,12 @@ class StatefulProxy:
     def _forward_ack(self, request: Request, flow: FlowId) -> None:
         """The ACK of a 2xx is end to end: forward it statelessly along its Route."""
         request, routes = self._preprocess_routes(request)
-        hop = next_hop_for_uri(routes[0].uri if routes else request.uri)
+        hop = next_hop_for_uri(routes[0].uri) if routes else self._dialog_target(request.uri)
         if hop is None or request.max_forwards == 0:
             logger.info("dropping ACK for %s: no route", request.uri)
             return
-        listener = self.listeners.get(hop.transport) or next(iter(self.listeners.values()))
+        outbound = hop.transport if isinstance(hop, NextHop) else self._flow_transport(hop)
+        listener = self.listeners.get(outbound) or next(iter(self.listeners.values()))
         # A stateless branch must be the same for retransmissions: derive it from theirs.
         branch = (
             MAGIC_COOKIE
