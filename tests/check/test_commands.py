@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from click.testing import CliRunner, Result
@@ -99,13 +100,21 @@ def test_a_starting_node_logs_each_check_error_once_and_runs(tmp_path: Path) -> 
     command = [sys.executable, "-m", "intrafed", "service"]
     started = subprocess.run([*command, "start", "--home", str(home)], capture_output=True,
                              text=True, timeout=60, check=False)  # fmt: skip
+    log_file = home / "intrafed.log"
     try:
         assert started.returncode == 0, started.stderr
         assert started.stdout.startswith("started ocs1.example.com")
+        # The live probe follows: imp1 is not running, so its route fails to connect.
+        deadline = time.monotonic() + 20
+        while "probe connect" not in log_file.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
     finally:
         subprocess.run([*command, "stop", "--home", str(home)], capture_output=True, timeout=60,
                        check=False)  # fmt: skip
-    log = (home / "intrafed.log").read_text()
+    log = log_file.read_text()
     [line] = [line for line in log.splitlines() if "check hostauth.ip" in line]
     assert "ERROR" in line
     assert "fix: intrafed config hostauth add --ip 127.0.0.68" in line
+    [probed] = [line for line in log.splitlines() if "probe connect" in line]
+    assert "ERROR" in probed
+    assert "connection refused" in probed

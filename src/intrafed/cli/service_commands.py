@@ -21,12 +21,15 @@ from typing import Any
 import click
 
 from intrafed.check import check_homes
+from intrafed.check.probe import probe_home
 from intrafed.cli.common import fail, home_option
 from intrafed.config.model import ConfigError, NodeConfig
 from intrafed.node import Node, settings_with_tls, tls_contexts_of
 from intrafed.pki import PkiError
 from intrafed.store import ConfigStore
 
+STARTUP_PROBE_DELAY = 3.0
+"""Seconds after start before the live probe runs (both sides often start together)."""
 PID_FILE = "intrafed.pid"
 LOG_FILE = "intrafed.log"
 STATUS_FILE = "status.json"
@@ -107,7 +110,9 @@ async def _serve(home: Path, store: ConfigStore, config: NodeConfig) -> None:
     loop.add_signal_handler(signal.SIGHUP, reload)
     write_status()
     click.echo(json.dumps({"node": config.identity.fqdn, "listeners": bound}), err=True)
+    probing = loop.create_task(_log_probe_failures(home))
     await stopping.wait()
+    probing.cancel()
     logging.getLogger(__name__).info("stopping: finishing pending transactions")
     await node.stop(grace=STOP_GRACE)
     (home / STATUS_FILE).unlink(missing_ok=True)
@@ -124,6 +129,24 @@ def _log_check_errors(home: Path) -> None:
         return
     for finding in report.errors:
         logger.error("check %s: %s — fix: %s", finding.rule.id, finding.message, finding.fix_text)
+
+
+async def _log_probe_failures(home: Path) -> None:
+    """Once the node is up (and the peer had a moment to start too), probe the routes
+    and log each failure once, in the probe's words, with its fix."""
+    logger = logging.getLogger(__name__)
+    await asyncio.sleep(STARTUP_PROBE_DELAY)
+    try:
+        report = await probe_home(home)
+    except (ConfigError, PkiError, OSError) as exc:
+        logger.warning("intrafed probe could not run: %s", exc)
+        return
+    for result in report.failures():
+        logger.error(
+            "probe %s %s: %s — fix: %s", result.check, result.target, result.message, result.fix
+        )
+    if report.ok:
+        logger.info("probe: every route, handshake and OPTIONS round trip passed")
 
 
 @click.command("serve")
