@@ -57,11 +57,16 @@ IMP = NodeConfig(
     peer_subjects=("pool.example.com",),
     acl=(AclEntry(ip="10.0.0.3"), AclEntry(fqdn="pool.example.com")),
     routing_mode=RoutingMode.ADVANCED,
+    peer_directory=("bob@example.com", "carol@example.com"),
     users=(User("alice@example.com", blocked=("mallory@example.com",)).with_password("pw"),),
 ).validate()
 
 
-@pytest.mark.parametrize("config", [OCS, IMP], ids=["ocs", "imp"])
+@pytest.mark.parametrize(
+    "config",
+    [OCS, IMP, dataclasses.replace(IMP, peer_directory=())],
+    ids=["ocs", "imp", "imp-without-directory"],
+)
 def test_round_trips(config: NodeConfig) -> None:
     assert from_document(to_document(config)) == config
     text = to_toml(config)
@@ -75,6 +80,9 @@ def test_documents_hold_only_the_nodes_role() -> None:
     assert not {"listeners", "peer_subjects", "acl", "routing_mode"} & set(ocs)
     assert {"listeners", "peer_subjects", "acl", "routing_mode"} <= set(imp)
     assert not {"connections", "host_authorizations"} & set(imp)
+    assert imp["peer_directory"] == ["bob@example.com", "carol@example.com"]
+    assert "peer_directory" not in to_document(dataclasses.replace(IMP, peer_directory=()))
+    assert "peer_directory" not in ocs
     assert ocs["node"] == {
         "role": "ocs",
         "fqdn": "fe1.example.com",
@@ -129,6 +137,9 @@ def _route(**changes: Any) -> list[dict[str, Any]]:
         (_document(domains=["example"]), "domain: 'example' is not a domain"),
         (_document(fips="yes"), 'fips: "yes" is not bool'),
         (_document(routing_mode="clever"), "routing_mode: 'clever' is not allowed"),
+        (_document(peer_directory="bob@example.com"), 'peer_directory: "bob@example.com" is not'),
+        (_document(peer_directory=["bob"]), "directory: 'bob' is not user@domain"),
+        (_document(peer_directory=["b@x.com", "b@X.com"]), "directory: b@x.com is listed twice"),
         (_document(listeners=[5060]), "listeners: is not a table"),
         (_document(listeners={"tcp": 5060, "peer_auth": 5061, "server_auth": 5061}), "both use"),
         (_document(routes=_route(port="5060")), 'routes[0].port: "5060" is not int'),
@@ -196,6 +207,7 @@ def test_changes_names_what_differs_per_setting() -> None:
         routes=IMP.routes[:1],
         acl=(*IMP.acl, AclEntry(ip="10.0.0.9")),
         peer_subjects=(),
+        peer_directory=("carol@example.com", "dave@example.com"),
         domains=tuple(reversed(IMP.domains)),
     )
     assert changes(IMP, new) == [
@@ -207,7 +219,11 @@ def test_changes_names_what_differs_per_setting() -> None:
         "peer_subjects: removed pool.example.com",
         "acl: added 10.0.0.9",
         'routing_mode: "advanced" → "basic"',
+        "peer_directory: added dave@example.com, removed bob@example.com",
     ]
+    emptied = dataclasses.replace(IMP, peer_directory=())
+    assert changes(IMP, emptied) == ["peer_directory: removed bob@example.com, carol@example.com"]
+    assert changes(emptied, IMP) == ["peer_directory: added bob@example.com, carol@example.com"]
     hosts = (HostEntry("fe2.example.com", "10.0.0.5"),)
     connections = (Connection("TCP", 5060), Connection("TLS", 5061))
     ocs = dataclasses.replace(OCS, hosts=hosts, connections=connections, host_authorizations=())

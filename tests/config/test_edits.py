@@ -193,6 +193,30 @@ def test_peer_subjects_acl_and_routing_mode() -> None:
     assert edits.set_routing_mode(config, RoutingMode.ADVANCED).routing_mode is RoutingMode.ADVANCED
 
 
+def test_peer_directory_add_remove_and_replace() -> None:
+    config = edits.add_directory_users(IMP, ["bob@example.com", "Carol@Example.com"])
+    assert config.peer_directory == ("bob@example.com", "Carol@example.com")
+    assert refused(lambda c: edits.add_directory_users(c, ["bob@example.com"]), config) == (
+        "directory: bob@example.com is already configured — see intrafed config directory "
+        "list; remove it first to change it"
+    )
+    assert "directory: dave@example.com is listed twice" in refused(
+        lambda c: edits.add_directory_users(c, ["dave@example.com"] * 2), config
+    )
+    assert "directory: 'dave' is not user@domain" in refused(
+        lambda c: edits.add_directory_users(c, ["dave"]), config
+    )
+    assert edits.remove_directory_user(config, "bob@EXAMPLE.com").peer_directory == (
+        "Carol@example.com",
+    )
+    assert refused(lambda c: edits.remove_directory_user(c, "eve@example.com"), config) == (
+        "directory: eve@example.com is not configured — see intrafed config directory list"
+    )
+    replaced = edits.replace_directory(config, ["eve@example.com"])
+    assert replaced.peer_directory == ("eve@example.com",)
+    assert edits.replace_directory(replaced, []) == IMP
+
+
 @pytest.mark.parametrize(
     ("edit", "setting"),
     [
@@ -218,6 +242,9 @@ def test_ocs_settings_are_refused_on_imp_naming_role_ocs(edit: Edit, setting: st
         (lambda c: edits.add_acl(c, AclEntry(ip="1.2.3.4")), "acl"),
         (lambda c: edits.remove_acl(c, "1.2.3.4"), "acl"),
         (lambda c: edits.set_routing_mode(c, RoutingMode.BASIC), "routing-mode"),
+        (lambda c: edits.add_directory_users(c, ["bob@example.com"]), "directory"),
+        (lambda c: edits.remove_directory_user(c, "bob@example.com"), "directory"),
+        (lambda c: edits.replace_directory(c, []), "directory"),
     ],
 )
 def test_imp_settings_are_refused_on_ocs_naming_role_imp(edit: Edit, setting: str) -> None:

@@ -283,6 +283,8 @@ ROUTE = StaticRoute("example.com", "TCP", 5060, ip="10.0.0.2")
             NodeConfig(OCS, routing_mode=RoutingMode.ADVANCED),
             "routing-mode belongs to role imp",
         ),
+        (NodeConfig(IMP, peer_directory=("b@example.com",) * 2), "b@example.com is listed twice"),
+        (NodeConfig(OCS, peer_directory=("b@example.com",)), "directory belongs to role imp"),
         (
             NodeConfig(OCS, routes=(dataclasses.replace(ROUTE, priority=2),)),
             "--priority belongs to role imp",
@@ -313,3 +315,10 @@ def test_validate_accepts_one_port_on_two_addresses_and_imp_backup_routes() -> N
     assert NodeConfig(OCS, connections=connections).validate().connections == connections
     routes = (ROUTE, dataclasses.replace(ROUTE, priority=2))
     assert NodeConfig(IMP, routes=routes).validate().routes == routes
+
+
+def test_peer_directory_holds_checked_addresses_in_canonical_form() -> None:
+    config = NodeConfig(IMP, peer_directory=("Bob@Example.COM",))
+    assert config.peer_directory == ("Bob@example.com",)
+    with pytest.raises(ConfigError, match="directory: 'bob' is not user@domain"):
+        NodeConfig(IMP, peer_directory=("bob",))

@@ -27,7 +27,7 @@ _FORMAT_FIX = "see intrafed config export for the format"
 # Document keys that only one role has.
 _ROLE_KEYS = {
     Role.OCS: ("connections", "host_authorizations"),
-    Role.IMP: ("listeners", "peer_subjects", "acl", "routing_mode"),
+    Role.IMP: ("listeners", "peer_subjects", "acl", "routing_mode", "peer_directory"),
 }
 # What names an entry of a list, to tell "changed" from "added" and "removed".
 _LABELS: dict[str, Callable[[dict[str, Any]], str]] = {
@@ -76,6 +76,8 @@ def to_document(config: NodeConfig) -> dict[str, Any]:
         document["peer_subjects"] = list(config.peer_subjects)
         document["acl"] = [as_table(entry) for entry in config.acl]
         document["routing_mode"] = config.routing_mode.value
+        if config.peer_directory:
+            document["peer_directory"] = list(config.peer_directory)
     return document
 
 
@@ -132,8 +134,8 @@ def changes(old: NodeConfig, new: NodeConfig) -> list[str]:
         was, now = before.get(key), after.get(key)
         if was == now:
             continue
-        if isinstance(was, list) and isinstance(now, list):
-            found.append(f"{key}: {_list_changes(key, was, now)}")
+        if isinstance(was, list) or isinstance(now, list):
+            found.append(f"{key}: {_list_changes(key, was or [], now or [])}")
         elif isinstance(was, dict) and isinstance(now, dict):
             parts = [
                 f"{name} {_text(was.get(name))} → {_text(now.get(name))}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+from collections.abc import Sequence
 from typing import Any
 
 from intrafed.config.model import (
@@ -240,6 +241,34 @@ def set_routing_mode(config: NodeConfig, mode: RoutingMode) -> NodeConfig:
     """Basic: forward every same-domain user not homed here; advanced: only listed ones."""
     config.require_role("routing-mode", Role.IMP)
     return _replace(config, routing_mode=mode)
+
+
+# Peer directory (imp): the OCS side's users, for advanced routing mode.
+
+
+def add_directory_users(config: NodeConfig, aors: Sequence[str]) -> NodeConfig:
+    """List more of the OCS side's users in the directory."""
+    config.require_role("directory", Role.IMP)
+    added = tuple(check_aor("directory", aor) for aor in aors)
+    for aor in added:
+        if aor in config.peer_directory:
+            raise _present("directory", aor)
+    return _replace(config, peer_directory=(*config.peer_directory, *added))
+
+
+def remove_directory_user(config: NodeConfig, aor: str) -> NodeConfig:
+    """Take one user off the directory."""
+    config.require_role("directory", Role.IMP)
+    aor = check_aor("directory", aor)
+    if aor not in config.peer_directory:
+        raise _absent("directory", aor)
+    return _replace(config, peer_directory=tuple(a for a in config.peer_directory if a != aor))
+
+
+def replace_directory(config: NodeConfig, aors: Sequence[str]) -> NodeConfig:
+    """Make ``aors`` the whole directory (an empty list clears it)."""
+    config.require_role("directory", Role.IMP)
+    return _replace(config, peer_directory=tuple(aors))
 
 
 # Users (both roles): homed here, credentials kept as HA1 only.

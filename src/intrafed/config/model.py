@@ -443,6 +443,9 @@ class NodeConfig:
     """IM&P: the incoming ACL."""
     routing_mode: RoutingMode = RoutingMode.BASIC
     """IM&P: partitioned intradomain routing mode."""
+    peer_directory: tuple[str, ...] = ()
+    """IM&P: addresses of record of the OCS side's users; in advanced routing mode only
+    they are forwarded to the peer partition."""
     users: tuple[User, ...] = ()
     """Users homed on this node."""
     hosts: tuple[HostEntry, ...] = ()
@@ -457,6 +460,8 @@ class NodeConfig:
         object.__setattr__(self, "domains", domains)
         subjects = tuple(check_fqdn("peer-subject", name) for name in self.peer_subjects)
         object.__setattr__(self, "peer_subjects", subjects)
+        directory = tuple(check_aor("directory", aor) for aor in self.peer_directory)
+        object.__setattr__(self, "peer_directory", directory)
         if self.role is Role.IMP and self.listeners is None:
             object.__setattr__(self, "listeners", ImpListeners())
 
@@ -479,6 +484,7 @@ class NodeConfig:
         self._validate_roles()
         _unique("domain", self.domains, "remove the duplicate")
         _unique("peer-subject", self.peer_subjects, "remove the duplicate")
+        _unique("directory", self.peer_directory, "remove the duplicate")
         _unique("user", [user.aor for user in self.users], "remove the duplicate")
         _unique("hosts", [entry.fqdn for entry in self.hosts], "remove one of the two entries")
         _unique("hostauth", [entry.host for entry in self.host_authorizations], "remove one")
@@ -521,6 +527,7 @@ class NodeConfig:
                 "peer-subject": bool(self.peer_subjects),
                 "acl": bool(self.acl),
                 "routing-mode": self.routing_mode is not RoutingMode.BASIC,
+                "directory": bool(self.peer_directory),
                 "--priority": any(route.priority != 1 for route in self.routes),
             },
             Role.IMP: {
