@@ -1,12 +1,13 @@
-"""Cross-partition MESSAGE throughput: SIPp UAC -> ocs1 -> static route -> imp1 -> SIPp UAS.
+"""Cross-partition MESSAGE throughput (SIPp UAC -> ocs1 -> imp1 -> SIPp UAS) and presence
+NOTIFY fan-out to 1,000 watchers on the other partition.
 
 Two partitions configured as the seed says (``build_seed_deployment``), each node in its
 own process. alice is homed on imp1 and registered (by SIPp, with digest) with the SIPp
 UAS's address as her Contact; SIPp's UAC sends her MESSAGEs into ocs1, which routes them
 to imp1, which delivers them to her contact.
 
-- ``tls``: stunnel wraps SIPp's legs (TLS into an ocs1 TLS connection; imp1 opens TLS to
-  alice's contact), and the nodes talk MTLS to each other, as the seed configures them.
+- ``tls``: stunnel wraps SIPp's legs (TLS into ocs1's TLS connection for users; imp1 opens
+  TLS to alice's contact), and the nodes talk MTLS to each other, as the seed has them.
 - ``tcp``: every leg is TCP; the static routes go by IP over TCP, trusted by host
   authorization (ocs1) and the incoming ACL (imp1).
 
@@ -15,6 +16,11 @@ p99 <= 100 ms. The load generator is one address standing for many users, so the
 give the client rate class the server class's limits (else the bench would measure the
 per-address limit); the sender is in another domain, so it is not challenged (Debian's
 SIPp cannot answer the SHA-256 challenge a local user's identity gets).
+
+Fan-out, in the seed's configuration (MTLS between the nodes): ``--watchers`` users homed
+on ocs1 (``intrafed.ua`` agents over TCP, 250 per source address) each subscribe to alice's
+presence across the static route; alice then publishes Busy on imp1, and the time runs
+until every watcher has received the NOTIFY that says so.
 
 Run from the repository root: .venv/bin/python -m bench.federation [--transport tls|tcp|both]
 """
@@ -26,20 +32,26 @@ import contextlib
 import dataclasses
 import logging
 import multiprocessing
+import secrets
 import signal
+import statistics
 import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from multiprocessing.queues import Queue
 from pathlib import Path
 
 from bench.proxy import Step, print_best, step_options, step_up
 from intrafed.check import SeedDeployment
 from intrafed.config import edits
-from intrafed.config.model import AclEntry, Connection, HostEntry, NodeConfig, StaticRoute
+from intrafed.config.model import AclEntry, HostEntry, NodeConfig, StaticRoute
 from intrafed.node import Node
 from intrafed.policy import RateLimits
+from intrafed.sip.pidf import PresenceState
 from intrafed.store import ConfigStore
+from intrafed.ua import PresenceNotified, UaSettings, UserAgent
 from tests.integration.federation import (
     build_partitions,
     challenge_selecting_relay,
@@ -51,6 +63,12 @@ from tests.integration.peers import Chain, TlsLegs, free_port, run_sipp, stunnel
 IMP_IP, OCS_IP = "127.0.0.110", "127.0.0.111"
 UAS_IP, UAC_TLS_IP, UAS_TLS_IP = "127.0.0.113", "127.0.0.114", "127.0.0.115"
 RELAY_IP, REGISTER_IP = "127.0.0.116", "127.0.0.117"
+PRESENTITY_IP = "127.0.0.112"
+WATCHER_IPS = ("127.0.0.116", "127.0.0.117", "127.0.0.118", "127.0.0.119")
+WATCHERS_PER_IP = 250
+"""Below the node's 256 connections per unauthorized address."""
+SUBSCRIBING_AT_ONCE = 100
+FANOUT_TIMEOUT = 120.0
 RECIPIENT = "alice"
 """Homed on imp1 in the seed deployment."""
 SENDER = "sipp@load.example.net"
@@ -102,11 +120,6 @@ async def node_processes(deployment: SeedDeployment) -> AsyncIterator[None]:
                 process.kill()
 
 
-def client_tls_port(deployment: SeedDeployment) -> int:
-    """ocs1's TLS connection for clients: a port of the seed's free block ocs1 leaves unused."""
-    return deployment.ocs.tcp_port + 2
-
-
 def configure(deployment: SeedDeployment, transport: str) -> None:
     """The bench's additions to the seed configuration, applied as a restart would."""
     imp, ocs = deployment.imp, deployment.ocs
@@ -114,9 +127,8 @@ def configure(deployment: SeedDeployment, transport: str) -> None:
     imp_edits: list[Callable[[NodeConfig], NodeConfig]]
     ocs_edits: list[Callable[[NodeConfig], NodeConfig]]
     if transport == "tls":
-        tls = Connection("TLS", client_tls_port(deployment), ocs.ip)
         imp_edits = [lambda c: edits.add_host(c, HostEntry(ALICE_PC, UAS_TLS_IP))]
-        ocs_edits = [lambda c: edits.add_connection(c, tls)]
+        ocs_edits = []
     else:
         to_ocs = StaticRoute(domain, "TCP", ocs.tcp_port, ip=ocs.ip)
         to_imp = StaticRoute(domain, "TCP", imp.tcp_port, ip=imp.ip)
@@ -164,7 +176,7 @@ async def federation_chain(
         return
     legs = TlsLegs(
         uac_accept=(UAC_TLS_IP, free_port(UAC_TLS_IP)),
-        node=(deployment.ocs.ip, client_tls_port(deployment)),
+        node=(deployment.ocs.ip, deployment.ocs.client_tls_port),
         node_name=deployment.ocs.fqdn,
         uas_accept=(UAS_TLS_IP, free_port(UAS_TLS_IP)),
         uas=uas_local,
@@ -196,9 +208,105 @@ async def measure_messages(transport: str, rates: list[int], seconds: float) -> 
         )
 
 
+def provision_watchers(deployment: SeedDeployment, count: int) -> list[tuple[str, str]]:
+    """``count`` users homed on ocs1, each with its own password (one staged edit, then
+    promoted as a restart would); their (aor, password)."""
+    watchers = [
+        (f"watcher{number:04d}@{deployment.domain}", secrets.token_urlsafe(12))
+        for number in range(count)
+    ]
+
+    def add_watchers(config: NodeConfig) -> NodeConfig:
+        for aor, password in watchers:
+            config = edits.add_user(config, aor, password)
+        return config
+
+    with ConfigStore.open(deployment.ocs.home) as store:
+        store.stage(add_watchers)
+        store.promote()
+    return watchers
+
+
+@dataclass
+class FanOut:
+    """How long the NOTIFYs of one PUBLISH took to reach every watcher."""
+
+    watchers: int
+    publish_ms: float
+    first_ms: float
+    median_ms: float
+    last_ms: float
+
+
+async def notified_of(agent: UserAgent, state: PresenceState, timeout: float) -> float:
+    """When (``perf_counter``) ``agent`` receives a NOTIFY that says ``state``."""
+    async with asyncio.timeout(timeout):
+        while (await agent.next_event(PresenceNotified, timeout=timeout)).state is not state:
+            pass
+    return time.perf_counter()
+
+
+async def measure_fanout(count: int) -> FanOut:
+    """``count`` watchers on ocs1 subscribe to alice on imp1; alice goes Busy."""
+    if count > WATCHERS_PER_IP * len(WATCHER_IPS):
+        raise ValueError(f"at most {WATCHERS_PER_IP * len(WATCHER_IPS)} watchers")
+    workdir = Path(tempfile.mkdtemp(prefix="intrafed-bench-fanout-"))
+    deployment = build_partitions(workdir / "seed", IMP_IP, OCS_IP)
+    watchers = provision_watchers(deployment, count)
+    presentity = f"{RECIPIENT}@{deployment.domain}"
+    imp = (deployment.imp.ip, deployment.imp.tcp_port)
+    ocs = (deployment.ocs.ip, deployment.ocs.tcp_port)
+    agents = [
+        UserAgent(
+            UaSettings(
+                aor,
+                ocs,
+                password,
+                source_ip=WATCHER_IPS[number // WATCHERS_PER_IP],
+                timeout=FANOUT_TIMEOUT,
+            )
+        )
+        for number, (aor, password) in enumerate(watchers)
+    ]
+    alice = UserAgent(
+        UaSettings(presentity, imp, deployment.password(presentity), source_ip=PRESENTITY_IP)
+    )
+    gate = asyncio.Semaphore(SUBSCRIBING_AT_ONCE)
+
+    async def subscribe(agent: UserAgent) -> None:
+        async with gate:
+            await agent.connect()
+            await agent.subscribe(presentity)
+            await agent.next_event(PresenceNotified, timeout=FANOUT_TIMEOUT)
+
+    async with node_processes(deployment), alice:
+        try:
+            await alice.register()
+            await alice.publish(PresenceState.AVAILABLE)
+            async with asyncio.timeout(FANOUT_TIMEOUT):
+                await asyncio.gather(*(subscribe(agent) for agent in agents))
+            waiting = [
+                asyncio.create_task(notified_of(agent, PresenceState.BUSY, FANOUT_TIMEOUT))
+                for agent in agents
+            ]
+            started = time.perf_counter()
+            await alice.publish(PresenceState.BUSY)
+            published = time.perf_counter()
+            arrivals = await asyncio.gather(*waiting)
+        finally:
+            await asyncio.gather(*(agent.close() for agent in agents))
+    delays = sorted((arrival - started) * 1000 for arrival in arrivals)
+    return FanOut(
+        count, (published - started) * 1000, delays[0], statistics.median(delays), delays[-1]
+    )
+
+
 def main() -> int:
     arguments = step_options(
         __doc__.splitlines()[0], ["tls", "tcp"], "250,500,1000,1500,2000,2500,3000"
+    )
+    arguments.add_argument(
+        "--watchers", type=int, default=1000, help="presence watchers of the fan-out (0: none)"
     )
     options = arguments.parse_args()
     logging.basicConfig(level=logging.ERROR)
@@ -213,6 +321,18 @@ def main() -> int:
         )
         steps = asyncio.run(measure_messages(transport, rates, options.step_seconds))
         print_best(f"{label} cross-partition", steps)
+    if options.watchers:
+        print(
+            f"Presence fan-out: {options.watchers:,} watchers on ocs1 -> alice on imp1 "
+            "(MTLS between the nodes)",
+            flush=True,
+        )
+        fanout = asyncio.run(measure_fanout(options.watchers))
+        print(
+            f"Presence fan-out: {fanout.watchers:,} NOTIFYs received {fanout.last_ms:,.0f} ms "
+            f"after the PUBLISH (first {fanout.first_ms:.0f} ms, median "
+            f"{fanout.median_ms:.0f} ms; PUBLISH answered in {fanout.publish_ms:.0f} ms)"
+        )
     return 0
 
 
