@@ -8,6 +8,7 @@ from intrafed import __version__
 from intrafed.cli.check_commands import check_command, probe_command
 from intrafed.cli.common import IntrafedGroup
 from intrafed.cli.config_commands import config_group, init_command
+from intrafed.cli.demo_commands import demo_command
 from intrafed.cli.pki_commands import pki_group
 from intrafed.cli.route_commands import route_group
 from intrafed.cli.service_commands import serve_command, service_group
@@ -21,6 +22,7 @@ def main() -> None:
     """intrafed: partitioned intradomain SIP federation (OCS and IM and Presence sides)."""
 
 
+main.add_command(demo_command)
 main.add_command(sip_group)
 main.add_command(init_command)
 main.add_command(config_group)

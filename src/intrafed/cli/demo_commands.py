@@ -1,0 +1,144 @@
+"""``intrafed demo``: both partitions on loopback with a fresh CA, alice and bob federating
+across them; prints the SIP ladder of the cross-partition messages and a summary, or one
+JSON object (``--json``), or keeps the nodes running (``--serve``).
+
+Exit status 0 when every step is ok, 1 when one fails, 2 on bad usage (a non-empty
+--home, busy ports).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+
+from intrafed.check.deployment import IMP_FQDN, OCS_FQDN, SIP_PORT
+from intrafed.cli.common import fail
+from intrafed.demo import (
+    IMP_IP,
+    OCS_IP,
+    PORTS_PER_NODE,
+    DemoEndpoints,
+    DemoReport,
+    LadderEntry,
+    StepResult,
+    run_demo,
+    short_call_id,
+)
+
+_PASS = click.style("PASS", fg="green", bold=True)
+_FAIL = click.style("FAIL", fg="red", bold=True)
+_ARROW_WIDTH = 56
+"""Characters between the two node columns of the ladder."""
+
+
+@contextlib.contextmanager
+def _demo_root(home: Path | None) -> Iterator[Path]:
+    """``home`` (new or empty), or a temporary directory removed afterwards."""
+    if home is None:
+        with tempfile.TemporaryDirectory(prefix="intrafed-demo-") as temporary:
+            yield Path(temporary)
+        return
+    if home.exists() and any(home.iterdir()):
+        fail(f"--home {home}: the directory is not empty; give a new or empty directory")
+    home.mkdir(parents=True, exist_ok=True)
+    yield home
+
+
+def _arrow(entry: LadderEntry, left: str) -> str:
+    text = entry.first_line
+    if len(text) > _ARROW_WIDTH - 8:
+        text = text[: _ARROW_WIDTH - 11] + "..."
+    body = f"-- {text} ".ljust(_ARROW_WIDTH - 3, "-")
+    return f"|{body}>|" if entry.sender == left else f"|<{body}|"
+
+
+def _print_step(step: StepResult, ladder: list[LadderEntry], left: str, right: str) -> None:
+    click.echo(f"{_PASS if step.ok else _FAIL}  {step.name}")
+    for part in step.detail.split("; "):
+        click.echo(f"      {part}")
+    if ladder:
+        click.echo(f"      {'time':>7}  {left:<{_ARROW_WIDTH - len(right)}}{right}")
+        for entry in ladder:
+            arrow = _arrow(entry, left)
+            click.echo(f"      {entry.at:6.3f}s  {arrow}  {short_call_id(entry.call_id)}")
+    click.echo()
+
+
+def _print_report(report: DemoReport, left: str, right: str) -> None:
+    click.echo(f"intrafed demo: {left} ({IMP_IP}, alice) and {right} ({OCS_IP}, bob)\n")
+    for index, step in enumerate(report.steps):
+        ladder = [entry for entry in report.ladder if entry.step == index]
+        _print_step(step, ladder, left, right)
+    passed = sum(step.ok for step in report.steps)
+    rightwards = sum(entry.sender == left for entry in report.ladder)
+    left_name, right_name = left.split(".", 1)[0], right.split(".", 1)[0]
+    summary = (
+        f"{passed} of {len(report.steps)} steps ok; {len(report.ladder)} cross-partition "
+        f"messages ({rightwards} {left_name} -> {right_name}, "
+        f"{len(report.ladder) - rightwards} {right_name} -> {left_name}); "
+        f"elapsed {report.elapsed:.2f} s"
+    )
+    click.secho(summary, fg="green" if report.ok else "red", bold=True)
+
+
+async def _serve_until_signalled(endpoints: DemoEndpoints) -> None:
+    """Print the endpoints as one JSON line, then wait for SIGTERM or Ctrl-C."""
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    click.echo(json.dumps(endpoints.to_json()))
+    sys.stdout.flush()
+    click.echo("serving; SIGTERM or Ctrl-C stops both nodes", err=True)
+    await stopping.wait()
+    click.echo("stopping both nodes", err=True)
+
+
+@click.command("demo")
+@click.option("--json", "as_json", is_flag=True, help='Print {"ok": …, "steps": […]} only.')
+@click.option(
+    "--serve",
+    is_flag=True,
+    help="After setup keep both nodes running until SIGTERM or Ctrl-C; print the endpoints, "
+    "users and passwords as one JSON line.",
+)
+@click.option(
+    "--base-port",
+    type=click.IntRange(1, 65536 - PORTS_PER_NODE),
+    default=SIP_PORT,
+    show_default=True,
+    help=f"The TCP port; the other {PORTS_PER_NODE - 1} follow it (MTLS/Peer Auth, OCS "
+    "client TLS, Server Auth), on 127.0.0.2 and 127.0.0.3.",
+)
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Keep the generated configuration and PKI in this new or empty directory "
+    "[default: a temporary directory, removed at the end].",
+)
+def demo_command(as_json: bool, serve: bool, base_port: int, home: Path | None) -> None:
+    """Run imp1.example.com (alice) and ocs1.example.com (bob) on loopback, federated as
+    the seed configures them, and show presence, pager and session IM crossing over."""
+    with _demo_root(home) as root:
+        try:
+            report = asyncio.run(
+                run_demo(root, base_port=base_port, serve=_serve_until_signalled if serve else None)
+            )
+        except KeyboardInterrupt:
+            fail("intrafed demo: interrupted", 130)
+    if serve and report.ok:
+        return
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        _print_report(report, IMP_FQDN, OCS_FQDN)
+    if not report.ok:
+        sys.exit(1)
