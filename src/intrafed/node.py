@@ -104,6 +104,8 @@ class NodeSettings:
     """Static routes (Matching URI, next hop, priority, phone URI, replace host)."""
     routing_mode: RoutingMode = RoutingMode.BASIC
     """IM&P: forward every user not homed here, or only those of the peer directory."""
+    peer_directory: frozenset[str] = frozenset()
+    """IM&P advanced routing mode: the OCS side's users, the only ones forwarded."""
     peers: Callable[[str, tuple[str, ...], bool], PeerTrust | None] = field(
         default=lambda ip, names, outbound: None
     )
@@ -172,6 +174,7 @@ def settings_from_config(
         listeners=tuple(listeners),
         routes=config.routes,
         routing_mode=config.routing_mode,
+        peer_directory=frozenset(config.peer_directory),
         peers=lambda ip, names, outbound: peer_trust(config, ip, names, outbound=outbound),
         hosts={entry.fqdn: entry.ip for entry in config.hosts},
         domains=frozenset(config.domains),
@@ -349,6 +352,7 @@ class Node:
             current,
             routes=settings.routes,
             routing_mode=settings.routing_mode,
+            peer_directory=settings.peer_directory,
             peers=settings.peers,
             hosts=settings.hosts,
             domains=settings.domains,
@@ -458,7 +462,11 @@ class Node:
         peer = self.transport.flow(flow)
         trust = self._trust(peer) if peer is not None else None
         tables = RoutingTables(
-            settings.domains, settings.users, settings.routes, settings.routing_mode
+            settings.domains,
+            settings.users,
+            settings.routes,
+            settings.routing_mode,
+            settings.peer_directory,
         )
         decision = decide(uri, tables, from_peer=trust is not None)
         if isinstance(decision, Local):

@@ -56,3 +56,29 @@ def test_explain_refuses_a_bad_uri_as_usage(tmp_path: Path) -> None:
     code, output = run("route", "explain", "--home", str(tmp_path / "ocs1"), "no-scheme")
     assert code == 2
     assert "has no scheme" in output
+
+
+def test_explain_shows_the_peer_directory_decision_in_advanced_mode(tmp_path: Path) -> None:
+    home = str(tmp_path / "imp1")
+    for command in (
+        ["init", "--role", "imp", "--fqdn", "imp1.example.com", "--ip", "127.0.0.2"],
+        ["config", "domain", "add", "example.com"],
+        ["config", "route", "add", "--domain", "example.com", "--transport", "TCP",
+         "--port", "5060", "--ip", "127.0.0.3"],
+        ["config", "routing-mode", "advanced"],
+        ["config", "directory", "add", "bob@example.com"],
+    ):  # fmt: skip
+        code, output = run(*command, "--home", home)
+        assert code == 0, output
+    code, output = run("route", "explain", "--home", home, "sip:bob@example.com")
+    assert output.splitlines()[0] == "forward to TCP 127.0.0.3:5060 (priority 1)"
+    assert "advanced routing mode: bob@example.com is in the peer directory" in output
+    code, output = run("route", "explain", "--home", home, "sip:eve@example.com", "--json")
+    explained = json.loads(output)
+    assert (explained["decision"], explained["status"]) == ("refuse", 404)
+    assert explained["rule"] == (
+        "eve@example.com is not in the peer partition's directory (advanced routing mode)"
+    )
+    assert explained["reasons"][-1] == (
+        "advanced routing mode: eve@example.com is not in the peer directory"
+    )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from intrafed.config.model import RoutingMode, StaticRoute
+from intrafed.config.model import NodeConfig, NodeIdentity, Role, RoutingMode, StaticRoute
 from intrafed.routing import Local, Refuse, RoutingTables, ToPeer, decide, matching_routes
 from intrafed.sip import SipUri, parse_uri
 
@@ -93,10 +95,34 @@ def test_advanced_mode_forwards_only_users_in_the_peer_directory() -> None:
         routing_mode=RoutingMode.ADVANCED,
         peer_directory=frozenset({"bob@example.com"}),
     )
-    assert isinstance(route("sip:bob@example.com", tables=tables), ToPeer)
+    forwarded = route("sip:bob@example.com", tables=tables)
+    assert isinstance(forwarded, ToPeer)
+    assert "advanced routing mode: bob@example.com is in the peer directory" in forwarded.reasons
     refused = route("sip:eve@example.com", tables=tables)
     assert isinstance(refused, Refuse)
     assert refused.status == 404
+    assert refused.rule == (
+        "eve@example.com is not in the peer partition's directory (advanced routing mode)"
+    )
+    assert refused.reasons[-1] == (
+        "advanced routing mode: eve@example.com is not in the peer directory"
+    )
+    assert isinstance(route("sip:carol@partner.test", tables=tables), Refuse)
+
+
+def test_the_tables_of_a_configuration_carry_its_peer_directory() -> None:
+    config = NodeConfig(
+        NodeIdentity(Role.IMP, "imp1.example.com", "127.0.0.2"),
+        domains=("example.com",),
+        routes=(TO_OCS,),
+        routing_mode=RoutingMode.ADVANCED,
+        peer_directory=("bob@example.com",),
+    )
+    tables = RoutingTables.from_config(config)
+    assert tables.peer_directory == frozenset({"bob@example.com"})
+    assert isinstance(route("sip:bob@example.com", tables=tables), ToPeer)
+    basic = RoutingTables.from_config(dataclasses.replace(config, routing_mode=RoutingMode.BASIC))
+    assert isinstance(route("sip:eve@example.com", tables=basic), ToPeer)
 
 
 def test_every_decision_explains_itself() -> None:

@@ -3,7 +3,8 @@ the request goes (and why) out. ``intrafed route explain`` prints the same decis
 
 1. our domain and the user is provisioned here (enabled or not) → local;
 2. our domain, not ours, a static route matches → the peer partition — unless the request
-   came from the peer partition: then the user exists on neither side → 404;
+   came from the peer partition: then the user exists on neither side → 404; in advanced
+   routing mode only users of the peer directory go there, the rest get 404 at once;
 3. a foreign domain with a matching route → forward;
 4. otherwise 404 (our domain) or 403 (a foreign domain).
 Phone URIs follow only routes marked ``phone_uri``; the other routes never take them.
@@ -36,6 +37,7 @@ class RoutingTables:
             users=frozenset(user.aor for user in config.users),
             routes=config.routes,
             routing_mode=config.routing_mode,
+            peer_directory=frozenset(config.peer_directory),
         )
 
 
@@ -122,12 +124,17 @@ def decide(uri: Uri, tables: RoutingTables, *, from_peer: bool = False) -> Route
                 f"{aor} is not provisioned here and the request came from the peer partition",
                 (*reasons, "a request from the peer partition is never sent back to it"),
             )
-        if tables.routing_mode is RoutingMode.ADVANCED and aor not in tables.peer_directory:
-            return Refuse(
-                404,
-                f"{aor} is not in the peer partition's directory (advanced routing mode)",
-                tuple(reasons),
+        if tables.routing_mode is RoutingMode.ADVANCED:
+            listed = aor in tables.peer_directory
+            reasons.append(
+                f"advanced routing mode: {aor} is {'' if listed else 'not '}in the peer directory"
             )
+            if not listed:
+                return Refuse(
+                    404,
+                    f"{aor} is not in the peer partition's directory (advanced routing mode)",
+                    tuple(reasons),
+                )
     elif isinstance(uri, SipUri):
         reasons.append(f"{host} is not one of our domains")
     routes = (
