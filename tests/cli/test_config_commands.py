@@ -320,6 +320,68 @@ def test_routing_mode(imp: str) -> None:
     assert staged(imp)["routing_mode"] == "basic"
 
 
+def test_directory_commands(imp: str) -> None:
+    out = config(imp, "directory", "add", "bob@example.com", "Carol@Example.com")
+    assert out == f"added bob@example.com, Carol@Example.com to the directory {STAGED}\n"
+    assert config(imp, "directory", "list") == "USER\nbob@example.com\nCarol@example.com\n"
+    assert config(imp, "directory", "remove", "bob@example.com") == (
+        f"removed bob@example.com from the directory {STAGED}\n"
+    )
+    assert config_json(imp, "directory", "list") == ["Carol@example.com"]
+    assert staged(imp)["peer_directory"] == ["Carol@example.com"]
+    assert "peer directory: 1 user(s)\n" in config(imp, "show")
+
+
+def test_directory_import_from_a_file_json_or_an_ocs_home(
+    imp: str, ocs: str, tmp_path: Path
+) -> None:
+    config(imp, "directory", "add", "old@example.com")
+    listing = tmp_path / "ocs-users.txt"
+    listing.write_text("# exported from ocs1\nbob@example.com\n\n  dave@example.com  # lab\n")
+    assert config(imp, "directory", "import", str(listing)) == f"directory: 2 user(s) {STAGED}\n"
+    assert config_json(imp, "directory", "list") == ["bob@example.com", "dave@example.com"]
+    config(ocs, "user", "add", "erin@example.com", "--password-file", "-", stdin="pw\n")
+    config(ocs, "user", "add", "fred@example.com", "--password-file", "-", stdin="pw\n")
+    config(ocs, "user", "disable", "fred@example.com")
+    config(imp, "directory", "import", "-", stdin=config(ocs, "user", "list", "--json"))
+    assert config_json(imp, "directory", "list") == ["erin@example.com", "fred@example.com"]
+    config(imp, "directory", "import", "-", stdin='["gina@example.com"]')
+    assert config_json(imp, "directory", "list") == ["gina@example.com"]
+    config(imp, "directory", "import", "--from-home", ocs)
+    assert config_json(imp, "directory", "list") == ["erin@example.com", "fred@example.com"]
+    config(imp, "directory", "import", "-", stdin="# nobody\n")
+    assert "peer_directory" not in staged(imp)
+
+
+def test_directory_import_refusals_change_nothing(imp: str, ocs: str, tmp_path: Path) -> None:
+    config(imp, "directory", "add", "bob@example.com")
+    before = staged(imp)
+    listing = tmp_path / "users.txt"
+    listing.write_text("bob@example.com\n")
+    for arguments, expected in (
+        (
+            ("--from-home", imp),
+            f"--from-home: {imp} is an imp node; the directory lists the OCS side's users — "
+            "give an OCS node's home",
+        ),
+        (
+            (str(listing), "--from-home", ocs),
+            "directory: name one source — give either FILE or --from-home OCS_HOME",
+        ),
+        (("-",), "directory: 'carol' is not user@domain — give an address such as "
+         "alice@example.com"),
+    ):  # fmt: skip
+        line = refused("config", "directory", "import", *arguments, "--home", imp, stdin="carol")
+        assert line == expected
+    assert refused(
+        "config", "directory", "import", "-", "--home", imp, stdin='[{"user": "bob"}]'
+    ) == ("FILE: a JSON entry has no address — give USER@DOMAIN strings or aor entries")
+    assert refused("config", "directory", "import", "-", "--home", imp, stdin="[1,").startswith(
+        "FILE: is not a JSON list ("
+    )
+    assert staged(imp) == before
+
+
 def test_user_commands_keep_no_password(imp: str, tmp_path: Path) -> None:
     password_file = tmp_path / "password"
     password_file.write_text("correct horse\n")
@@ -625,6 +687,10 @@ OCS_REFUSALS = [
      "node's --home"),
     (("routing-mode", "advanced"), "routing-mode: this is an ocs node; routing-mode belongs "
      "to role imp — run it on an imp node's --home"),
+    (("directory", "add", "bob@example.com"), "directory: this is an ocs node; directory "
+     "belongs to role imp — run it on an imp node's --home"),
+    (("directory", "list"), "directory: this is an ocs node; directory belongs to role imp — "
+     "run it on an imp node's --home"),
 ]  # fmt: skip
 
 IMP_REFUSALS = [
@@ -695,6 +761,14 @@ IMP_REFUSALS = [
      "belongs to role ocs — run it on an ocs node's --home"),
     (("hostauth", "list"), "hostauth: this is an imp node; hostauth belongs to role ocs — "
      "run it on an ocs node's --home"),
+    (("directory", "add", "bob@example.com", "bob@example.com"), "directory: bob@example.com "
+     "is listed twice — remove the duplicate"),
+    (("directory", "add", "bob"), "directory: 'bob' is not user@domain — give an address such "
+     "as alice@example.com"),
+    (("directory", "remove", "eve@example.com"), "directory: eve@example.com is not configured "
+     "— see intrafed config directory list"),
+    (("directory", "import"), "directory: name one source — give either FILE or --from-home "
+     "OCS_HOME"),
 ]  # fmt: skip
 
 
@@ -804,7 +878,7 @@ def test_every_option_has_help_and_shows_its_default() -> None:
         return [(path, command)]
 
     found = [("init", init_command), *commands(config_group, "config")]
-    assert len(found) == 35
+    assert len(found) == 39
     for path, command in found:
         assert command.help, path
         names = [p.name for p in command.params]
@@ -854,6 +928,8 @@ def test_real_processes_export_import_export_gives_the_same_document(tmp_path: P
         ("config", "peer-subject", "add", "ocs1.example.com", "--home", str(first)),
         ("config", "acl", "add", "--ip", "127.0.0.3", "--home", str(first)),
         ("config", "routing-mode", "advanced", "--home", str(first)),
+        ("config", "directory", "add", "bob@example.com", "carol@example.com", "--home",
+         str(first)),
         ("config", "hosts", "add", "ocs1.example.com", "127.0.0.3", "--home", str(first)),
     ]  # fmt: skip
     for step in steps:
@@ -875,6 +951,7 @@ def test_real_processes_export_import_export_gives_the_same_document(tmp_path: P
     again = intrafed("config", "export", "--home", str(second))
     assert again.stdout == exported.stdout
     assert tomllib.loads(again.stdout)["users"][0]["aor"] == "alice@example.com"
+    assert tomllib.loads(again.stdout)["peer_directory"] == ["bob@example.com", "carol@example.com"]
     with sqlite3.connect(second / FILENAME) as db:
         rows = dict(db.execute("SELECT kind, document FROM config").fetchall())
     db.close()

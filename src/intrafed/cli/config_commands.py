@@ -567,6 +567,98 @@ def routing_mode(home: Path, mode: str) -> None:
     _stage(home, lambda c: edits.set_routing_mode(c, RoutingMode(mode)), f"routing mode: {mode}")
 
 
+@config_group.group("directory")
+def directory_group() -> None:
+    """IM&P: the OCS side's users; advanced routing mode forwards only them."""
+
+
+@directory_group.command("add")
+@home_option()
+@click.argument("aors", metavar="USER@DOMAIN...", nargs=-1, required=True)
+def directory_add(home: Path, aors: tuple[str, ...]) -> None:
+    """List OCS users USER@DOMAIN... in the directory."""
+    _stage(
+        home,
+        lambda c: edits.add_directory_users(c, aors),
+        f"added {', '.join(aors)} to the directory",
+    )
+
+
+@directory_group.command("remove")
+@home_option()
+@click.argument("aor", metavar="USER@DOMAIN")
+def directory_remove(home: Path, aor: str) -> None:
+    """Take USER@DOMAIN off the directory (it is no longer forwarded in advanced mode)."""
+    _stage(home, lambda c: edits.remove_directory_user(c, aor), f"removed {aor} from the directory")
+
+
+@directory_group.command("list")
+@home_option()
+@_as_json
+def directory_list(home: Path, as_json: bool) -> None:
+    """List the directory of the OCS side's users."""
+    config = load_staged(home)
+    config.require_role("directory", Role.IMP)
+    users = config.peer_directory
+    _emit(as_json, list(users), ("USER",), [(aor,) for aor in users])
+
+
+@directory_group.command("import")
+@home_option()
+@click.argument("source", metavar="FILE", type=click.File("rb"), required=False)
+@click.option(
+    "--from-home",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Take the users of this OCS node's home instead of FILE.",
+)
+def directory_import(home: Path, source: IO[bytes] | None, from_home: Path | None) -> None:
+    """Replace the directory with the users of FILE or of an OCS node's home.
+
+    FILE (- for standard input) holds one USER@DOMAIN per line, # starts a comment; the
+    JSON of intrafed config user list --json (run on the OCS side) is accepted as well.
+    """
+    if source is not None and from_home is None:
+        aors = _directory_file(_utf8(source, "FILE"))
+    elif from_home is not None and source is None:
+        aors = _ocs_users(from_home)
+    else:
+        raise ConfigError(
+            "directory", "name one source", "give either FILE or --from-home OCS_HOME"
+        )
+    _stage(home, lambda c: edits.replace_directory(c, aors), f"directory: {len(aors)} user(s)")
+
+
+def _directory_file(text: str) -> list[str]:
+    """The addresses of a directory file: a JSON list (of addresses, or of user entries
+    with ``aor``), or one address per line with ``#`` comments."""
+    if text.lstrip().startswith("["):
+        try:
+            entries = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError("FILE", f"is not a JSON list ({exc})", "fix the JSON") from None
+        aors = [entry.get("aor") if isinstance(entry, dict) else entry for entry in entries]
+        strings = [aor for aor in aors if isinstance(aor, str)]
+        if len(strings) != len(aors):
+            raise ConfigError(
+                "FILE", "a JSON entry has no address", "give USER@DOMAIN strings or aor entries"
+            )
+        return strings
+    lines = (line.partition("#")[0].strip() for line in text.splitlines())
+    return [line for line in lines if line]
+
+
+def _ocs_users(home: Path) -> list[str]:
+    """The users homed on the OCS node at ``home``."""
+    config = load_staged(home)
+    if config.role is not Role.OCS:
+        raise ConfigError(
+            "--from-home",
+            f"{home} is an {config.role.value} node; the directory lists the OCS side's users",
+            "give an OCS node's home",
+        )
+    return [user.aor for user in config.users]
+
+
 @config_group.group("user")
 def user_group() -> None:
     """Users homed here (digest credentials kept as HA1 hashes only)."""
@@ -718,6 +810,7 @@ def show(home: Path, staged: bool, as_json: bool) -> None:
         click.echo(f"listeners: {_listeners_text(config)}")
         click.echo(f"routing mode: {config.routing_mode.value}")
         click.echo(f"TLS peer subjects: {', '.join(config.peer_subjects) or '(none)'}")
+        click.echo(f"peer directory: {len(config.peer_directory)} user(s)")
         tables.append(("incoming ACL", _acl(config)))
     click.echo(f"FIPS policy: {'on' if config.fips else 'off'}")
     for title, (headers, rows) in [*tables, ("users", _users(config)), ("hosts", _hosts(config))]:
