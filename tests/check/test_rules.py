@@ -284,6 +284,12 @@ def _(seed: SeedDeployment, tmp: Path) -> None:
     intrafed("config", "routing-mode", "advanced", home=seed.imp.home)
 
 
+@mistake("routing.directory-stale")
+def _(seed: SeedDeployment, tmp: Path) -> None:
+    intrafed("config", "routing-mode", "advanced", home=seed.imp.home)
+    intrafed("config", "directory", "add", "carol@example.com", home=seed.imp.home)
+
+
 @mistake("restart.pending")
 def _(seed: SeedDeployment, tmp: Path) -> None:
     intrafed("config", "hosts", "add", "extra.example.com", OTHER_IP, home=seed.ocs.home)
@@ -329,3 +335,57 @@ def test_one_mistake_is_reported_with_its_rule(
     assert {f.severity for f in findings} == {RULES[rule].severity}
     if RULES[rule].severity is Severity.ERROR:
         assert not report.ok
+
+
+def test_the_directory_is_checked_against_the_ocs_users_it_should_list(
+    seed: SeedDeployment, tmp_path: Path
+) -> None:
+    imp, ocs = seed.imp.home, seed.ocs.home
+    intrafed("config", "routing-mode", "advanced", home=imp)
+    intrafed("config", "directory", "add", "carol@example.com", home=imp)
+    for node in seed.nodes:
+        promote(node.home)
+    stale = [f for f in check_homes(imp, (ocs,)).findings if f.rule.id.startswith("routing.")]
+    assert [(f.rule.id, f.message, f.fix) for f in stale] == [
+        (
+            "routing.directory-stale",
+            "the directory lists carol@example.com, not provisioned on ocs1.example.com: "
+            "requests for them cross to the OCS side and come back 404",
+            f"intrafed config directory remove carol@example.com --home {imp} for each, or "
+            f"intrafed config directory import --from-home {ocs} --home {imp}",
+        ),
+        (
+            "routing.directory-stale",
+            "the directory misses bob@example.com of ocs1.example.com: requests for them get "
+            "404 here instead of reaching the OCS side",
+            f"intrafed config directory add bob@example.com --home {imp}, or intrafed config "
+            f"directory import --from-home {ocs} --home {imp}",
+        ),
+    ]
+    assert check_homes(imp, ()).findings == ()
+    intrafed("config", "directory", "import", "--from-home", str(ocs), home=imp)
+    promote(imp)
+    report = check_homes(imp, (ocs,))
+    assert report.findings == (), [f.to_json() for f in report.findings]
+    exported = tmp_path / "ocs1.toml"
+    exported.write_text(intrafed("config", "export", home=ocs))
+    intrafed("config", "directory", "remove", "bob@example.com", home=imp)
+    intrafed("config", "directory", "add", "dave@example.com", home=imp)
+    promote(imp)
+    from_document = check_homes(imp, (exported,))
+    assert from_document.rule_ids() == {"routing.directory-stale"}
+    assert from_document.ok
+    assert [f.fix.rsplit(", or ", 1)[1] for f in from_document.findings] == [
+        f"intrafed config directory import FILE --home {imp}"
+    ] * 2
+
+
+def test_advanced_mode_with_an_empty_directory_names_the_import(seed: SeedDeployment) -> None:
+    intrafed("config", "routing-mode", "advanced", home=seed.imp.home)
+    promote(seed.imp.home)
+    [finding] = check_homes(seed.imp.home, (seed.ocs.home,)).findings
+    assert finding.rule.id == "routing.advanced"
+    assert finding.fix == (
+        f"intrafed config directory import --from-home {seed.ocs.home} --home {seed.imp.home} "
+        f"(or intrafed config routing-mode basic --home {seed.imp.home})"
+    )

@@ -159,7 +159,14 @@ RULES: dict[str, Rule] = {
         Rule(
             "routing.advanced",
             Step.USERS,
-            "advanced routing mode without a directory of the other side's users",
+            "advanced routing mode with an empty directory of the other side's users",
+        ),
+        Rule(
+            "routing.directory-stale",
+            Step.USERS,
+            "the advanced routing mode directory lists users the OCS side does not have, or "
+            "misses some of its users",
+            WARNING,
         ),
         Rule("restart.pending", Step.RESTART, "staged settings are not running yet", WARNING),
     )
@@ -622,13 +629,7 @@ def _tls_policy(node: NodeFacts, others: Sequence[NodeFacts]) -> Iterator[Findin
 def _users(node: NodeFacts, others: Sequence[NodeFacts]) -> Iterator[Finding]:
     config = node.config
     if config.role is Role.IMP:
-        if config.routing_mode is RoutingMode.ADVANCED:
-            yield _rule("routing.advanced").finding(
-                node.name,
-                "advanced routing mode forwards only users listed in a directory of the OCS "
-                "side's users, and none is configured: every OCS user gets 404",
-                f"intrafed config routing-mode basic {node.home_arg}",
-            )
+        yield from _directory(node, others)
         return
     for peer in others:
         theirs = {user.aor for user in peer.config.users}
@@ -647,6 +648,45 @@ def _users(node: NodeFacts, others: Sequence[NodeFacts]) -> Iterator[Finding]:
                 f"intrafed config user remove {user.aor} {node.home_arg} (or from {peer.name}: "
                 f"intrafed config user remove {user.aor} {peer.home_arg})",
             )
+
+
+def _directory(node: NodeFacts, others: Sequence[NodeFacts]) -> Iterator[Finding]:
+    """Advanced routing mode forwards only the directory's users: it must hold exactly the
+    users of the OCS side (when that side is given)."""
+    config = node.config
+    if config.routing_mode is not RoutingMode.ADVANCED:
+        return
+    source = next((f"--from-home {o.home}" for o in others if o.home is not None), None)
+    refill = f"intrafed config directory import {source or 'FILE'} {node.home_arg}"
+    if not config.peer_directory:
+        yield _rule("routing.advanced").finding(
+            node.name,
+            "advanced routing mode forwards only users listed in a directory of the OCS "
+            "side's users, and the directory is empty: every OCS user gets 404",
+            f"{refill} (or intrafed config routing-mode basic {node.home_arg})",
+        )
+        return
+    if not others:
+        return
+    theirs = {user.aor for other in others for user in other.config.users}
+    listed = set(config.peer_directory)
+    sides = ", ".join(other.name for other in others)
+    unknown = sorted(listed - theirs)
+    if unknown:
+        yield _rule("routing.directory-stale").finding(
+            node.name,
+            f"the directory lists {', '.join(unknown)}, not provisioned on {sides}: requests "
+            "for them cross to the OCS side and come back 404",
+            f"intrafed config directory remove {unknown[0]} {node.home_arg} for each, or {refill}",
+        )
+    missing = sorted(theirs - listed)
+    if missing:
+        yield _rule("routing.directory-stale").finding(
+            node.name,
+            f"the directory misses {', '.join(missing)} of {sides}: requests for them get 404 "
+            "here instead of reaching the OCS side",
+            f"intrafed config directory add {' '.join(missing)} {node.home_arg}, or {refill}",
+        )
 
 
 def _restart(node: NodeFacts, others: Sequence[NodeFacts]) -> Iterator[Finding]:
