@@ -262,8 +262,7 @@ async def run_demo(
         else:
             await _scenario(_Users(deployment), trace, steps)
     finally:
-        for node in nodes:
-            await node.stop(grace=STOP_GRACE)
+        await asyncio.gather(*(node.stop(grace=STOP_GRACE) for node in nodes))
     return DemoReport(tuple(steps), tuple(trace.ladder), time.perf_counter() - started)
 
 
@@ -489,7 +488,7 @@ class _Walk:
         await callee.next_event(SessionEnded)
         crossed = self._crossed(session.dialog.call_id, "INVITE", "ACK", "INFO", "MESSAGE", "BYE")
         return (
-            f"INVITE m=message 200; typing INFO {typing.status}; MESSAGE {said.status} and "
+            f"INVITE m=message accepted; typing INFO {typing.status}; MESSAGE {said.status} and "
             f"back {answered.status}; BYE {bye.status}; {crossed}"
         )
 
