@@ -1,6 +1,7 @@
 """Static routes over real sockets: a phone-URI route takes only phone URIs, replace-host
-rewrites the Request-URI host to the next hop, and an IM&P route whose next hop is down
-fails over to the next priority."""
+rewrites the Request-URI host to the next hop, an IM&P route whose next hop is down
+fails over to the next priority, and advanced routing mode forwards only the users of the
+peer directory."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from intrafed.config.model import (
     NodeConfig,
     NodeIdentity,
     Role,
+    RoutingMode,
     StaticRoute,
 )
 from intrafed.node import Node, settings_from_config
@@ -24,6 +26,11 @@ from tests.integration.peers import free_port
 
 NODE_IP, CLIENT_IP, DOWN_IP = "127.0.0.150", "127.0.0.151", "127.0.0.152"
 PHONE_IP, PARTNER_IP, BACKUP_IP = "127.0.0.153", "127.0.0.154", "127.0.0.155"
+DIRECTORY_NODE_IP, DIRECTORY_CLIENT_IP, DIRECTORY_OCS_IP = (
+    "127.0.0.160",
+    "127.0.0.161",
+    "127.0.0.162",
+)
 
 
 class RecordingUas:
@@ -140,5 +147,38 @@ def test_an_unreachable_first_route_fails_over_to_the_next_priority() -> None:
                     writer.close()
             assert answered.status == 200
             assert backup.uris == ["sip:bob@example.com"]
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+def test_advanced_mode_forwards_directory_users_and_answers_404_for_the_rest() -> None:
+    async def scenario() -> None:
+        async with next_hop(DIRECTORY_OCS_IP) as (ocs, ocs_port):
+            config = NodeConfig(
+                NodeIdentity(Role.IMP, "imp1.example.com", DIRECTORY_NODE_IP),
+                domains=("example.com",),
+                listeners=ImpListeners(
+                    tcp=free_port(DIRECTORY_NODE_IP),
+                    peer_auth=free_port(DIRECTORY_NODE_IP),
+                    server_auth=free_port(DIRECTORY_NODE_IP),
+                ),
+                routes=(StaticRoute("example.com", "TCP", ocs_port, ip=DIRECTORY_OCS_IP),),
+                routing_mode=RoutingMode.ADVANCED,
+                peer_directory=("bob@example.com",),
+            )
+            opened: list[asyncio.StreamWriter] = []
+            async with node(config) as address:
+                client = await connect(address, DIRECTORY_CLIENT_IP, opened)
+                listed = await send(client, "sip:bob@example.com", 7)
+                unlisted = await send(client, "sip:eve@example.com", 8)
+                for writer in opened:
+                    writer.close()
+            assert listed.status == 200
+            assert unlisted.status == 404
+            assert unlisted.headers.get("Warning") == (
+                "399 imp1.example.com \"eve@example.com is not in the peer partition's "
+                'directory (advanced routing mode)"'
+            )
+            assert ocs.uris == ["sip:bob@example.com"]
 
     asyncio.run(asyncio.wait_for(scenario(), 30))
