@@ -260,7 +260,7 @@ async def run_demo(
         if serve is not None:
             await serve(endpoints)
         else:
-            await _scenario(_Users(deployment), trace, steps)
+            await _scenario(deployment, trace, steps)
     finally:
         await asyncio.gather(*(node.stop(grace=STOP_GRACE) for node in nodes))
     return DemoReport(tuple(steps), tuple(trace.ladder), time.perf_counter() - started)
@@ -353,34 +353,30 @@ def _listeners_text(endpoints: DemoEndpoints) -> str:
     )
 
 
-class _Users:
-    """alice and bob, each a TLS client of its home node from its own address."""
-
-    def __init__(self, deployment: SeedDeployment) -> None:
-        self.deployment = deployment
-
-    def agent(self, aor: str) -> UserAgent:
-        user = next(user for user in self.deployment.users if user.aor == aor)
-        node = self.deployment.node(user.role)
-        return UserAgent(
-            UaSettings(
-                aor,
-                (node.ip, node.client_tls_port),
-                password=user.password,
-                transport="tls",
-                server_name=node.fqdn,
-                ca_file=self.deployment.ca_certificate,
-                source_ip=USER_IPS[aor],
-            )
+def _user_agent(deployment: SeedDeployment, aor: str) -> UserAgent:
+    """``aor`` as a TLS client of its home node, from its own loopback address."""
+    user = next(user for user in deployment.users if user.aor == aor)
+    node = deployment.node(user.role)
+    return UserAgent(
+        UaSettings(
+            aor,
+            (node.ip, node.client_tls_port),
+            password=user.password,
+            transport="tls",
+            server_name=node.fqdn,
+            ca_file=deployment.ca_certificate,
+            source_ip=USER_IPS[aor],
         )
+    )
 
 
 ScenarioStep = tuple[str, Callable[[], Awaitable[str]]]
 
 
-async def _scenario(users: _Users, trace: DemoTrace, steps: list[StepResult]) -> None:
+async def _scenario(deployment: SeedDeployment, trace: DemoTrace, steps: list[StepResult]) -> None:
     """Register, presence both ways, Busy, pager and session IM both ways, unknown user."""
-    alice, bob = users.agent("alice@example.com"), users.agent("bob@example.com")
+    alice = _user_agent(deployment, "alice@example.com")
+    bob = _user_agent(deployment, "bob@example.com")
     walk = _Walk(alice, bob, trace)
     try:
         for name, action in walk.steps():
@@ -502,7 +498,11 @@ class _Walk:
         _expect(status == 404, f"MESSAGE to {UNKNOWN_USER}: {status} {reason}, expected 404")
         names = self.trace.node_names
         ocs, imp = names[OCS_IP], names[IMP_IP]
-        requests = [r for r in self.trace.requests if r.uri == f"sip:{UNKNOWN_USER}"]
+        requests = [
+            r
+            for r in self.trace.requests
+            if r.method == "MESSAGE" and r.uri == f"sip:{UNKNOWN_USER}"
+        ]
         at_ocs = [r for r in requests if r.node == ocs]
         back_at_imp = [r for r in requests if r.node == imp and r.source_ip == OCS_IP]
         _expect(
