@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 
 from intrafed.config.model import (
@@ -72,6 +73,18 @@ async def node(config: NodeConfig) -> AsyncIterator[tuple[str, int]]:
         await running.stop(grace=0.5)
 
 
+def imp_config(ip: str, *routes: StaticRoute) -> NodeConfig:
+    """An IM&P node at ``ip`` serving example.com, its listeners on free ports."""
+    return NodeConfig(
+        NodeIdentity(Role.IMP, "imp1.example.com", ip),
+        domains=("example.com",),
+        listeners=ImpListeners(
+            tcp=free_port(ip), peer_auth=free_port(ip), server_auth=free_port(ip)
+        ),
+        routes=routes,
+    )
+
+
 def message(uri: str, n: int) -> bytes:
     return (
         f"MESSAGE {uri} SIP/2.0\r\nVia: SIP/2.0/TCP {CLIENT_IP}:5070;branch=z9hG4bK-r{n}\r\n"
@@ -126,18 +139,10 @@ def test_phone_uri_route_takes_only_phone_uris_and_replace_host_rewrites() -> No
 def test_an_unreachable_first_route_fails_over_to_the_next_priority() -> None:
     async def scenario() -> None:
         async with next_hop(BACKUP_IP) as (backup, backup_port):
-            config = NodeConfig(
-                NodeIdentity(Role.IMP, "imp1.example.com", NODE_IP),
-                domains=("example.com",),
-                listeners=ImpListeners(
-                    tcp=free_port(NODE_IP),
-                    peer_auth=free_port(NODE_IP),
-                    server_auth=free_port(NODE_IP),
-                ),
-                routes=(
-                    StaticRoute("example.com", "TCP", free_port(DOWN_IP), ip=DOWN_IP, priority=1),
-                    StaticRoute("example.com", "TCP", backup_port, ip=BACKUP_IP, priority=2),
-                ),
+            config = imp_config(
+                NODE_IP,
+                StaticRoute("example.com", "TCP", free_port(DOWN_IP), ip=DOWN_IP, priority=1),
+                StaticRoute("example.com", "TCP", backup_port, ip=BACKUP_IP, priority=2),
             )
             opened: list[asyncio.StreamWriter] = []
             async with node(config) as address:
@@ -154,15 +159,11 @@ def test_an_unreachable_first_route_fails_over_to_the_next_priority() -> None:
 def test_advanced_mode_forwards_directory_users_and_answers_404_for_the_rest() -> None:
     async def scenario() -> None:
         async with next_hop(DIRECTORY_OCS_IP) as (ocs, ocs_port):
-            config = NodeConfig(
-                NodeIdentity(Role.IMP, "imp1.example.com", DIRECTORY_NODE_IP),
-                domains=("example.com",),
-                listeners=ImpListeners(
-                    tcp=free_port(DIRECTORY_NODE_IP),
-                    peer_auth=free_port(DIRECTORY_NODE_IP),
-                    server_auth=free_port(DIRECTORY_NODE_IP),
+            config = dataclasses.replace(
+                imp_config(
+                    DIRECTORY_NODE_IP,
+                    StaticRoute("example.com", "TCP", ocs_port, ip=DIRECTORY_OCS_IP),
                 ),
-                routes=(StaticRoute("example.com", "TCP", ocs_port, ip=DIRECTORY_OCS_IP),),
                 routing_mode=RoutingMode.ADVANCED,
                 peer_directory=("bob@example.com",),
             )
