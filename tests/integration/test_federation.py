@@ -121,10 +121,15 @@ async def running(deployment: SeedDeployment) -> AsyncIterator[Partitions]:
             await node.stop(grace=1.0)
 
 
-def federated(tmp_path: Path, link: str, scenario: Callable[[Partitions], Awaitable[None]]) -> None:
+def federated(
+    tmp_path: Path,
+    link: str,
+    scenario: Callable[[Partitions], Awaitable[None]],
+    timeout: float = 60,
+) -> None:
     async def main() -> None:
         async with running(build(tmp_path, link)) as partitions:
-            await asyncio.wait_for(scenario(partitions), 60)
+            await asyncio.wait_for(scenario(partitions), timeout)
 
     asyncio.run(main())
 
