@@ -32,14 +32,17 @@ import contextlib
 import dataclasses
 import logging
 import multiprocessing
+import os
+import queue
 import secrets
 import signal
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
 from multiprocessing.queues import Queue
 from pathlib import Path
 
@@ -96,6 +99,20 @@ def serve_node(home: Path, ready: Queue[str]) -> None:
     asyncio.run(serve())
 
 
+def wait_ready(processes: Sequence[BaseProcess], ready: Queue[str]) -> None:
+    """Block until every node process has said it listens; fail at once if one dies."""
+    deadline = time.monotonic() + NODE_START_TIMEOUT
+    started: set[str] = set()
+    while len(started) < len(processes):
+        with contextlib.suppress(queue.Empty):
+            started.add(ready.get(timeout=0.2))
+        for process in processes:
+            if process.exitcode is not None:
+                raise RuntimeError(f"{process.name} exited with status {process.exitcode}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"nodes not listening after {NODE_START_TIMEOUT} s")
+
+
 @contextlib.asynccontextmanager
 async def node_processes(deployment: SeedDeployment) -> AsyncIterator[None]:
     """imp1 and ocs1, each in a process of its own, until the block ends."""
@@ -108,8 +125,7 @@ async def node_processes(deployment: SeedDeployment) -> AsyncIterator[None]:
     for process in processes:
         process.start()
     try:
-        for _ in processes:
-            await asyncio.to_thread(ready.get, True, NODE_START_TIMEOUT)
+        await asyncio.to_thread(wait_ready, processes, ready)
         yield
     finally:
         for process in processes:
@@ -316,7 +332,7 @@ def main() -> int:
         label = "TLS/MTLS" if transport == "tls" else "TCP"
         print(
             f"{label}: SIPp UAC -> ocs1 -> imp1 -> SIPp UAS, MESSAGE, "
-            f"{options.step_seconds:g} s per step",
+            f"{options.step_seconds:g} s per step (load average {os.getloadavg()[0]:.2f})",
             flush=True,
         )
         steps = asyncio.run(measure_messages(transport, rates, options.step_seconds))
@@ -324,7 +340,7 @@ def main() -> int:
     if options.watchers:
         print(
             f"Presence fan-out: {options.watchers:,} watchers on ocs1 -> alice on imp1 "
-            "(MTLS between the nodes)",
+            f"(MTLS between the nodes; load average {os.getloadavg()[0]:.2f})",
             flush=True,
         )
         fanout = asyncio.run(measure_fanout(options.watchers))
