@@ -36,6 +36,7 @@ from intrafed.policy import (
     StoredCredentials,
     TokenBuckets,
     authenticate,
+    peer_partition_route,
     peer_trust,
     retry_after,
 )
@@ -210,6 +211,16 @@ def settings_with_tls(config: NodeConfig, tls: TlsContexts | None) -> NodeSettin
     )
 
 
+def _routing_tables(settings: NodeSettings) -> RoutingTables:
+    return RoutingTables(
+        settings.domains,
+        settings.users,
+        settings.routes,
+        settings.routing_mode,
+        settings.peer_directory,
+    )
+
+
 Trace = Callable[[str, str, tuple[str, int], bytes], None]
 """Called with (node name, "received" | "sent", the other end's address, the message)."""
 
@@ -265,6 +276,7 @@ class Node:
         self._branch_prefix = f"{MAGIC_COOKIE}n{os.urandom(4).hex()}."
         self._nonces = NonceIssuer(os.urandom(32))
         self._directory = Directory(settings.domains, settings.users, settings.credentials)
+        self._tables = _routing_tables(settings)
         self._buckets = TokenBuckets(settings.rate_limits)
         self.transactions = TransactionLayer(settings.timers)
         self.transport = TransportLayer(
@@ -366,6 +378,7 @@ class Node:
             client_ssl=settings.client_ssl or current.client_ssl,
         )
         self._directory = Directory(settings.domains, settings.users, settings.credentials)
+        self._tables = _routing_tables(self.settings)
         self._buckets.limits = settings.rate_limits
         return None
 
@@ -459,16 +472,7 @@ class Node:
                     "no dialog of this node matches the request",
                     "Call/Transaction Does Not Exist",
                 )
-        peer = self.transport.flow(flow)
-        trust = self._trust(peer) if peer is not None else None
-        tables = RoutingTables(
-            settings.domains,
-            settings.users,
-            settings.routes,
-            settings.routing_mode,
-            settings.peer_directory,
-        )
-        decision = decide(uri, tables, from_peer=trust is not None)
+        decision = decide(uri, self._tables, from_peer=self._from_peer_partition(flow))
         if isinstance(decision, Local):
             if request.method == "SUBSCRIBE":
                 return self._subscribe(request, flow, now)
@@ -587,6 +591,18 @@ class Node:
         assert self.proxy is not None
         listeners = self.proxy.listeners
         return listeners.get(transport) or next(iter(listeners.values()))
+
+    def _from_peer_partition(self, flow_id: FlowId) -> bool:
+        """Whether the request came from the other partition: a trusted peer that is the
+        next hop of one of our static routes (other trusted hosts are not)."""
+        flow = self.transport.flow(flow_id)
+        if flow is None or self._trust(flow) is None:
+            return False
+        settings = self.settings
+        route = peer_partition_route(
+            settings.routes, settings.domains, settings.hosts, flow.peer.ip, flow.peer.fqdns
+        )
+        return route is not None
 
     def _addresses_us(self, host: str) -> bool:
         """Whether a Request-URI host without a user part names this node or its domain."""

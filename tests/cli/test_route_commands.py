@@ -21,7 +21,9 @@ def make_ocs(home: Path) -> None:
         ["config", "domain", "add", "example.com"],
         ["config", "route", "add", "--domain", "example.com", "--transport", "TLS",
          "--port", "5061", "--fqdn", "imp1.example.com"],
+        ["config", "hosts", "add", "imp1.example.com", "127.0.0.2"],
         ["config", "hostauth", "add", "--ip", "127.0.0.2"],
+        ["config", "hostauth", "add", "--ip", "127.0.0.9"],
         ["config", "user", "add", "bob@example.com", "--password-file", "-"],
     ):  # fmt: skip
         result = CliRunner().invoke(main, [*command, "--home", str(home)], input="secret\n")
@@ -48,7 +50,26 @@ def test_explain_forward_local_and_the_peer_guard(tmp_path: Path) -> None:
     )
     explained = json.loads(output)
     assert (explained["decision"], explained["status"]) == ("refuse", 404)
-    assert explained["peer"] == "127.0.0.2 is the peer partition (host authorization 127.0.0.2)"
+    assert explained["peer"] == (
+        "127.0.0.2 is the peer partition "
+        "(host authorization 127.0.0.2; next hop of static route example.com)"
+    )
+
+
+def test_a_trusted_host_that_is_no_route_next_hop_is_not_the_peer_partition(
+    tmp_path: Path,
+) -> None:
+    home = str(tmp_path / "ocs1")
+    make_ocs(tmp_path / "ocs1")
+    code, output = run(
+        "route", "explain", "--home", home, "sip:alice@example.com", "--from-peer", "127.0.0.9"
+    )
+    assert code == 0
+    assert output.splitlines()[:2] == [
+        "forward to TLS imp1.example.com:5061 (priority 1)",
+        "  because: 127.0.0.9 is trusted (host authorization 127.0.0.9) but is no static "
+        "route's next hop: not the peer partition",
+    ]
 
 
 def test_explain_refuses_a_bad_uri_as_usage(tmp_path: Path) -> None:

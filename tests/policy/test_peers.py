@@ -10,8 +10,9 @@ from intrafed.config.model import (
     NodeConfig,
     NodeIdentity,
     Role,
+    StaticRoute,
 )
-from intrafed.policy import trusted_peer
+from intrafed.policy import peer_partition_route, trusted_peer
 
 OCS = NodeConfig(
     NodeIdentity(Role.OCS, "ocs1.example.com", "127.0.0.3"),
@@ -47,3 +48,23 @@ def test_imp_trusts_its_acl_and_tls_peer_subjects() -> None:
         trusted_peer(IMP, "10.0.0.1", ("ocs1.example.com",)) == "TLS peer subject ocs1.example.com"
     )
     assert trusted_peer(dataclasses.replace(IMP, acl=()), "127.0.0.3") is None
+
+
+ROUTES = (
+    StaticRoute("example.com", "TLS", 5061, fqdn="imp1.example.com"),
+    StaticRoute("partner.example.net", "TCP", 5060, ip="192.0.2.7"),
+)
+HOSTS = {"imp1.example.com": "127.0.0.2"}
+
+
+def test_the_peer_partition_is_the_next_hop_of_a_route_for_our_domain() -> None:
+    by_name = peer_partition_route(ROUTES, {"example.com"}, {}, "10.0.0.1", ("imp1.example.com",))
+    by_address = peer_partition_route(ROUTES, {"example.com"}, HOSTS, "127.0.0.2")
+    assert by_name == by_address == ROUTES[0]
+
+
+def test_other_trusted_hosts_and_other_domains_next_hops_are_not_the_partition() -> None:
+    assert peer_partition_route(ROUTES, {"example.com"}, HOSTS, "127.0.0.9") is None
+    assert peer_partition_route(ROUTES, {"example.com"}, HOSTS, "192.0.2.7") is None
+    wildcard = (StaticRoute("*.example.com", "TCP", 5060, ip="127.0.0.5"),)
+    assert peer_partition_route(wildcard, {"sales.example.com"}, {}, "127.0.0.5") == wildcard[0]

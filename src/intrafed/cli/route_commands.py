@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from intrafed.cli.common import home_option, load_staged
-from intrafed.policy import trusted_peer
+from intrafed.policy import peer_partition_route, trusted_peer
 from intrafed.routing import Local, Refuse, RoutingTables, ToPeer, decide
 from intrafed.sip import RemoteSipError, parse_uri
 
@@ -44,16 +44,25 @@ def explain_command(home: Path, uri: str, source: str | None, as_json: bool) -> 
         target = parse_uri(uri)
     except RemoteSipError as exc:
         raise click.BadParameter(exc.reason, param_hint="URI") from None
-    trust = None
+    trust, route = None, None
     if source is not None:
         ip, names = (source, ()) if _is_ip(source) else ("", (source,))
         trust = trusted_peer(config, ip, names)
-    decision = decide(target, RoutingTables.from_config(config), from_peer=trust is not None)
-    peer = (
-        f"{source} is the peer partition ({trust})"
-        if trust
-        else (f"{source} is not a trusted peer" if source else "request from a client")
-    )
+        hosts = {entry.fqdn: entry.ip for entry in config.hosts}
+        route = peer_partition_route(config.routes, config.domains, hosts, ip, names)
+    from_peer = trust is not None and route is not None
+    decision = decide(target, RoutingTables.from_config(config), from_peer=from_peer)
+    if source is None:
+        peer = "request from a client"
+    elif trust is None:
+        peer = f"{source} is not a trusted peer"
+    elif route is None:
+        peer = (
+            f"{source} is trusted ({trust}) but is no static route's next hop: "
+            "not the peer partition"
+        )
+    else:
+        peer = f"{source} is the peer partition ({trust}; next hop of static route {route.domain})"
     verdict: dict[str, object]
     if isinstance(decision, Local):
         verdict = {"decision": "local", "aor": decision.aor}

@@ -1,7 +1,7 @@
 """Who is trusted (DESIGN §4 "Authorize"), pure and explainable."""
 
 from intrafed.policy.authentication import Accepted, Directory, StoredCredentials, authenticate
-from intrafed.policy.peers import PeerTrust, peer_trust, trusted_peer
+from intrafed.policy.peers import PeerTrust, peer_partition_route, peer_trust, trusted_peer
 from intrafed.policy.ratelimit import RateClass, RateLimits, TokenBuckets, retry_after
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "StoredCredentials",
     "TokenBuckets",
     "authenticate",
+    "peer_partition_route",
     "peer_trust",
     "retry_after",
     "trusted_peer",

@@ -4,9 +4,10 @@ applies at once."""
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
-from intrafed.config.model import NodeConfig, Role
+from intrafed.config.model import NodeConfig, Role, StaticRoute
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,3 +58,30 @@ def trusted_peer(config: NodeConfig, ip: str, names: tuple[str, ...] = ()) -> st
     phrase; None when none does."""
     trust = peer_trust(config, ip, names)
     return trust.entry if trust is not None else None
+
+
+def peer_partition_route(
+    routes: Iterable[StaticRoute],
+    domains: Collection[str],
+    hosts: Mapping[str, str],
+    ip: str,
+    names: tuple[str, ...] = (),
+) -> StaticRoute | None:
+    """The static route for one of our domains whose next hop is the trusted peer at
+    ``ip`` proving ``names``: that peer is the other partition, and a request from it for
+    a user who is not ours must not go back (DESIGN §4). Other trusted hosts (gateways,
+    applications) are not the partition. The next hop matches by a proven name, by its
+    address, or by the address the hosts table gives its FQDN."""
+    proven = {name.lower() for name in names}
+    for route in routes:
+        pattern = route.domain
+        ours = pattern in domains or (
+            pattern.startswith("*.") and any(d.endswith(pattern[1:]) for d in domains)
+        )
+        if not ours:
+            continue
+        if route.ip == ip or (
+            route.fqdn is not None and (route.fqdn in proven or hosts.get(route.fqdn) == ip)
+        ):
+            return route
+    return None
