@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import multiprocessing
 import os
@@ -51,14 +50,12 @@ from intrafed.check import SeedDeployment
 from intrafed.config import edits
 from intrafed.config.model import AclEntry, HostEntry, NodeConfig, StaticRoute
 from intrafed.node import Node
-from intrafed.policy import RateLimits
 from intrafed.sip.pidf import PresenceState
 from intrafed.store import ConfigStore
 from intrafed.ua import PresenceNotified, UaSettings, UserAgent
 from tests.integration.federation import (
     build_partitions,
     challenge_selecting_relay,
-    home_settings,
     issue_lab_certificate,
 )
 from tests.integration.peers import Chain, TlsLegs, free_port, run_sipp, stunnel
@@ -78,23 +75,25 @@ SENDER = "sipp@load.example.net"
 ALICE_PC = "alice-pc.example.com"
 """The name of alice's contact over TLS (stunnel's certificate, imp1's hosts table)."""
 NODE_START_TIMEOUT = 30.0
-LOAD_RATE_LIMITS = RateLimits(client=RateLimits().server)
+LOAD_CLIENT_RATE, LOAD_CLIENT_BURST = 50_000, 100_000
+"""SIPp sends from one address: the bench lifts the client class to the server one (what
+``intrafed config rate-limit set`` does) so it measures the nodes, not the limit."""
 
 
 def serve_node(home: Path, ready: Queue[str]) -> None:
-    """A node process: run the node of ``home`` until SIGTERM (as ``intrafed serve`` does,
-    with ``LOAD_RATE_LIMITS``); put its FQDN on ``ready`` once it listens."""
+    """A node process: run the node of ``home`` until SIGTERM (as ``intrafed serve``
+    does); put its FQDN on ``ready`` once it listens."""
     logging.basicConfig(level=logging.ERROR)
 
     async def serve() -> None:
-        settings = dataclasses.replace(home_settings(home), rate_limits=LOAD_RATE_LIMITS)
-        node = Node(settings)
-        await node.start()
-        stopping = asyncio.Event()
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
-        ready.put(settings.name)
-        await stopping.wait()
-        await node.stop(grace=1.0)
+        with ConfigStore.open(home) as store:
+            node = Node.from_home(home, store)
+            await node.start()
+            stopping = asyncio.Event()
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
+            ready.put(node.settings.name)
+            await stopping.wait()
+            await node.stop(grace=1.0)
 
     asyncio.run(serve())
 
@@ -156,6 +155,11 @@ def configure(deployment: SeedDeployment, transport: str) -> None:
         ocs_edits = [lambda c: edits.remove_route(c, domain), lambda c: edits.add_route(c, to_imp)]
     for home, steps in ((imp.home, imp_edits), (ocs.home, ocs_edits)):
         with ConfigStore.open(home) as store:
+            store.stage(
+                lambda c: edits.set_rate_limits(
+                    c, client_rate=LOAD_CLIENT_RATE, client_burst=LOAD_CLIENT_BURST
+                )
+            )
             for step in steps:
                 store.stage(step)
             store.promote()

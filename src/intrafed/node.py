@@ -24,6 +24,7 @@ from intrafed.config.model import (
     ConfigError,
     ImpListeners,
     NodeConfig,
+    RateLimits,
     Role,
     RoutingMode,
     StaticRoute,
@@ -32,7 +33,6 @@ from intrafed.pki import CertificateStores, PkiError, TlsContexts
 from intrafed.policy import (
     Directory,
     PeerTrust,
-    RateLimits,
     StoredCredentials,
     TokenBuckets,
     authenticate,
@@ -176,6 +176,7 @@ def settings_from_config(
         routes=config.routes,
         routing_mode=config.routing_mode,
         peer_directory=frozenset(config.peer_directory),
+        rate_limits=config.rate_limits,
         peers=lambda ip, names, outbound: peer_trust(config, ip, names, outbound=outbound),
         hosts={entry.fqdn: entry.ip for entry in config.hosts},
         domains=frozenset(config.domains),

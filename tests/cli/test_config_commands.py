@@ -447,6 +447,22 @@ def test_fips(ocs: str) -> None:
     assert staged(ocs)["fips"] is True
 
 
+def test_rate_limits_change_one_value_at_a_time_and_refuse_a_burst_below_the_rate(
+    ocs: str,
+) -> None:
+    assert "rate_limits" not in staged(ocs)
+    assert config(ocs, "rate-limit", "set", "--client-rate", "50") == (
+        "rate limits: client 50/s (burst 400) per address, "
+        f"server 50000/s (burst 100000) per trusted peer {STAGED}\n"
+    )
+    assert staged(ocs)["rate_limits"] == {
+        "client": {"rate": 50, "burst": 400},
+        "server": {"rate": 50000, "burst": 100000},
+    }
+    line = refused("config", "rate-limit", "set", "--home", ocs, "--server-burst", "10")
+    assert line == "burst: 10 is below the rate (50000/s) — give a burst of at least 50000"
+
+
 def test_show_summarizes_and_says_what_a_restart_would_change(ocs: str) -> None:
     config(ocs, "connection", "add", "--transport", "MTLS", "--port", "5061")
     config(ocs, "hostauth", "add", "--fqdn", "imp1.example.com")
@@ -454,6 +470,8 @@ def test_show_summarizes_and_says_what_a_restart_would_change(ocs: str) -> None:
         "ocs node ocs1.example.com (127.0.0.3), Standard Edition, staged configuration\n"
         "domains: example.com\n"
         "FIPS policy: on\n"
+        "rate limits: client 200/s (burst 400) per address, "
+        "server 50000/s (burst 100000) per trusted peer\n"
         "connections:\n"
         "  IP   TRANSPORT  PORT\n"
         "  All  MTLS       5061\n"
@@ -878,7 +896,7 @@ def test_every_option_has_help_and_shows_its_default() -> None:
         return [(path, command)]
 
     found = [("init", init_command), *commands(config_group, "config")]
-    assert len(found) == 39
+    assert len(found) == 40
     for path, command in found:
         assert command.help, path
         names = [p.name for p in command.params]

@@ -27,6 +27,8 @@ from intrafed.config.model import (
     ImpListeners,
     NodeConfig,
     NodeIdentity,
+    RateClass,
+    RateLimits,
     Role,
     RoutingMode,
     StaticRoute,
@@ -64,8 +66,13 @@ IMP = NodeConfig(
 
 @pytest.mark.parametrize(
     "config",
-    [OCS, IMP, dataclasses.replace(IMP, peer_directory=())],
-    ids=["ocs", "imp", "imp-without-directory"],
+    [
+        OCS,
+        IMP,
+        dataclasses.replace(IMP, peer_directory=()),
+        dataclasses.replace(OCS, rate_limits=RateLimits(client=RateClass(20, 40))),
+    ],
+    ids=["ocs", "imp", "imp-without-directory", "ocs-with-rate-limits"],
 )
 def test_round_trips(config: NodeConfig) -> None:
     assert from_document(to_document(config)) == config

@@ -17,11 +17,12 @@ from intrafed.config.model import (
     HostAuthorization,
     NodeConfig,
     NodeIdentity,
+    RateClass,
+    RateLimits,
     Role,
     User,
 )
 from intrafed.node import Node, settings_from_config
-from intrafed.policy import RateClass, RateLimits
 from intrafed.sip import Response
 from intrafed.ua import SipError, UaSettings, UserAgent
 from tests.integration.clients import SipPeer, connect

@@ -3,9 +3,10 @@ wait for Retry-After; the server class is separate and larger."""
 
 from __future__ import annotations
 
-from intrafed.policy import RateClass, RateLimits, TokenBuckets, retry_after
+from intrafed.config.model import RateClass, RateLimits
+from intrafed.policy import TokenBuckets, retry_after
 
-LIMITS = RateLimits(client=RateClass(rate=10.0, burst=20.0), server=RateClass(1000.0, 2000.0))
+LIMITS = RateLimits(client=RateClass(rate=10, burst=20), server=RateClass(1000, 2000))
 
 
 def test_a_client_gets_its_burst_then_the_sustained_rate() -> None:

@@ -764,6 +764,41 @@ def hosts_list(home: Path, as_json: bool) -> None:
     _emit(as_json, [as_table(entry) for entry in config.hosts], *_hosts(config))
 
 
+@config_group.group("rate-limit")
+def rate_limit_group() -> None:
+    """Requests per second of the two rate classes: clients (per source address) and
+    peers authorized with Throttle As Server (per host authorization entry)."""
+
+
+@rate_limit_group.command("set")
+@home_option()
+@click.option("--client-rate", type=int, help="Client requests per second (initially 200).")
+@click.option("--client-burst", type=int, help="Client burst above the rate (initially 400).")
+@click.option("--server-rate", type=int, help="Server requests per second (initially 50000).")
+@click.option("--server-burst", type=int, help="Server burst (initially 100000).")
+def rate_limit_set(
+    home: Path,
+    client_rate: int | None,
+    client_burst: int | None,
+    server_rate: int | None,
+    server_burst: int | None,
+) -> None:
+    """Change the rate classes; the values left out keep theirs. Reload applies it."""
+    _stage(
+        home,
+        lambda c: edits.set_rate_limits(c, client_rate, client_burst, server_rate, server_burst),
+        lambda c: f"rate limits: {_rate_limits_text(c)}",
+    )
+
+
+def _rate_limits_text(config: NodeConfig) -> str:
+    limits = config.rate_limits
+    return (
+        f"client {limits.client.rate}/s (burst {limits.client.burst}) per address, "
+        f"server {limits.server.rate}/s (burst {limits.server.burst}) per trusted peer"
+    )
+
+
 @config_group.command("fips")
 @home_option()
 @click.argument("state", type=click.Choice(["on", "off"]))
@@ -813,6 +848,7 @@ def show(home: Path, staged: bool, as_json: bool) -> None:
         click.echo(f"peer directory: {len(config.peer_directory)} user(s)")
         tables.append(("incoming ACL", _acl(config)))
     click.echo(f"FIPS policy: {'on' if config.fips else 'off'}")
+    click.echo(f"rate limits: {_rate_limits_text(config)}")
     for title, (headers, rows) in [*tables, ("users", _users(config)), ("hosts", _hosts(config))]:
         click.echo(f"{title}:")
         _echo_table(headers, rows, indent="  ")

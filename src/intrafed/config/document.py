@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import tomli_w
 
-from intrafed.config.model import ConfigError, NodeConfig, NodeIdentity, Role
+from intrafed.config.model import ConfigError, NodeConfig, NodeIdentity, RateLimits, Role
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -68,6 +68,11 @@ def to_document(config: NodeConfig) -> dict[str, Any]:
         "hosts": [as_table(entry) for entry in config.hosts],
         "users": [as_table(user) for user in config.users],
     }
+    if config.rate_limits != RateLimits():
+        document["rate_limits"] = {
+            "client": as_table(config.rate_limits.client),
+            "server": as_table(config.rate_limits.server),
+        }
     if config.role is Role.OCS:
         document["connections"] = [as_table(c) for c in config.connections]
         document["host_authorizations"] = [as_table(h) for h in config.host_authorizations]

@@ -20,6 +20,8 @@ from intrafed.config.model import (
     HostEntry,
     ImpListeners,
     NodeConfig,
+    RateClass,
+    RateLimits,
     Role,
     RoutingMode,
     StaticRoute,
@@ -355,6 +357,26 @@ def remove_host(config: NodeConfig, fqdn: str, ip: str | None = None) -> NodeCon
 
 
 # FIPS policy (both roles).
+
+
+def set_rate_limits(
+    config: NodeConfig,
+    client_rate: int | None = None,
+    client_burst: int | None = None,
+    server_rate: int | None = None,
+    server_burst: int | None = None,
+) -> NodeConfig:
+    """Change the client and server rate classes; the values left out keep theirs."""
+    limits = config.rate_limits
+    client = RateClass(
+        client_rate if client_rate is not None else limits.client.rate,
+        client_burst if client_burst is not None else limits.client.burst,
+    )
+    server = RateClass(
+        server_rate if server_rate is not None else limits.server.rate,
+        server_burst if server_burst is not None else limits.server.burst,
+    )
+    return _replace(config, rate_limits=RateLimits(client, server))
 
 
 def set_fips(config: NodeConfig, on: bool) -> NodeConfig:

@@ -323,6 +323,37 @@ class AclEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class RateClass:
+    """Requests per second a sender of one class may sustain, and the burst above it."""
+
+    rate: int
+    burst: int
+
+    def __post_init__(self) -> None:
+        if self.rate < 1:
+            raise ConfigError(
+                "rate", f"{self.rate} is below 1 request per second", "give 1 or more"
+            )
+        if self.burst < self.rate:
+            raise ConfigError(
+                "burst",
+                f"{self.burst} is below the rate ({self.rate}/s)",
+                f"give a burst of at least {self.rate}",
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimits:
+    """The two rate classes of host authorization's "Throttle As Server": clients are
+    limited per source address, peers throttled as servers per trust entry."""
+
+    client: RateClass = RateClass(200, 400)
+    """Lenient for a busy user, tight enough that one address cannot starve the link."""
+    server: RateClass = RateClass(50_000, 100_000)
+    """Above what one node can carry: the federation link is never throttled first."""
+
+
+@dataclass(frozen=True, slots=True)
 class ImpListeners:
     """IM&P application listeners. Server Auth must differ from Peer Auth (the seed moves it)."""
 
@@ -454,6 +485,8 @@ class NodeConfig:
     """The seed's "System Cryptography: Use FIPS compliant algorithms" policy."""
     tls_profile: TlsProfile = TlsProfile.DEFAULT
     """TLS versions allowed."""
+    rate_limits: RateLimits = RateLimits()
+    """Requests per second of the client and server classes (503 with Retry-After above)."""
 
     def __post_init__(self) -> None:
         domains = tuple(check_domain("domain", domain) for domain in self.domains)

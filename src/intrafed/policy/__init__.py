@@ -2,14 +2,12 @@
 
 from intrafed.policy.authentication import Accepted, Directory, StoredCredentials, authenticate
 from intrafed.policy.peers import PeerTrust, peer_partition_route, peer_trust, trusted_peer
-from intrafed.policy.ratelimit import RateClass, RateLimits, TokenBuckets, retry_after
+from intrafed.policy.ratelimit import TokenBuckets, retry_after
 
 __all__ = [
     "Accepted",
     "Directory",
     "PeerTrust",
-    "RateClass",
-    "RateLimits",
     "StoredCredentials",
     "TokenBuckets",
     "authenticate",

@@ -7,23 +7,8 @@ the federation link."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
-
-@dataclass(frozen=True, slots=True)
-class RateClass:
-    """Sustained requests per second and the burst allowed above it."""
-
-    rate: float
-    burst: float
-
-
-@dataclass(frozen=True, slots=True)
-class RateLimits:
-    """The two classes of DESIGN §4."""
-
-    client: RateClass = RateClass(rate=200.0, burst=400.0)
-    server: RateClass = RateClass(rate=50_000.0, burst=100_000.0)
+from intrafed.config.model import RateLimits
 
 
 class TokenBuckets:
