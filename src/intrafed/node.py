@@ -397,7 +397,7 @@ class Node:
         peer = flow.peer
         return self.settings.peers(peer.ip, peer.fqdns, flow.outbound)
 
-    def _authorize(self, request: Request, flow_id: FlowId) -> Reject | Answer | None:
+    def _authorize(self, request: Request, flow_id: FlowId) -> Reject | Answer | Request | None:
         """DESIGN §4 "Authorize", per request (in-dialog ones included, DESIGN §8): a
         verified MTLS peer matching no trust entry gets 403; then the rate class of the
         peer; then digest authentication of clients."""
@@ -445,7 +445,7 @@ class Node:
             return Answer(verdict)
         if verdict.identity is not None:
             flow.authenticated_as = verdict.identity
-        return None
+        return verdict.request
 
     def _decide(self, request: Request, flow: FlowId) -> Decision:
         """DESIGN §4: OPTIONS to the node itself, the registrar for our domains, local

@@ -23,7 +23,7 @@ from intrafed.config.model import (
     User,
 )
 from intrafed.node import Node, settings_from_config
-from intrafed.sip import Response
+from intrafed.sip import Request, Response
 from intrafed.ua import SipError, UaSettings, UserAgent
 from tests.integration.clients import SipPeer, connect
 from tests.integration.peers import free_port
@@ -101,8 +101,16 @@ async def running_ocs1() -> AsyncIterator[Running]:
 def test_a_client_proves_its_user_once_and_its_connection_carries_it() -> None:
     async def scenario(node: Running) -> None:
         seen: list[int] = []
+        delivered: list[Request] = []
         async with (
-            node.user("carol@example.com", CAROL_IP) as carol,
+            UserAgent(
+                UaSettings("carol@example.com", node.address, source_ip=CAROL_IP),
+                trace=lambda direction, m: (
+                    delivered.append(m)
+                    if isinstance(m, Request) and m.method == "MESSAGE"
+                    else None
+                ),
+            ) as carol,
             UserAgent(
                 UaSettings(
                     "alice@example.com", node.address, password=PASSWORD, source_ip=ALICE_IP
@@ -118,6 +126,8 @@ def test_a_client_proves_its_user_once_and_its_connection_carries_it() -> None:
             assert seen[:2] == [407, 200]
             assert (await alice.message("carol@example.com", "again")).status == 200
             assert seen.count(407) == 1
+            # The credentials were for ocs1: they end there.
+            assert [m.headers.get("proxy-authorization") for m in delivered] == [None, None]
 
     on_node(scenario)
 

@@ -114,7 +114,21 @@ def test_a_message_from_one_of_our_users_is_challenged_with_407_and_then_accepte
     assert len(refusal.headers.get_all("proxy-authenticate")) == 2
     nonce = NONCES.issue(100.0)
     credentials = answer(nonce, method="MESSAGE", uri="sip:bob@example.com")
-    assert check(message(credentials)) == Accepted("alice@example.com")
+    verdict = check(message(credentials))
+    assert isinstance(verdict, Accepted)
+    assert verdict.identity == "alice@example.com"
+
+
+def test_our_realms_credentials_are_consumed_and_other_realms_go_on() -> None:
+    nonce = NONCES.issue(100.0)
+    ours = answer(nonce, method="MESSAGE", uri="sip:bob@example.com")
+    theirs = ours.replace('realm="example.com"', 'realm="partner.example.net"')
+    sent = message(ours)
+    sent = Request(sent.method, sent.uri, sent.headers.prepend("Proxy-Authorization", theirs))
+    verdict = check(sent)
+    assert isinstance(verdict, Accepted)
+    assert verdict.request is not None
+    assert verdict.request.headers.get_all("proxy-authorization") == [theirs]
 
 
 def test_a_connection_that_proved_a_user_may_send_as_that_user_only() -> None:

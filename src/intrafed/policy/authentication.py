@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from intrafed.policy.peers import PeerTrust
 from intrafed.sip.digest import NonceIssuer, challenge, parse_credentials, verify
 from intrafed.sip.errors import RemoteSipError
+from intrafed.sip.headers import Headers
 from intrafed.sip.message import Request, Response
 from intrafed.sip.responses import local_tag, make_response, warning_value
 from intrafed.sip.uri import SipUri, unescape
@@ -29,9 +30,13 @@ class StoredCredentials:
 @dataclass(frozen=True, slots=True)
 class Accepted:
     """The request may proceed; ``identity`` is the AOR its digest credentials proved now
-    (the caller binds it to the connection), None when nothing was proven."""
+    (the caller binds it to the connection), None when nothing was proven. ``request`` is
+    the request to go on with: with Proxy-Authorization credentials of our realm
+    consumed, since they were for us (the other partition shares the realm, and must
+    neither see nor replay them)."""
 
     identity: str | None = None
+    request: Request | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +104,21 @@ def authenticate(
     return _verify(request, claimed, stored, nonces, now, agent, proxy=True, trust=trust)
 
 
+def _consumed(request: Request, realm: str) -> Request:
+    """``request`` without the Proxy-Authorization values of ``realm`` (RFC 3261 §22.3:
+    credentials for this proxy end here; those of other realms go on)."""
+    kept = []
+    for name, value in request.headers:
+        if name.lower() == "proxy-authorization":
+            try:
+                if parse_credentials(value).realm.lower() == realm:
+                    continue
+            except RemoteSipError:
+                pass
+        kept.append((name, value))
+    return Request(request.method, request.uri, Headers(kept), request.body)
+
+
 def _has_secret(stored: StoredCredentials | None) -> bool:
     return stored is not None and (stored.ha1_md5 is not None or stored.ha1_sha256 is not None)
 
@@ -135,7 +155,7 @@ def _verify(
             verb = "register" if not proxy else "send as"
             rule = f"credentials of {offered.username} cannot {verb} {claimed.aor}"
             return _refuse(request, 403, rule, agent)
-        return Accepted(claimed.aor)
+        return Accepted(claimed.aor, _consumed(request, realm) if proxy else None)
     nonce = nonces.issue(now)
     name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
     headers = [

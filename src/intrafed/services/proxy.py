@@ -167,7 +167,9 @@ class StatefulProxy:
         decide: Decide,
         flow_transport: Callable[[FlowId], str],
         also_known_as: frozenset[tuple[str, int]] = frozenset(),
-        authorize: Callable[[Request, FlowId], Reject | Answer | None] = lambda request, flow: None,
+        authorize: Callable[[Request, FlowId], Reject | Answer | Request | None] = (
+            lambda request, flow: None
+        ),
         dialog_target: Callable[[Uri], Target | None] = next_hop_for_uri,
     ) -> None:
         self.transactions = transactions
@@ -257,6 +259,8 @@ class StatefulProxy:
             return
         # Trust is decided per request, in-dialog ones included (DESIGN §8).
         refusal = self._authorize(request, event.flow)
+        if isinstance(refusal, Request):
+            request, refusal = refusal, None
         if isinstance(refusal, Answer):
             self.transactions.send_response(key, refusal.response, now)
             return
