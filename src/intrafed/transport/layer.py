@@ -157,7 +157,6 @@ class _Connection(asyncio.Protocol):
         self._released = False
         self._counted_ip: str | None = None
         self.writing_paused = False
-        self._corked = False
         self._pending: list[bytes] = []
         self._pending_size = 0
         self._got_data = False
@@ -241,7 +240,11 @@ class _Connection(asyncio.Protocol):
         if self.closed or transport is None:
             return False
         self._last_activity = self._loop.time()
-        if self._corked:
+        layer = self._layer
+        if layer.batching:
+            # Handling a batch of frames: writes wait for its end, one per connection.
+            if not self._pending:
+                layer.written.append(self)
             self._pending.append(data)
             self._pending_size += len(data)
             queued = self._pending_size + transport.get_write_buffer_size()
@@ -365,7 +368,8 @@ class _Connection(asyncio.Protocol):
         flow = cast(Flow, self.flow)
         framer = self._framer
         delivered = False
-        self._corked = True
+        layer = self._layer
+        layer.batching += 1
         try:
             while (frame := framer.next_frame()) is not None:
                 delivered = True
@@ -374,7 +378,7 @@ class _Connection(asyncio.Protocol):
                     return
             pong = framer.data_to_send()
             if pong:
-                self._pending.append(pong)
+                self.send(pong)
         except FramingError as exc:
             self._bad_stream(exc)
             return
@@ -383,8 +387,9 @@ class _Connection(asyncio.Protocol):
             self.close("internal error while handling a message")
             return
         finally:
-            self._corked = False
-            self._flush()
+            layer.batching -= 1
+            if not layer.batching:
+                layer.flush_written()
         if framer.has_partial_message:
             if delivered or self._message_started is None:
                 self._message_started = self._last_activity
@@ -523,6 +528,16 @@ class TransportLayer:
         self._closing = False
         self._shut = False
         self._all_released: asyncio.Future[None] | None = None
+        self.batching = 0
+        """Nonzero while frames are being handled: writes are gathered meanwhile."""
+        self.written: list[_Connection] = []
+        """Connections with gathered writes, flushed when the batch ends."""
+
+    def flush_written(self) -> None:
+        """Write what the batch gathered: one write per connection (DESIGN §9)."""
+        written, self.written = self.written, []
+        for connection in written:
+            connection._flush()
 
     @property
     def listeners(self) -> list[tuple[ListenerSpec, tuple[str, int]]]:
