@@ -32,12 +32,12 @@ from intrafed.config.model import (
 from intrafed.pki import CertificateStores, PkiError, TlsContexts
 from intrafed.policy import (
     Directory,
+    PartitionHops,
     PeerTrust,
     StoredCredentials,
     TokenBuckets,
+    TrustTable,
     authenticate,
-    peer_partition_route,
-    peer_trust,
     retry_after,
 )
 from intrafed.routing import Local, RoutingTables, ToPeer, decide
@@ -177,7 +177,7 @@ def settings_from_config(
         routing_mode=config.routing_mode,
         peer_directory=frozenset(config.peer_directory),
         rate_limits=config.rate_limits,
-        peers=lambda ip, names, outbound: peer_trust(config, ip, names, outbound=outbound),
+        peers=TrustTable.of(config).lookup,
         hosts={entry.fqdn: entry.ip for entry in config.hosts},
         domains=frozenset(config.domains),
         users=frozenset(user.aor for user in config.users),
@@ -220,6 +220,10 @@ def _routing_tables(settings: NodeSettings) -> RoutingTables:
         settings.routing_mode,
         settings.peer_directory,
     )
+
+
+def _partition_hops(settings: NodeSettings) -> PartitionHops:
+    return PartitionHops.of(settings.routes, settings.domains, settings.hosts)
 
 
 Trace = Callable[[str, str, tuple[str, int], bytes], None]
@@ -278,6 +282,7 @@ class Node:
         self._nonces = NonceIssuer(os.urandom(32))
         self._directory = Directory(settings.domains, settings.users, settings.credentials)
         self._tables = _routing_tables(settings)
+        self._partition = _partition_hops(settings)
         self._buckets = TokenBuckets(settings.rate_limits)
         self.transactions = TransactionLayer(settings.timers)
         self.transport = TransportLayer(
@@ -380,6 +385,7 @@ class Node:
         )
         self._directory = Directory(settings.domains, settings.users, settings.credentials)
         self._tables = _routing_tables(self.settings)
+        self._partition = _partition_hops(self.settings)
         self._buckets.limits = settings.rate_limits
         return None
 
@@ -599,11 +605,7 @@ class Node:
         flow = self.transport.flow(flow_id)
         if flow is None or self._trust(flow) is None:
             return False
-        settings = self.settings
-        route = peer_partition_route(
-            settings.routes, settings.domains, settings.hosts, flow.peer.ip, flow.peer.fqdns
-        )
-        return route is not None
+        return self._partition.route_for(flow.peer.ip, flow.peer.fqdns) is not None
 
     def _addresses_us(self, host: str) -> bool:
         """Whether a Request-URI host without a user part names this node or its domain."""

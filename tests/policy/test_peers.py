@@ -12,7 +12,7 @@ from intrafed.config.model import (
     Role,
     StaticRoute,
 )
-from intrafed.policy import peer_partition_route, trusted_peer
+from intrafed.policy import TrustTable, peer_partition_route, peer_trust, trusted_peer
 
 OCS = NodeConfig(
     NodeIdentity(Role.OCS, "ocs1.example.com", "127.0.0.3"),
@@ -68,3 +68,30 @@ def test_other_trusted_hosts_and_other_domains_next_hops_are_not_the_partition()
     assert peer_partition_route(ROUTES, {"example.com"}, HOSTS, "192.0.2.7") is None
     wildcard = (StaticRoute("*.example.com", "TCP", 5060, ip="127.0.0.5"),)
     assert peer_partition_route(wildcard, {"sales.example.com"}, {}, "127.0.0.5") == wildcard[0]
+
+
+def test_the_first_matching_entry_wins_whether_found_by_address_or_by_name() -> None:
+    config = dataclasses.replace(
+        OCS,
+        host_authorizations=(
+            HostAuthorization(fqdn="imp1.example.com", treat_as_authenticated=False),
+            HostAuthorization(ip="127.0.0.2"),
+        ),
+    )
+    table = TrustTable.of(config)
+    by_both = table.lookup("127.0.0.2", ("imp1.example.com",))
+    assert by_both is not None
+    assert (by_both.entry, by_both.authenticated) == (
+        "host authorization imp1.example.com",
+        False,
+    )
+    by_address = table.lookup("127.0.0.2")
+    assert by_address is not None
+    assert by_address.authenticated
+
+
+def test_an_outbound_only_entry_trusts_only_connections_we_opened() -> None:
+    assert peer_trust(OCS, "127.0.0.9") is None
+    opened = peer_trust(OCS, "127.0.0.9", outbound=True)
+    assert opened is not None
+    assert opened.entry == "host authorization 127.0.0.9"

@@ -1,15 +1,24 @@
 """Who is trusted (DESIGN §4 "Authorize"), pure and explainable."""
 
 from intrafed.policy.authentication import Accepted, Directory, StoredCredentials, authenticate
-from intrafed.policy.peers import PeerTrust, peer_partition_route, peer_trust, trusted_peer
+from intrafed.policy.peers import (
+    PartitionHops,
+    PeerTrust,
+    TrustTable,
+    peer_partition_route,
+    peer_trust,
+    trusted_peer,
+)
 from intrafed.policy.ratelimit import TokenBuckets, retry_after
 
 __all__ = [
     "Accepted",
     "Directory",
+    "PartitionHops",
     "PeerTrust",
     "StoredCredentials",
     "TokenBuckets",
+    "TrustTable",
     "authenticate",
     "peer_partition_route",
     "peer_trust",

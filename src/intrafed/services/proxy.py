@@ -117,15 +117,18 @@ def next_hop_for_uri(uri: Uri) -> NextHop | None:
 
 def _loop_hash(request: Request) -> str:
     """The loop-detection part of our branch (RFC 3261 §16.6 step 8): the fields that make
-    a request the same request, so a spiral (new Request-URI) is not a loop."""
+    a request the same request, so a spiral (new Request-URI) is not a loop. From and To
+    are hashed as sent (tags included): the same request carries the same values, and
+    nothing needs parsing."""
+    headers = request.headers
     material = "\n".join(
         (
             str(request.uri),
-            request.from_addr.tag or "",
-            request.to_addr.tag or "",
+            headers.get("from") or "",
+            headers.get("to") or "",
             request.call_id,
             str(request.cseq.number),
-            *request.headers.get_all("route"),
+            *headers.get_all("route"),
         )
     )
     return hashlib.blake2s(material.encode("utf-8", "surrogateescape"), digest_size=6).hexdigest()
@@ -243,13 +246,17 @@ class StatefulProxy:
             return
         # §16.3 step 4: a Via of ours carrying this request's loop hash means a loop.
         loop = _loop_hash(request)
-        for via in request.vias:
-            default_port = 5061 if via.transport.upper() == "TLS" else 5060
-            if (via.host.lower(), via.port or default_port) in self._own and (
-                via.branch or ""
-            ).startswith(f"{MAGIC_COOKIE}{loop}."):
-                self._reject(key, request, 482, f"request already passed {via.sent_by}", now)
-                return
+        marker = f"{MAGIC_COOKIE}{loop}."
+        # Only a request whose Via text carries our loop marker can be a loop: the Vias
+        # are parsed just then.
+        if any(marker in value for value in request.headers.get_all("via")):
+            for via in request.vias:
+                default_port = 5061 if via.transport.upper() == "TLS" else 5060
+                if (via.host.lower(), via.port or default_port) in self._own and (
+                    via.branch or ""
+                ).startswith(marker):
+                    self._reject(key, request, 482, f"request already passed {via.sent_by}", now)
+                    return
         # §16.3 step 5: Proxy-Require.
         unsupported = [
             t for t in request.headers.get_list("proxy-require") if t not in SUPPORTED_EXTENSIONS
