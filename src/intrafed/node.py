@@ -21,6 +21,7 @@ from typing import Protocol
 
 from intrafed import __version__
 from intrafed.config.model import (
+    DIGEST_ALGORITHMS,
     ConfigError,
     ImpListeners,
     NodeConfig,
@@ -124,6 +125,8 @@ class NodeSettings:
     """Digest HA1s of the users that have a password."""
     blocked: Mapping[str, frozenset[str]] = field(default_factory=dict)
     """Per user, the watchers who always see the user Offline (polite blocking)."""
+    digest_algorithms: tuple[str, ...] = DIGEST_ALGORITHMS
+    """Digest algorithms challenged with, most preferred first (and accepted)."""
     rate_limits: RateLimits = field(default_factory=RateLimits)
     """Requests per second of the client and server classes."""
     timers: TimerConfig = field(default_factory=TimerConfig)
@@ -177,6 +180,7 @@ def settings_from_config(
         routing_mode=config.routing_mode,
         peer_directory=frozenset(config.peer_directory),
         rate_limits=config.rate_limits,
+        digest_algorithms=config.digest_algorithms,
         peers=TrustTable.of(config).lookup,
         hosts={entry.fqdn: entry.ip for entry in config.hosts},
         domains=frozenset(config.domains),
@@ -219,6 +223,12 @@ def _routing_tables(settings: NodeSettings) -> RoutingTables:
         settings.routes,
         settings.routing_mode,
         settings.peer_directory,
+    )
+
+
+def _directory(settings: NodeSettings) -> Directory:
+    return Directory(
+        settings.domains, settings.users, settings.credentials, settings.digest_algorithms
     )
 
 
@@ -280,7 +290,7 @@ class Node:
         self._branches = itertools.count(1)
         self._branch_prefix = f"{MAGIC_COOKIE}n{os.urandom(4).hex()}."
         self._nonces = NonceIssuer(os.urandom(32))
-        self._directory = Directory(settings.domains, settings.users, settings.credentials)
+        self._directory = _directory(settings)
         self._tables = _routing_tables(settings)
         self._partition = _partition_hops(settings)
         self._buckets = TokenBuckets(settings.rate_limits)
@@ -379,11 +389,12 @@ class Node:
             credentials=settings.credentials,
             blocked=settings.blocked,
             rate_limits=settings.rate_limits,
+            digest_algorithms=settings.digest_algorithms,
             server_ssl=settings.server_ssl or current.server_ssl,
             mtls_ssl=settings.mtls_ssl or current.mtls_ssl,
             client_ssl=settings.client_ssl or current.client_ssl,
         )
-        self._directory = Directory(settings.domains, settings.users, settings.credentials)
+        self._directory = _directory(self.settings)
         self._tables = _routing_tables(self.settings)
         self._partition = _partition_hops(self.settings)
         self._buckets.limits = settings.rate_limits

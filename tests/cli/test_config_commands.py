@@ -463,6 +463,17 @@ def test_rate_limits_change_one_value_at_a_time_and_refuse_a_burst_below_the_rat
     assert line == "burst: 10 is below the rate (50000/s) — give a burst of at least 50000"
 
 
+def test_digest_algorithms_in_order_of_preference(ocs: str) -> None:
+    assert "digest_algorithms" not in staged(ocs)
+    assert config(ocs, "digest", "md5", "SHA-256") == f"digest algorithms: MD5, SHA-256 {STAGED}\n"
+    assert staged(ocs)["digest_algorithms"] == ["MD5", "SHA-256"]
+    line = refused("config", "digest", "--home", ocs, "SHA-1")
+    assert line == (
+        "digest: SHA-1 is not a list of distinct digest algorithms — "
+        "give SHA-256 and/or MD5, most preferred first"
+    )
+
+
 def test_show_summarizes_and_says_what_a_restart_would_change(ocs: str) -> None:
     config(ocs, "connection", "add", "--transport", "MTLS", "--port", "5061")
     config(ocs, "hostauth", "add", "--fqdn", "imp1.example.com")
@@ -472,6 +483,7 @@ def test_show_summarizes_and_says_what_a_restart_would_change(ocs: str) -> None:
         "FIPS policy: on\n"
         "rate limits: client 200/s (burst 400) per address, "
         "server 50000/s (burst 100000) per trusted peer\n"
+        "digest algorithms: SHA-256, MD5\n"
         "connections:\n"
         "  IP   TRANSPORT  PORT\n"
         "  All  MTLS       5061\n"
@@ -896,7 +908,7 @@ def test_every_option_has_help_and_shows_its_default() -> None:
         return [(path, command)]
 
     found = [("init", init_command), *commands(config_group, "config")]
-    assert len(found) == 40
+    assert len(found) == 41
     for path, command in found:
         assert command.help, path
         names = [p.name for p in command.params]

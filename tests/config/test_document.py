@@ -70,9 +70,11 @@ IMP = NodeConfig(
         OCS,
         IMP,
         dataclasses.replace(IMP, peer_directory=()),
-        dataclasses.replace(OCS, rate_limits=RateLimits(client=RateClass(20, 40))),
+        dataclasses.replace(
+            OCS, rate_limits=RateLimits(client=RateClass(20, 40)), digest_algorithms=("MD5",)
+        ),
     ],
-    ids=["ocs", "imp", "imp-without-directory", "ocs-with-rate-limits"],
+    ids=["ocs", "imp", "imp-without-directory", "ocs-with-limits-and-md5"],
 )
 def test_round_trips(config: NodeConfig) -> None:
     assert from_document(to_document(config)) == config

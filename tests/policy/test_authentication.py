@@ -3,6 +3,8 @@ of our users (407), connection-bound identities, peers treated as authenticated 
 
 from __future__ import annotations
 
+import dataclasses
+
 from intrafed.config.model import ha1
 from intrafed.policy import Accepted, Directory, PeerTrust, StoredCredentials, authenticate
 from intrafed.sip import Request, Response
@@ -76,6 +78,16 @@ def test_the_right_password_proves_the_user_and_a_wrong_one_is_challenged_again(
     nonce = NONCES.issue(100.0)
     assert check(register(answer(nonce))) == Accepted("alice@example.com")
     assert refused(check(register(answer(nonce, "guess")))).status == 401
+
+
+def test_the_configured_algorithms_are_offered_in_order_and_alone_accepted() -> None:
+    md5_first = dataclasses.replace(DIRECTORY, algorithms=("MD5",))
+    refusal = refused(authenticate(register(), md5_first, NONCES, 101.0, "imp1"))
+    [offered] = refusal.headers.get_all("www-authenticate")
+    assert "algorithm=MD5" in offered
+    nonce = NONCES.issue(100.0)
+    sha256 = authenticate(register(answer(nonce)), md5_first, NONCES, 101.0, "imp1")
+    assert refused(sha256).status == 401
 
 
 def test_an_old_nonce_is_answered_with_stale_true() -> None:

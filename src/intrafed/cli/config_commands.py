@@ -799,6 +799,20 @@ def _rate_limits_text(config: NodeConfig) -> str:
     )
 
 
+@config_group.command("digest")
+@home_option()
+@click.argument("algorithms", nargs=-1, required=True, metavar="ALGORITHM...")
+def digest(home: Path, algorithms: tuple[str, ...]) -> None:
+    """The digest algorithms challenged with, most preferred first, and the only ones
+    accepted: SHA-256 MD5 (the default, RFC 8760), or MD5 first (or alone) for clients
+    that answer only the first challenge with MD5."""
+    _stage(
+        home,
+        lambda c: edits.set_digest_algorithms(c, algorithms),
+        lambda c: f"digest algorithms: {', '.join(c.digest_algorithms)}",
+    )
+
+
 @config_group.command("fips")
 @home_option()
 @click.argument("state", type=click.Choice(["on", "off"]))
@@ -849,6 +863,7 @@ def show(home: Path, staged: bool, as_json: bool) -> None:
         tables.append(("incoming ACL", _acl(config)))
     click.echo(f"FIPS policy: {'on' if config.fips else 'off'}")
     click.echo(f"rate limits: {_rate_limits_text(config)}")
+    click.echo(f"digest algorithms: {', '.join(config.digest_algorithms)}")
     for title, (headers, rows) in [*tables, ("users", _users(config)), ("hosts", _hosts(config))]:
         click.echo(f"{title}:")
         _echo_table(headers, rows, indent="  ")

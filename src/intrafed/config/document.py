@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import tomli_w
 
-from intrafed.config.model import ConfigError, NodeConfig, NodeIdentity, RateLimits, Role
+from intrafed.config.model import (
+    DIGEST_ALGORITHMS,
+    ConfigError,
+    NodeConfig,
+    NodeIdentity,
+    RateLimits,
+    Role,
+)
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -68,6 +75,8 @@ def to_document(config: NodeConfig) -> dict[str, Any]:
         "hosts": [as_table(entry) for entry in config.hosts],
         "users": [as_table(user) for user in config.users],
     }
+    if config.digest_algorithms != DIGEST_ALGORITHMS:
+        document["digest_algorithms"] = list(config.digest_algorithms)
     if config.rate_limits != RateLimits():
         document["rate_limits"] = {
             "client": as_table(config.rate_limits.client),

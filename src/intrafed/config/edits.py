@@ -379,6 +379,11 @@ def set_rate_limits(
     return _replace(config, rate_limits=RateLimits(client, server))
 
 
+def set_digest_algorithms(config: NodeConfig, algorithms: Sequence[str]) -> NodeConfig:
+    """Offer (and accept) these digest algorithms, most preferred first."""
+    return _replace(config, digest_algorithms=tuple(algorithms))
+
+
 def set_fips(config: NodeConfig, on: bool) -> NodeConfig:
     """Turn the FIPS-approved-algorithms policy on (TLS 1.2+, approved suites) or off."""
     return _replace(config, fips=on)

@@ -322,6 +322,10 @@ class AclEntry:
         return self.fqdn or self.ip or ""
 
 
+DIGEST_ALGORITHMS = ("SHA-256", "MD5")
+"""The digest algorithms intrafed knows, in RFC 8760's order of preference."""
+
+
 @dataclass(frozen=True, slots=True)
 class RateClass:
     """Requests per second a sender of one class may sustain, and the burst above it."""
@@ -487,6 +491,9 @@ class NodeConfig:
     """TLS versions allowed."""
     rate_limits: RateLimits = RateLimits()
     """Requests per second of the client and server classes (503 with Retry-After above)."""
+    digest_algorithms: tuple[str, ...] = DIGEST_ALGORITHMS
+    """Digest algorithms offered in challenges, in this order, and the only ones accepted
+    (RFC 8760: SHA-256 first; MD5 for clients that know nothing else)."""
 
     def __post_init__(self) -> None:
         domains = tuple(check_domain("domain", domain) for domain in self.domains)
@@ -495,6 +502,16 @@ class NodeConfig:
         object.__setattr__(self, "peer_subjects", subjects)
         directory = tuple(check_aor("directory", aor) for aor in self.peer_directory)
         object.__setattr__(self, "peer_directory", directory)
+        algorithms = tuple(name.upper() for name in self.digest_algorithms)
+        unknown = [name for name in algorithms if name not in DIGEST_ALGORITHMS]
+        if unknown or not algorithms or len(set(algorithms)) != len(algorithms):
+            raise ConfigError(
+                "digest",
+                f"{', '.join(self.digest_algorithms) or 'nothing'} is not a list of "
+                "distinct digest algorithms",
+                "give SHA-256 and/or MD5, most preferred first",
+            )
+        object.__setattr__(self, "digest_algorithms", algorithms)
         if self.role is Role.IMP and self.listeners is None:
             object.__setattr__(self, "listeners", ImpListeners())
 

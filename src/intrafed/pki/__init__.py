@@ -8,6 +8,7 @@ from intrafed.pki.csr import (
     certificate_names,
     check_request,
     make_csr,
+    make_host_csr,
     read_csr,
     write_request,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "check_request",
     "client_context",
     "make_csr",
+    "make_host_csr",
     "peer_names",
     "read_bundle",
     "read_csr",

@@ -3,10 +3,12 @@
 "For Standard Edition servers, use the FQDN of the Standard Edition server as the Subject
 CN. For Enterprise Edition front-end servers, use the FQDN of the pool to which the
 front-end server belongs." IM&P nodes use their own FQDN. The SIP domains go into the SAN.
+A host that is not a node (a gateway, a lab peer) asks for the names it is given.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,15 +81,29 @@ def make_csr(
 ) -> x509.CertificateSigningRequest:
     """A CSR signed by ``key`` asking for the node's names and Server+Client Authentication."""
     cn, sans = certificate_names(identity, domains)
-    return (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(name) for name in sans]), critical=False
-        )
-        .add_extension(x509.ExtendedKeyUsage([SERVER_AUTH, CLIENT_AUTH]), critical=False)
-        .sign(key, hashes.SHA256())
+    return make_host_csr(cn, key, dns_names=sans)
+
+
+def make_host_csr(
+    cn: str,
+    key: PrivateKey,
+    *,
+    dns_names: Sequence[str] = (),
+    ip_addresses: Sequence[str] = (),
+) -> x509.CertificateSigningRequest:
+    """A CSR signed by ``key`` for exactly the names given, as a gateway or a lab peer
+    needs: subject ``CN=cn``, SAN ``dns_names`` then ``ip_addresses`` (no SAN when both
+    are empty), and Server+Client Authentication. A malformed address is a ``ValueError``."""
+    names: list[x509.GeneralName] = [x509.DNSName(name) for name in dns_names]
+    names += [x509.IPAddress(ipaddress.ip_address(address)) for address in ip_addresses]
+    builder = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
     )
+    if names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    return builder.add_extension(
+        x509.ExtendedKeyUsage([SERVER_AUTH, CLIENT_AUTH]), critical=False
+    ).sign(key, hashes.SHA256())
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,8 @@ class Directory:
     users: Collection[str]
     """AORs provisioned here."""
     credentials: Mapping[str, StoredCredentials]
+    algorithms: tuple[str, ...] = ("SHA-256", "MD5")
+    """Digest algorithms challenged with, in this order, and the only ones accepted."""
 
 
 def authenticate(
@@ -76,7 +78,7 @@ def authenticate(
         stored = directory.credentials.get(claimed.aor)
         if not _has_secret(stored):
             return Accepted()
-        return _verify(request, claimed, stored, nonces, now, agent, proxy=False)
+        return _verify(request, claimed, stored, directory, nonces, now, agent, proxy=False)
     if request.to_addr.tag is not None:
         return Accepted()
     claimed = request.from_addr.uri
@@ -101,7 +103,7 @@ def authenticate(
         if aor in directory.users:
             return Accepted()
         return _refuse(request, 403, f"{aor} is not a user of this node", agent)
-    return _verify(request, claimed, stored, nonces, now, agent, proxy=True, trust=trust)
+    return _verify(request, claimed, stored, directory, nonces, now, agent, proxy=True, trust=trust)
 
 
 def _consumed(request: Request, realm: str) -> Request:
@@ -127,6 +129,7 @@ def _verify(
     request: Request,
     claimed: SipUri,
     stored: StoredCredentials | None,
+    directory: Directory,
     nonces: NonceIssuer,
     now: float,
     agent: str,
@@ -142,7 +145,11 @@ def _verify(
             offered = parse_credentials(value)
         except RemoteSipError as exc:
             return _refuse(request, 400, exc.reason, agent, reason=exc.reason)
-        if offered.realm.lower() != realm or stored is None:
+        if (
+            offered.realm.lower() != realm
+            or stored is None
+            or offered.algorithm not in directory.algorithms
+        ):
             continue
         state = nonces.check(offered.nonce, now)
         if state != "valid":
@@ -159,7 +166,8 @@ def _verify(
     nonce = nonces.issue(now)
     name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
     headers = [
-        (name, challenge(realm, nonce, algorithm, stale=stale)) for algorithm in ("SHA-256", "MD5")
+        (name, challenge(realm, nonce, algorithm, stale=stale))
+        for algorithm in directory.algorithms
     ]
     if trust is not None:
         rule = f"{trust.entry} is not treated as authenticated: {claimed.aor} must prove itself"
