@@ -50,15 +50,13 @@ from intrafed.check import SeedDeployment
 from intrafed.config import edits
 from intrafed.config.model import AclEntry, HostEntry, NodeConfig, StaticRoute
 from intrafed.node import Node
+from intrafed.pki import CertificateAuthority
 from intrafed.sip.pidf import PresenceState
 from intrafed.store import ConfigStore
 from intrafed.ua import PresenceNotified, UaSettings, UserAgent
-from tests.integration.federation import (
-    build_partitions,
-    challenge_selecting_relay,
-    issue_lab_certificate,
-)
+from tests.integration.federation import build_partitions, challenge_selecting_relay
 from tests.integration.peers import Chain, TlsLegs, free_port, run_sipp, stunnel
+from tests.lab_pki import issue_host
 
 IMP_IP, OCS_IP = "127.0.0.110", "127.0.0.111"
 UAS_IP, UAC_TLS_IP, UAS_TLS_IP = "127.0.0.113", "127.0.0.114", "127.0.0.115"
@@ -201,7 +199,8 @@ async def federation_chain(
         uas_accept=(UAS_TLS_IP, free_port(UAS_TLS_IP)),
         uas=uas_local,
     )
-    certificate = issue_lab_certificate(deployment, ALICE_PC, workdir / "alice-pc")
+    lab_ca = CertificateAuthority.load(deployment.ca_dir)
+    certificate = issue_host(lab_ca, ALICE_PC, dns_names=(ALICE_PC,)).write(workdir / "alice-pc")
     config = legs.config(deployment.ca_certificate, certificate, certificate)
     async with stunnel(config, workdir, [legs.uac_accept, legs.uas_accept]):
         contact = f"{ALICE_PC}:{legs.uas_accept[1]};transport=tls"

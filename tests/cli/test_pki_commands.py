@@ -21,7 +21,7 @@ from intrafed.cli import main
 from intrafed.config.model import NodeIdentity
 from intrafed.pki import CertificateAuthority, thumbprint
 from intrafed.store import ConfigStore
-from tests.pki.lab import IMP, OCS, POOL_FE, issue
+from tests.lab_pki import IMP, OCS, POOL_FE, issue
 
 
 def make_home(

@@ -12,14 +12,9 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.x509.oid import NameOID
-
 from intrafed.check import SeedDeployment, build_seed_deployment
 from intrafed.node import Node, NodeSettings, settings_from_config
-from intrafed.pki import CertificateAuthority, CertificateStores, KeyType, TlsContexts
-from intrafed.pki.certificates import generate_key
+from intrafed.pki import CertificateStores, KeyType, TlsContexts
 from intrafed.sip import StreamFramer
 from intrafed.store import ConfigStore
 
@@ -52,32 +47,6 @@ def build_partitions(root: Path, imp_ip: str, ocs_ip: str) -> SeedDeployment:
         base_port=free_base_port([imp_ip, ocs_ip]),
         key_type=KeyType.EC_P256,
     )
-
-
-def issue_lab_certificate(
-    deployment: SeedDeployment, name: str, directory: Path
-) -> tuple[Path, Path]:
-    """A certificate for ``name`` from the deployment's lab CA (which both nodes trust);
-    writes ``cert.pem`` and ``key.pem`` into ``directory`` and returns their paths."""
-    key = generate_key(KeyType.EC_P256)
-    request = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    certificate = CertificateAuthority.load(deployment.ca_dir).sign(request)
-    directory.mkdir(parents=True, exist_ok=True)
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
 
 
 def home_settings(home: Path) -> NodeSettings:

@@ -18,7 +18,13 @@ from intrafed.config.model import StaticRoute
 from intrafed.node import Node, NodeSettings
 from intrafed.policy import PeerTrust
 from intrafed.transport import ListenerSpec
-from tests.certs import client_context, make_ca, server_context
+from tests.lab_pki import (
+    ca_pem,
+    issue_host,
+    make_ca,
+    node_client_context,
+    node_server_context,
+)
 
 SIPP = shutil.which("sipp")
 STUNNEL = shutil.which("stunnel4") or shutil.which("stunnel")
@@ -234,9 +240,9 @@ async def proxy_chain(transport: str, workdir: Path) -> AsyncIterator[Chain]:
             yield Chain(bound["TCP"], uas_local, contact)
         return
     ca = make_ca("intrafed test CA")
-    node_cert = ca.issue(NODE_NAME, dns=(NODE_NAME,), ips=(NODE_IP,))
+    node_cert = issue_host(ca, NODE_NAME, dns_names=(NODE_NAME,), ip_addresses=(NODE_IP,))
     ca_path = workdir / "ca.pem"
-    ca_path.write_bytes(ca.cert_pem)
+    ca_path.write_bytes(ca_pem(ca))
     uas_tls_port = free_port(UAS_TLS_IP)
     settings = NodeSettings(
         name=NODE_NAME,
@@ -244,11 +250,11 @@ async def proxy_chain(transport: str, workdir: Path) -> AsyncIterator[Chain]:
         listeners=(ListenerSpec(NODE_IP, "MTLS", 0),),
         routes=(StaticRoute("example.com", "TLS", uas_tls_port, fqdn="bob.example.com"),),
         hosts={"bob.example.com": UAS_TLS_IP},
-        mtls_ssl=server_context(node_cert, ca, require_client=True),
+        mtls_ssl=node_server_context(node_cert, ca, require_client_cert=True),
         peers=lambda ip, names, outbound: (
             PeerTrust("host authorization") if "alice-gw.example.com" in names else None
         ),
-        client_ssl=client_context(ca, node_cert),
+        client_ssl=node_client_context(node_cert, ca),
     )
     async with running_node(settings) as bound:
         legs = TlsLegs(
@@ -258,8 +264,8 @@ async def proxy_chain(transport: str, workdir: Path) -> AsyncIterator[Chain]:
             uas_accept=(UAS_TLS_IP, uas_tls_port),
             uas=uas_local,
         )
-        client = ca.issue("alice-gw.example.com", dns=("alice-gw.example.com",))
-        server = ca.issue("bob.example.com", dns=("bob.example.com",))
+        client = issue_host(ca, "alice-gw.example.com", dns_names=("alice-gw.example.com",))
+        server = issue_host(ca, "bob.example.com", dns_names=("bob.example.com",))
         config = legs.config(
             ca_path, client.write(workdir / "client"), server.write(workdir / "bob")
         )

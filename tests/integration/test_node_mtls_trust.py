@@ -10,18 +10,22 @@ from intrafed.node import Node, NodeSettings
 from intrafed.policy import PeerTrust
 from intrafed.sip import Response
 from intrafed.transport import ListenerSpec
-from tests.certs import client_context, make_ca, server_context
 from tests.integration.clients import SipPeer, message
 from tests.integration.uas import answer_200
+from tests.lab_pki import issue_host, make_ca, node_server_context, peer_client_context
 
 NODE_IP, UAS_IP, TRUSTED_IP, STRANGER_IP = "127.0.0.41", "127.0.0.42", "127.0.0.43", "127.0.0.44"
 
 
 def test_an_untrusted_mtls_peer_gets_403_and_a_trusted_one_is_served() -> None:
     ca = make_ca("trust test CA")
-    node_cert = ca.issue("ocs1.example.com", dns=("ocs1.example.com",))
-    trusted = client_context(ca, ca.issue("imp1.example.com", dns=("imp1.example.com",)))
-    stranger = client_context(ca, ca.issue("imp9.example.com", dns=("imp9.example.com",)))
+    node_cert = issue_host(ca, "ocs1.example.com", dns_names=("ocs1.example.com",))
+    trusted = peer_client_context(
+        ca, issue_host(ca, "imp1.example.com", dns_names=("imp1.example.com",))
+    )
+    stranger = peer_client_context(
+        ca, issue_host(ca, "imp9.example.com", dns_names=("imp9.example.com",))
+    )
 
     async def scenario() -> tuple[Response, Response, Response]:
         uas = await asyncio.start_server(answer_200, UAS_IP, 0)
@@ -36,7 +40,7 @@ def test_an_untrusted_mtls_peer_gets_403_and_a_trusted_one_is_served() -> None:
                 peers=lambda ip, names, outbound: (
                     PeerTrust("host authorization") if "imp1.example.com" in names else None
                 ),
-                mtls_ssl=server_context(node_cert, ca, require_client=True),
+                mtls_ssl=node_server_context(node_cert, ca, require_client_cert=True),
             )
         )
         address = (await node.start())["MTLS"]

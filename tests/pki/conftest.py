@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pytest
 
 from intrafed.pki import CertificateAuthority
-from tests.pki.lab import make_ca
+from tests.lab_pki import make_ca
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,10 @@ from intrafed.pki.certificates import (
     dns_names,
     extended_key_usages,
     generate_key,
+    san_texts,
 )
+from tests.lab_pki import DOMAINS, OCS, issue, issue_host, make_ca, utcnow
 from tests.pki.conftest import Cas
-from tests.pki.lab import DOMAINS, OCS, issue, make_ca, utcnow
 
 
 def test_ca_is_a_self_signed_root_that_may_sign_certificates() -> None:
@@ -45,6 +46,19 @@ def test_signing_gives_server_and_client_authentication_and_copies_the_names(cas
     assert cert.subject.rfc4514_string() == "CN=ocs1.example.com"
     cert.verify_directly_issued_by(cas.lab.certificate)
     assert not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+
+
+def test_a_host_certificate_keeps_its_dns_and_ip_names(cas: Cas) -> None:
+    issued = issue_host(
+        cas.lab,
+        "alice-gw.example.com",
+        dns_names=("alice-gw.example.com",),
+        ip_addresses=("127.0.0.5",),
+    )
+    cert = issued.certificate
+    assert san_texts(cert) == ("DNS:alice-gw.example.com", "IP:127.0.0.5")
+    assert extended_key_usages(cert) == (SERVER_AUTH, CLIENT_AUTH)
+    cert.verify_directly_issued_by(cas.lab.certificate)
 
 
 def test_server_only_gives_the_classic_bad_certificate(cas: Cas) -> None:

@@ -3,6 +3,7 @@ in the SAN; Server and Client Authentication requested; contradictions refused."
 
 from __future__ import annotations
 
+import ipaddress
 import stat
 from pathlib import Path
 
@@ -11,9 +12,17 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from intrafed.config.model import ConfigError, Edition, NodeIdentity, Role
-from intrafed.pki import KeyType, PkiError, check_request, make_csr, read_csr, write_request
+from intrafed.pki import (
+    KeyType,
+    PkiError,
+    check_request,
+    make_csr,
+    make_host_csr,
+    read_csr,
+    write_request,
+)
 from intrafed.pki.certificates import CLIENT_AUTH, SERVER_AUTH, generate_key
-from tests.pki.lab import DOMAINS, IMP, OCS, POOL_FE
+from tests.lab_pki import DOMAINS, IMP, OCS, POOL_FE
 
 
 def names(csr: x509.CertificateSigningRequest) -> tuple[str, list[str]]:
@@ -44,6 +53,35 @@ def test_csr_subject_and_sans_follow_the_seed(
 def test_a_domain_equal_to_the_fqdn_is_listed_once() -> None:
     csr = make_csr(OCS, ("ocs1.example.com", "example.com"), generate_key(KeyType.EC_P256))
     assert names(csr)[1] == ["ocs1.example.com", "example.com"]
+
+
+def test_host_csr_asks_for_exactly_the_names_given() -> None:
+    csr = make_host_csr(
+        "alice-gw.example.com",
+        generate_key(KeyType.EC_P256),
+        dns_names=("alice-gw.example.com", "gw.example.com"),
+        ip_addresses=("127.0.0.5", "::1"),
+    )
+    assert csr.is_signature_valid
+    assert names(csr) == ("alice-gw.example.com", ["alice-gw.example.com", "gw.example.com"])
+    san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.IPAddress) == [
+        ipaddress.ip_address("127.0.0.5"),
+        ipaddress.ip_address("::1"),
+    ]
+    eku = csr.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(eku) == [SERVER_AUTH, CLIENT_AUTH]
+
+
+def test_host_csr_without_names_has_no_san() -> None:
+    csr = make_host_csr("gw.example.com", generate_key(KeyType.EC_P256))
+    with pytest.raises(x509.ExtensionNotFound):
+        csr.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+
+
+def test_host_csr_refuses_an_address_that_is_not_one() -> None:
+    with pytest.raises(ValueError, match=r"gw\.example\.com"):
+        make_host_csr("gw", generate_key(KeyType.EC_P256), ip_addresses=("gw.example.com",))
 
 
 @pytest.mark.parametrize(

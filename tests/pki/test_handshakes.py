@@ -22,8 +22,8 @@ import pytest
 from intrafed.config.model import TlsProfile
 from intrafed.pki import CertificateAuthority, KeyType, client_context, peer_names, server_context
 from intrafed.pki.certificates import certificates_pem
+from tests.lab_pki import IMP, OCS, Issued, issue, utcnow
 from tests.pki.conftest import Cas
-from tests.pki.lab import IMP, OCS, Issued, issue, utcnow
 
 OCS_IP, IMP_IP = OCS.ip, IMP.ip  # 127.0.0.3 and 127.0.0.2, as in the demo
 TIMEOUT = 5.0

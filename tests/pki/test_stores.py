@@ -29,8 +29,8 @@ from intrafed.pki.certificates import (
     read_private_key,
 )
 from intrafed.pki.files import write_private
+from tests.lab_pki import DOMAINS, IMP, OCS, Issued, issue, read_csr
 from tests.pki.conftest import Cas
-from tests.pki.lab import DOMAINS, IMP, OCS, Issued, issue, read_csr
 
 PASSWORD = b"correct horse"
 

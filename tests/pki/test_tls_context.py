@@ -9,7 +9,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
-from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from intrafed.config.model import ConfigError, NodeConfig, TlsProfile
@@ -25,9 +24,8 @@ from intrafed.pki import (
 )
 from intrafed.pki.certificates import certificates_pem, private_key_pem
 from intrafed.pki.tls_context import FIPS_CIPHERS
-from tests import certs as factory
+from tests.lab_pki import IMP, OCS, Issued, issue, issue_host
 from tests.pki.conftest import Cas
-from tests.pki.lab import IMP, OCS, Issued, issue
 
 
 @pytest.fixture
@@ -126,8 +124,7 @@ def test_contexts_refuse_an_empty_trusted_store_and_a_foreign_key(
 def test_peer_names_are_the_san_dns_names_else_the_cn(cas: Cas) -> None:
     der = issue(cas.lab, IMP).certificate.public_bytes(Encoding.DER)
     assert peer_names(der) == ("imp1.example.com", "example.com")
-    ca = factory.make_ca("Factory CA")
-    bare = x509.load_pem_x509_certificate(ca.issue("IMP2.example.com").cert_pem)
+    bare = issue_host(cas.lab, "IMP2.example.com").certificate
     assert peer_names(bare.public_bytes(Encoding.DER)) == ("imp2.example.com",)
 
 

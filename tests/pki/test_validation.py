@@ -15,9 +15,17 @@ from cryptography.x509.oid import NameOID
 from intrafed.config.model import Edition, NodeIdentity, Role
 from intrafed.pki import CertificateAuthority, KeyType, Report, Severity, validate
 from intrafed.pki.certificates import thumbprint
-from tests import certs as factory
+from tests.lab_pki import (
+    IMP,
+    OCS,
+    POOL_FE,
+    issue,
+    issue_host,
+    issue_without_eku,
+    make_ca,
+    utcnow,
+)
 from tests.pki.conftest import Cas
-from tests.pki.lab import IMP, OCS, POOL_FE, issue, make_ca, utcnow
 
 
 def check(
@@ -60,11 +68,9 @@ def test_server_only_eku_is_the_classic_mistake(cas: Cas) -> None:
     assert " — request a certificate from a template with Server and Client Authentication" in line
 
 
-def test_a_certificate_without_eku_is_refused_although_openssl_takes_it() -> None:
-    ca = factory.make_ca("Factory CA")
-    leaf = ca.issue("ocs1.example.com", dns=("ocs1.example.com",), eku=(), days=365)
-    cert = x509.load_pem_x509_certificate(leaf.cert_pem)
-    report = validate(cert, identity=OCS, trusted=(ca.cert,))
+def test_a_certificate_without_eku_is_refused_although_openssl_takes_it(cas: Cas) -> None:
+    issued = issue_without_eku(cas.lab, "ocs1.example.com", dns_names=("ocs1.example.com",))
+    report = check(issued.certificate, cas)
     assert "has no Extended Key Usage" in only(report, "eku")
 
 
@@ -90,13 +96,9 @@ def test_a_pool_certificate_without_this_front_end_warns(cas: Cas) -> None:
     assert "fe2.example.com" in only(report, "name", Severity.WARNING)
 
 
-def test_san_without_the_node_name_is_refused() -> None:
-    ca = factory.make_ca("Factory CA")
-    leaf = ca.issue("ocs1.example.com", dns=("example.com",), days=365)
-    report = validate(
-        x509.load_pem_x509_certificate(leaf.cert_pem), identity=OCS, trusted=(ca.cert,)
-    )
-    assert "the SAN does not list ocs1.example.com" in only(report, "name")
+def test_san_without_the_node_name_is_refused(cas: Cas) -> None:
+    cert = issue_host(cas.lab, "ocs1.example.com", dns_names=("example.com",)).certificate
+    assert "the SAN does not list ocs1.example.com" in only(check(cert, cas), "name")
 
 
 def test_expired() -> None:

@@ -6,25 +6,26 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.certs import CA, Leaf, make_ca
+from intrafed.pki import CertificateAuthority
+from tests.lab_pki import Issued, issue_expired, issue_host, issue_without_eku, make_ca
 
 
 @dataclass(frozen=True)
 class Pki:
-    ca: CA
-    server: Leaf
+    ca: CertificateAuthority
+    server: Issued
     """ocs1.example.com, both EKUs: the node under test."""
-    client: Leaf
+    client: Issued
     """imp1.example.com, both EKUs: a well-configured federation peer."""
-    server_only: Leaf
+    server_only: Issued
     """serverAuth EKU only."""
-    no_eku: Leaf
+    no_eku: Issued
     """No EKU extension at all (OpenSSL takes it as good for anything)."""
-    expired: Leaf
+    expired: Issued
     """imp2.example.com, validity ended yesterday."""
-    rogue_client: Leaf
+    rogue_client: Issued
     """imp1.example.com issued by a CA nobody trusts."""
-    rogue_server: Leaf
+    rogue_server: Issued
     """ocs1.example.com issued by a CA nobody trusts."""
 
 
@@ -34,11 +35,17 @@ def pki() -> Pki:
     rogue = make_ca("Rogue CA")
     return Pki(
         ca=ca,
-        server=ca.issue("ocs1.example.com", dns=("ocs1.example.com",), ips=("127.0.0.2",)),
-        client=ca.issue("imp1.example.com", dns=("imp1.example.com", "imp.example.com")),
-        server_only=ca.issue("sonly.example.com", dns=("sonly.example.com",), eku=("server",)),
-        no_eku=ca.issue("noeku.example.com", eku=()),
-        expired=ca.issue("imp2.example.com", dns=("imp2.example.com",), expired=True),
-        rogue_client=rogue.issue("imp1.example.com", dns=("imp1.example.com",)),
-        rogue_server=rogue.issue("ocs1.example.com", dns=("ocs1.example.com",)),
+        server=issue_host(
+            ca, "ocs1.example.com", dns_names=("ocs1.example.com",), ip_addresses=("127.0.0.2",)
+        ),
+        client=issue_host(
+            ca, "imp1.example.com", dns_names=("imp1.example.com", "imp.example.com")
+        ),
+        server_only=issue_host(
+            ca, "sonly.example.com", dns_names=("sonly.example.com",), server_only=True
+        ),
+        no_eku=issue_without_eku(ca, "noeku.example.com"),
+        expired=issue_expired(ca, "imp2.example.com", dns_names=("imp2.example.com",)),
+        rogue_client=issue_host(rogue, "imp1.example.com", dns_names=("imp1.example.com",)),
+        rogue_server=issue_host(rogue, "ocs1.example.com", dns_names=("ocs1.example.com",)),
     )

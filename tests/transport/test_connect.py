@@ -9,7 +9,7 @@ import socket
 import pytest
 
 from intrafed.transport import Destination, ListenerSpec, TransportError, TransportLimits
-from tests.certs import client_context, server_context
+from tests.lab_pki import node_client_context, node_server_context, peer_client_context
 from tests.transport.conftest import Pki
 from tests.transport.helpers import (
     BAD_IP,
@@ -81,8 +81,8 @@ def test_concurrent_connects_to_one_destination_make_one_connection() -> None:
 def test_tls_connect_verifies_the_server_and_learns_its_names(pki: Pki) -> None:
     async def scenario() -> None:
         async with (
-            Node(server_ssl=server_context(pki.server, pki.ca)) as peer,
-            Node(client_ssl=client_context(pki.ca)) as node,
+            Node(server_ssl=node_server_context(pki.server, pki.ca)) as peer,
+            Node(client_ssl=node_client_context(pki.client, pki.ca)) as node,
         ):
             address = await peer.layer.listen(ListenerSpec(SERVER_IP, "TLS", 0))
             flow = await node.layer.connect(Destination("TLS", *address, "ocs1.example.com"))
@@ -97,8 +97,8 @@ def test_tls_connect_verifies_the_server_and_learns_its_names(pki: Pki) -> None:
 def test_tls_connect_with_the_wrong_server_name_fails_with_hostname_mismatch(pki: Pki) -> None:
     async def scenario() -> None:
         async with (
-            Node(server_ssl=server_context(pki.server, pki.ca)) as peer,
-            Node(client_ssl=client_context(pki.ca)) as node,
+            Node(server_ssl=node_server_context(pki.server, pki.ca)) as peer,
+            Node(client_ssl=node_client_context(pki.client, pki.ca)) as node,
         ):
             address = await peer.layer.listen(ListenerSpec(SERVER_IP, "TLS", 0))
             destination = Destination("TLS", *address, "imp9.example.com")
@@ -114,8 +114,8 @@ def test_tls_connect_with_the_wrong_server_name_fails_with_hostname_mismatch(pki
 def test_tls_connect_to_a_server_from_an_untrusted_ca_names_the_verify_error(pki: Pki) -> None:
     async def scenario() -> None:
         async with (
-            Node(server_ssl=server_context(pki.rogue_server, pki.ca)) as peer,
-            Node(client_ssl=client_context(pki.ca)) as node,
+            Node(server_ssl=node_server_context(pki.rogue_server, pki.ca)) as peer,
+            Node(client_ssl=node_client_context(pki.client, pki.ca)) as node,
         ):
             address = await peer.layer.listen(ListenerSpec(SERVER_IP, "TLS", 0))
             with pytest.raises(TransportError) as caught:
@@ -198,9 +198,11 @@ def test_registered_alias_makes_connect_reuse_the_inbound_flow() -> None:
 
 def test_mtls_alias_serves_only_names_the_peer_certificate_proves(pki: Pki) -> None:
     async def scenario() -> None:
-        async with Node(mtls_ssl=server_context(pki.server, pki.ca, require_client=True)) as node:
+        async with Node(
+            mtls_ssl=node_server_context(pki.server, pki.ca, require_client_cert=True)
+        ) as node:
             address = await node.layer.listen(ListenerSpec(SERVER_IP, "MTLS", 0))
-            context = client_context(pki.ca, pki.client)
+            context = peer_client_context(pki.ca, pki.client)
             async with client(
                 address, source=BAD_IP, context=context, server_hostname="ocs1.example.com"
             ) as (reader, writer):

@@ -13,7 +13,7 @@ import ssl
 import pytest
 
 from intrafed.transport import ListenerSpec, TransportLimits
-from tests.certs import client_context, server_context
+from tests.lab_pki import issue_host, node_server_context, peer_client_context
 from tests.transport.conftest import Pki
 from tests.transport.helpers import (
     BAD_IP,
@@ -37,8 +37,8 @@ SERVER_NAME = "ocs1.example.com"
 def tls_node(pki: Pki, limits: TransportLimits | None = None) -> Node:
     return Node(
         limits=limits,
-        server_ssl=server_context(pki.server, pki.ca),
-        mtls_ssl=server_context(pki.server, pki.ca, require_client=True),
+        server_ssl=node_server_context(pki.server, pki.ca),
+        mtls_ssl=node_server_context(pki.server, pki.ca, require_client_cert=True),
     )
 
 
@@ -58,7 +58,7 @@ def test_tls_listener_serves_a_client_that_trusts_our_ca(pki: Pki) -> None:
     async def scenario() -> None:
         async with tls_node(pki) as node:
             address = await node.layer.listen(ListenerSpec(SERVER_IP, "TLS", 0))
-            context = client_context(pki.ca)
+            context = peer_client_context(pki.ca)
             async with client(address, context=context, server_hostname=SERVER_NAME) as (
                 reader,
                 writer,
@@ -85,7 +85,7 @@ def test_plain_sip_sent_to_a_tls_port_fails_the_handshake(
     async def scenario() -> None:
         async with tls_node(pki) as node:
             address = await node.layer.listen(ListenerSpec(SERVER_IP, "TLS", 0))
-            context = client_context(pki.ca)
+            context = peer_client_context(pki.ca)
             async with client(address, context=context, server_hostname=SERVER_NAME) as (
                 reader,
                 writer,
@@ -125,7 +125,7 @@ def test_mtls_peer_with_a_ca_signed_client_certificate_is_served_with_its_names(
     async def scenario() -> None:
         async with tls_node(pki) as node:
             address = await node.layer.listen(ListenerSpec(SERVER_IP, "MTLS", 0))
-            context = client_context(pki.ca, pki.client)
+            context = peer_client_context(pki.ca, pki.client)
             async with client(
                 address, source=BAD_IP, context=context, server_hostname=SERVER_NAME
             ) as (reader, writer):
@@ -158,8 +158,8 @@ def test_mtls_listener_refuses_client_certificate(
     async def scenario() -> None:
         async with tls_node(pki) as node:
             address = await node.layer.listen(ListenerSpec(SERVER_IP, "MTLS", 0))
-            good = client_context(pki.ca, pki.client)
-            bad = client_context(pki.ca, None if leaf is None else getattr(pki, leaf))
+            good = peer_client_context(pki.ca, pki.client)
+            bad = peer_client_context(pki.ca, None if leaf is None else getattr(pki, leaf))
             async with client(address, context=good, server_hostname=SERVER_NAME) as (
                 reader,
                 writer,
@@ -178,7 +178,7 @@ def test_tls_client_sending_its_request_with_the_handshake_is_answered(pki: Pki)
     async def scenario() -> None:
         async with tls_node(pki) as node:
             address = await node.layer.listen(ListenerSpec(SERVER_IP, "MTLS", 0))
-            context = client_context(pki.ca, pki.client)
+            context = peer_client_context(pki.ca, pki.client)
             reader, writer = await asyncio.open_connection(
                 *address, ssl=context, server_hostname=SERVER_NAME
             )
@@ -201,17 +201,17 @@ def test_new_connections_use_swapped_contexts_while_open_ones_keep_theirs(pki: P
         writer.close()
         return str(dict(pair[0] for pair in certificate["subject"])["commonName"])
 
-    renewed = pki.ca.issue(SERVER_NAME, dns=(SERVER_NAME,), days=90)
+    renewed = issue_host(pki.ca, SERVER_NAME, dns_names=(SERVER_NAME,), days=90)
 
     async def scenario() -> None:
         async with tls_node(pki) as node:
             address = await node.layer.listen(ListenerSpec(SERVER_IP, "TLS", 0))
-            trusting = client_context(pki.ca)
+            trusting = peer_client_context(pki.ca)
             before = await asyncio.open_connection(
                 *address, ssl=trusting, server_hostname=SERVER_NAME
             )
             node.layer.use_contexts(
-                server_ssl=server_context(renewed, pki.ca), mtls_ssl=None, client_ssl=None
+                server_ssl=node_server_context(renewed, pki.ca), mtls_ssl=None, client_ssl=None
             )
             _reader, writer = await asyncio.open_connection(
                 *address, ssl=trusting, server_hostname=SERVER_NAME

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from intrafed.transport import Destination, ListenerSpec, TransportError
-from tests.certs import server_context
+from tests.lab_pki import node_server_context
 from tests.transport.conftest import Pki
 from tests.transport.helpers import SERVER_IP, Node, run
 
@@ -32,7 +32,7 @@ def test_listener_spec_all_binds_every_address_and_checks_its_fields() -> None:
 
 def test_tls_listeners_need_their_context_and_mtls_must_require_client_certs(pki: Pki) -> None:
     async def scenario() -> None:
-        async with Node(mtls_ssl=server_context(pki.server, pki.ca)) as node:
+        async with Node(mtls_ssl=node_server_context(pki.server, pki.ca)) as node:
             with pytest.raises(ValueError, match="server_ssl"):
                 await node.layer.listen(ListenerSpec(SERVER_IP, "TLS", 0))
             with pytest.raises(ValueError, match="require client certificates"):

@@ -16,8 +16,8 @@ from intrafed.policy import StoredCredentials
 from intrafed.sip import Request, Response
 from intrafed.transport import ListenerSpec
 from intrafed.ua import UaSettings
-from tests.certs import make_ca, server_context
 from tests.integration.peers import running_node
+from tests.lab_pki import ca_pem, issue_host, make_ca, node_server_context
 
 NODE_IP = "127.0.0.80"
 ALICE_IP, BOB_IP, CAROL_IP, SILENT_IP = "127.0.0.81", "127.0.0.82", "127.0.0.83", "127.0.0.84"
@@ -78,8 +78,8 @@ async def lab_node(workdir: Path, *, md5_only: tuple[str, ...] = ()) -> AsyncIte
     """A running node hosting alice, bob and carol on example.com (TCP and TLS)."""
     ca = make_ca("intrafed ua test CA")
     ca_file = workdir / "ca.pem"
-    ca_file.write_bytes(ca.cert_pem)
-    leaf = ca.issue(NODE_NAME, dns=(NODE_NAME,), ips=(NODE_IP,))
+    ca_file.write_bytes(ca_pem(ca))
+    node_cert = issue_host(ca, NODE_NAME, dns_names=(NODE_NAME,), ip_addresses=(NODE_IP,))
     settings = NodeSettings(
         name=NODE_NAME,
         address=NODE_IP,
@@ -90,7 +90,7 @@ async def lab_node(workdir: Path, *, md5_only: tuple[str, ...] = ()) -> AsyncIte
             f"{user}@example.com": credentials(user, md5_only=user in md5_only)
             for user in PASSWORDS
         },
-        server_ssl=server_context(leaf, ca),
+        server_ssl=node_server_context(node_cert, ca),
     )
     async with running_node(settings) as bound:
         yield LabNode(bound["TCP"], bound["TLS"], ca_file)

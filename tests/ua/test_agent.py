@@ -23,7 +23,7 @@ from intrafed.ua import (
     UaSettings,
     UserAgent,
 )
-from tests.certs import make_ca
+from tests.lab_pki import ca_pem, make_ca
 from tests.ua.nodes import (
     ALICE_IP,
     BOB_IP,
@@ -244,7 +244,7 @@ def test_a_request_nobody_answers_fails_with_a_local_408(tmp_path: Path) -> None
 def test_tls_to_a_node_whose_certificate_another_ca_signed_is_refused(tmp_path: Path) -> None:
     async def scenario() -> str:
         other_ca = tmp_path / "other-ca.pem"
-        other_ca.write_bytes(make_ca("someone else's CA").cert_pem)
+        other_ca.write_bytes(ca_pem(make_ca("someone else's CA")))
         async with lab_node(tmp_path) as node:
             settings = node.settings("alice", ALICE_IP, "tls", ca_file=other_ca)
             with pytest.raises(UaError) as refused:
