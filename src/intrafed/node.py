@@ -699,16 +699,7 @@ class Node:
         via = request.top_via
         if via.alias:
             self.transport.register_alias(flow, via.host.strip("[]"), via.port or 5060)
-        ip, port = flow.remote
-        if via.host.strip("[]") == ip and not via.wants_rport:
-            return request
-        values = request.headers.get_list("via")
-        extra = f";received={ip}"
-        top = values[0]
-        if via.wants_rport and via.rport is None:
-            top = top.replace(";rport", f";rport={port}", 1)
-        headers = request.headers.pop_first_element("via").prepend("Via", top + extra)
-        return Request(request.method, request.uri, headers, request.body)
+        return request.received_from(*flow.remote)
 
     def _answer_unparsable(self, flow: Flow, frame: bytes, error: RemoteSipError) -> None:
         logger.warning(

@@ -239,6 +239,39 @@ def test_pop_first_element_respects_quoted_commas() -> None:
     assert headers.pop_first_element("Route").get_list("Route") == ["<sip:b;lr>"]
 
 
+def test_replace_first_element_keeps_the_rest_of_the_field_and_the_other_fields() -> None:
+    headers = Headers([("Via", "SIP/2.0/TCP a;branch=z9hG4bK1, SIP/2.0/TCP b"), ("Via", "c")])
+    replaced = headers.replace_first_element("via", "SIP/2.0/TCP a;branch=z9hG4bK1;received=x")
+    assert replaced.get_list("via") == [
+        "SIP/2.0/TCP a;branch=z9hG4bK1;received=x",
+        "SIP/2.0/TCP b",
+        "c",
+    ]
+
+
+def test_a_request_notes_where_it_came_from_on_its_top_via_only() -> None:
+    text = (
+        "MESSAGE sip:bob@example.com SIP/2.0\r\n"
+        "Via: SIP/2.0/TCP client.example.com:5070;branch=z9hG4bK1;rport, SIP/2.0/TCP p\r\n"
+        "Via: SIP/2.0/TLS q;branch=z9hG4bK0\r\n"
+        "From: <sip:alice@example.com>;tag=a\r\nTo: <sip:bob@example.com>\r\n"
+        "Call-ID: c\r\nCSeq: 1 MESSAGE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+    request = parse_message(text.encode(), stream=True)
+    assert isinstance(request, Request)
+    noted = request.received_from("127.0.0.9", 40000)
+    assert noted.headers.get_list("via") == [
+        "SIP/2.0/TCP client.example.com:5070;branch=z9hG4bK1;rport=40000;received=127.0.0.9",
+        "SIP/2.0/TCP p",
+        "SIP/2.0/TLS q;branch=z9hG4bK0",
+    ]
+    assert (noted.top_via.received, noted.top_via.rport) == ("127.0.0.9", 40000)
+    assert parse_message(noted.to_bytes(), stream=True) == noted
+    plain = parse_message(text.replace(";rport", "").encode(), stream=True)
+    assert isinstance(plain, Request)
+    assert plain.received_from("client.example.com", 40000) is plain
+
+
 def test_pop_first_element_of_an_absent_header_changes_nothing() -> None:
     headers = Headers([("To", "x")])
     assert headers.pop_first_element("Route") == headers

@@ -303,11 +303,22 @@ class Headers:
 
     def pop_first_element(self, name: str) -> Headers:
         """A copy without the first list element of ``name`` (RFC 3261 §16.4: pop a Route)."""
+        return self._with_first_element(name, None)
+
+    def replace_first_element(self, name: str, value: str) -> Headers:
+        """A copy whose first list element of ``name`` is ``value`` (RFC 3261 §18.2.1: the
+        top Via with ``received``), in place, the other lines reused as they are."""
+        return self._with_first_element(name, value)
+
+    def _with_first_element(self, name: str, replacement: str | None) -> Headers:
         canonical = _key(name)
         values = self._index.get(canonical)
         if not values:
             return self
-        rest = split_list(values[0])[1:]
+        first = values[0]
+        rest = split_list(first)[1:] if "," in first else []
+        if replacement is not None:
+            rest.insert(0, replacement)
         index = dict(self._index)
         remaining = [", ".join(rest)] if rest else []
         index[canonical] = remaining + values[1:]

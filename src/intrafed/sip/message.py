@@ -140,8 +140,16 @@ class Message:
 
     @property
     def top_via(self) -> Via:
-        """The topmost Via (the one a response is routed by)."""
-        return self.vias[0]
+        """The topmost Via (the one a response is routed by); the others stay unparsed."""
+        typed = self._typed
+        vias = typed.get("via")
+        if vias is not None:
+            return vias[0]  # type: ignore[no-any-return]
+        top = typed.get("top_via")
+        if top is None:
+            first = self.headers.by_name["via"][0]
+            top = typed["top_via"] = parse_via(split_list(first)[0] if "," in first else first)
+        return top
 
     @property
     def from_addr(self) -> NameAddr:
@@ -330,6 +338,20 @@ class Request(Message):
         headers = self.headers.forwarded(top, str(max_forwards))
         checked = self._checked._replace(max_forwards=max_forwards)
         return Request._parsed(self.method, uri or self.uri, headers, self.body, checked)
+
+    def received_from(self, ip: str, port: int) -> Request:
+        """The request as a server notes where it came from: ``received`` on the top Via
+        when its host is not ``ip`` or it asks for ``rport`` (RFC 3261 §18.2.1), and the
+        ``rport`` value filled in (RFC 3581). The other fields are reused as they are."""
+        via = self.top_via
+        if via.host.strip("[]") == ip and not via.wants_rport:
+            return self
+        first = self.headers.by_name["via"][0]
+        top = split_list(first)[0] if "," in first else first
+        if via.wants_rport and via.rport is None:
+            top = top.replace(";rport", f";rport={port}", 1)
+        headers = self.headers.replace_first_element("via", f"{top};received={ip}")
+        return Request._parsed(self.method, self.uri, headers, self.body, self._checked)
 
     def start_line(self) -> str:
         """``METHOD Request-URI SIP/2.0``."""
