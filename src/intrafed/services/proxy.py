@@ -123,7 +123,7 @@ def _loop_hash(request: Request) -> str:
     headers = request.headers
     material = "\n".join(
         (
-            str(request.uri),
+            request.start_line(),
             headers.get("from") or "",
             headers.get("to") or "",
             request.call_id,

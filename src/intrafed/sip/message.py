@@ -297,7 +297,7 @@ def _with_right_length(headers: Headers, body: bytes) -> Headers:
 class Request(Message):
     """A SIP request. Constructing one checks what RFC 3261 makes mandatory."""
 
-    __slots__ = ("method", "uri")
+    __slots__ = ("_start_line", "method", "uri")
 
     def __init__(self, method: str, uri: Uri, headers: Headers, body: bytes = b"") -> None:
         # Method = INVITEm / ACKm / OPTIONSm / BYEm / CANCELm / REGISTERm / extension-method
@@ -314,11 +314,20 @@ class Request(Message):
         self.body = body
         self._checked = checked
         self._typed = {}
+        self._start_line: str | None = None
 
     @classmethod
     def _parsed(
-        cls, method: str, uri: Uri, headers: Headers, body: bytes, checked: CheckedFields
+        cls,
+        method: str,
+        uri: Uri,
+        headers: Headers,
+        body: bytes,
+        checked: CheckedFields,
+        start_line: str | None = None,
     ) -> Request:
+        """A request from values already checked; ``start_line``, when given, is the
+        request line as received (it is sent again as is while the URI stays)."""
         request = cls.__new__(cls)
         request.method = method
         request.uri = uri
@@ -326,6 +335,7 @@ class Request(Message):
         request.body = body
         request._checked = checked
         request._typed = {}
+        request._start_line = start_line
         return request
 
     def forwarded(
@@ -337,7 +347,9 @@ class Request(Message):
         top = [("Via", via), *(("Record-Route", value) for value in record_routes)]
         headers = self.headers.forwarded(top, str(max_forwards))
         checked = self._checked._replace(max_forwards=max_forwards)
-        return Request._parsed(self.method, uri or self.uri, headers, self.body, checked)
+        if uri is not None:
+            return Request._parsed(self.method, uri, headers, self.body, checked)
+        return Request._parsed(self.method, self.uri, headers, self.body, checked, self._start_line)
 
     def received_from(self, ip: str, port: int) -> Request:
         """The request as a server notes where it came from: ``received`` on the top Via
@@ -351,11 +363,16 @@ class Request(Message):
         if via.wants_rport and via.rport is None:
             top = top.replace(";rport", f";rport={port}", 1)
         headers = self.headers.replace_first_element("via", f"{top};received={ip}")
-        return Request._parsed(self.method, self.uri, headers, self.body, self._checked)
+        return Request._parsed(
+            self.method, self.uri, headers, self.body, self._checked, self._start_line
+        )
 
     def start_line(self) -> str:
         """``METHOD Request-URI SIP/2.0``."""
-        return f"{self.method} {self.uri} {SIP_VERSION}"
+        line = self._start_line
+        if line is None:
+            line = self._start_line = f"{self.method} {self.uri} {SIP_VERSION}"
+        return line
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Request):

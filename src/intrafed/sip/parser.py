@@ -12,7 +12,7 @@ import re
 from intrafed.sip import _abnf
 from intrafed.sip.errors import RemoteSipError
 from intrafed.sip.headers import _CANONICAL_CACHE, Headers, canonical_name
-from intrafed.sip.message import Request, Response, check_mandatory_headers
+from intrafed.sip.message import SIP_VERSION, Request, Response, check_mandatory_headers
 from intrafed.sip.uri import parse_uri
 
 # Control characters other than HTAB, CR and LF; inside a header value they are legal
@@ -183,4 +183,6 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
             body = body[:length]
     if is_response:
         return Response._parsed(status, reason, headers, body, checked)
-    return Request._parsed(method, uri, headers, body, checked)
+    return Request._parsed(
+        method, uri, headers, body, checked, f"{method} {uri_text} {SIP_VERSION}"
+    )
