@@ -398,6 +398,14 @@ class Node:
         self._tables = _routing_tables(self.settings)
         self._partition = _partition_hops(self.settings)
         self._buckets.limits = settings.rate_limits
+        # A block list that changed shows at once: the watcher now sees Offline, or again
+        # the real state.
+        wall = time.time()
+        for aor in current.blocked.keys() | settings.blocked.keys():
+            if current.blocked.get(aor) != settings.blocked.get(aor):
+                self._outbox += self.presence.block_list_changed(aor, wall)
+        if self._outbox and self.proxy is not None:
+            self._pump(self._now())
         return None
 
     async def stop(self, grace: float = 5.0) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -248,3 +249,30 @@ def test_presence_is_back_within_a_minute_when_the_peer_partition_restarts(
 
     # The minute is measured from the restart; the run as a whole may take longer.
     federated(tmp_path, "mtls", scenario, timeout=120)
+
+
+def test_a_block_list_reloaded_makes_bob_appear_offline_to_alice_and_back(
+    tmp_path: Path,
+) -> None:
+    async def scenario(partitions: Partitions) -> None:
+        async with (
+            partitions.user("alice@example.com", ALICE_IP) as alice,
+            partitions.user("bob@example.com", BOB_IP) as bob,
+        ):
+            await alice.register()
+            await bob.register()
+            await alice.subscribe("bob@example.com")
+            assert await presence(alice, "bob@example.com") is PresenceState.AVAILABLE
+            ocs = partitions.nodes[Role.OCS]
+            unblocked = ocs.settings
+            blocked = {"bob@example.com": frozenset({"alice@example.com"})}
+            assert ocs.reload(dataclasses.replace(unblocked, blocked=blocked)) is None
+            assert await presence(alice, "bob@example.com") is PresenceState.OFFLINE
+            # Polite blocking: bob's later changes never reach alice.
+            await bob.publish(PresenceState.BUSY)
+            with pytest.raises(TimeoutError):
+                await alice.next_event(PresenceNotified, timeout=0.5)
+            assert ocs.reload(unblocked) is None
+            assert await presence(alice, "bob@example.com") is PresenceState.BUSY
+
+    federated(tmp_path, "mtls", scenario)
