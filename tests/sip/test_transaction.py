@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from intrafed.sip import LocalSipError, Request, Response, parse_message
+from intrafed.sip.header_values import Via, parse_via
 from intrafed.sip.responses import make_response
 from intrafed.sip.transaction import (
     AckReceived,
@@ -235,10 +236,13 @@ def test_forwarded_copy_keeps_every_other_line_and_serializes_consistently() -> 
     original = request(
         extra="X-Custom:   spaced value\r\nRecord-Route: <sip:earlier.example.com;lr>\r\n"
     )
-    forwarded = original.forwarded(
-        "SIP/2.0/TLS imp1.example.com:5061;branch=z9hG4bK-fwd", ["<sip:imp1.example.com;lr>"], 69
-    )
+    via = Via("TLS", "imp1.example.com", 5061, (("branch", "z9hG4bK-fwd"), ("alias", "")))
+    forwarded = original.forwarded(via, ["<sip:imp1.example.com;lr>"], 69)
     assert forwarded.max_forwards == 69
+    assert forwarded.headers.get_all("via")[0] == (
+        "SIP/2.0/TLS imp1.example.com:5061;branch=z9hG4bK-fwd;alias"
+    )
+    assert forwarded.top_via == via == parse_via(forwarded.headers.get_all("via")[0])
     assert [via.branch for via in forwarded.vias] == ["z9hG4bK-fwd", "z9hG4bK-client-1"]
     assert forwarded.headers.get_list("record-route") == [
         "<sip:imp1.example.com;lr>",

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from intrafed.sip.header_values import NameAddr
+from intrafed.sip.header_values import NameAddr, Via
 from intrafed.sip.headers import Headers
 from intrafed.sip.message import Request, Response
 from intrafed.sip.responses import local_tag, make_response, warning_value
@@ -46,6 +46,8 @@ DEFAULT_MAX_FORWARDS = 70
 # Requests whose 2xx creates a dialog: the proxy stays on the dialog's path (§16.6 step 4).
 DIALOG_CREATING = frozenset({"INVITE", "SUBSCRIBE", "REFER"})
 SUPPORTED_EXTENSIONS: frozenset[str] = frozenset()
+# RFC 5923: our Via offers the connection for requests in the other direction.
+_ALIAS = ("alias", "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,7 +341,7 @@ class StatefulProxy:
             if inbound != outbound and inbound in self.listeners:
                 # RFC 5658: one Record-Route per side when the transports differ.
                 record_routes.append(self.listeners[inbound].record_route)
-        via = f"SIP/2.0/{listener.transport} {listener.host}:{listener.port};branch={branch};alias"
+        via = Via(listener.transport, listener.host, listener.port, (("branch", branch), _ALIAS))
         forwarded = request.forwarded(
             via, record_routes, _one_hop_less(request), decision.request_uri
         )
@@ -518,7 +520,7 @@ class StatefulProxy:
             MAGIC_COOKIE
             + hashlib.blake2s((request.top_via.branch or "").encode(), digest_size=8).hexdigest()
         )
-        via = f"SIP/2.0/{listener.transport} {listener.host}:{listener.port};branch={branch}"
+        via = Via(listener.transport, listener.host, listener.port, (("branch", branch),))
         self.transactions.send_stateless(hop, request.forwarded(via, (), _one_hop_less(request)))
 
     def _forward_stray(self, response: Response) -> None:

@@ -324,13 +324,9 @@ class Headers:
         index[canonical] = remaining + values[1:]
         if not index[canonical]:
             del index[canonical]
-        lines: list[str] = []
-        done = False
-        for line in self.lines():
-            name = line.partition(":")[0].rstrip(" \t")
-            if not done and canonical_name(name) == canonical:
-                done = True
-                lines.extend(f"{name}: {value}" for value in remaining)
-            else:
-                lines.append(line)
-        return Headers._from_parsed(lines, index)
+        lines = self.lines()
+        position = 0
+        while canonical_name(name := lines[position].partition(":")[0].rstrip(" \t")) != canonical:
+            position += 1
+        edited = [f"{name}: {value}" for value in remaining]
+        return Headers._from_parsed([*lines[:position], *edited, *lines[position + 1 :]], index)

@@ -339,17 +339,23 @@ class Request(Message):
         return request
 
     def forwarded(
-        self, via: str, record_routes: Sequence[str], max_forwards: int, uri: Uri | None = None
+        self, via: Via, record_routes: Sequence[str], max_forwards: int, uri: Uri | None = None
     ) -> Request:
         """The copy a proxy sends on (RFC 3261 §16.6): ``via`` on top, ``record_routes``
         first among the Record-Route values, Max-Forwards set, the Request-URI replaced
-        when ``uri`` is given. The mandatory fields are those already checked."""
-        top = [("Via", via), *(("Record-Route", value) for value in record_routes)]
+        when ``uri`` is given. The mandatory fields are those already checked, and the
+        copy's ``top_via`` is ``via`` itself (the transaction layer reads its branch)."""
+        top = [("Via", str(via)), *(("Record-Route", value) for value in record_routes)]
         headers = self.headers.forwarded(top, str(max_forwards))
         checked = self._checked._replace(max_forwards=max_forwards)
         if uri is not None:
-            return Request._parsed(self.method, uri, headers, self.body, checked)
-        return Request._parsed(self.method, self.uri, headers, self.body, checked, self._start_line)
+            request = Request._parsed(self.method, uri, headers, self.body, checked)
+        else:
+            request = Request._parsed(
+                self.method, self.uri, headers, self.body, checked, self._start_line
+            )
+        request._typed["top_via"] = via
+        return request
 
     def received_from(self, ip: str, port: int) -> Request:
         """The request as a server notes where it came from: ``received`` on the top Via
