@@ -19,11 +19,11 @@ MAX_BODY_BYTES = 256 * 1024
 KEEPALIVE_PING = b"\r\n\r\n"
 KEEPALIVE_PONG = b"\r\n"
 
-_HEADER_END_RE = re.compile(rb"\r?\n\r?\n")
 # Content-Length = ( "Content-Length" / "l" ) HCOLON 1*DIGIT
-# (LWS, folded lines included, may stand between the colon and the value.)
+# (LWS, folded lines included, may stand between the colon and the value. Every header
+# line follows a line feed: anchoring on it lets the regex engine skip to line starts.)
 _CONTENT_LENGTH_RE = re.compile(
-    rb"^(?:content-length|l)[ \t]*:(?:[ \t]|\r?\n[ \t])*([^\r\n]*?)[ \t]*\r?$",
+    rb"\n(?:content-length|l)[ \t]*:(?:[ \t]|\r?\n[ \t])*([^\r\n]*?)[ \t]*\r?$",
     re.IGNORECASE | re.MULTILINE,
 )
 # What the first line can look like before its LF arrives: a token character first, then no
@@ -33,6 +33,22 @@ _PARTIAL_START_LINE_RE = re.compile(rb"[A-Za-z0-9\-.!%*_+`'~][^\x00-\x08\x0a-\x1
 # Prefixes of a keepalive ping: wait for the rest before deciding.
 _PING_PREFIXES = (b"\r", b"\r\n", b"\r\n\r")
 _COMPACT_AFTER = 64 * 1024
+
+
+def _find_empty_line(buffer: bytearray, start: int) -> tuple[int, int] | None:
+    """Where the first ``\\r?\\n\\r?\\n`` at or after ``start`` begins and ends, or None
+    (two finds: a regex with a leading optional byte is scanned a position at a time)."""
+    crlf = buffer.find(b"\n\r\n", start)
+    bare = buffer.find(b"\n\n", start, crlf + 1 if crlf >= 0 else len(buffer))
+    if bare >= 0:
+        line_feed, end = bare, bare + 2
+    elif crlf >= 0:
+        line_feed, end = crlf, crlf + 3
+    else:
+        return None
+    if line_feed > start and buffer[line_feed - 1] == 13:
+        return line_feed - 1, end
+    return line_feed, end
 
 
 class StreamFramer:
@@ -139,14 +155,14 @@ class StreamFramer:
                 self._start_line_seen = True
                 self._scan_from = start
             start = self._start
-            match = _HEADER_END_RE.search(buffer, self._scan_from)
-            if match is None or match.end() - start > self.max_header_bytes:
+            empty_line = _find_empty_line(buffer, self._scan_from)
+            if empty_line is None or empty_line[1] - start > self.max_header_bytes:
                 if len(buffer) - start > self.max_header_bytes:
                     raise self._fail(f"header section exceeds {self.max_header_bytes} bytes", 513)
                 self._scan_from = max(start, len(buffer) - 3)
                 return None
-            header_end = match.end()
-            lengths = _CONTENT_LENGTH_RE.findall(buffer, start, match.start())
+            headers_end, header_end = empty_line
+            lengths = _CONTENT_LENGTH_RE.findall(buffer, start, headers_end)
             if len(lengths) > 1:
                 raise self._fail(
                     f"{len(lengths)} Content-Length headers: the message cannot be framed"
