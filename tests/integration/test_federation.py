@@ -88,6 +88,17 @@ class Partitions:
             )
         )
 
+    @contextlib.asynccontextmanager
+    async def registered(self) -> AsyncIterator[tuple[UserAgent, UserAgent]]:
+        """alice (on imp1) and bob (on ocs1), both registered over TLS."""
+        async with (
+            self.user("alice@example.com", ALICE_IP) as alice,
+            self.user("bob@example.com", BOB_IP) as bob,
+        ):
+            assert (await alice.register()).status == 200
+            assert (await bob.register()).status == 200
+            yield alice, bob
+
     def hops(self, call_id: str) -> list[str]:
         """The nodes that received the request of ``call_id``, in order."""
         return [name for name, request in self.received if request.call_id == call_id]
@@ -146,12 +157,7 @@ async def presence(agent: UserAgent, of: str, timeout: float = 10) -> PresenceSt
 @pytest.mark.parametrize("link", ["mtls", "tcp"])
 def test_presence_both_ways_across_the_partition(tmp_path: Path, link: str) -> None:
     async def scenario(partitions: Partitions) -> None:
-        async with (
-            partitions.user("alice@example.com", ALICE_IP) as alice,
-            partitions.user("bob@example.com", BOB_IP) as bob,
-        ):
-            assert (await alice.register()).status == 200
-            assert (await bob.register()).status == 200
+        async with partitions.registered() as (alice, bob):
             await alice.subscribe("bob@example.com")
             assert await presence(alice, "bob@example.com") is PresenceState.AVAILABLE
             await bob.subscribe("alice@example.com")
@@ -172,12 +178,7 @@ def test_presence_both_ways_across_the_partition(tmp_path: Path, link: str) -> N
 @pytest.mark.parametrize("link", ["mtls", "tcp"])
 def test_pager_and_session_im_both_ways(tmp_path: Path, link: str) -> None:
     async def scenario(partitions: Partitions) -> None:
-        async with (
-            partitions.user("alice@example.com", ALICE_IP) as alice,
-            partitions.user("bob@example.com", BOB_IP) as bob,
-        ):
-            await alice.register()
-            await bob.register()
+        async with partitions.registered() as (alice, bob):
             assert (await alice.message("bob@example.com", "hi bob")).status == 200
             received = await bob.next_event(MessageReceived)
             assert (received.sender, received.text) == ("alice@example.com", "hi bob")
@@ -255,12 +256,7 @@ def test_a_block_list_reloaded_makes_bob_appear_offline_to_alice_and_back(
     tmp_path: Path,
 ) -> None:
     async def scenario(partitions: Partitions) -> None:
-        async with (
-            partitions.user("alice@example.com", ALICE_IP) as alice,
-            partitions.user("bob@example.com", BOB_IP) as bob,
-        ):
-            await alice.register()
-            await bob.register()
+        async with partitions.registered() as (alice, bob):
             await alice.subscribe("bob@example.com")
             assert await presence(alice, "bob@example.com") is PresenceState.AVAILABLE
             ocs = partitions.nodes[Role.OCS]
