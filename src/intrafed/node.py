@@ -464,6 +464,10 @@ class Node:
             now,
             settings.name,
             trust=trust,
+            from_partition=(
+                trust is not None
+                and self._partition.route_for(flow.peer.ip, flow.peer.fqdns) is not None
+            ),
             connection_identity=flow.authenticated_as,
         )
         if isinstance(verdict, Response):

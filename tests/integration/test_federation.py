@@ -21,8 +21,8 @@ import pytest
 from intrafed.check import SeedDeployment, build_seed_deployment
 from intrafed.config import edits
 from intrafed.config.model import AclEntry, Role, StaticRoute
-from intrafed.node import Node
-from intrafed.sip import Request, parse_message
+from intrafed.node import Node, tls_contexts_of
+from intrafed.sip import Request, Response, parse_message
 from intrafed.sip.pidf import PresenceState
 from intrafed.store import ConfigStore
 from intrafed.ua import (
@@ -35,6 +35,7 @@ from intrafed.ua import (
     UaSettings,
     UserAgent,
 )
+from tests.integration.clients import SipPeer
 from tests.integration.federation import free_base_port
 
 IMP_IP, OCS_IP, ALICE_IP, BOB_IP = "127.0.0.140", "127.0.0.141", "127.0.0.142", "127.0.0.143"
@@ -270,5 +271,47 @@ def test_a_block_list_reloaded_makes_bob_appear_offline_to_alice_and_back(
                 await alice.next_event(PresenceNotified, timeout=0.5)
             assert ocs.reload(unblocked) is None
             assert await presence(alice, "bob@example.com") is PresenceState.BUSY
+
+    federated(tmp_path, "mtls", scenario)
+
+
+def test_the_other_partition_cannot_send_as_a_user_homed_here(tmp_path: Path) -> None:
+    async def scenario(partitions: Partitions) -> None:
+        imp, ocs = partitions.deployment.imp, partitions.deployment.ocs
+        with ConfigStore.open(imp.home) as store:
+            tls = tls_contexts_of(imp.home, store.load("running"))
+        assert tls is not None
+        reader, writer = await asyncio.open_connection(
+            ocs.ip,
+            ocs.tls_port,
+            ssl=tls.current.client,
+            server_hostname=ocs.fqdn,
+            local_addr=(imp.ip, 0),
+        )
+        imp1 = SipPeer(reader, writer)
+        try:
+            for n, sender in enumerate(("bob@example.com", "alice@example.com")):
+                imp1.writer.write(
+                    (
+                        f"MESSAGE sip:carol@example.com SIP/2.0\r\n"
+                        f"Via: SIP/2.0/TLS {imp.fqdn}:{imp.tls_port};branch=z9hG4bK-spoof{n}\r\n"
+                        f"Max-Forwards: 70\r\nFrom: <sip:{sender}>;tag=s{n}\r\n"
+                        f"To: <sip:carol@example.com>\r\nCall-ID: spoof{n}@{imp.ip}\r\n"
+                        "CSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n"
+                    ).encode()
+                )
+                answer = await imp1.next()
+                assert isinstance(answer, Response)
+                if sender == "bob@example.com":
+                    # bob is homed on ocs1: imp1 cannot speak for him.
+                    assert answer.status == 403
+                    assert "cannot send as bob@example.com, who is homed here" in (
+                        answer.headers.get("warning") or ""
+                    )
+                else:
+                    # alice is imp1's own user: carol is ocs1's and offline.
+                    assert answer.status == 480
+        finally:
+            writer.close()
 
     federated(tmp_path, "mtls", scenario)

@@ -167,6 +167,18 @@ def test_a_peer_treated_as_authenticated_is_never_challenged() -> None:
     assert check(register(), trust=GATEWAY) == Accepted()
 
 
+def test_the_other_partition_cannot_send_as_a_user_homed_here() -> None:
+    refusal = refused(check(message(), trust=GATEWAY, from_partition=True))
+    assert refusal.status == 403
+    assert "cannot send as alice@example.com, who is homed here" in (
+        refusal.headers.get("warning") or ""
+    )
+    assert check(message(sender="bob@example.com"), trust=GATEWAY, from_partition=True) == (
+        Accepted()
+    )
+    assert check(message(), trust=GATEWAY) == Accepted()
+
+
 def test_a_peer_not_treated_as_authenticated_is_challenged_and_told_why() -> None:
     refusal = refused(check(message(sender="bob@example.com"), trust=UNAUTHENTICATED_GATEWAY))
     assert refusal.status == 407

@@ -59,17 +59,26 @@ def authenticate(
     agent: str,
     *,
     trust: PeerTrust | None = None,
+    from_partition: bool = False,
     connection_identity: str | None = None,
 ) -> Accepted | Response:
     """Digest authentication (RFC 3261 §22, RFC 8760) of one request.
 
-    A peer treated as authenticated is never challenged. REGISTER proves the To user
-    (401); any other out-of-dialog request whose From is in one of our domains proves the
-    From user (407), unless its connection already proved that user. A client may not
-    assert another user's identity (403). A user provisioned without a password is not
-    challenged (the checker flags it).
+    A peer treated as authenticated is never challenged, but the other partition
+    (``from_partition``) may not send as a user homed here (403): its requests come from
+    its own users. REGISTER proves the To user (401); any other out-of-dialog request whose
+    From is in one of our domains proves the From user (407), unless its connection already
+    proved that user. A client may not assert another user's identity (403). A user
+    provisioned without a password is not challenged (the checker flags it).
     """
-    if request.method in _NEVER_CHALLENGED or (trust is not None and trust.authenticated):
+    if request.method in _NEVER_CHALLENGED:
+        return Accepted()
+    sender = request.from_addr.uri if from_partition else None
+    if isinstance(sender, SipUri) and sender.user is not None and sender.aor in directory.users:
+        entry = trust.entry if trust is not None else "the peer partition"
+        rule = f"{entry} cannot send as {sender.aor}, who is homed here"
+        return _refuse(request, 403, rule, agent)
+    if trust is not None and trust.authenticated:
         return Accepted()
     if request.method == "REGISTER":
         claimed = request.to_addr.uri
