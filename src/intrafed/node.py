@@ -41,7 +41,7 @@ from intrafed.policy import (
     authenticate,
     retry_after,
 )
-from intrafed.routing import Local, RoutingTables, ToPeer, decide
+from intrafed.routing import HopHealth, Local, RoutingTables, ToPeer, decide
 from intrafed.services.presence import OutgoingNotify, PresenceAgent
 from intrafed.services.proxy import (
     Answer,
@@ -294,6 +294,7 @@ class Node:
         self._tables = _routing_tables(settings)
         self._partition = _partition_hops(settings)
         self._buckets = TokenBuckets(settings.rate_limits)
+        self._hops = HopHealth()
         self.transactions = TransactionLayer(settings.timers)
         self.transport = TransportLayer(
             on_message=self._on_message,
@@ -346,6 +347,7 @@ class Node:
             authorize=self._authorize,
             flow_transport=self._flow_transport,
             dialog_target=self._dialog_target,
+            hop_outcome=self._hop_outcome,
             also_known_as=frozenset((self.settings.address, port) for _, port in bound.values()),
         )
         # Watchers learn the current state at once, not at their next refresh (DESIGN §4);
@@ -445,18 +447,7 @@ class Node:
         )
         if wait is not None:
             rule = f"{'server' if server_class else 'client'} rate limit of {flow.peer.ip} exceeded"
-            return Answer(
-                make_response(
-                    request,
-                    503,
-                    "Rate Limit Exceeded",
-                    to_tag=local_tag(request.call_id, str(request.cseq.number)),
-                    headers=[
-                        ("Retry-After", retry_after(wait)),
-                        ("Warning", warning_value(settings.name, rule)),
-                    ],
-                )
-            )
+            return self._unavailable(request, "Rate Limit Exceeded", wait, rule)
         verdict = authenticate(
             request,
             self._directory,
@@ -511,8 +502,49 @@ class Node:
             return self._to_contacts(decision.aor, now)
         if isinstance(decision, ToPeer):
             hops = [NextHop(r.transport, r.next_hop, r.port) for r in decision.routes]
-            return Forward(hops[0], decision.request_uri, tuple(hops[1:]))
+            usable = self._hops.usable(hops, self._now())
+            if not usable:
+                return self._all_hops_down(request, hops)
+            return Forward(usable[0], decision.request_uri, tuple(usable[1:]))
         return Reject(decision.status, decision.rule)
+
+    def _all_hops_down(self, request: Request, hops: list[NextHop]) -> Answer:
+        """Every next hop of the route failed lately: 503 at once, not a timeout per
+        request (reliability matrix C1/C2)."""
+        now = self._now()
+        downs = [(hop, self._hops.down_reason(hop, now)) for hop in hops]
+        wait = min(down[0] for _, down in downs if down is not None)
+        reasons = "; ".join(
+            f"{hop.transport} {hop.host}:{hop.port}: {down[1]}"
+            for hop, down in downs
+            if down is not None
+        )
+        return self._unavailable(
+            request, "Next Hop Down", wait, f"static route next hops are down ({reasons})"
+        )
+
+    def _unavailable(self, request: Request, reason: str, wait: float, rule: str) -> Answer:
+        """503 with Retry-After and the rule in the Warning."""
+        return Answer(
+            make_response(
+                request,
+                503,
+                reason,
+                to_tag=local_tag(request.call_id, str(request.cseq.number)),
+                headers=[
+                    ("Retry-After", retry_after(wait)),
+                    ("Warning", warning_value(self.settings.name, rule)),
+                ],
+            )
+        )
+
+    def _hop_outcome(self, target: Target, failure: str | None, refused: bool) -> None:
+        if not isinstance(target, NextHop):
+            return
+        if failure is None:
+            self._hops.answered(target)
+        else:
+            self._hops.failed(target, failure, self._now(), refused=refused)
 
     # -- presence ---------------------------------------------------------------------
 

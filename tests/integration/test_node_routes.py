@@ -148,10 +148,32 @@ def test_an_unreachable_first_route_fails_over_to_the_next_priority() -> None:
             async with node(config) as address:
                 client = await connect(address, CLIENT_IP, opened)
                 answered = await send(client, "sip:bob@example.com", 5)
+                # The refused hop is now known down: the next request goes straight on.
+                again = await send(client, "sip:bob@example.com", 6)
                 for writer in opened:
                     writer.close()
-            assert answered.status == 200
-            assert backup.uris == ["sip:bob@example.com"]
+            assert (answered.status, again.status) == (200, 200)
+            assert backup.uris == ["sip:bob@example.com", "sip:bob@example.com"]
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+def test_a_route_whose_every_hop_is_down_gets_503_at_once_with_retry_after() -> None:
+    async def scenario() -> None:
+        down = StaticRoute("example.com", "TCP", free_port(DOWN_IP), ip=DOWN_IP)
+        opened: list[asyncio.StreamWriter] = []
+        async with node(imp_config(NODE_IP, down)) as address:
+            client = await connect(address, CLIENT_IP, opened)
+            first = await send(client, "sip:bob@example.com", 9)
+            second = await send(client, "sip:bob@example.com", 10)
+            for writer in opened:
+                writer.close()
+        # The first learns it the hard way (a 503 from the transport goes upstream as 500,
+        # RFC 3261 §16.7); the next is answered at once.
+        assert first.status == 500
+        assert (second.status, second.reason) == (503, "Next Hop Down")
+        assert second.headers.get("retry-after") in {"4", "5"}
+        assert f"TCP {DOWN_IP}:{down.port}" in (second.headers.get("warning") or "")
 
     asyncio.run(asyncio.wait_for(scenario(), 30))
 

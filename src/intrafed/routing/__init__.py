@@ -9,8 +9,10 @@ from intrafed.routing.decide import (
     decide,
     matching_routes,
 )
+from intrafed.routing.health import HopHealth
 
 __all__ = [
+    "HopHealth",
     "Local",
     "Refuse",
     "RouteDecision",

@@ -176,6 +176,9 @@ class StatefulProxy:
             lambda request, flow: None
         ),
         dialog_target: Callable[[Uri], Target | None] = next_hop_for_uri,
+        hop_outcome: Callable[[Target, str | None, bool], None] = lambda target, failure, refused: (
+            None
+        ),
     ) -> None:
         self.transactions = transactions
         self.name = name
@@ -184,6 +187,7 @@ class StatefulProxy:
         self._flow_transport = flow_transport
         self._authorize = authorize
         self._dialog_target = dialog_target
+        self._hop_outcome = hop_outcome
         self._own = {(lst.host.lower(), lst.port) for lst in listeners.values()} | also_known_as
         self._contexts: dict[ServerKey, _ResponseContext] = {}
         self._by_client: dict[ClientKey, _ResponseContext] = {}
@@ -199,9 +203,11 @@ class StatefulProxy:
         elif isinstance(event, ClientTimedOut):
             self._on_timeout(event, now)
         elif isinstance(event, ClientTransportFailed):
-            self._on_branch_failure(
-                event.transaction, 503, f"cannot reach next hop: {event.reason}", now
-            )
+            rule = f"cannot reach next hop: {event.reason}"
+            context = self._by_client.get(event.transaction)
+            if context is not None:
+                self._hop_outcome(context.branches[event.transaction].target, rule, True)
+            self._on_branch_failure(event.transaction, 503, rule, now)
         elif isinstance(event, AckReceived):
             self._forward_ack(event.request, event.flow)
         elif isinstance(event, StrayResponse):
@@ -404,6 +410,7 @@ class StatefulProxy:
             return
         branch = context.branches[key]
         status = response.status
+        self._hop_outcome(branch.target, None, False)
         upstream = response.without_top_via()
         if status < 200:
             branch.provisional = True
@@ -471,12 +478,10 @@ class StatefulProxy:
             if event.timer == "C"
             else self.transactions.timers.timer_b
         )
-        self._on_branch_failure(
-            event.transaction,
-            408,
-            f"no final response from next hop within {seconds:g} s (timer {event.timer})",
-            now,
-        )
+        rule = f"no final response from next hop within {seconds:g} s (timer {event.timer})"
+        if event.timer != "C":
+            self._hop_outcome(branch.target, rule, False)
+        self._on_branch_failure(event.transaction, 408, rule, now)
 
     def _on_branch_failure(self, key: ClientKey, status: int, rule: str, now: float) -> None:
         if key in self._our_cancels:
