@@ -455,10 +455,7 @@ class Node:
             now,
             settings.name,
             trust=trust,
-            from_partition=(
-                trust is not None
-                and self._partition.route_for(flow.peer.ip, flow.peer.fqdns) is not None
-            ),
+            from_partition=self._is_partition(flow, trust),
             connection_identity=flow.authenticated_as,
         )
         if isinstance(verdict, Response):
@@ -655,12 +652,15 @@ class Node:
         return listeners.get(transport) or next(iter(listeners.values()))
 
     def _from_peer_partition(self, flow_id: FlowId) -> bool:
-        """Whether the request came from the other partition: a trusted peer that is the
-        next hop of one of our static routes (other trusted hosts are not)."""
+        """Whether the request on ``flow_id`` came from the other partition."""
         flow = self.transport.flow(flow_id)
-        if flow is None or self._trust(flow) is None:
-            return False
-        return self._partition.route_for(flow.peer.ip, flow.peer.fqdns) is not None
+        return flow is not None and self._is_partition(flow, self._trust(flow))
+
+    def _is_partition(self, flow: Flow, trust: PeerTrust | None) -> bool:
+        """A trusted peer that is the next hop of one of our static routes is the other
+        partition (other trusted hosts, such as gateways, are not)."""
+        peer = flow.peer
+        return trust is not None and self._partition.route_for(peer.ip, peer.fqdns) is not None
 
     def _addresses_us(self, host: str) -> bool:
         """Whether a Request-URI host without a user part names this node or its domain."""
