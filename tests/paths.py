@@ -1,9 +1,9 @@
-"""Paths the tests share: the repository, the shared conformance corpus, the examples."""
+"""Paths the tests share: the repository, the conformance corpus, the examples."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-CONFORMANCE = REPO.parent / "shared" / "conformance"
+CONFORMANCE = REPO / "tests" / "conformance"
 EXAMPLES = REPO / "examples"

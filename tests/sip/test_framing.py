@@ -5,16 +5,15 @@ from __future__ import annotations
 import csv
 import itertools
 import re
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from intrafed.sip import FramingError, RemoteSipError, Request, StreamFramer, parse_message
+from tests.paths import CONFORMANCE
 from tests.sip.strategies import sip_messages
 
-CONFORMANCE = Path(__file__).resolve().parents[2].parent / "shared" / "conformance"
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 PING = b"\r\n\r\n"

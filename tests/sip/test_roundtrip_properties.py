@@ -8,7 +8,6 @@ original message.
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -24,6 +23,7 @@ from intrafed.sip import (
     Via,
     parse_message,
 )
+from tests.paths import CONFORMANCE
 from tests.sip.strategies import (
     Generated,
     NameAddrSpec,
@@ -36,7 +36,6 @@ from tests.sip.strategies import (
     sip_responses,
 )
 
-CONFORMANCE = Path(__file__).resolve().parents[2].parent / "shared" / "conformance"
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
