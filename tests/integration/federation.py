@@ -13,7 +13,7 @@ from pathlib import Path
 
 from intrafed.check import SeedDeployment, build_seed_deployment
 from intrafed.config import edits
-from intrafed.node import Node
+from intrafed.node import Node, Trace
 from intrafed.pki import KeyType
 from intrafed.store import ConfigStore
 
@@ -71,15 +71,18 @@ class Partitions:
 
 
 @contextlib.asynccontextmanager
-async def running_partitions(deployment: SeedDeployment) -> AsyncIterator[Partitions]:
+async def running_partitions(
+    deployment: SeedDeployment, trace: Trace | None = None
+) -> AsyncIterator[Partitions]:
     """imp1 and ocs1 started in this process from their homes, as ``intrafed serve``
-    runs them; stopped after the block."""
+    runs them (with ``trace`` of every message each sends and receives); stopped after
+    the block."""
     with (
         ConfigStore.open(deployment.imp.home) as imp_store,
         ConfigStore.open(deployment.ocs.home) as ocs_store,
     ):
-        imp = Node.from_home(deployment.imp.home, imp_store)
-        ocs = Node.from_home(deployment.ocs.home, ocs_store)
+        imp = Node.from_home(deployment.imp.home, imp_store, trace)
+        ocs = Node.from_home(deployment.ocs.home, ocs_store, trace)
         imp_listeners = await imp.start()
         try:
             ocs_listeners = await ocs.start()
