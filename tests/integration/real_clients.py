@@ -83,8 +83,10 @@ class RealClient:
 
     name = "client"
 
-    def __init__(self, account: Account, workdir: Path, log: Path) -> None:
-        self.account, self.workdir, self.log = account, workdir, log
+    def __init__(self, account: Account, workdir: Path) -> None:
+        self.account, self.workdir = account, workdir
+        self.output = workdir / "output.txt"
+        """A copy of everything it printed."""
         self.process: asyncio.subprocess.Process | None = None
         self.lines: list[str] = []
         """Every line of its output, colours removed."""
@@ -123,10 +125,14 @@ class RealClient:
         )
         self._reader = asyncio.create_task(self._read())
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 0) -> None:
+        """Let it exit by itself for ``grace`` s, then terminate it (kill it 3 s later)."""
         process = self.process
         if process is not None and process.returncode is None:
-            process.terminate()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(process.wait(), grace)
+            if process.returncode is None:
+                process.terminate()
             try:
                 await asyncio.wait_for(process.wait(), 3)
             except TimeoutError:
@@ -139,7 +145,7 @@ class RealClient:
     async def _read(self) -> None:
         assert self.process is not None
         assert self.process.stdout is not None
-        with (self.workdir / "output.txt").open("wb") as copy:
+        with self.output.open("wb") as copy:
             while chunk := await self.process.stdout.read(65536):
                 copy.write(chunk)
                 copy.flush()
@@ -163,13 +169,10 @@ class RealClient:
     async def poll(self) -> None:
         """Read what the client reports outside its output (its log, its state)."""
 
-    def tail(self, lines: int = 60) -> str:
-        """The end of its output and of its log, for failure messages."""
+    def tail(self, lines: int = 80) -> str:
+        """The end of what it printed, for failure messages."""
         output = "\n".join([*self.lines[-lines:], self._partial])
-        log = ""
-        if self.log.exists():
-            log = "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        return f"--- {self.name} output ---\n{output}\n--- {self.name} log {self.log} ---\n{log}"
+        return f"--- {self.name} output ({self.output}) ---\n{output}"
 
     async def until(self, what: str, done: Callable[[], bool], timeout: float = WAIT) -> None:
         """Wait until ``done()``; fail after ``timeout`` s, or at once when the client
@@ -241,7 +244,7 @@ class Baresip(RealClient):
     _contact = re.compile(r"^[\s>]*(\w+)\s.*<(sips?:[^>]+)>")
 
     def __init__(self, account: Account, workdir: Path, ip: str) -> None:
-        super().__init__(account, workdir, workdir / "baresip.log")
+        super().__init__(account, workdir)
         self.ip = ip
         self.ctrl = (ip, free_port(ip))
         self._ctrl: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
@@ -279,14 +282,10 @@ class Baresip(RealClient):
         except (OSError, TimeoutError) as error:
             raise AssertionError(f"baresip's ctrl_tcp: {error}\n{self.tail()}") from error
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 0) -> None:
         if self._ctrl is not None:
             self._ctrl[1].close()
-        await super().stop()
-
-    def tail(self, lines: int = 80) -> str:
-        # Its log is its output (with the SIP trace).
-        return "--- baresip output ---\n" + "\n".join([*self.lines[-lines:], self._partial])
+        await super().stop(grace)
 
     def parse(self, line: str) -> None:
         if match := self._registration.match(line):
@@ -356,7 +355,8 @@ class Linphone(RealClient):
     )
 
     def __init__(self, account: Account, workdir: Path) -> None:
-        super().__init__(account, workdir, workdir / "linphone.log")
+        super().__init__(account, workdir)
+        self.log = workdir / "linphone.log"
         self.deliveries: list[tuple[str, str]] = []
         """(recipient AOR, Delivered or NotDelivered) of each MESSAGE it sent."""
         self._log_offset = 0
@@ -394,11 +394,13 @@ class Linphone(RealClient):
         rc = self.workdir / "linphonerc"
         await self.start([LINPHONEC, "-c", str(rc), "-d", "6", "-l", str(self.log)])
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 3) -> None:
         process = self.process
         if process is not None and process.stdin is not None and process.returncode is None:
-            process.stdin.close()
-        await super().stop()
+            # It unregisters and unsubscribes before it exits.
+            with contextlib.suppress(OSError):
+                process.stdin.write(b"quit\n")
+        await super().stop(grace)
 
     def parse(self, line: str) -> None:
         if match := self._message.search(line):
@@ -433,7 +435,6 @@ class Linphone(RealClient):
 
     def tail(self, lines: int = 60) -> str:
         # The SIP messages of its log say more than its debug lines.
-        output = "\n".join([*self.lines[-lines:], self._partial])
         sip = []
         if self.log.exists():
             for line in self.log.read_text(errors="replace").splitlines():
@@ -442,9 +443,8 @@ class Linphone(RealClient):
                 ):
                     sip.append(line)
         return (
-            f"--- linphonec output ---\n{output}\n"
-            f"--- linphonec log {self.log}: SIP start lines and errors ---\n"
-            + "\n".join(sip[-lines:])
+            f"{super().tail(lines)}\n--- linphonec log ({self.log}): SIP start lines and "
+            "errors ---\n" + "\n".join(sip[-lines:])
         )
 
     async def send_message(self, to: str, text: str) -> None:
