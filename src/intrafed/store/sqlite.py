@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
@@ -68,6 +69,15 @@ MIGRATIONS = (
 
 # A registration as stored: aor, contact, expires_at (epoch seconds), q, call_id, cseq.
 BindingRow = tuple[str, str, float, float, str, int]
+
+
+class StoreError(Exception):
+    """A write of registrations, subscriptions or publications failed (disk full, read-only
+    file, I/O error, busy): nothing of it was stored. ``reason`` is SQLite's words."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class SubscriptionRow(NamedTuple):
@@ -229,10 +239,11 @@ class ConfigStore:
                 )
             self._write("staged", config.validate())
 
-    def promote(self) -> NodeConfig:
-        """Make the staged configuration the running one (a restart or reload applied it)."""
+    def promote(self, config: NodeConfig | None = None) -> NodeConfig:
+        """Make the staged configuration (or ``config``, the one a node started with) the
+        running one: a restart or reload applied it."""
         with self._transaction():
-            config = self.load("staged")
+            config = config or self.load("staged")
             self._write("running", config)
         return config
 
@@ -242,8 +253,8 @@ class ConfigStore:
 
     def save_bindings(self, aor: str, rows: Sequence[BindingRow]) -> None:
         """Replace the stored registrations of ``aor`` (answered 2xx, so they must survive
-        a restart: DESIGN §8)."""
-        with self._transaction():
+        a restart: DESIGN §8); ``StoreError`` when that failed and nothing changed."""
+        with self._state_write():
             self._db.execute("DELETE FROM bindings WHERE aor = ?", (aor,))
             self._db.executemany("INSERT INTO bindings VALUES (?, ?, ?, ?, ?, ?)", rows)
 
@@ -255,19 +266,39 @@ class ConfigStore:
         )
         return [tuple(row) for row in cursor.fetchall()]
 
-    def save_subscription(self, row: SubscriptionRow) -> None:
-        """Insert or replace one subscription (answered 2xx: it survives a restart)."""
-        with self._transaction():
-            self._db.execute(
+    def write_presence(
+        self,
+        subscriptions: Sequence[SubscriptionRow] = (),
+        ended_subscriptions: Sequence[str] = (),
+        publications: Sequence[PublicationRow] = (),
+        ended_publications: Sequence[str] = (),
+    ) -> None:
+        """In one transaction: save (insert or replace) subscriptions and publications and
+        forget ended ones by id and entity tag; ``StoreError`` when that failed and
+        nothing changed."""
+        with self._state_write():
+            self._db.executemany(
                 "INSERT OR REPLACE INTO subscriptions VALUES "
                 "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                row,
+                subscriptions,
             )
+            self._db.executemany(
+                "DELETE FROM subscriptions WHERE id = ?", [(key,) for key in ended_subscriptions]
+            )
+            self._db.executemany(
+                "INSERT OR REPLACE INTO publications VALUES (?, ?, ?, ?, ?, ?)", publications
+            )
+            self._db.executemany(
+                "DELETE FROM publications WHERE etag = ?", [(key,) for key in ended_publications]
+            )
+
+    def save_subscription(self, row: SubscriptionRow) -> None:
+        """Insert or replace one subscription (answered 2xx: it survives a restart)."""
+        self.write_presence(subscriptions=(row,))
 
     def delete_subscription(self, subscription_id: str) -> None:
         """Forget one subscription (terminated, or expired)."""
-        with self._transaction():
-            self._db.execute("DELETE FROM subscriptions WHERE id = ?", (subscription_id,))
+        self.write_presence(ended_subscriptions=(subscription_id,))
 
     def load_subscriptions(self, now: float) -> list[SubscriptionRow]:
         """Every stored subscription still live at ``now`` (epoch seconds)."""
@@ -281,13 +312,11 @@ class ConfigStore:
 
     def save_publication(self, row: PublicationRow) -> None:
         """Insert or replace one publication (answered 2xx: it survives a restart)."""
-        with self._transaction():
-            self._db.execute("INSERT OR REPLACE INTO publications VALUES (?, ?, ?, ?, ?, ?)", row)
+        self.write_presence(publications=(row,))
 
     def delete_publication(self, etag: str) -> None:
         """Forget one publication (removed, replaced by a new entity tag, or expired)."""
-        with self._transaction():
-            self._db.execute("DELETE FROM publications WHERE etag = ?", (etag,))
+        self.write_presence(ended_publications=(etag,))
 
     def load_publications(self, now: float) -> list[PublicationRow]:
         """Every stored publication still live at ``now`` (epoch seconds)."""
@@ -312,6 +341,17 @@ class ConfigStore:
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db, self.path)
+
+    @contextmanager
+    def _state_write(self) -> Iterator[None]:
+        """A transaction of node state: any failure is a ``StoreError``, rolled back."""
+        try:
+            with self._transaction():
+                yield
+        except ConfigError as exc:
+            raise StoreError(exc.message) from None
+        except sqlite3.Error as exc:
+            raise StoreError(str(exc)) from None
 
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
@@ -339,6 +379,12 @@ class _Transaction:
         try:
             self._db.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
+                raise ConfigError(
+                    "--home",
+                    f"{self._path} cannot be written ({exc})",
+                    "free disk space, or make the file and its directory writable",
+                ) from None
             raise ConfigError(
                 "--home",
                 f"{self._path} is busy ({exc})",
@@ -346,4 +392,10 @@ class _Transaction:
             ) from None
 
     def __exit__(self, kind: object, error: object, trace: object) -> None:
-        self._db.execute("COMMIT" if error is None else "ROLLBACK")
+        try:
+            self._db.execute("COMMIT" if error is None else "ROLLBACK")
+        finally:
+            # A COMMIT that failed (disk full) leaves the transaction open; without this
+            # ROLLBACK every later BEGIN would fail too.
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
