@@ -393,9 +393,10 @@ class _Transaction:
 
     def __exit__(self, kind: object, error: object, trace: object) -> None:
         try:
-            self._db.execute("COMMIT" if error is None else "ROLLBACK")
+            if error is None:
+                self._db.execute("COMMIT")
         finally:
-            # A COMMIT that failed (disk full) leaves the transaction open; without this
-            # ROLLBACK every later BEGIN would fail too.
+            # SQLite may have rolled back already (a full disk does); a COMMIT that failed
+            # leaves the transaction open, and every later BEGIN would fail.
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
