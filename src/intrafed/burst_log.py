@@ -31,11 +31,6 @@ class BurstLog:
         """When the current count started (None: no burst)."""
         self._more = 0
 
-    @property
-    def failing(self) -> bool:
-        """Whether a burst is going on (the last attempt failed)."""
-        return self._counting_since is not None
-
     def failed(self, reason: str, error: BaseException | None = None) -> None:
         """One more failure; ``error`` adds its traceback to the burst's first line (for
         faults nobody expected)."""
