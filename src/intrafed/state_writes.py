@@ -113,7 +113,7 @@ class StateWriter:
             self._write_presence(changes)
         except StoreError as exc:
             self._presence.requeue_store_changes(changes)
-            self.faults.failed(exc.reason)
+            self.faults.failed(exc.message)
 
     def _write_presence(self, changes: StoreChanges) -> None:
         store = self._store
@@ -128,7 +128,8 @@ class StateWriter:
         self.faults.succeeded()
 
     def _store_failed(self, request: Request, what: str, error: StoreError) -> Response:
-        self.faults.failed(error.reason)
+        self.faults.failed(error.message)
+        # SQLite's words only: the client learns nothing of the server's file system.
         rule = f"the state store failed ({error.reason}): the {what} was not changed"
         return make_response(
             request,

@@ -116,6 +116,7 @@ def test_a_register_the_full_store_refuses_gets_503_and_changes_nothing(
         warning = response.headers.get("warning") or ""
         assert "the state store failed (database or disk is full)" in warning
         assert "the registration was not changed" in warning
+        assert "intrafed.db" not in warning
     assert len(queried) == len(refused)
     assert all(r.status == 200 and r.headers.get_all("contact") == [] for r in queried)
     assert [r.status for r in retried] == [200] * len(refused)
@@ -123,7 +124,11 @@ def test_a_register_the_full_store_refuses_gets_503_and_changes_nothing(
     # One line for the burst, one when the store works again: not one per request.
     lines = [r for r in caplog.records if r.name == "intrafed.state_writes"]
     assert [r.levelno for r in lines] == [logging.ERROR, logging.WARNING]
-    assert lines[0].getMessage() == "writing to the state store failed: database or disk is full"
+    database = tmp_path / "ocs1" / "intrafed.db"
+    assert lines[0].getMessage() == (
+        f"writing to the state store failed: {database} cannot be written "
+        "(database or disk is full)"
+    )
     assert (
         lines[1]
         .getMessage()

@@ -103,10 +103,11 @@ async def _serve(home: Path, store: ConfigStore, config: NodeConfig) -> None:
             reason = tls.reload(staged) if tls is not None else None
             if reason is None:
                 reason = node.reload(settings_with_tls(staged, tls))
+            if reason is None:
+                store.promote(staged)
         except ConfigError as exc:
             reason = str(exc)
         if reason is None:
-            store.promote(staged)
             logging.getLogger(__name__).info("reloaded the staged configuration")
         else:
             logging.getLogger(__name__).warning("reload refused: %s", reason)

@@ -10,8 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -71,12 +70,24 @@ MIGRATIONS = (
 BindingRow = tuple[str, str, float, float, str, int]
 
 
-class StoreError(Exception):
-    """A write of registrations, subscriptions or publications failed (disk full, read-only
-    file, I/O error, busy): nothing of it was stored. ``reason`` is SQLite's words."""
+class StoreError(ConfigError):
+    """A write to the store failed (disk full, read-only file, I/O error, busy) and nothing
+    of it was stored. ``reason`` is SQLite's words alone (a SIP Warning may carry them; the
+    message names the file, for the administrator)."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
+    def __init__(self, path: Path, reason: str, *, busy: bool = False) -> None:
+        if busy:
+            super().__init__(
+                "--home",
+                f"{path} is busy ({reason})",
+                "try again when the other intrafed command has finished",
+            )
+        else:
+            super().__init__(
+                "--home",
+                f"{path} cannot be written ({reason})",
+                "free disk space, or make the file and its directory writable",
+            )
         self.reason = reason
 
 
@@ -254,7 +265,7 @@ class ConfigStore:
     def save_bindings(self, aor: str, rows: Sequence[BindingRow]) -> None:
         """Replace the stored registrations of ``aor`` (answered 2xx, so they must survive
         a restart: DESIGN §8); ``StoreError`` when that failed and nothing changed."""
-        with self._state_write():
+        with self._transaction():
             self._db.execute("DELETE FROM bindings WHERE aor = ?", (aor,))
             self._db.executemany("INSERT INTO bindings VALUES (?, ?, ?, ?, ?, ?)", rows)
 
@@ -276,7 +287,7 @@ class ConfigStore:
         """In one transaction: save (insert or replace) subscriptions and publications and
         forget ended ones by id and entity tag; ``StoreError`` when that failed and
         nothing changed."""
-        with self._state_write():
+        with self._transaction():
             self._db.executemany(
                 "INSERT OR REPLACE INTO subscriptions VALUES "
                 "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -342,17 +353,6 @@ class ConfigStore:
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db, self.path)
 
-    @contextmanager
-    def _state_write(self) -> Iterator[None]:
-        """A transaction of node state: any failure is a ``StoreError``, rolled back."""
-        try:
-            with self._transaction():
-                yield
-        except ConfigError as exc:
-            raise StoreError(exc.message) from None
-        except sqlite3.Error as exc:
-            raise StoreError(str(exc)) from None
-
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version > len(MIGRATIONS):
@@ -369,7 +369,8 @@ class ConfigStore:
 
 
 class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on an exception."""
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on an exception; what SQLite refuses is a
+    ``StoreError``."""
 
     def __init__(self, db: sqlite3.Connection, path: Path) -> None:
         self._db = db
@@ -378,25 +379,23 @@ class _Transaction:
     def __enter__(self) -> None:
         try:
             self._db.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
-                raise ConfigError(
-                    "--home",
-                    f"{self._path} cannot be written ({exc})",
-                    "free disk space, or make the file and its directory writable",
-                ) from None
-            raise ConfigError(
-                "--home",
-                f"{self._path} is busy ({exc})",
-                "try again when the other intrafed command has finished",
-            ) from None
+        except sqlite3.Error as exc:
+            raise self._failed(exc) from None
 
     def __exit__(self, kind: object, error: object, trace: object) -> None:
-        try:
-            if error is None:
+        failure = error if isinstance(error, sqlite3.Error) else None
+        if error is None:
+            try:
                 self._db.execute("COMMIT")
-        finally:
-            # SQLite may have rolled back already (a full disk does); a COMMIT that failed
-            # leaves the transaction open, and every later BEGIN would fail.
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
+            except sqlite3.Error as exc:
+                failure = exc
+        # SQLite may have rolled back already (a full disk does); a COMMIT that failed
+        # leaves the transaction open, and every later BEGIN would fail.
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+        if failure is not None:
+            raise self._failed(failure) from None
+
+    def _failed(self, error: sqlite3.Error) -> StoreError:
+        busy = error.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
+        return StoreError(self._path, str(error), busy=busy)
