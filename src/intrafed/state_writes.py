@@ -95,13 +95,15 @@ class StateWriter:
         be."""
         presence = self._presence
         presence.checkpoint()
-        response, notifies = change()
-        changes = presence.take_store_changes()
         try:
-            self._write_presence(changes)
+            response, notifies = change()
+            self._write_presence(presence.take_store_changes())
         except StoreError as exc:
             presence.rollback()
             return self._store_failed(request, "subscription or publication", exc), []
+        except Exception:
+            presence.rollback()  # half a change is no change (STYLE 17)
+            raise
         presence.commit()
         return response, notifies
 

@@ -5,10 +5,12 @@ one line and leaves the staged configuration pending."""
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from intrafed.config.model import Connection, NodeIdentity, Role
@@ -36,6 +38,17 @@ def make_home(home: Path, port: int) -> None:
                 config, domains=("example.com",), connections=(Connection("TCP", port, NODE_IP),)
             )
         )
+
+
+def wait_until_locked(path: Path) -> None:
+    for _ in range(500):
+        with path.open() as probe:
+            try:
+                fcntl.flock(probe, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return
+        time.sleep(0.01)
+    raise AssertionError(f"nobody locked {path}")
 
 
 def status(home: Path) -> dict[str, object]:
@@ -93,6 +106,26 @@ def test_service_stop_never_signals_a_process_named_by_a_stale_pid_file(tmp_path
     assert (reloaded.returncode, reloaded.stderr) == (1, "not running\n")
     assert (shown["running"], shown["pid"]) == (False, None)
     assert not (home / "intrafed.pid").exists()
+
+
+def test_service_stop_never_signals_a_lock_holder_that_is_not_a_node(tmp_path: Path) -> None:
+    home = tmp_path / "ocs1"
+    make_home(home, free_port(NODE_IP))
+    lock = home / "intrafed.lock"
+    lock.write_text("")
+    # Another program holds the lock file (flock -F execs sleep, which keeps the lock).
+    holder = subprocess.Popen(["flock", "-F", str(lock), "sleep", "60"])
+    try:
+        wait_until_locked(lock)
+        lock.write_text(f"{holder.pid}\n")
+        (home / "intrafed.pid").write_text(f"{holder.pid}\n")
+        stopped = intrafed("service", "stop", "--home", str(home))
+        alive = holder.poll() is None
+    finally:
+        holder.kill()
+        holder.wait()
+    assert alive
+    assert (stopped.returncode, stopped.stderr) == (1, "not running\n")
 
 
 def test_a_node_that_cannot_bind_fails_in_one_line_and_the_restart_stays_pending(

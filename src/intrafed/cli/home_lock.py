@@ -67,7 +67,7 @@ def holder(home: Path) -> int | None:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
             pid = _pid_in(fd)
-            return pid if pid is not None and _runs_intrafed(pid) else None
+            return pid if pid is not None and _runs_intrafed(pid, home) else None
         fcntl.flock(fd, fcntl.LOCK_UN)
         return None
     finally:
@@ -82,13 +82,31 @@ def _pid_in(fd: int) -> int | None:
     return pid if pid > 0 else None
 
 
-def _runs_intrafed(pid: int) -> bool:
-    """Whether ``pid`` runs ``intrafed serve`` (checked where /proc tells; the lock alone
-    elsewhere)."""
+def _runs_intrafed(pid: int, home: Path) -> bool:
+    """Whether ``pid`` runs ``intrafed serve`` for ``home`` (checked where /proc tells; the
+    lock alone elsewhere)."""
     try:
         arguments = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except FileNotFoundError:
         return not Path("/proc/self").exists()
     except OSError:
         return True
-    return b"serve" in arguments and any(b"intrafed" in argument for argument in arguments)
+    if b"serve" not in arguments or not any(b"intrafed" in argument for argument in arguments):
+        return False
+    given = _home_argument(arguments)
+    if given is None:
+        return True  # from INTRAFED_HOME
+    try:
+        cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+    except OSError:
+        return True
+    return (cwd / os.fsdecode(given)).resolve() == home.resolve()
+
+
+def _home_argument(arguments: list[bytes]) -> bytes | None:
+    for index, argument in enumerate(arguments):
+        if argument == b"--home" and index + 1 < len(arguments):
+            return arguments[index + 1]
+        if argument.startswith(b"--home="):
+            return argument.removeprefix(b"--home=")
+    return None
