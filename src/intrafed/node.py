@@ -14,12 +14,12 @@ import logging
 import os
 import ssl
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 from intrafed import __version__
+from intrafed.burst_log import BurstLog
 from intrafed.config.model import (
     DIGEST_ALGORITHMS,
     ConfigError,
@@ -72,8 +72,8 @@ from intrafed.sip.transaction import (
     TransactionLayer,
     client_key,
 )
+from intrafed.state_writes import StateStore, StateWriter
 from intrafed.store import ConfigStore
-from intrafed.store.sqlite import BindingRow, PublicationRow, SubscriptionRow
 from intrafed.transport import (
     Destination,
     Flow,
@@ -240,27 +240,6 @@ Trace = Callable[[str, str, tuple[str, int], bytes], None]
 """Called with (node name, "received" | "sent", the other end's address, the message)."""
 
 
-class StateStore(Protocol):
-    """Where registrations, subscriptions and publications are kept across restarts
-    (``ConfigStore`` is one): everything answered 2xx survives (DESIGN §8)."""
-
-    def save_bindings(self, aor: str, rows: Sequence[BindingRow]) -> None: ...
-
-    def load_bindings(self, now: float) -> list[BindingRow]: ...
-
-    def save_subscription(self, row: SubscriptionRow) -> None: ...
-
-    def delete_subscription(self, subscription_id: str) -> None: ...
-
-    def load_subscriptions(self, now: float) -> list[SubscriptionRow]: ...
-
-    def save_publication(self, row: PublicationRow) -> None: ...
-
-    def delete_publication(self, etag: str) -> None: ...
-
-    def load_publications(self, now: float) -> list[PublicationRow]: ...
-
-
 class Node:
     """A running node; ``start()`` binds the listeners, ``stop()`` shuts down gracefully."""
 
@@ -283,6 +262,8 @@ class Node:
             ),
             via_for=self._via_for,
         )
+        self._writes = StateWriter(state, settings.name, self.registrar, self.presence)
+        self._house_faults = BurstLog(logger, "housekeeping")
         self._notifies: dict[ClientKey, str] = {}
         """Our own NOTIFY transactions -> the subscription each one serves."""
         self._outbox: list[OutgoingNotify] = []
@@ -475,10 +456,8 @@ class Node:
             if request.method == "OPTIONS" and uri.user is None and self._addresses_us(uri.host):
                 return Answer(self._options_answer(request))
             if request.method == "REGISTER" and uri.host.lower() in settings.domains:
-                registration = self.registrar.register(request, flow, now)
+                registration = self._writes.register(request, flow, now)
                 for aor in registration.changed:
-                    if self._state is not None:
-                        self._state.save_bindings(aor, self._rows(aor, now))
                     self._registration_changed(aor, now)
                 return Answer(registration.response)
         if request.to_addr.tag is not None and self.proxy is not None:
@@ -554,9 +533,10 @@ class Node:
         userinfo = f"{user}@" if user else ""
         transport = listener.transport.lower()
         contact = f"sip:{userinfo}{listener.host}:{listener.port};transport={transport}"
-        response, notifies = self.presence.subscribe(request, flow, contact, now)
+        response, notifies = self._writes.presence_request(
+            request, lambda: self.presence.subscribe(request, flow, contact, now)
+        )
         self._outbox += notifies
-        self._save_presence()
         return Answer(response)
 
     def _publish(self, request: Request, aor: str, now: float) -> Decision:
@@ -564,9 +544,10 @@ class Node:
         publisher = request.from_addr.uri
         if not isinstance(publisher, SipUri) or publisher.aor != aor:
             return Reject(403, f"only {aor} may publish the presence of {aor}")
-        response, notifies = self.presence.publish(request, now)
+        response, notifies = self._writes.presence_request(
+            request, lambda: self.presence.publish(request, now)
+        )
         self._outbox += notifies
-        self._save_presence()
         return Answer(response)
 
     def _registration_changed(self, aor: str, now: float) -> None:
@@ -579,34 +560,25 @@ class Node:
             self._registered.discard(aor)
         self._outbox += self.presence.registration_changed(aor, registered, now)
 
-    def _save_presence(self) -> None:
-        changes = self.presence.take_store_changes()
-        state = self._state
-        if state is None:
-            return
-        for subscription in changes.saved_subscriptions:
-            state.save_subscription(subscription)
-        for subscription_id in changes.deleted_subscriptions:
-            state.delete_subscription(subscription_id)
-        for publication in changes.saved_publications:
-            state.save_publication(publication)
-        for etag in changes.deleted_publications:
-            state.delete_publication(etag)
-
     async def _keep_house(self) -> None:
         """Once a second: presence deadlines (expiries, NOTIFY retries) and registrations
         that lapsed without a REGISTER (the user goes Offline)."""
         while True:
             await asyncio.sleep(HOUSEKEEPING_INTERVAL)
-            wall = time.time()
-            for aor in list(self._registered):
-                self._registration_changed(aor, wall)
-            deadline = self.presence.next_deadline()
-            if deadline is not None and deadline <= wall:
-                self._outbox += self.presence.expire(wall)
-            if self._outbox:
-                self._save_presence()
-                self._pump(self._now())
+            try:
+                wall = time.time()
+                for aor in list(self._registered):
+                    self._registration_changed(aor, wall)
+                deadline = self.presence.next_deadline()
+                if deadline is not None and deadline <= wall:
+                    self._outbox += self.presence.expire(wall)
+                self._writes.save_presence()
+                if self._outbox:
+                    self._pump(self._now())
+            except Exception as exc:  # nothing may end housekeeping (STYLE 17)
+                self._house_faults.failed(repr(exc), exc)
+            else:
+                self._house_faults.succeeded()
 
     def _send_notifies(self, now: float) -> None:
         outbox, self._outbox = self._outbox, []
@@ -635,7 +607,7 @@ class Node:
         if subscription is None:
             return False
         self._outbox += self.presence.notify_outcome(subscription, status, time.time())
-        self._save_presence()
+        self._writes.save_presence()
         return True
 
     def _via_for(self, target: Target) -> str:
@@ -691,12 +663,6 @@ class Node:
             if flow is not None:
                 return flow.id
         return next_hop_for_uri(uri)
-
-    def _rows(self, aor: str, now: float) -> list[BindingRow]:
-        return [
-            (b.aor, b.contact, b.expires_at, b.q, b.call_id, b.cseq)
-            for b in self.registrar.bindings(aor, now)
-        ]
 
     def _to_contacts(self, aor: str, now: float) -> Decision:
         """A homed user: every registered contact at once, over the registering flow when

@@ -486,3 +486,76 @@ def test_the_newest_publication_wins_and_the_other_shows_when_it_ends() -> None:
     service.publish(publish(cseq=3, if_match=etag, expires="0"), T0 + 1)
     assert service.state_of(BOB, T0 + 1) is PresenceState.BUSY
     assert service.state_of(BOB, T0 + 600) is PresenceState.OFFLINE
+
+
+def test_rollback_of_a_publish_the_store_refused_leaves_state_and_watchers_as_before() -> None:
+    service = agent()
+    subscribed(service)
+    response, _ = service.publish(publish(pidf(PresenceState.BUSY)), T0)
+    busy = response.headers.get("sip-etag")
+    service.take_store_changes()
+
+    service.checkpoint()
+    modified, [notify] = service.publish(
+        publish(pidf(PresenceState.AWAY), cseq=2, if_match=busy), T0 + 1
+    )
+    assert shown(notify) is PresenceState.AWAY
+    service.take_store_changes()
+    service.rollback()
+
+    assert service.state_of(BOB, T0 + 1) is PresenceState.BUSY
+    # The watcher was never told Away: publishing Away again notifies it; the old entity
+    # tag still names the publication.
+    refreshed, notifies = service.publish(publish(cseq=3, if_match=busy), T0 + 2)
+    assert (refreshed.status, notifies) == (200, [])
+    again, [notify] = service.publish(
+        publish(pidf(PresenceState.AWAY), cseq=4, if_match=refreshed.headers.get("sip-etag")),
+        T0 + 3,
+    )
+    assert again.status == 200
+    assert shown(notify) is PresenceState.AWAY
+    assert modified.headers.get("sip-etag") not in service.take_store_changes().deleted_publications
+
+
+def test_rollback_of_a_subscribe_the_store_refused_forgets_or_keeps_the_subscription() -> None:
+    service = agent()
+    service.checkpoint()
+    response, _ = subscribed(service)
+    service.take_store_changes()
+    service.rollback()
+    # The new subscription never was: its dialog is unknown and nobody is notified.
+    assert not service.owns_dialog(subscribe(to_tag=response.to_addr.tag, cseq=2))
+    published, notifies = service.publish(publish(pidf(PresenceState.BUSY)), T0)
+    assert notifies == []
+
+    response, first = subscribed(service, call_id="sub-2")
+    service.take_store_changes()
+    service.checkpoint()
+    unsubscribe = subscribe(call_id="sub-2", to_tag=response.to_addr.tag, cseq=2, expires="0")
+    _, [final] = service.subscribe(unsubscribe, FLOW, LOCAL_CONTACT, T0 + 1)
+    assert final.request.headers.get("subscription-state") == "terminated;reason=timeout"
+    service.take_store_changes()
+    service.rollback()
+    # The subscription goes on, its NOTIFYs numbered after the last one really sent.
+    assert service.owns_dialog(unsubscribe)
+    _, [notify] = service.publish(
+        publish(pidf(PresenceState.AWAY), cseq=2, if_match=published.headers.get("sip-etag")),
+        T0 + 2,
+    )
+    assert notify.request.cseq.number == first.request.cseq.number + 1
+    assert service.take_store_changes().deleted_subscriptions == ()
+
+
+def test_changes_the_store_refused_are_taken_again_unless_changed_since() -> None:
+    service = agent()
+    response, _ = subscribed(service)
+    service.publish(publish(pidf(PresenceState.BUSY)), T0)
+    refused = service.take_store_changes()
+    assert len(refused.saved_subscriptions) == len(refused.saved_publications) == 1
+    unsubscribe = subscribe(to_tag=response.to_addr.tag, cseq=2, expires="0")
+    service.subscribe(unsubscribe, FLOW, LOCAL_CONTACT, T0 + 1)
+    service.requeue_store_changes(refused)
+    again = service.take_store_changes()
+    assert again.saved_subscriptions == ()
+    assert again.deleted_subscriptions == (refused.saved_subscriptions[0].id,)
+    assert again.saved_publications == refused.saved_publications

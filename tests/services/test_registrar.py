@@ -102,3 +102,26 @@ def test_a_disabled_user_stays_homed_but_cannot_register() -> None:
     response = service.register(register("<sip:a@10.0.0.1>"), 1, now=0.0).response
     assert response.status == 403
     assert "alice@example.com is disabled on this node" in (response.headers.get("warning") or "")
+
+
+def test_rollback_of_a_register_the_store_refused_restores_the_bindings_before_it() -> None:
+    service = registrar()
+    service.register(register("<sip:a@10.0.0.1>", cseq=1), 1, now=0.0)
+    before = service.bindings(ALICE, now=1.0)
+    replaced = service.register(
+        register("<sip:a@10.0.0.1>;expires=0|<sip:a@10.0.0.2>", cseq=2), 2, now=1.0
+    )
+    assert [b.contact for b in service.bindings(ALICE, now=1.0)] == ["sip:a@10.0.0.2"]
+    service.rollback(replaced)
+    assert service.bindings(ALICE, now=1.0) == before
+    assert service.binding_of_contact("sip:a@10.0.0.1", now=1.0) == before[0]
+    assert service.binding_of_contact("sip:a@10.0.0.2", now=1.0) is None
+    # The same REGISTER, sent again once the store works, is not taken for a repeat.
+    again = service.register(register("<sip:a@10.0.0.2>", cseq=2), 2, now=2.0)
+    assert again.response.status == 200
+    removed = service.register(register("*", cseq=3, expires="0"), 2, now=3.0)
+    service.rollback(removed)
+    assert [b.contact for b in service.bindings(ALICE, now=3.0)] == [
+        "sip:a@10.0.0.1",
+        "sip:a@10.0.0.2",
+    ]

@@ -9,8 +9,9 @@ import pytest
 
 from intrafed.config import edits
 from intrafed.config.model import ConfigError, NodeConfig, NodeIdentity, Role
-from intrafed.store import ConfigStore
-from intrafed.store.sqlite import FILENAME, LOCATOR, MIGRATIONS, database_path
+from intrafed.store import ConfigStore, StoreError
+from intrafed.store.sqlite import FILENAME, LOCATOR, MIGRATIONS, BindingRow, database_path
+from tests.store_faults import cap_size, make_room, set_read_only
 
 IDENTITY = NodeIdentity(Role.IMP, "imp1.example.com", "127.0.0.2")
 
@@ -142,3 +143,49 @@ def test_a_store_held_by_another_process_is_refused_after_the_busy_timeout(
     finally:
         other.execute("ROLLBACK")
         other.close()
+
+
+def test_a_write_to_a_full_store_raises_store_error_and_the_store_recovers(
+    tmp_path: Path,
+) -> None:
+    with ConfigStore.create(tmp_path, IDENTITY) as store:
+        cap_size(store)
+        contact = "sip:alice@127.0.0.10:5070;x=" + "y" * 900
+        stored, error = fill(store, contact)
+        assert error.reason == "database or disk is full"
+        assert stored > 0
+        # Nothing of the failed write is kept, and the connection is usable.
+        assert len(store.load_bindings(0.0)) == stored
+        assert store.load("staged") == NodeConfig(IDENTITY)
+        make_room(store)
+        store.save_bindings(f"u{stored}@example.com", [row(stored, contact)])
+        assert len(store.load_bindings(0.0)) == stored + 1
+
+
+def test_a_read_only_store_raises_store_error_naming_the_file(tmp_path: Path) -> None:
+    with ConfigStore.create(tmp_path, IDENTITY) as store:
+        set_read_only(store, True)
+        with pytest.raises(StoreError) as error:
+            store.save_bindings("alice@example.com", [row(1, "sip:alice@127.0.0.10")])
+        assert error.value.reason == "attempt to write a readonly database"
+        assert str(error.value) == (
+            f"--home: {tmp_path / FILENAME} cannot be written (attempt to write a readonly "
+            "database) — free disk space, or make the file and its directory writable"
+        )
+        set_read_only(store, False)
+        store.save_bindings("alice@example.com", [row(1, "sip:alice@127.0.0.10")])
+        assert len(store.load_bindings(0.0)) == 1
+
+
+def fill(store: ConfigStore, contact: str) -> tuple[int, StoreError]:
+    """Registrations saved until the store refuses one: how many fitted, and the error."""
+    for n in range(100):
+        try:
+            store.save_bindings(f"u{n}@example.com", [row(n, contact)])
+        except StoreError as error:
+            return n, error
+    raise AssertionError("the capped store never filled up")
+
+
+def row(n: int, contact: str) -> BindingRow:
+    return (f"u{n}@example.com", contact, 5000.0, 1.0, f"call-{n}", 1)

@@ -2,7 +2,9 @@
 Services on OCS Front-End Servers" without losing anything.
 
 A background node is ``intrafed serve`` started in its own session, with a pid file, a log
-file and a status file (written once its listeners are up) in the home directory.
+file and a status file (written once its listeners are up) in the home directory. The node
+holds the home's lock (``home_lock``): a second node on the same home is refused, and only
+the lock's holder is ever signalled.
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ import click
 from intrafed.check import check_homes
 from intrafed.check.probe import probe_home
 from intrafed.cli.common import fail, home_option
+from intrafed.cli.home_lock import HomeInUseError, HomeLock, holder
 from intrafed.config.model import ConfigError, NodeConfig
 from intrafed.node import Node, settings_with_tls, tls_contexts_of
 from intrafed.pki import PkiError
 from intrafed.store import ConfigStore
+from intrafed.transport import TransportError
 
 STARTUP_PROBE_DELAY = 3.0
 """Seconds after start before the live probe runs (both sides often start together)."""
@@ -45,17 +49,11 @@ def _open(home: Path) -> ConfigStore:
 
 
 def _running_pid(home: Path) -> int | None:
-    """The pid of this home's background node, when it is alive."""
-    try:
-        pid = int((home / PID_FILE).read_text().strip())
-    except (OSError, ValueError):
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        return pid
+    """The pid of the node running on this home (the holder of its lock); a pid file left
+    by a node that is gone is removed, and its pid never signalled."""
+    pid = holder(home)
+    if pid is None:
+        (home / PID_FILE).unlink(missing_ok=True)
     return pid
 
 
@@ -73,7 +71,16 @@ def _read_status(home: Path) -> dict[str, Any] | None:
 async def _serve(home: Path, store: ConfigStore, config: NodeConfig) -> None:
     tls = tls_contexts_of(home, config)
     node = Node(settings_with_tls(config, tls), state=store)
-    bound = await node.start()
+    try:
+        bound = await node.start()
+        if not bound:
+            raise TransportError("no listener could start (see the warnings above)")
+    except TransportError:
+        await node.stop(grace=0)
+        raise
+    # Only a configuration that started is the running one: a failed start keeps the
+    # restart pending.
+    store.promote(config)
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
 
@@ -96,10 +103,11 @@ async def _serve(home: Path, store: ConfigStore, config: NodeConfig) -> None:
             reason = tls.reload(staged) if tls is not None else None
             if reason is None:
                 reason = node.reload(settings_with_tls(staged, tls))
+            if reason is None:
+                store.promote(staged)
         except ConfigError as exc:
             reason = str(exc)
         if reason is None:
-            store.promote()
             logging.getLogger(__name__).info("reloaded the staged configuration")
         else:
             logging.getLogger(__name__).warning("reload refused: %s", reason)
@@ -164,17 +172,24 @@ def serve_command(home: Path, log_level: str) -> None:
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     store = _open(home)
     try:
-        config = store.promote()
+        lock = HomeLock(home)
+    except HomeInUseError as exc:
+        fail(f"{exc}: stop it first (intrafed service stop --home {home})", 1)
+    try:
+        config = store.load("staged")
         _log_check_errors(home)
         asyncio.run(_serve(home, store, config))
     except ConfigError as exc:
         fail(str(exc))
-    except OSError as exc:
+    except (OSError, TransportError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         fail(
-            f"cannot start the node: {exc.strerror or exc} — "
-            "check the listeners' addresses and ports (intrafed config show)",
+            f"cannot start the node: {reason} — free the port or change the connection or "
+            "listener (intrafed config show); the staged configuration stays pending",
             1,
         )
+    finally:
+        lock.release()
 
 
 # -- service ---------------------------------------------------------------------------
@@ -205,8 +220,10 @@ def _start(home: Path) -> None:
             )
             return
         if process.poll() is not None:
-            tail = (home / LOG_FILE).read_text(errors="replace").strip().splitlines()[-5:]
-            fail("the node did not start:\n" + "\n".join(tail), 1)
+            (home / PID_FILE).unlink(missing_ok=True)
+            # The node's last words are its one-line reason.
+            lines = (home / LOG_FILE).read_text(errors="replace").strip().splitlines()
+            fail(f"the node did not start: {lines[-1] if lines else 'no reason logged'}", 1)
         time.sleep(0.05)
     fail(f"the node did not report ready within {START_TIMEOUT:g} s; see {home / LOG_FILE}", 1)
 
@@ -215,7 +232,7 @@ def _stop(home: Path, pid: int, timeout: float) -> None:
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if _running_pid(home) is None:
+        if _running_pid(home) != pid:
             break
         time.sleep(0.05)
     else:

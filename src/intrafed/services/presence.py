@@ -9,7 +9,8 @@ NOTIFYs are in-dialog requests (RFC 3261 §12.2.1.1) with a Via from the caller'
 ``via_for(target)`` (the transaction layer wants requests with their Via and a fresh branch).
 The caller sends each ``OutgoingNotify`` to its ``target`` and reports the final status with
 ``notify_outcome``. Persistence is the caller's too: ``take_store_changes`` says which rows
-to save and delete, ``restore`` takes saved rows back after a restart.
+to save and delete, ``restore`` takes saved rows back after a restart. A request whose rows
+could not be saved is undone: ``checkpoint`` before it, then ``commit`` or ``rollback``.
 """
 
 from __future__ import annotations
@@ -143,6 +144,20 @@ class _Subscription:
 
 
 @dataclass(slots=True)
+class _Undo:
+    """What a request changed since ``checkpoint``, as it was before: subscriptions and
+    publications by key (None: there was none), the mutable fields of each subscription
+    object touched, and the rows waiting to be stored."""
+
+    dirty: tuple[dict[str, SubscriptionRow], set[str], dict[str, PublicationRow], set[str]]
+    subscriptions: dict[str, _Subscription | None] = field(default_factory=dict)
+    fields: dict[int, tuple[_Subscription, int, View | None, float | None]] = field(
+        default_factory=dict
+    )
+    publications: dict[str, PublicationRow | None] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
 class _Presentity:
     """What the agent knows of one homed user: publications, registration, watchers."""
 
@@ -178,6 +193,7 @@ class PresenceAgent:
         self._deleted_subscriptions: set[str] = set()
         self._saved_publications: dict[str, PublicationRow] = {}
         self._deleted_publications: set[str] = set()
+        self._undo: _Undo | None = None
 
     # -- queries -------------------------------------------------------------------
 
@@ -419,11 +435,13 @@ class PresenceAgent:
         return etag
 
     def _add_publication(self, row: PublicationRow) -> None:
+        self._note_publication(row.etag)
         self._presentity(row.aor).publications[row.etag] = row
         self._etags[row.etag] = row.aor
         heapq.heappush(self._deadlines, (row.expires_at, "publication", row.etag))
 
     def _drop_publication(self, aor: str, etag: str) -> None:
+        self._note_publication(etag)
         self._presentity(aor).publications.pop(etag, None)
         self._etags.pop(etag, None)
         self._saved_publications.pop(etag, None)
@@ -523,6 +541,93 @@ class PresenceAgent:
         self._deleted_publications.clear()
         return changes
 
+    def requeue_store_changes(self, changes: StoreChanges) -> None:
+        """Take back changes that could not be stored, to be taken again later; a row
+        changed since then keeps its newer change."""
+        for row in changes.saved_subscriptions:
+            if row.id not in self._deleted_subscriptions:
+                self._saved_subscriptions.setdefault(row.id, row)
+        for key in changes.deleted_subscriptions:
+            if key not in self._saved_subscriptions:
+                self._deleted_subscriptions.add(key)
+        for publication in changes.saved_publications:
+            if publication.etag not in self._deleted_publications:
+                self._saved_publications.setdefault(publication.etag, publication)
+        for key in changes.deleted_publications:
+            if key not in self._saved_publications:
+                self._deleted_publications.add(key)
+
+    def checkpoint(self) -> None:
+        """Start remembering what the next request changes, for ``rollback``."""
+        self._undo = _Undo(
+            (
+                dict(self._saved_subscriptions),
+                set(self._deleted_subscriptions),
+                dict(self._saved_publications),
+                set(self._deleted_publications),
+            )
+        )
+
+    def commit(self) -> None:
+        """Keep what was done since ``checkpoint``."""
+        self._undo = None
+
+    def rollback(self) -> None:
+        """Undo everything since ``checkpoint`` (its rows could not be stored): the
+        subscriptions, publications and what each watcher was last shown are as before."""
+        undo, self._undo = self._undo, None
+        if undo is None:
+            raise LocalSipError("rollback without a checkpoint")
+        for key, before in undo.subscriptions.items():
+            current = self._subscriptions.get(key)
+            if current is not None:
+                self._unindex(current)
+            if before is not None:
+                self._index(before)
+        for subscription, cseq, view, retry_at in undo.fields.values():
+            subscription.local_cseq, subscription.last_view = cseq, view
+            subscription.retry_at = retry_at
+            if retry_at is not None:
+                heapq.heappush(self._deadlines, (retry_at, "retry", subscription.row.id))
+        for etag, row in undo.publications.items():
+            aor = self._etags.pop(etag, None)
+            if aor is not None:
+                self._presentity(aor).publications.pop(etag, None)
+            if row is not None:
+                self._add_publication(row)
+        (
+            self._saved_subscriptions,
+            self._deleted_subscriptions,
+            self._saved_publications,
+            self._deleted_publications,
+        ) = undo.dirty
+
+    def _note_subscription(self, key: str) -> None:
+        undo = self._undo
+        if undo is not None and key not in undo.subscriptions:
+            before = undo.subscriptions[key] = self._subscriptions.get(key)
+            if before is not None:
+                self._note_fields(before)
+
+    def _note_fields(self, subscription: _Subscription) -> None:
+        undo = self._undo
+        if undo is not None and id(subscription) not in undo.fields:
+            undo.fields[id(subscription)] = (
+                subscription,
+                subscription.local_cseq,
+                subscription.last_view,
+                subscription.retry_at,
+            )
+
+    def _note_publication(self, etag: str) -> None:
+        undo = self._undo
+        if undo is not None and etag not in undo.publications:
+            aor = self._etags.get(etag)
+            presentity = self._presentities.get(aor) if aor is not None else None
+            undo.publications[etag] = (
+                presentity.publications.get(etag) if presentity is not None else None
+            )
+
     # -- internals -----------------------------------------------------------------
 
     def _presentity(self, aor: str) -> _Presentity:
@@ -548,22 +653,32 @@ class PresenceAgent:
 
     def _add(self, subscription: _Subscription) -> None:
         row = subscription.row
-        self._subscriptions[row.id] = subscription
-        self._dialogs[(row.call_id, row.local_tag, row.remote_tag)] = row.id
-        self._presentity(row.presentity).subscriptions[row.id] = subscription
-        heapq.heappush(self._deadlines, (row.expires_at, "subscription", row.id))
+        self._note_subscription(row.id)
+        self._index(subscription)
         self._saved_subscriptions[row.id] = subscription.current_row()
         self._deleted_subscriptions.discard(row.id)
 
     def _remove(self, subscription: _Subscription) -> None:
+        row = subscription.row
+        self._note_subscription(row.id)
+        self._unindex(subscription)
+        self._saved_subscriptions.pop(row.id, None)
+        self._deleted_subscriptions.add(row.id)
+
+    def _index(self, subscription: _Subscription) -> None:
+        row = subscription.row
+        self._subscriptions[row.id] = subscription
+        self._dialogs[(row.call_id, row.local_tag, row.remote_tag)] = row.id
+        self._presentity(row.presentity).subscriptions[row.id] = subscription
+        heapq.heappush(self._deadlines, (row.expires_at, "subscription", row.id))
+
+    def _unindex(self, subscription: _Subscription) -> None:
         row = subscription.row
         self._subscriptions.pop(row.id, None)
         self._dialogs.pop((row.call_id, row.local_tag, row.remote_tag), None)
         presentity = self._presentities.get(row.presentity)
         if presentity is not None:
             presentity.subscriptions.pop(row.id, None)
-        self._saved_subscriptions.pop(row.id, None)
-        self._deleted_subscriptions.add(row.id)
 
     def _is_due_entry(self, entry: tuple[float, str, str]) -> bool:
         """Whether a deadline entry is still current (not moved or cancelled since)."""
@@ -625,6 +740,7 @@ class PresenceAgent:
             body = bodies[view] = build_pidf(f"sip:{row.presentity}", *view)
         if state is None:
             state = f"active;expires={max(0, int(row.expires_at - now))}"
+        self._note_fields(subscription)
         subscription.local_cseq += 1
         subscription.last_view = view
         headers = Headers(

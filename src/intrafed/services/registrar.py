@@ -1,6 +1,7 @@
 """The registrar (RFC 3261 §10.3), sans-IO: REGISTER in, a response and the changed
-bindings out. Persistence is the caller's: it saves what ``register`` reports changed and
-hands saved bindings back to ``restore`` after a restart.
+bindings out. Persistence is the caller's: it saves what ``register`` reports changed (or
+``rollback``s it when the save failed) and hands saved bindings back to ``restore`` after
+a restart.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ class Registration:
 
     response: Response
     changed: tuple[str, ...] = ()
+    previous: tuple[Binding, ...] = ()
+    """The bindings of the changed AOR before this REGISTER, for ``rollback``."""
 
 
 class Registrar:
@@ -83,6 +86,12 @@ class Registrar:
         for binding in bindings:
             self._by_contact[binding.contact] = binding
 
+    def rollback(self, registration: Registration) -> None:
+        """Undo ``registration`` (its bindings could not be stored): the AOR keeps the
+        bindings it had before."""
+        for aor in registration.changed:
+            self._keep(aor, list(registration.previous))
+
     def bindings(self, aor: str, now: float) -> list[Binding]:
         """The live bindings of ``aor``, best q first."""
         live = [b for b in self._bindings.get(aor, ()) if b.expires_at > now]
@@ -107,7 +116,8 @@ class Registrar:
             expires_header = request.expires
         except RemoteSipError as exc:
             return self._refuse(request, 400, exc.reason)
-        current = [b for b in self._bindings.get(aor, ()) if b.expires_at > now]
+        previous = tuple(self._bindings.get(aor, ()))
+        current = [b for b in previous if b.expires_at > now]
         if star:
             # §10.3 step 6: "*" only with Expires: 0, and it removes every binding.
             if expires_header != 0:
@@ -118,7 +128,7 @@ class Registrar:
             if stale:
                 return self._refuse(request, 500, "CSeq not higher than the one already registered")
             self._keep(aor, [])
-            return Registration(self._ok(request, aor, now), (aor,))
+            return Registration(self._ok(request, aor, now), (aor,), previous)
         if not contacts:
             return Registration(self._ok(request, aor, now))
         updated = list(current)
@@ -146,7 +156,7 @@ class Registrar:
                     )
                 )
         self._keep(aor, updated)
-        return Registration(self._ok(request, aor, now), (aor,))
+        return Registration(self._ok(request, aor, now), (aor,), previous)
 
     def _expires(self, request: Request, contact: NameAddr) -> int:
         value = contact.param("expires")

@@ -70,6 +70,27 @@ MIGRATIONS = (
 BindingRow = tuple[str, str, float, float, str, int]
 
 
+class StoreError(ConfigError):
+    """A write to the store failed (disk full, read-only file, I/O error, busy) and nothing
+    of it was stored. ``reason`` is SQLite's words alone (a SIP Warning may carry them; the
+    message names the file, for the administrator)."""
+
+    def __init__(self, path: Path, reason: str, *, busy: bool = False) -> None:
+        if busy:
+            super().__init__(
+                "--home",
+                f"{path} is busy ({reason})",
+                "try again when the other intrafed command has finished",
+            )
+        else:
+            super().__init__(
+                "--home",
+                f"{path} cannot be written ({reason})",
+                "free disk space, or make the file and its directory writable",
+            )
+        self.reason = reason
+
+
 class SubscriptionRow(NamedTuple):
     """A presence subscription (RFC 6665 dialog on the notifier side) as stored."""
 
@@ -229,10 +250,11 @@ class ConfigStore:
                 )
             self._write("staged", config.validate())
 
-    def promote(self) -> NodeConfig:
-        """Make the staged configuration the running one (a restart or reload applied it)."""
+    def promote(self, config: NodeConfig | None = None) -> NodeConfig:
+        """Make the staged configuration (or ``config``, the one a node started with) the
+        running one: a restart or reload applied it."""
         with self._transaction():
-            config = self.load("staged")
+            config = config or self.load("staged")
             self._write("running", config)
         return config
 
@@ -242,7 +264,7 @@ class ConfigStore:
 
     def save_bindings(self, aor: str, rows: Sequence[BindingRow]) -> None:
         """Replace the stored registrations of ``aor`` (answered 2xx, so they must survive
-        a restart: DESIGN §8)."""
+        a restart: DESIGN §8); ``StoreError`` when that failed and nothing changed."""
         with self._transaction():
             self._db.execute("DELETE FROM bindings WHERE aor = ?", (aor,))
             self._db.executemany("INSERT INTO bindings VALUES (?, ?, ?, ?, ?, ?)", rows)
@@ -255,19 +277,39 @@ class ConfigStore:
         )
         return [tuple(row) for row in cursor.fetchall()]
 
-    def save_subscription(self, row: SubscriptionRow) -> None:
-        """Insert or replace one subscription (answered 2xx: it survives a restart)."""
+    def write_presence(
+        self,
+        subscriptions: Sequence[SubscriptionRow] = (),
+        ended_subscriptions: Sequence[str] = (),
+        publications: Sequence[PublicationRow] = (),
+        ended_publications: Sequence[str] = (),
+    ) -> None:
+        """In one transaction: save (insert or replace) subscriptions and publications and
+        forget ended ones by id and entity tag; ``StoreError`` when that failed and
+        nothing changed."""
         with self._transaction():
-            self._db.execute(
+            self._db.executemany(
                 "INSERT OR REPLACE INTO subscriptions VALUES "
                 "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                row,
+                subscriptions,
             )
+            self._db.executemany(
+                "DELETE FROM subscriptions WHERE id = ?", [(key,) for key in ended_subscriptions]
+            )
+            self._db.executemany(
+                "INSERT OR REPLACE INTO publications VALUES (?, ?, ?, ?, ?, ?)", publications
+            )
+            self._db.executemany(
+                "DELETE FROM publications WHERE etag = ?", [(key,) for key in ended_publications]
+            )
+
+    def save_subscription(self, row: SubscriptionRow) -> None:
+        """Insert or replace one subscription (answered 2xx: it survives a restart)."""
+        self.write_presence(subscriptions=(row,))
 
     def delete_subscription(self, subscription_id: str) -> None:
         """Forget one subscription (terminated, or expired)."""
-        with self._transaction():
-            self._db.execute("DELETE FROM subscriptions WHERE id = ?", (subscription_id,))
+        self.write_presence(ended_subscriptions=(subscription_id,))
 
     def load_subscriptions(self, now: float) -> list[SubscriptionRow]:
         """Every stored subscription still live at ``now`` (epoch seconds)."""
@@ -281,13 +323,11 @@ class ConfigStore:
 
     def save_publication(self, row: PublicationRow) -> None:
         """Insert or replace one publication (answered 2xx: it survives a restart)."""
-        with self._transaction():
-            self._db.execute("INSERT OR REPLACE INTO publications VALUES (?, ?, ?, ?, ?, ?)", row)
+        self.write_presence(publications=(row,))
 
     def delete_publication(self, etag: str) -> None:
         """Forget one publication (removed, replaced by a new entity tag, or expired)."""
-        with self._transaction():
-            self._db.execute("DELETE FROM publications WHERE etag = ?", (etag,))
+        self.write_presence(ended_publications=(etag,))
 
     def load_publications(self, now: float) -> list[PublicationRow]:
         """Every stored publication still live at ``now`` (epoch seconds)."""
@@ -329,7 +369,8 @@ class ConfigStore:
 
 
 class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on an exception."""
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on an exception; what SQLite refuses is a
+    ``StoreError``."""
 
     def __init__(self, db: sqlite3.Connection, path: Path) -> None:
         self._db = db
@@ -338,12 +379,23 @@ class _Transaction:
     def __enter__(self) -> None:
         try:
             self._db.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise ConfigError(
-                "--home",
-                f"{self._path} is busy ({exc})",
-                "try again when the other intrafed command has finished",
-            ) from None
+        except sqlite3.Error as exc:
+            raise self._failed(exc) from None
 
     def __exit__(self, kind: object, error: object, trace: object) -> None:
-        self._db.execute("COMMIT" if error is None else "ROLLBACK")
+        failure = error if isinstance(error, sqlite3.Error) else None
+        if error is None:
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                failure = exc
+        # SQLite may have rolled back already (a full disk does); a COMMIT that failed
+        # leaves the transaction open, and every later BEGIN would fail.
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+        if failure is not None:
+            raise self._failed(failure) from None
+
+    def _failed(self, error: sqlite3.Error) -> StoreError:
+        busy = error.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
+        return StoreError(self._path, str(error), busy=busy)
