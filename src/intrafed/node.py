@@ -299,6 +299,7 @@ class Node:
         self.transport = TransportLayer(
             on_message=self._on_message,
             on_bad_stream=self._on_bad_stream,
+            on_closed=self._flow_closed,
             server_ssl=settings.server_ssl,
             mtls_ssl=settings.mtls_ssl,
             client_ssl=settings.client_ssl,
@@ -760,6 +761,13 @@ class Node:
     def _on_bad_stream(self, flow: Flow, error: FramingError) -> bytes | None:
         return response_to_unparsable(error.head, error.status, error.reason, self.settings.name)
 
+    def _flow_closed(self, flow: Flow) -> None:
+        """Requests written on ``flow`` fail now, not at timer F (RFC 3261 §16.9); the
+        proxy answers them after the current callback."""
+        if self.proxy is not None and self._loop is not None:
+            self.transactions.flow_closed(flow.id, self._now())
+            self._loop.call_soon(lambda: self._pump(self._now()))
+
     # -- the sans-IO loop -----------------------------------------------------------
 
     def _now(self) -> float:
@@ -817,9 +825,10 @@ class Node:
             self._trace(self.settings.name, "sent", (destination.host, destination.port), data)
         pooled = self.transport.pooled(destination)
         if pooled is not None and pooled.send(data):
+            self.transactions.sent_on(target, pooled.id)
             return
         assert self._loop is not None
-        self._loop.create_task(self._connect_and_send(destination, data))
+        self._loop.create_task(self._connect_and_send(target, destination, data))
 
     def _response_fallback(self, data: bytes) -> NextHop | None:
         """RFC 3261 §18.2.2: when the request's connection is gone, a response goes to the
@@ -840,10 +849,11 @@ class Node:
         server_name = hop.host if hop.transport == "TLS" else None
         return Destination(hop.transport, ip, hop.port, server_name)
 
-    async def _connect_and_send(self, destination: Destination, data: bytes) -> None:
+    async def _connect_and_send(self, hop: NextHop, destination: Destination, data: bytes) -> None:
         try:
             flow = await self.transport.connect(destination)
             if flow.send(data):
+                self.transactions.sent_on(hop, flow.id)
                 return
             reason = f"connection to {destination.host}:{destination.port} closed"
         except TransportError as exc:

@@ -206,8 +206,11 @@ class StatefulProxy:
             rule = f"cannot reach next hop: {event.reason}"
             context = self._by_client.get(event.transaction)
             if context is not None:
-                self._hop_outcome(context.branches[event.transaction].target, rule, True)
-            self._on_branch_failure(event.transaction, 503, rule, now)
+                target = context.branches[event.transaction].target
+                self._hop_outcome(target, rule, not event.written)
+            # A request written to a connection that died may have been acted on: no
+            # failover (DESIGN §8).
+            self._on_branch_failure(event.transaction, 503, rule, now, replay=not event.written)
         elif isinstance(event, AckReceived):
             self._forward_ack(event.request, event.flow)
         elif isinstance(event, StrayResponse):
@@ -483,7 +486,9 @@ class StatefulProxy:
             self._hop_outcome(branch.target, rule, False)
         self._on_branch_failure(event.transaction, 408, rule, now)
 
-    def _on_branch_failure(self, key: ClientKey, status: int, rule: str, now: float) -> None:
+    def _on_branch_failure(
+        self, key: ClientKey, status: int, rule: str, now: float, *, replay: bool = True
+    ) -> None:
         if key in self._our_cancels:
             self._our_cancels.discard(key)
             return
@@ -493,7 +498,7 @@ class StatefulProxy:
         branch = context.branches[key]
         branch.done = True
         alternatives = branch.forward.alternatives
-        if alternatives and not branch.provisional and not context.final_sent:
+        if replay and alternatives and not branch.provisional and not context.final_sent:
             logger.info(
                 "next hop %s unreachable (%s); trying %s", branch.target, rule, alternatives[0]
             )

@@ -46,7 +46,8 @@ class TransportLayer:
     ``on_message(flow, frame)`` gets every whole frame, synchronously from the read
     callback. ``on_bad_stream(flow, error)`` is called when framing is lost and returns the
     bytes to write before the connection is closed (e.g. a 400 or 513), or None. An
-    exception from either is logged and closes that flow only.
+    exception from either is logged and closes that flow only. ``on_closed(flow)`` is
+    called once when a flow that was handed out closes (by either side, or on error).
     """
 
     def __init__(
@@ -54,6 +55,7 @@ class TransportLayer:
         *,
         on_message: MessageHandler,
         on_bad_stream: BadStreamHandler,
+        on_closed: Callable[[Flow], None] = lambda flow: None,
         server_ssl: ssl.SSLContext | None = None,
         mtls_ssl: ssl.SSLContext | None = None,
         client_ssl: ssl.SSLContext | None = None,
@@ -66,6 +68,7 @@ class TransportLayer:
         self._local_addr = (source_ip, 0) if source_ip else None
         self._on_message = on_message
         self._on_bad_stream = on_bad_stream
+        self._on_closed = on_closed
         self._server_contexts = {"TLS": server_ssl, "MTLS": mtls_ssl}
         self._client_ssl = client_ssl
         self._ids = itertools.count(1)
@@ -268,6 +271,10 @@ class TransportLayer:
             return
         if self._flows.get(flow.id) is flow:
             del self._flows[flow.id]
+            try:
+                self._on_closed(flow)
+            except Exception:
+                _log.exception("closed-flow handler failed on %r", flow)
         for pool_key in connection.pool_keys:
             if self._pool.get(pool_key) is flow:
                 del self._pool[pool_key]
