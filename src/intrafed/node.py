@@ -52,6 +52,7 @@ from intrafed.services.proxy import (
     Reject,
     StatefulProxy,
     next_hop_for_uri,
+    response_hop,
 )
 from intrafed.services.registrar import Binding, Registrar
 from intrafed.sip import RemoteSipError, Request, Response, SipUri, Uri, parse_message, parse_uri
@@ -339,7 +340,7 @@ class Node:
             # MTLS is TLS on the wire; peers address TLS legs by name, TCP legs by address.
             wire = "TCP" if transport == "TCP" else "TLS"
             host = self.settings.address if wire == "TCP" else self.settings.name
-            listeners.setdefault(wire, Listener(wire, host, port))
+            listeners[transport] = Listener(wire, host, port)
         self.proxy = StatefulProxy(
             self.transactions,
             name=self.settings.name,
@@ -551,7 +552,8 @@ class Node:
         agent answers; its NOTIFYs leave after the answer."""
         uri = request.uri
         user = uri.user if isinstance(uri, SipUri) else None
-        listener = self._listener_for(self._flow_transport(flow))
+        assert self.proxy is not None
+        listener = self.proxy.listener_for(flow)
         userinfo = f"{user}@" if user else ""
         transport = listener.transport.lower()
         contact = f"sip:{userinfo}{listener.host}:{listener.port};transport={transport}"
@@ -640,17 +642,10 @@ class Node:
         return True
 
     def _via_for(self, target: Target) -> str:
-        transport = (
-            target.transport if isinstance(target, NextHop) else self._flow_transport(target)
-        )
-        listener = self._listener_for(transport)
+        assert self.proxy is not None
+        listener = self.proxy.listener_for(target)
         branch = f"{self._branch_prefix}{next(self._branches):x}"
         return f"SIP/2.0/{listener.transport} {listener.host}:{listener.port};branch={branch};alias"
-
-    def _listener_for(self, transport: str) -> Listener:
-        assert self.proxy is not None
-        listeners = self.proxy.listeners
-        return listeners.get(transport) or next(iter(listeners.values()))
 
     def _from_peer_partition(self, flow_id: FlowId) -> bool:
         """Whether the request on ``flow_id`` came from the other partition."""
@@ -718,10 +713,12 @@ class Node:
     # -- inbound --------------------------------------------------------------------
 
     def _flow_transport(self, flow_id: FlowId) -> str:
+        """The listener a flow arrived on ("TCP", "TLS", "MTLS"); our own TLS connections
+        present our certificate, so they advertise the MTLS listener."""
         flow = self.transport.flow(flow_id)
-        if flow is None or flow.transport == "TCP":
+        if flow is None:
             return "TCP"
-        return "TLS"
+        return "MTLS" if flow.outbound and flow.transport == "TLS" else flow.transport
 
     def _on_message(self, flow: Flow, frame: bytes) -> None:
         if self._trace is not None:
@@ -743,7 +740,10 @@ class Node:
         """RFC 3261 §18.2.1 received, RFC 3581 rport and RFC 5923 alias for the top Via."""
         via = request.top_via
         if via.alias:
-            self.transport.register_alias(flow, via.host.strip("[]"), via.port or 5060)
+            # Keyed as _destination looks it up: a sent-by name resolved by the hosts table.
+            host = via.host.strip("[]")
+            host = self.settings.hosts.get(host.lower(), host)
+            self.transport.register_alias(flow, host, via.port or 5060)
         return request.received_from(*flow.remote)
 
     def _answer_unparsable(self, flow: Flow, frame: bytes, error: RemoteSipError) -> None:
@@ -831,18 +831,15 @@ class Node:
         self._loop.create_task(self._connect_and_send(target, destination, data))
 
     def _response_fallback(self, data: bytes) -> NextHop | None:
-        """RFC 3261 §18.2.2: when the request's connection is gone, a response goes to the
-        Via's received address (and rport) over a new connection."""
+        """RFC 3261 §18.2.2: when the request's connection is gone, a response goes where
+        ``response_hop`` says, over a connection open there or a new one."""
         try:
             message = parse_message(data, stream=True)
         except RemoteSipError:
             return None
         if not isinstance(message, Response):
             return None
-        via = message.top_via
-        transport = via.transport.upper()
-        port = via.rport or via.port or (5061 if transport == "TLS" else 5060)
-        return NextHop(transport, (via.received or via.host).strip("[]"), port)
+        return response_hop(message.top_via)
 
     def _destination(self, hop: NextHop) -> Destination:
         ip = self.settings.hosts.get(hop.host.lower(), hop.host)
