@@ -28,6 +28,8 @@ MessageHandler = Callable[["Flow", bytes], None]
 BadStreamHandler = Callable[["Flow", FramingError], "bytes | None"]
 PoolKey = tuple[str, str, int, str | None]
 AliasKey = tuple[str, str, int]
+_STILL_READ = (b"SIP/2.0 ", b"ACK ", b"CANCEL ")
+"""Frames still handled once the node stops reading new requests (responses, ACK, CANCEL)."""
 
 
 def address_text(address: tuple[str, int]) -> str:
@@ -124,6 +126,7 @@ class _Connection(asyncio.Protocol):
         self._message_started: float | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
+        self._unread = 0
         self.pool_keys: set[PoolKey] = set()
         self.alias_keys: set[AliasKey] = set()
 
@@ -225,9 +228,23 @@ class _Connection(asyncio.Protocol):
         _log.log(level, "closing %s: %s", self._describe(), reason)
         self._cancel_timer()
         self._layer._forget(self)
-        if self._transport is not None:
-            self._flush()
-            self._transport.close()
+        transport = self._transport
+        if transport is None:
+            return
+        self._flush()
+        if self._unread:
+            _log.info(
+                "%s: %d requests that came after the node stopped reading were not handled",
+                self._describe(),
+                self._unread,
+            )
+        if self._layer._shut and transport.can_write_eof():
+            # FIN after what is queued, and read (discarding) until the peer closes too:
+            # closing with its requests unread would send it a reset instead.
+            transport.write_eof()
+            transport.resume_reading()
+            return
+        transport.close()
 
     def abort(self) -> None:
         self.closed = True
@@ -332,6 +349,12 @@ class _Connection(asyncio.Protocol):
         try:
             while (frame := framer.next_frame()) is not None:
                 delivered = True
+                if layer._closing and not frame.startswith(_STILL_READ):
+                    # Shutting down: answers to our requests, ACK and CANCEL still come in;
+                    # a new request is left unread (no answer), and the FIN that follows
+                    # the answers tells the peer.
+                    self._unread += 1
+                    continue
                 self._on_message(flow, frame)
                 if self.closed:
                     return

@@ -36,6 +36,8 @@ DEFAULT_LIMITS = TransportLimits()
 
 _IDLE_POLL = 0.05
 """Seconds between two calls of the ``idle`` callable during a graceful close."""
+_LINGER = 1.0
+"""Seconds a half-closed flow at least waits for the peer to close its side too."""
 _ABORT_WAIT = 1.0
 """Seconds to wait for aborted connections to report they are gone."""
 
@@ -210,11 +212,15 @@ class TransportLayer:
         flow._connection.alias_keys.add(key)
 
     async def close(self, grace: float = 5.0, idle: Callable[[], bool] | None = None) -> None:
-        """Shut down gracefully: stop accepting, wait for ``idle``, then close every flow.
+        """Shut down gracefully: stop accepting and reading new requests, wait for ``idle``,
+        then close every flow.
 
         ``idle`` returns True when no transaction is pending; it is polled until it does or
-        ``grace`` seconds have passed. Flows keep working meanwhile. Connections that have
-        not finished closing when the grace period ends are aborted.
+        ``grace`` seconds have passed. Meanwhile flows still send, and deliver responses,
+        ACK and CANCEL; a new request is not handed on. Then each TCP flow writes what is
+        queued and a FIN, and waits (reading and discarding) for the peer to close, so no
+        peer gets a reset. Connections still open when the grace period (at least
+        ``_LINGER`` s after the FINs) ends are aborted.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
@@ -229,7 +235,7 @@ class TransportLayer:
             task.cancel()
         for connection in list(self._connections):
             connection.close("the node is shutting down", logging.DEBUG)
-        if not await self._wait_released(deadline):
+        if not await self._wait_released(max(deadline, loop.time() + _LINGER)):
             for connection in list(self._connections):
                 connection.abort()
             if not await self._wait_released(loop.time() + _ABORT_WAIT):
