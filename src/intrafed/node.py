@@ -338,9 +338,8 @@ class Node:
         listeners: dict[str, Listener] = {}
         for transport, (_, port) in bound.items():
             # MTLS is TLS on the wire; peers address TLS legs by name, TCP legs by address.
-            wire = "TCP" if transport == "TCP" else "TLS"
-            host = self.settings.address if wire == "TCP" else self.settings.name
-            listeners[transport] = Listener(wire, host, port)
+            host = self.settings.address if transport == "TCP" else self.settings.name
+            listeners[transport] = Listener("TCP" if transport == "TCP" else "TLS", host, port)
         self.proxy = StatefulProxy(
             self.transactions,
             name=self.settings.name,
@@ -553,10 +552,7 @@ class Node:
         uri = request.uri
         user = uri.user if isinstance(uri, SipUri) else None
         assert self.proxy is not None
-        listener = self.proxy.listener_for(flow)
-        userinfo = f"{user}@" if user else ""
-        transport = listener.transport.lower()
-        contact = f"sip:{userinfo}{listener.host}:{listener.port};transport={transport}"
+        contact = self.proxy.listener_for(flow).contact(user)
         response, notifies = self.presence.subscribe(request, flow, contact, now)
         self._outbox += notifies
         self._save_presence()
@@ -644,8 +640,7 @@ class Node:
     def _via_for(self, target: Target) -> str:
         assert self.proxy is not None
         listener = self.proxy.listener_for(target)
-        branch = f"{self._branch_prefix}{next(self._branches):x}"
-        return f"SIP/2.0/{listener.transport} {listener.host}:{listener.port};branch={branch};alias"
+        return listener.via(f"{self._branch_prefix}{next(self._branches):x}")
 
     def _from_peer_partition(self, flow_id: FlowId) -> bool:
         """Whether the request on ``flow_id`` came from the other partition."""
@@ -713,8 +708,7 @@ class Node:
     # -- inbound --------------------------------------------------------------------
 
     def _flow_transport(self, flow_id: FlowId) -> str:
-        """The listener a flow arrived on ("TCP", "TLS", "MTLS"); our own TLS connections
-        present our certificate, so they advertise the MTLS listener."""
+        """The listener a flow arrived on; our own TLS connections advertise MTLS."""
         flow = self.transport.flow(flow_id)
         if flow is None:
             return "TCP"
@@ -740,9 +734,8 @@ class Node:
         """RFC 3261 §18.2.1 received, RFC 3581 rport and RFC 5923 alias for the top Via."""
         via = request.top_via
         if via.alias:
-            # Keyed as _destination looks it up: a sent-by name resolved by the hosts table.
             host = via.host.strip("[]")
-            host = self.settings.hosts.get(host.lower(), host)
+            host = self.settings.hosts.get(host.lower(), host)  # as _destination resolves it
             self.transport.register_alias(flow, host, via.port or 5060)
         return request.received_from(*flow.remote)
 
@@ -762,8 +755,7 @@ class Node:
         return response_to_unparsable(error.head, error.status, error.reason, self.settings.name)
 
     def _flow_closed(self, flow: Flow) -> None:
-        """Requests written on ``flow`` fail now, not at timer F (RFC 3261 §16.9); the
-        proxy answers them after the current callback."""
+        """Requests written on ``flow`` fail now (RFC 3261 §16.9), not at timer F."""
         if self.proxy is not None and self._loop is not None:
             self.transactions.flow_closed(flow.id, self._now())
             self._loop.call_soon(lambda: self._pump(self._now()))

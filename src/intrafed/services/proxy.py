@@ -104,6 +104,15 @@ class Listener:
         """The Record-Route value for this listener (loose routing)."""
         return f"<sip:{self.host}:{self.port};transport={self.transport.lower()};lr>"
 
+    def contact(self, user: str | None) -> str:
+        """A Contact URI at this listener (for ``user``, when given)."""
+        userinfo = f"{user}@" if user else ""
+        return f"sip:{userinfo}{self.host}:{self.port};transport={self.transport.lower()}"
+
+    def via(self, branch: str) -> str:
+        """Our Via for a request we originate, offering the connection (RFC 5923 alias)."""
+        return f"SIP/2.0/{self.transport} {self.host}:{self.port};branch={branch};alias"
+
 
 def next_hop_for_uri(uri: Uri) -> NextHop | None:
     """RFC 3263 without DNS: transport, host and port a SIP URI names (None for others)."""
