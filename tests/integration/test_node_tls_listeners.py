@@ -16,7 +16,7 @@ from intrafed.node import Node, NodeSettings
 from intrafed.policy import PeerTrust
 from intrafed.sip import Request, Response, StreamFramer, parse_message
 from intrafed.sip.responses import make_response
-from intrafed.transport import ListenerSpec
+from intrafed.transport import Destination, ListenerSpec
 from tests.integration.clients import SipPeer
 from tests.integration.peers import free_port
 from tests.lab_pki import (
@@ -201,7 +201,11 @@ def test_a_retransmitted_2xx_crosses_the_partition_by_name_not_by_ip() -> None:
                 # INVITE came on.
                 assert statuses == [100, 200, 200]
                 partition.writer.close()
-                await asyncio.sleep(0.2)
+                alias = Destination("TLS", PEER_IP, peer_port, PEER)
+                for _ in range(500):  # until the node has seen the connection go
+                    if node.transport.pooled(alias) is None:
+                        break
+                    await asyncio.sleep(0.01)
                 # Its connection gone, a further retransmission opens one to the Via's name.
                 [uas_writer] = uas.writers
                 uas_writer.write(make_response(uas.requests[0], 200, to_tag="uas").to_bytes())
