@@ -21,6 +21,7 @@ from intrafed.transport.tls import os_reason, start_tls
 if TYPE_CHECKING:
     from intrafed.transport.layer import TransportLayer
 
+# The transport layer's one logger, as before connections had their own module.
 _log = logging.getLogger("intrafed.transport.layer")
 MISSING_CLIENT_AUTH = "client certificate lacks Client Authentication EKU"
 
@@ -33,6 +34,7 @@ _STILL_READ = (b"SIP/2.0 ", b"ACK ", b"CANCEL ")
 
 
 def address_text(address: tuple[str, int]) -> str:
+    """``ip:port`` as logs show it (IPv6 in brackets)."""
     host, port = address
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 

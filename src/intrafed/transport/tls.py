@@ -24,6 +24,7 @@ def ssl_reason(exc: ssl.SSLError) -> str:
 
 
 def os_reason(exc: OSError) -> str:
+    """A socket or TLS error in one line."""
     if isinstance(exc, ssl.SSLError):
         return ssl_reason(exc)
     # errno first: asyncio rewords some errors (bind) around the system's message.
