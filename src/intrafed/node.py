@@ -52,6 +52,7 @@ from intrafed.services.proxy import (
     Reject,
     StatefulProxy,
     next_hop_for_uri,
+    response_hop,
 )
 from intrafed.services.registrar import Binding, Registrar
 from intrafed.sip import RemoteSipError, Request, Response, SipUri, Uri, parse_message, parse_uri
@@ -280,6 +281,7 @@ class Node:
         self.transport = TransportLayer(
             on_message=self._on_message,
             on_bad_stream=self._on_bad_stream,
+            on_closed=self._flow_closed,
             server_ssl=settings.server_ssl,
             mtls_ssl=settings.mtls_ssl,
             client_ssl=settings.client_ssl,
@@ -317,9 +319,8 @@ class Node:
         listeners: dict[str, Listener] = {}
         for transport, (_, port) in bound.items():
             # MTLS is TLS on the wire; peers address TLS legs by name, TCP legs by address.
-            wire = "TCP" if transport == "TCP" else "TLS"
-            host = self.settings.address if wire == "TCP" else self.settings.name
-            listeners.setdefault(wire, Listener(wire, host, port))
+            host = self.settings.address if transport == "TCP" else self.settings.name
+            listeners[transport] = Listener("TCP" if transport == "TCP" else "TLS", host, port)
         self.proxy = StatefulProxy(
             self.transactions,
             name=self.settings.name,
@@ -529,10 +530,8 @@ class Node:
         agent answers; its NOTIFYs leave after the answer."""
         uri = request.uri
         user = uri.user if isinstance(uri, SipUri) else None
-        listener = self._listener_for(self._flow_transport(flow))
-        userinfo = f"{user}@" if user else ""
-        transport = listener.transport.lower()
-        contact = f"sip:{userinfo}{listener.host}:{listener.port};transport={transport}"
+        assert self.proxy is not None
+        contact = self.proxy.listener_for(flow).contact(user)
         response, notifies = self._writes.presence_request(
             request, lambda: self.presence.subscribe(request, flow, contact, now)
         )
@@ -611,17 +610,9 @@ class Node:
         return True
 
     def _via_for(self, target: Target) -> str:
-        transport = (
-            target.transport if isinstance(target, NextHop) else self._flow_transport(target)
-        )
-        listener = self._listener_for(transport)
-        branch = f"{self._branch_prefix}{next(self._branches):x}"
-        return f"SIP/2.0/{listener.transport} {listener.host}:{listener.port};branch={branch};alias"
-
-    def _listener_for(self, transport: str) -> Listener:
         assert self.proxy is not None
-        listeners = self.proxy.listeners
-        return listeners.get(transport) or next(iter(listeners.values()))
+        listener = self.proxy.listener_for(target)
+        return listener.via(f"{self._branch_prefix}{next(self._branches):x}")
 
     def _from_peer_partition(self, flow_id: FlowId) -> bool:
         """Whether the request on ``flow_id`` came from the other partition."""
@@ -683,10 +674,11 @@ class Node:
     # -- inbound --------------------------------------------------------------------
 
     def _flow_transport(self, flow_id: FlowId) -> str:
+        """The listener a flow arrived on; our own TLS connections advertise MTLS."""
         flow = self.transport.flow(flow_id)
-        if flow is None or flow.transport == "TCP":
+        if flow is None:
             return "TCP"
-        return "TLS"
+        return "MTLS" if flow.outbound and flow.transport == "TLS" else flow.transport
 
     def _on_message(self, flow: Flow, frame: bytes) -> None:
         if self._trace is not None:
@@ -708,7 +700,9 @@ class Node:
         """RFC 3261 §18.2.1 received, RFC 3581 rport and RFC 5923 alias for the top Via."""
         via = request.top_via
         if via.alias:
-            self.transport.register_alias(flow, via.host.strip("[]"), via.port or 5060)
+            host = via.host.strip("[]")
+            host = self.settings.hosts.get(host.lower(), host)  # as _destination resolves it
+            self.transport.register_alias(flow, host, via.port or 5060)
         return request.received_from(*flow.remote)
 
     def _answer_unparsable(self, flow: Flow, frame: bytes, error: RemoteSipError) -> None:
@@ -725,6 +719,12 @@ class Node:
 
     def _on_bad_stream(self, flow: Flow, error: FramingError) -> bytes | None:
         return response_to_unparsable(error.head, error.status, error.reason, self.settings.name)
+
+    def _flow_closed(self, flow: Flow) -> None:
+        """Requests written on ``flow`` fail now (RFC 3261 §16.9), not at timer F."""
+        if self.proxy is not None and self._loop is not None:
+            self.transactions.flow_closed(flow.id, self._now())
+            self._loop.call_soon(lambda: self._pump(self._now()))
 
     # -- the sans-IO loop -----------------------------------------------------------
 
@@ -783,33 +783,32 @@ class Node:
             self._trace(self.settings.name, "sent", (destination.host, destination.port), data)
         pooled = self.transport.pooled(destination)
         if pooled is not None and pooled.send(data):
+            self.transactions.sent_on(target, pooled.id)
             return
         assert self._loop is not None
-        self._loop.create_task(self._connect_and_send(destination, data))
+        self._loop.create_task(self._connect_and_send(target, destination, data))
 
     def _response_fallback(self, data: bytes) -> NextHop | None:
-        """RFC 3261 §18.2.2: when the request's connection is gone, a response goes to the
-        Via's received address (and rport) over a new connection."""
+        """RFC 3261 §18.2.2: when the request's connection is gone, a response goes where
+        ``response_hop`` says, over a connection open there or a new one."""
         try:
             message = parse_message(data, stream=True)
         except RemoteSipError:
             return None
         if not isinstance(message, Response):
             return None
-        via = message.top_via
-        transport = via.transport.upper()
-        port = via.rport or via.port or (5061 if transport == "TLS" else 5060)
-        return NextHop(transport, (via.received or via.host).strip("[]"), port)
+        return response_hop(message.top_via)
 
     def _destination(self, hop: NextHop) -> Destination:
         ip = self.settings.hosts.get(hop.host.lower(), hop.host)
         server_name = hop.host if hop.transport == "TLS" else None
         return Destination(hop.transport, ip, hop.port, server_name)
 
-    async def _connect_and_send(self, destination: Destination, data: bytes) -> None:
+    async def _connect_and_send(self, hop: NextHop, destination: Destination, data: bytes) -> None:
         try:
             flow = await self.transport.connect(destination)
             if flow.send(data):
+                self.transactions.sent_on(hop, flow.id)
                 return
             reason = f"connection to {destination.host}:{destination.port} closed"
         except TransportError as exc:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import socket
 import ssl
+import subprocess
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,7 +141,7 @@ def test_mtls_succeeds_both_ways_with_ca_signed_certificates(ocs: Node, imp: Nod
     assert inbound.ok, inbound
     assert inbound.server_saw == ("imp1.example.com", "example.com")
     assert inbound.client_saw == ("ocs1.example.com", "example.com")
-    assert inbound.version == "TLSv1.3"
+    assert inbound.version == "TLSv1.2"  # the FIPS policy caps TLS at 1.2 (tls_context)
     outbound = handshake(
         imp.server(), ocs.client(), "imp1.example.com", server_ip=IMP_IP, client_ip=OCS_IP
     )
@@ -273,3 +274,48 @@ def test_legacy_tls1_profile_admits_an_old_peer_when_fips_is_off(ocs: Node, cas:
     outcome = handshake(server, old_client(cas, ssl.TLSVersion.TLSv1_1), "ocs1.example.com")
     assert outcome.ok, outcome
     assert outcome.version == "TLSv1.1"
+
+
+def openssl_client(server: ssl.SSLContext, *options: str) -> tuple[str | None, str]:
+    """``openssl s_client`` with ``options`` against ``server``: (server error, client output)."""
+    listener = socket.create_server((OCS_IP, 0))
+    listener.settimeout(TIMEOUT)
+    errors: list[str] = []
+
+    def serve() -> None:
+        connection, _ = listener.accept()
+        connection.settimeout(TIMEOUT)
+        try:
+            with server.wrap_socket(connection, server_side=True) as tls:
+                tls.sendall(b"pong")
+        except (ssl.SSLError, OSError) as exc:
+            errors.append(reason(exc))
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        host, port = listener.getsockname()
+        command = ["openssl", "s_client", "-connect", f"{host}:{port}", "-bind", f"{IMP_IP}:0"]
+        done = subprocess.run(
+            [*command, "-servername", "ocs1.example.com", *options],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+    finally:
+        thread.join(2 * TIMEOUT)
+        listener.close()
+    return (errors[0] if errors else None), done.stdout.decode() + done.stderr.decode()
+
+
+def test_fips_policy_refuses_a_tls13_client_offering_only_chacha20(ocs: Node) -> None:
+    chacha_only = ("-tls1_3", "-ciphersuites", "TLS_CHACHA20_POLY1305_SHA256")
+    server_error, output = openssl_client(ocs.server(mtls=False), *chacha_only)
+    assert server_error == "UNSUPPORTED_PROTOCOL"
+    assert "alert protocol version" in output
+    server_error, output = openssl_client(ocs.server(mtls=False, fips=False), *chacha_only)
+    assert server_error is None, output
+    assert "TLS_CHACHA20_POLY1305_SHA256" in output

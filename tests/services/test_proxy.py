@@ -9,8 +9,10 @@ from intrafed.services.proxy import (
     Reject,
     StatefulProxy,
     next_hop_for_uri,
+    response_hop,
 )
 from intrafed.sip import Request, Response, parse_message, parse_uri
+from intrafed.sip.header_values import parse_via
 from intrafed.sip.transaction import NextHop, Target, TransactionLayer
 from tests.messages import request, response_to
 
@@ -103,6 +105,34 @@ def test_invite_is_record_routed_on_both_sides_when_transports_differ() -> None:
     ]
     assert responses(harness.downstream_answers(forwarded, 180)) == [(CLIENT_FLOW, 180)]
     assert responses(harness.downstream_answers(forwarded, 200)) == [(CLIENT_FLOW, 200)]
+
+
+def test_a_tls_client_and_the_mtls_peer_each_get_their_own_listener_in_record_route() -> None:
+    harness = Harness()
+    harness.proxy = StatefulProxy(
+        harness.layer,
+        name="imp1.example.com",
+        listeners={
+            "MTLS": Listener("TLS", "imp1.example.com", 5061),
+            "TLS": Listener("TLS", "imp1.example.com", 5062),
+        },
+        decide=decide,
+        flow_transport=lambda flow: "TLS",
+    )
+    _, forwarded = only_request(harness.client_sends(request("INVITE")))
+    # Toward the peer partition over TLS: the MTLS listener (it presents a certificate).
+    assert forwarded.top_via.sent_by == "imp1.example.com:5061"
+    assert forwarded.headers.get_all("record-route") == [
+        "<sip:imp1.example.com:5061;transport=tls;lr>",
+        "<sip:imp1.example.com:5062;transport=tls;lr>",
+    ]
+
+
+def test_a_response_whose_connection_is_gone_goes_to_the_tls_name_not_the_received_ip() -> None:
+    tls = parse_via("SIP/2.0/TLS ocs1.example.com:5061;branch=z9hG4bK1;received=127.0.0.3")
+    assert response_hop(tls) == NextHop("TLS", "ocs1.example.com", 5061)
+    tcp = parse_via("SIP/2.0/TCP client.example.com:5070;branch=z9hG4bK2;received=127.0.0.9")
+    assert response_hop(tcp) == NextHop("TCP", "127.0.0.9", 5070)
 
 
 def test_max_forwards_zero_gets_483_with_a_warning() -> None:

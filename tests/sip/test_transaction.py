@@ -201,6 +201,28 @@ def test_transport_failure_is_reported_once() -> None:
     assert events(layer) == [ClientTransportFailed(key, "connection refused")]
 
 
+def test_requests_written_to_a_connection_that_closes_fail_at_once_not_at_timer_f() -> None:
+    layer = TransactionLayer()
+    over_hop = layer.send_request(request(branch="z9hG4bK-hop"), HOP, now=0.0)
+    over_flow = layer.send_request(request("INVITE", branch="z9hG4bK-flow"), 4, now=0.0)
+    answered = layer.send_request(request(branch="z9hG4bK-done"), HOP, now=0.0)
+    elsewhere = layer.send_request(request(branch="z9hG4bK-other"), 5, now=0.0)
+    for target, _data in layer.outgoing():
+        layer.sent_on(target, 4 if target in (HOP, 4) else 5)
+    layer.receive_response(response_to(request(branch=answered[0]).to_bytes(), 200), 4, now=0.1)
+    assert len(events(layer)) == 1
+    layer.flow_closed(4, now=0.2)
+    reason = "the connection closed before a final response"
+    assert events(layer) == [
+        ClientTransportFailed(over_hop, reason, written=True),
+        ClientTransportFailed(over_flow, reason, written=True),
+    ]
+    assert layer.client_state(elsewhere) is State.TRYING
+    # Nothing is left to time out later.
+    layer.handle_timer(now=40.0)
+    assert events(layer) == [ClientTimedOut(elsewhere, "F")]
+
+
 def test_send_response_in_the_wrong_state_is_a_local_error() -> None:
     layer = TransactionLayer()
     message = request()

@@ -100,7 +100,7 @@ def test_reading_pauses_while_a_peer_does_not_take_what_we_write() -> None:
     run(scenario())
 
 
-def test_graceful_close_serves_open_flows_until_idle_then_closes_them() -> None:
+def test_graceful_close_reads_only_responses_until_idle_then_half_closes() -> None:
     async def scenario() -> None:
         node = Node()
         address = await node.layer.listen(ListenerSpec(SERVER_IP, "TCP", 0))
@@ -114,16 +114,23 @@ def test_graceful_close_serves_open_flows_until_idle_then_closes_them() -> None:
 
         async with client(address) as (reader, writer):
             await roundtrip(reader, writer, "before")
+            node.messages.get_nowait()
             closing = asyncio.ensure_future(node.layer.close(grace=10, idle=idle))
             await polled.wait()
-            # The listener is gone, but the open flow still works.
+            # The listener is gone; the open flow still brings responses in, and sends,
+            # but a new request is no longer read.
             with pytest.raises(ConnectionRefusedError):
                 await asyncio.open_connection(*address)
-            await roundtrip(reader, writer, "during")
+            writer.write(request("during") + response("answer"))
+            _flow, frame = await node.messages.get()
+            assert frame == response("answer")
             assert not closing.done()
             pending.clear()
-            await closing
-            assert await read_to_eof(reader) == b""
+            # Then a FIN (not a reset), and the node waits for our side to close.
+            assert await reader.read(65536) == b""
+            assert not closing.done()
+        await closing
+        assert node.frames == [request("before"), response("answer")]
         assert node.layer.listeners == []
 
     run(scenario())

@@ -8,10 +8,13 @@ the handshake; it sees the rejection on its first read, so these tests write and
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
+from pathlib import Path
 
 import pytest
 
+from intrafed.pki import server_context
 from intrafed.transport import ListenerSpec, TransportLimits
 from tests.lab_pki import issue_host, node_server_context, peer_client_context
 from tests.transport.conftest import Pki
@@ -42,16 +45,28 @@ def tls_node(pki: Pki, limits: TransportLimits | None = None) -> Node:
     )
 
 
-async def refused(address: tuple[str, int], context: ssl.SSLContext) -> str:
-    """Connect from BAD_IP, send a request, expect no answer; return our ip:port."""
-    async with client(address, source=BAD_IP, context=context, server_hostname=SERVER_NAME) as (
-        reader,
-        writer,
-    ):
-        peer = local_address(writer)
+async def refused(address: tuple[str, int], context: ssl.SSLContext) -> tuple[str, str]:
+    """Connect from BAD_IP and send a request: no answer. Returns our ip:port and the TLS
+    alert the server sent (OpenSSL's name for it), or "no alert"."""
+    raw = socket.socket()
+    raw.bind((BAD_IP, 0))
+    raw.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(raw, address)
+    peer = "{}:{}".format(*raw.getsockname())
+    try:
+        reader, writer = await asyncio.open_connection(
+            sock=raw, ssl=context, server_hostname=SERVER_NAME
+        )
+    except ssl.SSLError as exc:
+        return peer, str(exc.reason)
+    try:
         writer.write(request("refused"))
-        assert await read_to_eof(reader) == b""
-    return peer
+        assert await reader.read(65536) == b""
+    except ssl.SSLError as exc:  # TLS 1.3: the client learns of the refusal on its first read
+        return peer, str(exc.reason)
+    finally:
+        writer.close()
+    return peer, "no alert"
 
 
 def test_tls_listener_serves_a_client_that_trusts_our_ca(pki: Pki) -> None:
@@ -140,18 +155,26 @@ def test_mtls_peer_with_a_ca_signed_client_certificate_is_served_with_its_names(
 
 
 @pytest.mark.parametrize(
-    ("leaf", "reason"),
+    ("leaf", "reason", "alert"),
     [
-        (None, "peer did not return a certificate"),
-        ("rogue_client", "certificate verify failed: unable to get local issuer certificate"),
-        ("expired", "certificate verify failed: certificate has expired"),
-        ("server_only", "unsuitable certificate purpose"),
-        ("no_eku", "client certificate lacks Client Authentication EKU"),
+        (None, "peer did not return a certificate", "SSLV3_ALERT_HANDSHAKE_FAILURE"),
+        (
+            "rogue_client",
+            "certificate verify failed: unable to get local issuer certificate",
+            "TLSV1_ALERT_UNKNOWN_CA",
+        ),
+        (
+            "expired",
+            "certificate verify failed: certificate has expired",
+            "SSLV3_ALERT_CERTIFICATE_EXPIRED",
+        ),
+        ("server_only", "unsuitable certificate purpose", "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE"),
+        ("no_eku", "client certificate lacks Client Authentication EKU", "no alert"),
     ],
     ids=["no-client-cert", "untrusted-ca", "expired", "server-auth-only-eku", "no-eku-extension"],
 )
-def test_mtls_listener_refuses_client_certificate(
-    pki: Pki, caplog: pytest.LogCaptureFixture, leaf: str | None, reason: str
+def test_mtls_listener_refuses_client_certificate_with_a_tls_alert(
+    pki: Pki, caplog: pytest.LogCaptureFixture, leaf: str | None, reason: str, alert: str
 ) -> None:
     capture(caplog)
 
@@ -165,10 +188,30 @@ def test_mtls_listener_refuses_client_certificate(
                 writer,
             ):
                 await roundtrip(reader, writer, "canary-before")
-                peer = await refused(address, bad)
+                peer, sent = await refused(address, bad)
                 await roundtrip(reader, writer, "canary-after")
             assert logged(caplog, f"from {peer}", "TLS handshake failed", reason)
+            assert sent == alert
             assert all(b"canary" in frame for frame in node.frames)
+
+    run(scenario())
+
+
+def test_refused_tls13_client_is_told_a_certificate_is_required(
+    pki: Pki, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # With the FIPS policy off the listener speaks TLS 1.3, where the refusal has its own
+    # alert; the client sees it on its first read.
+    capture(caplog)
+    cert, key = pki.server.write(tmp_path)
+    mtls = server_context(cert, key, [pki.ca.certificate], require_client_cert=True, fips=False)
+
+    async def scenario() -> None:
+        async with Node(mtls_ssl=mtls) as node:
+            address = await node.layer.listen(ListenerSpec(SERVER_IP, "MTLS", 0))
+            peer, alert = await refused(address, peer_client_context(pki.ca))
+            assert alert == "TLSV13_ALERT_CERTIFICATE_REQUIRED"
+            assert logged(caplog, f"from {peer}", "TLS handshake failed")
 
     run(scenario())
 

@@ -271,12 +271,16 @@ async def _handshake(
         peer = await _peer_certificate(context, address, route.port, fqdn)
         problems = _certificate_problems(context, peer, fqdn, address) if peer else []
         reason = problems[0] if problems else f"TLS handshake failed: {_ssl_reason(exc)}"
+        fix = _tls_fix(reason, context)
+        if not problems and _ssl_reason(exc) in _REFUSED_US:
+            reason = f"the peer refused our certificate ({_ssl_reason(exc)})"
+            fix = _REFUSED_FIX.format(home=context.home_arg)
         return ProbeResult(
             "tls",
             target,
             False,
             reason,
-            _tls_fix(reason, context),
+            fix,
             _certificate_details(context, peer, address) if peer else {},
         )
     ssl_object = writer.get_extra_info("ssl_object")
@@ -455,10 +459,7 @@ async def _options(
                 if refused
                 else f" ({_ssl_reason(exc)})"
             ),
-            "on the peer, import our CA root into its trusted store; our certificate needs "
-            f"Client Authentication EKU: intrafed pki validate {context.home_arg}"
-            if refused
-            else "check the peer's log",
+            _REFUSED_FIX.format(home=context.home_arg) if refused else "check the peer's log",
         )
     except (FramingError, RemoteSipError) as exc:
         return ProbeResult(
@@ -585,6 +586,24 @@ def _connect_failure(exc: BaseException, timeout: float) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror.lower()
     return str(exc) or type(exc).__name__
+
+
+# TLS alerts a peer sends when it refuses our certificate during the handshake (TLS 1.2;
+# with TLS 1.3 the refusal comes after it, on the first read).
+_REFUSED_US = frozenset(
+    {
+        "SSLV3_ALERT_BAD_CERTIFICATE",
+        "SSLV3_ALERT_CERTIFICATE_EXPIRED",
+        "SSLV3_ALERT_HANDSHAKE_FAILURE",
+        "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE",
+        "TLSV13_ALERT_CERTIFICATE_REQUIRED",
+        "TLSV1_ALERT_UNKNOWN_CA",
+    }
+)
+_REFUSED_FIX = (
+    "on the peer, import our CA root into its trusted store; our certificate needs "
+    "Client Authentication EKU: intrafed pki validate {home}"
+)
 
 
 def _ssl_reason(exc: BaseException) -> str:

@@ -27,7 +27,7 @@ from intrafed.pki.certificates import proven_names, subject_text
 from intrafed.pki.validation import covers
 from intrafed.policy.peers import trusted_peer
 
-ERROR, WARNING = Severity.ERROR, Severity.WARNING
+ERROR, WARNING, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
 STANDARD_TLS_PORT = 5061
 """Where the seed wants OCS's MTLS and IM&P's Peer Auth."""
 
@@ -151,6 +151,13 @@ RULES: dict[str, Rule] = {
         ),
         Rule("tls.fips", Step.FIPS, "TLS is used with the FIPS policy off"),
         Rule("tls.legacy-profile", Step.FIPS, "the legacy-tls1 profile admits TLS 1.0", WARNING),
+        Rule(
+            "tls.fips-tls12",
+            Step.FIPS,
+            "with the FIPS policy on, TLS is capped at 1.2 (Python 3.11 cannot restrict the "
+            "TLS 1.3 suites)",
+            INFO,
+        ),
         Rule(
             "user.both-sides",
             Step.USERS,
@@ -616,6 +623,14 @@ def _tls_policy(node: NodeFacts, others: Sequence[NodeFacts]) -> Iterator[Findin
             "negotiated instead of SSLv3, which the other side refuses",
             f"intrafed config fips on {node.home_arg}",
             severity=ERROR if config.role is Role.OCS else WARNING,
+        )
+    else:
+        yield _rule("tls.fips-tls12").finding(
+            node.name,
+            "TLS 1.3 is not offered: this Python cannot keep ChaCha20-Poly1305 (not "
+            "FIPS-approved) out of TLS 1.3, so the FIPS policy caps TLS at 1.2 with AES-GCM",
+            f"intrafed config fips off {node.home_arg}, only where the FIPS policy is not "
+            "required and TLS 1.3 is wanted",
         )
     if config.tls_profile is TlsProfile.LEGACY_TLS1:
         yield _rule("tls.legacy-profile").finding(

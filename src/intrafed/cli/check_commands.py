@@ -33,16 +33,17 @@ def _print_check(report: CheckReport) -> None:
     click.echo(f"intrafed check: {', '.join(report.nodes)}")
     for step in Step:
         findings = [f for f in report.findings if f.step is step]
+        severities = {f.severity for f in findings}
         worst = (
-            "ok"
-            if not findings
-            else Severity.ERROR
-            if any(f.severity is Severity.ERROR for f in findings)
+            Severity.ERROR
+            if Severity.ERROR in severities
             else Severity.WARNING
+            if Severity.WARNING in severities
+            else "ok"
         )
         click.echo(f"{_MARKS[worst]}  {step.value}")
         for finding in findings:
-            colour = "red" if finding.severity is Severity.ERROR else "yellow"
+            colour = {Severity.ERROR: "red", Severity.WARNING: "yellow"}.get(finding.severity)
             label = click.style(f"{finding.severity.value:<7}", fg=colour)
             click.echo(f"      {label} {finding.rule.id:<32} {finding.node}: {finding.message}")
             click.echo(f"              fix: {finding.fix}")

@@ -3,16 +3,19 @@ and the snapshot holder that reloads them.
 
 Policy (DESIGN §3, §8):
 - always TLS 1.2 or later and no renegotiation (``OP_NO_RENEGOTIATION``);
-- FIPS policy on: TLS 1.2 suites restricted to FIPS-approved AEAD ones (ECDHE, DHE or RSA
-  key exchange with AES-GCM and SHA-2); off: OpenSSL's and Python's default secure suites;
+- FIPS policy on: TLS 1.2 only, with suites restricted to FIPS-approved AEAD ones (ECDHE,
+  DHE or RSA key exchange with AES-GCM and SHA-2); off: TLS 1.2 and 1.3 with OpenSSL's and
+  Python's default secure suites;
 - profile ``legacy-tls1``: TLS 1.0 and 1.1 allowed for old peers, only when configured,
   and never together with the FIPS policy.
 
-TLS 1.3 suites cannot be restricted from Python 3.11: there is no ``set_ciphersuites``
-and ``set_ciphers`` covers TLS 1.2 and below only. All TLS 1.3 suites are AEAD; of
-OpenSSL's three, CHACHA20_POLY1305 is not FIPS-approved. Our servers pick by their own
-order (AES-256-GCM first); as a client the peer chooses. Where ChaCha20 must be excluded,
-set ``Ciphersuites`` through ``OPENSSL_CONF``.
+Why the FIPS policy caps TLS at 1.2: Python 3.11's ``ssl`` cannot restrict TLS 1.3 suites
+(there is no ``set_ciphersuites``, and ``set_ciphers`` covers TLS 1.2 and below only), and
+of OpenSSL's three TLS 1.3 suites CHACHA20_POLY1305 is not FIPS-approved: a TLS 1.3 peer
+offering only it would be accepted. ``OPENSSL_CONF`` could restrict them, but only for the
+whole process and before ``ssl`` is loaded, which a node cannot promise. TLS 1.2 with
+AES-GCM is what both partitions and common SIP clients speak; ``intrafed check`` says so
+(rule ``tls.fips-tls12``). With the FIPS policy off, TLS 1.3 is offered.
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ def _apply_policy(context: ssl.SSLContext, *, fips: bool, profile: TlsProfile) -
     else:
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         if fips:
+            context.maximum_version = ssl.TLSVersion.TLSv1_2
             context.set_ciphers(FIPS_CIPHERS)
     context.options |= ssl.OP_NO_RENEGOTIATION
 

@@ -41,10 +41,12 @@ _VERIFIER_DETAIL = re.compile(r"\s*\(encountered processing .*\)\s*$", re.DOTALL
 
 
 class Severity(enum.StrEnum):
-    """An error makes the certificate unusable; a warning asks for action soon."""
+    """An error makes the certificate unusable; a warning asks for action soon; info is
+    a fact an administrator should know, with nothing to fix (``intrafed check`` only)."""
 
     ERROR = "error"
     WARNING = "warning"
+    INFO = "info"
 
 
 @dataclass(frozen=True, slots=True)

@@ -91,9 +91,11 @@ Decide = Callable[[Request, FlowId], Decision]
 
 @dataclass(frozen=True, slots=True)
 class Listener:
-    """One of our listeners as peers address it: Via sent-by and Record-Route host."""
+    """One of our listeners as peers address it: Via sent-by and Record-Route host.
+    ``StatefulProxy.listeners`` keys them by listener kind: "TCP", "TLS" or "MTLS"."""
 
     transport: str
+    """The wire transport: "TCP" or "TLS" (an MTLS listener speaks TLS)."""
     host: str
     port: int
 
@@ -101,6 +103,15 @@ class Listener:
     def record_route(self) -> str:
         """The Record-Route value for this listener (loose routing)."""
         return f"<sip:{self.host}:{self.port};transport={self.transport.lower()};lr>"
+
+    def contact(self, user: str | None) -> str:
+        """A Contact URI at this listener (for ``user``, when given)."""
+        userinfo = f"{user}@" if user else ""
+        return f"sip:{userinfo}{self.host}:{self.port};transport={self.transport.lower()}"
+
+    def via(self, branch: str) -> str:
+        """Our Via for a request we originate, offering the connection (RFC 5923 alias)."""
+        return f"SIP/2.0/{self.transport} {self.host}:{self.port};branch={branch};alias"
 
 
 def next_hop_for_uri(uri: Uri) -> NextHop | None:
@@ -115,6 +126,17 @@ def next_hop_for_uri(uri: Uri) -> NextHop | None:
     host = uri.param("maddr") or uri.host
     port = uri.port or (5061 if transport == "tls" else 5060)
     return NextHop(transport.upper(), host.strip("[]"), port)
+
+
+def response_hop(via: Via) -> NextHop:
+    """Where a response goes when the request's connection is gone (RFC 3261 §18.2.2).
+    Over TLS, the sent-by host: it names the certificate to verify (a ``received`` IP is
+    never a TLS server name), and the node resolves it or finds its open connection.
+    Over TCP, the ``received`` address and the ``rport`` (RFC 3581)."""
+    transport = via.transport.upper()
+    if transport == "TLS":
+        return NextHop(transport, via.host.strip("[]"), via.port or 5061)
+    return NextHop(transport, (via.received or via.host).strip("[]"), via.rport or via.port or 5060)
 
 
 def _loop_hash(request: Request) -> str:
@@ -206,8 +228,11 @@ class StatefulProxy:
             rule = f"cannot reach next hop: {event.reason}"
             context = self._by_client.get(event.transaction)
             if context is not None:
-                self._hop_outcome(context.branches[event.transaction].target, rule, True)
-            self._on_branch_failure(event.transaction, 503, rule, now)
+                target = context.branches[event.transaction].target
+                self._hop_outcome(target, rule, not event.written)
+            # A request written to a connection that died may have been acted on: no
+            # failover (DESIGN §8).
+            self._on_branch_failure(event.transaction, 503, rule, now, replay=not event.written)
         elif isinstance(event, AckReceived):
             self._forward_ack(event.request, event.flow)
         elif isinstance(event, StrayResponse):
@@ -235,6 +260,19 @@ class StatefulProxy:
 
     def _tag(self, key: ServerKey) -> str:
         return local_tag(*key)
+
+    def listener_for(self, target: Target) -> Listener:
+        """The listener to advertise (Via, Record-Route, Contact) toward ``target``: the one
+        its flow arrived on; toward a next hop over TLS, the MTLS listener when there is
+        one (the peer partition presents its certificate to reach us)."""
+        listeners = self.listeners
+        if isinstance(target, NextHop):
+            key = "TCP" if target.transport == "TCP" else "MTLS"
+        else:
+            key = self._flow_transport(target)
+        if key == "MTLS" and key not in listeners:
+            key = "TLS"
+        return listeners.get(key) or next(iter(listeners.values()))
 
     def is_ours(self, uri: Uri) -> bool:
         """Whether ``uri`` names one of our listeners (host and port)."""
@@ -337,16 +375,16 @@ class StatefulProxy:
         now: float,
     ) -> None:
         target = decision.next_hop
-        outbound = target.transport if isinstance(target, NextHop) else self._flow_transport(target)
-        listener = self.listeners.get(outbound) or next(iter(self.listeners.values()))
+        listener = self.listener_for(target)
         branch = f"{MAGIC_COOKIE}{loop}.{next(self._counter):x}"
         record_routes: list[str] = []
         if request.method in DIALOG_CREATING and request.to_addr.tag is None:
             record_routes.append(listener.record_route)
-            inbound = self._flow_transport(flow)
-            if inbound != outbound and inbound in self.listeners:
-                # RFC 5658: one Record-Route per side when the transports differ.
-                record_routes.append(self.listeners[inbound].record_route)
+            inbound = self.listener_for(flow)
+            if inbound != listener:
+                # RFC 5658: one Record-Route per side when the two sides use different
+                # listeners, so each side reaches us where it can.
+                record_routes.append(inbound.record_route)
         via = Via(listener.transport, listener.host, listener.port, (("branch", branch), _ALIAS))
         forwarded = request.forwarded(
             via, record_routes, _one_hop_less(request), decision.request_uri
@@ -483,7 +521,9 @@ class StatefulProxy:
             self._hop_outcome(branch.target, rule, False)
         self._on_branch_failure(event.transaction, 408, rule, now)
 
-    def _on_branch_failure(self, key: ClientKey, status: int, rule: str, now: float) -> None:
+    def _on_branch_failure(
+        self, key: ClientKey, status: int, rule: str, now: float, *, replay: bool = True
+    ) -> None:
         if key in self._our_cancels:
             self._our_cancels.discard(key)
             return
@@ -493,7 +533,7 @@ class StatefulProxy:
         branch = context.branches[key]
         branch.done = True
         alternatives = branch.forward.alternatives
-        if alternatives and not branch.provisional and not context.final_sent:
+        if replay and alternatives and not branch.provisional and not context.final_sent:
             logger.info(
                 "next hop %s unreachable (%s); trying %s", branch.target, rule, alternatives[0]
             )
@@ -518,8 +558,7 @@ class StatefulProxy:
         if hop is None or request.max_forwards == 0:
             logger.info("dropping ACK for %s: no route", request.uri)
             return
-        outbound = hop.transport if isinstance(hop, NextHop) else self._flow_transport(hop)
-        listener = self.listeners.get(outbound) or next(iter(self.listeners.values()))
+        listener = self.listener_for(hop)
         # A stateless branch must be the same for retransmissions: derive it from theirs.
         branch = (
             MAGIC_COOKIE
@@ -542,14 +581,7 @@ class StatefulProxy:
             ours.port or (5061 if ours.transport.upper() == "TLS" else 5060),
         ) not in self._own:
             return
-        upstream = response.vias[1]
-        host = upstream.received or upstream.host
-        port = (
-            upstream.rport
-            or upstream.port
-            or (5061 if upstream.transport.upper() == "TLS" else 5060)
-        )
-        hop = NextHop(upstream.transport.upper(), host.strip("[]"), port)
+        hop = response_hop(response.vias[1])
         self.transactions.send_stateless(hop, response.without_top_via())
 
 

@@ -224,6 +224,9 @@ class ClientTransportFailed:
 
     transaction: ClientKey
     reason: str
+    written: bool = False
+    """The request had been written to a connection that then closed: it may have been
+    acted on, so it is never sent elsewhere (DESIGN §8)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,6 +310,7 @@ class TransactionLayer:
         self._outgoing: list[tuple[Target, bytes]] = []
         self._heap: list[tuple[float, int, tuple[str, ...], str]] = []
         self._sequence = itertools.count()
+        self._hop_flows: dict[NextHop, FlowId] = {}
 
     # -- what the transport hands us -------------------------------------------------
 
@@ -396,6 +400,27 @@ class TransactionLayer:
         transaction = self._clients.get(key)
         if transaction is not None and self._apply(transaction, Input.TRANSPORT_ERROR, now):
             self._events.append(ClientTransportFailed(key, reason))
+
+    def sent_on(self, target: Target, flow: FlowId) -> None:
+        """A request for ``target`` was written on connection ``flow`` (for ``flow_closed``:
+        requests to a NextHop travel over whatever connection leads there)."""
+        if isinstance(target, NextHop):
+            self._hop_flows[target] = flow
+
+    def flow_closed(self, flow: FlowId, now: float) -> None:
+        """Connection ``flow`` closed: every client transaction whose request went out on it
+        and has no final response fails at once (``ClientTransportFailed`` with ``written``)
+        instead of waiting for timer B or F."""
+        hops = {hop for hop, on in self._hop_flows.items() if on == flow}
+        for hop in hops:
+            del self._hop_flows[hop]
+        reason = "the connection closed before a final response"
+        for key, transaction in list(self._clients.items()):
+            target = transaction.target
+            if (target in hops if isinstance(target, NextHop) else target == flow) and self._apply(
+                transaction, Input.TRANSPORT_ERROR, now
+            ):
+                self._events.append(ClientTransportFailed(key, reason, written=True))
 
     def terminate_client(self, key: ClientKey) -> None:
         """Drop client transaction ``key`` (timer C fired before any provisional response)."""

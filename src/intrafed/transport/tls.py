@@ -1,0 +1,86 @@
+"""TLS over an accepted or opened TCP connection: the handshake with an alert on refusal,
+and OpenSSL's errors in words an administrator can act on."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import ssl
+from asyncio import sslproto
+
+_SSL_DETAIL_RE = re.compile(r"^\[[^\]]*\]\s*(.*?)\s*\(_ssl\.c:\d+\)$")
+
+
+def ssl_reason(exc: ssl.SSLError) -> str:
+    """OpenSSL's words without the C source location."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"certificate verify failed: {exc.verify_message}"
+    text = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
+    match = _SSL_DETAIL_RE.match(text)
+    if match is None:
+        return text
+    return f"{match.group(1)} ({exc.reason})" if exc.reason else match.group(1)
+
+
+def os_reason(exc: OSError) -> str:
+    """A socket or TLS error in one line."""
+    if isinstance(exc, ssl.SSLError):
+        return ssl_reason(exc)
+    # errno first: asyncio rewords some errors (bind) around the system's message.
+    if exc.errno:
+        return os.strerror(exc.errno)
+    if isinstance(exc, ConnectionResetError | BrokenPipeError):
+        return "the peer closed the connection"
+    return str(exc) or type(exc).__name__
+
+
+class _AlertingProtocol(sslproto.SSLProtocol):
+    """asyncio's TLS protocol, but a failed handshake sends OpenSSL's alert (certificate
+    required, unknown CA, protocol version …) before the socket closes: asyncio leaves it
+    in the outgoing BIO, so the peer's admin would see a bare EOF and no reason."""
+
+    def _on_handshake_complete(self, handshake_exc: BaseException | None) -> None:
+        if handshake_exc is not None and self._transport is not None:
+            self._process_outgoing()  # type: ignore[attr-defined]  # not in typeshed
+        super()._on_handshake_complete(handshake_exc)
+
+
+async def start_tls(
+    raw: asyncio.Transport,
+    protocol: asyncio.Protocol,
+    context: ssl.SSLContext,
+    *,
+    server_side: bool,
+    server_hostname: str | None,
+    handshake_timeout: float,
+    shutdown_timeout: float,
+) -> asyncio.Transport:
+    """``loop.start_tls`` (asyncio 3.11's steps) with ``_AlertingProtocol``: the TLS
+    transport ``protocol`` uses from now on; the ``ssl.SSLError`` when the handshake fails."""
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[None] = loop.create_future()
+    tls = _AlertingProtocol(
+        loop,
+        protocol,
+        context,
+        waiter,
+        server_side,
+        server_hostname,
+        ssl_handshake_timeout=handshake_timeout,  # type: ignore[arg-type]  # a float works
+        ssl_shutdown_timeout=shutdown_timeout,
+        call_connection_made=False,
+    )
+    # Paused so that the TLS protocol gets no data before its connection_made.
+    raw.pause_reading()
+    raw.set_protocol(tls)
+    made = loop.call_soon(tls.connection_made, raw)
+    resumed = loop.call_soon(raw.resume_reading)
+    try:
+        await waiter
+    except BaseException:
+        raw.close()
+        made.cancel()
+        resumed.cancel()
+        raise
+    return tls._app_transport
