@@ -219,13 +219,25 @@ def test_loose_route_to_us_is_popped_and_the_next_route_followed() -> None:
     assert forwarded.headers.get_list("route") == ["<sip:127.0.0.8:5080;lr>"]
 
 
-def test_in_dialog_request_without_route_goes_to_the_request_uri() -> None:
+def test_in_dialog_request_whose_only_route_is_ours_goes_to_the_request_uri() -> None:
     harness = Harness()
     in_dialog = request(
-        "BYE", uri="sip:bob@127.0.0.9:5070;transport=tcp", to="<sip:bob@example.com>;tag=x"
+        "BYE",
+        uri="sip:bob@127.0.0.9:5070;transport=tcp",
+        to="<sip:bob@example.com>;tag=x",
+        extra="Route: <sip:127.0.0.2:5060;transport=tcp;lr>\r\n",
     )
     target, _ = only_request(harness.client_sends(in_dialog))
     assert target == NextHop("TCP", "127.0.0.9", 5070)
+
+
+def test_in_dialog_request_without_our_route_is_routed_not_relayed() -> None:
+    harness = Harness()
+    stray = request(
+        "BYE", uri="sip:bob@127.0.0.9:5070;transport=tcp", to="<sip:bob@example.com>;tag=x"
+    )
+    sent = harness.client_sends(stray)
+    assert [m.status for _, m in sent if isinstance(m, Response)] == [404]
 
 
 def test_strict_router_rewrite_is_undone() -> None:

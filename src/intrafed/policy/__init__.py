@@ -1,6 +1,13 @@
 """Who is trusted (DESIGN §4 "Authorize"), pure and explainable."""
 
-from intrafed.policy.authentication import Accepted, Directory, StoredCredentials, authenticate
+from intrafed.policy.authentication import (
+    Accepted,
+    Directory,
+    StoredCredentials,
+    Unanswered,
+    authenticate,
+)
+from intrafed.policy.dialogs import RouteStamp, in_our_dialog
 from intrafed.policy.peers import (
     PartitionHops,
     PeerTrust,
@@ -16,10 +23,13 @@ __all__ = [
     "Directory",
     "PartitionHops",
     "PeerTrust",
+    "RouteStamp",
     "StoredCredentials",
     "TokenBuckets",
     "TrustTable",
+    "Unanswered",
     "authenticate",
+    "in_our_dialog",
     "peer_partition_route",
     "peer_trust",
     "retry_after",
