@@ -231,12 +231,9 @@ def _routing_tables(settings: NodeSettings) -> RoutingTables:
 
 
 def _directory(settings: NodeSettings) -> Directory:
+    names = (settings.name.lower(), settings.address)
     return Directory(
-        settings.domains,
-        settings.users,
-        settings.credentials,
-        settings.digest_algorithms,
-        (settings.name.lower(), settings.address),
+        settings.domains, settings.users, settings.credentials, settings.digest_algorithms, names
     )
 
 
