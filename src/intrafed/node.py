@@ -471,8 +471,8 @@ class Node:
             ),
             unanswered=self._unanswered,
         )
-        if isinstance(verdict, Response):
-            return Answer(verdict)
+        if not isinstance(verdict, Accepted):
+            return Answer(verdict.response)
         if verdict.identity is not None:
             flow.authenticated_as = verdict.identity
         return verdict

@@ -8,10 +8,12 @@ import dataclasses
 from intrafed.config.model import ha1
 from intrafed.policy import (
     Accepted,
+    Challenge,
     Directory,
     PeerTrust,
     StoredCredentials,
     Unanswered,
+    Verdict,
     authenticate,
 )
 from intrafed.sip import Request, Response
@@ -67,16 +69,18 @@ def answer(
     )
 
 
-def check(message: Request, now: float = 101.0, **context: object) -> Accepted | Response:
+def check(message: Request, now: float = 101.0, **context: object) -> Verdict:
     return authenticate(message, DIRECTORY, NONCES, now, "imp1", **context)  # type: ignore[arg-type]
 
 
-def refused(verdict: Accepted | Response) -> Response:
-    assert isinstance(verdict, Response), verdict
-    return verdict
+def refused(verdict: Verdict) -> Response:
+    """The response of a challenge (401/407) or a refusal (403/400)."""
+    assert not isinstance(verdict, Accepted), verdict
+    assert isinstance(verdict, Challenge) == (verdict.response.status in (401, 407)), verdict
+    return verdict.response
 
 
-def proven(verdict: Accepted | Response) -> str | None:
+def proven(verdict: Verdict) -> str | None:
     """The identity an accepted request proved (fails the test when it was not accepted)."""
     assert isinstance(verdict, Accepted), verdict
     return verdict.identity

@@ -2,9 +2,12 @@
 
 from intrafed.policy.authentication import (
     Accepted,
+    Challenge,
     Directory,
+    Refused,
     StoredCredentials,
     Unanswered,
+    Verdict,
     authenticate,
 )
 from intrafed.policy.dialogs import RouteStamp, in_our_dialog
@@ -20,14 +23,17 @@ from intrafed.policy.ratelimit import TokenBuckets, retry_after
 
 __all__ = [
     "Accepted",
+    "Challenge",
     "Directory",
     "PartitionHops",
     "PeerTrust",
+    "Refused",
     "RouteStamp",
     "StoredCredentials",
     "TokenBuckets",
     "TrustTable",
     "Unanswered",
+    "Verdict",
     "authenticate",
     "in_our_dialog",
     "peer_partition_route",

@@ -1,6 +1,6 @@
 """Who may send a request (DESIGN §4 "Authorize"), pure: the request, where it came from,
 the users' stored HA1s and a nonce issuer in; a verdict out: ``Accepted`` (with the
-identity proven, if any) or the response to send (a challenge or a refusal)."""
+identity proven, if any), ``Challenge`` or ``Refused`` (with the response to send)."""
 
 from __future__ import annotations
 
@@ -42,6 +42,25 @@ class Accepted:
 
     request: Request
     identity: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    """The sender must prove who it is: the 401/407 to send (one challenge per algorithm)."""
+
+    response: Response
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """The request may not proceed: the 403 (400 for malformed credentials) to send, the
+    rule that fired in its Warning."""
+
+    response: Response
+
+
+Verdict = Accepted | Challenge | Refused
+"""What ``authenticate`` decides; nothing passes without an explicit ``Accepted``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,9 +113,10 @@ def authenticate(
     connection_identity: str | None = None,
     in_dialog: bool = False,
     unanswered: Unanswered | None = None,
-) -> Accepted | Response:
+) -> Verdict:
     """Who may send ``request`` (RFC 3261 §22, RFC 8760 digest): accepted, challenged
-    (401/407) or refused (403, 400 for malformed credentials).
+    (401/407) or refused (403, 400 for malformed credentials or a digest uri that is not
+    the Request-URI).
 
     OPTIONS to the node itself is always answered. The other partition
     (``from_partition``) speaks only for users of our domains who are not homed here. A
@@ -176,7 +196,7 @@ def _partition_refusal(
     directory: Directory,
     trust: PeerTrust | None,
     agent: str,
-) -> Response | None:
+) -> Refused | None:
     """403 when the other partition claims a sender who is not a user of the shared
     domains, or one who is homed here (its requests come from its own users)."""
     entry = trust.entry if trust is not None else "the peer partition"
@@ -199,7 +219,7 @@ def _register(
     agent: str,
     trust: PeerTrust | None,
     unanswered: Unanswered | None,
-) -> Accepted | Response:
+) -> Verdict:
     """REGISTER proves the To user; only users of our domains register through us."""
     claimed = request.to_addr.uri
     if not isinstance(claimed, SipUri) or claimed.user is None:
@@ -266,7 +286,7 @@ def _verify(
     proxy: bool,
     trust: PeerTrust | None = None,
     unanswered: Unanswered | None = None,
-) -> Accepted | Response:
+) -> Verdict:
     realm = claimed.host.lower()
     stale = False
     offered_any = False
@@ -320,7 +340,8 @@ def _verify(
     )
     if hint is not None:
         headers.append(("Warning", warning_value(agent, hint)))
-    return make_response(request, 407 if proxy else 401, to_tag=_tag(request), headers=headers)
+    status = 407 if proxy else 401
+    return Challenge(make_response(request, status, to_tag=_tag(request), headers=headers))
 
 
 def _unanswered(unanswered: Unanswered, aor: str, offered_any: bool, now: float) -> bool:
@@ -367,9 +388,9 @@ def _same_resource(uri: str, request_uri: Uri, node_names: Collection[str]) -> b
 
 def _refuse(
     request: Request, status: int, rule: str, agent: str, reason: str | None = None
-) -> Response:
+) -> Refused:
     warning = ("Warning", warning_value(agent, rule))
-    return make_response(request, status, reason, to_tag=_tag(request), headers=[warning])
+    return Refused(make_response(request, status, reason, to_tag=_tag(request), headers=[warning]))
 
 
 def _tag(request: Request) -> str:
