@@ -14,8 +14,9 @@ to imp1, which delivers them to her contact.
 The offered rate steps up as in ``bench.proxy``: a step passes with zero failures and
 p99 <= 100 ms. The load generator is one address standing for many users, so the nodes
 give the client rate class the server class's limits (else the bench would measure the
-per-address limit); the sender is in another domain, so it is not challenged. The nodes
-challenge with MD5 first, the setting Debian's SIPp 3.6 needs to register alice.
+per-address limit); the load generator is a host ocs1 trusts (host authorization), sending
+as a user of example.com homed on neither node. The nodes challenge with MD5 first, the
+setting Debian's SIPp 3.6 needs to register alice.
 
 Fan-out, in the seed's configuration (MTLS between the nodes): ``--watchers`` users homed
 on ocs1 (``intrafed.ua`` agents over TCP, 250 per source address) each subscribe to alice's
@@ -48,14 +49,14 @@ from pathlib import Path
 from bench.proxy import Step, print_best, step_options, step_up
 from intrafed.check import SeedDeployment
 from intrafed.config import edits
-from intrafed.config.model import AclEntry, HostEntry, NodeConfig, StaticRoute
+from intrafed.config.model import AclEntry, HostAuthorization, HostEntry, NodeConfig, StaticRoute
 from intrafed.node import Node
 from intrafed.pki import CertificateAuthority
 from intrafed.sip.pidf import PresenceState
 from intrafed.store import ConfigStore
 from intrafed.ua import PresenceNotified, UaSettings, UserAgent
 from tests.integration.federation import build_partitions, challenge_md5_first
-from tests.integration.peers import Chain, TlsLegs, free_port, run_sipp, stunnel
+from tests.integration.peers import UAC_IP, Chain, TlsLegs, free_port, run_sipp, stunnel
 from tests.lab_pki import issue_host
 
 IMP_IP, OCS_IP = "127.0.0.110", "127.0.0.111"
@@ -69,7 +70,10 @@ SUBSCRIBING_AT_ONCE = 100
 FANOUT_TIMEOUT = 120.0
 RECIPIENT = "alice"
 """Homed on imp1 in the seed deployment."""
-SENDER = "sipp@load.example.net"
+SENDER = "sipp@example.com"
+"""Homed on neither node: ocs1 routes it, imp1 accepts it from the other partition."""
+TLS_LOAD_IP = "127.0.0.1"
+"""Where stunnel's connections to ocs1 come from (the system's choice on loopback)."""
 ALICE_PC = "alice-pc.example.com"
 """The name of alice's contact over TLS (stunnel's certificate, imp1's hosts table)."""
 NODE_START_TIMEOUT = 30.0
@@ -139,9 +143,10 @@ def configure(deployment: SeedDeployment, transport: str) -> None:
     domain = deployment.domain
     imp_edits: list[Callable[[NodeConfig], NodeConfig]]
     ocs_edits: list[Callable[[NodeConfig], NodeConfig]]
+    load = HostAuthorization(ip=TLS_LOAD_IP if transport == "tls" else UAC_IP)
     if transport == "tls":
         imp_edits = [lambda c: edits.add_host(c, HostEntry(ALICE_PC, UAS_TLS_IP))]
-        ocs_edits = []
+        ocs_edits = [lambda c: edits.add_host_authorization(c, load)]
     else:
         to_ocs = StaticRoute(domain, "TCP", ocs.tcp_port, ip=ocs.ip)
         to_imp = StaticRoute(domain, "TCP", imp.tcp_port, ip=imp.ip)
@@ -150,7 +155,11 @@ def configure(deployment: SeedDeployment, transport: str) -> None:
             lambda c: edits.add_route(c, to_ocs),
             lambda c: edits.add_acl(c, AclEntry(ip=ocs.ip)),
         ]
-        ocs_edits = [lambda c: edits.remove_route(c, domain), lambda c: edits.add_route(c, to_imp)]
+        ocs_edits = [
+            lambda c: edits.remove_route(c, domain),
+            lambda c: edits.add_route(c, to_imp),
+            lambda c: edits.add_host_authorization(c, load),
+        ]
     for home, steps in ((imp.home, imp_edits), (ocs.home, ocs_edits)):
         with ConfigStore.open(home) as store:
             for step in steps:

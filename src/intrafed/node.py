@@ -32,13 +32,17 @@ from intrafed.config.model import (
 )
 from intrafed.pki import CertificateStores, PkiError, TlsContexts
 from intrafed.policy import (
+    Accepted,
     Directory,
     PartitionHops,
     PeerTrust,
+    RouteStamp,
     StoredCredentials,
     TokenBuckets,
     TrustTable,
+    Unanswered,
     authenticate,
+    in_our_dialog,
     retry_after,
 )
 from intrafed.routing import HopHealth, Local, RoutingTables, ToPeer, decide
@@ -228,8 +232,9 @@ def _routing_tables(settings: NodeSettings) -> RoutingTables:
 
 
 def _directory(settings: NodeSettings) -> Directory:
+    names = (settings.name.lower(), settings.address)
     return Directory(
-        settings.domains, settings.users, settings.credentials, settings.digest_algorithms
+        settings.domains, settings.users, settings.credentials, settings.digest_algorithms, names
     )
 
 
@@ -272,6 +277,8 @@ class Node:
         self._branches = itertools.count(1)
         self._branch_prefix = f"{MAGIC_COOKIE}n{os.urandom(4).hex()}."
         self._nonces = NonceIssuer(os.urandom(32))
+        self._route_stamp = RouteStamp(os.urandom(32))
+        self._unanswered = Unanswered()
         self._directory = _directory(settings)
         self._tables = _routing_tables(settings)
         self._partition = _partition_hops(settings)
@@ -327,6 +334,7 @@ class Node:
             listeners=listeners,
             decide=self._decide,
             authorize=self._authorize,
+            route_stamp=self._route_stamp,
             flow_transport=self._flow_transport,
             dialog_target=self._dialog_target,
             hop_outcome=self._hop_outcome,
@@ -406,13 +414,13 @@ class Node:
         peer = flow.peer
         return self.settings.peers(peer.ip, peer.fqdns, flow.outbound)
 
-    def _authorize(self, request: Request, flow_id: FlowId) -> Reject | Answer | Request | None:
+    def _authorize(self, request: Request, flow_id: FlowId) -> Accepted | Reject | Answer:
         """DESIGN §4 "Authorize", per request (in-dialog ones included, DESIGN §8): a
         verified MTLS peer matching no trust entry gets 403; then the rate class of the
         peer; then digest authentication of clients."""
         flow = self.transport.flow(flow_id)
         if flow is None:
-            return None
+            return Reject(503, f"the connection of flow {flow_id} is gone")
         settings = self.settings
         trust = self._trust(flow)
         if trust is None and flow.transport == "MTLS":
@@ -439,12 +447,17 @@ class Node:
             trust=trust,
             from_partition=self._is_partition(flow, trust),
             connection_identity=flow.authenticated_as,
+            in_dialog=self.proxy is not None
+            and in_our_dialog(
+                request, self._route_stamp, self.proxy.is_ours, self.presence.owns_dialog
+            ),
+            unanswered=self._unanswered,
         )
-        if isinstance(verdict, Response):
-            return Answer(verdict)
+        if not isinstance(verdict, Accepted):
+            return Answer(verdict.response)
         if verdict.identity is not None:
             flow.authenticated_as = verdict.identity
-        return verdict.request
+        return verdict
 
     def _decide(self, request: Request, flow: FlowId) -> Decision:
         """DESIGN §4: OPTIONS to the node itself, the registrar for our domains, local

@@ -29,11 +29,11 @@ async def connect(
     return SipPeer(reader, writer)
 
 
-def message(to: str, n: int, source: str) -> bytes:
-    """A pager-mode MESSAGE to ``to`` from a partner domain's user at ``source`` (a sender
-    of another domain needs no digest; one of ours would be challenged)."""
+def message(to: str, n: int, source: str, sender: str = "sender@partner.example.net") -> bytes:
+    """A pager-mode MESSAGE to ``to`` from ``sender`` (by default a partner domain's user,
+    whom only a trusted host may relay) at ``source``."""
     return (
         f"MESSAGE sip:{to} SIP/2.0\r\nVia: SIP/2.0/TCP {source}:5070;branch=z9hG4bK-m{n}\r\n"
-        f"Max-Forwards: 70\r\nFrom: <sip:sender@partner.example.net>;tag=s{n}\r\nTo: <sip:{to}>\r\n"
+        f"Max-Forwards: 70\r\nFrom: <sip:{sender}>;tag=s{n}\r\nTo: <sip:{to}>\r\n"
         f"Call-ID: m{n}@{source}\r\nCSeq: 1 MESSAGE\r\nContent-Length: 2\r\n\r\nhi"
     ).encode()

@@ -17,6 +17,7 @@ import pytest
 
 from intrafed.config.model import StaticRoute
 from intrafed.node import Node, NodeSettings
+from intrafed.policy import PeerTrust
 from intrafed.sip import StreamFramer, parse_message
 from intrafed.transport import ListenerSpec, TransportLimits
 from tests.integration.uas import answer_200
@@ -33,6 +34,12 @@ GOOD_MESSAGE = (
 )
 
 
+def good_client_trusted(ip: str, names: tuple[str, ...], outbound: bool) -> PeerTrust | None:
+    """The well-behaved client is a trusted host: it sends for example.com, which the
+    node does not serve."""
+    return PeerTrust("good client") if ip == GOOD_IP else None
+
+
 @contextlib.asynccontextmanager
 async def node_and_uas() -> AsyncIterator[tuple[str, int]]:
     uas = await asyncio.start_server(answer_200, UAS_IP, 0)
@@ -43,6 +50,7 @@ async def node_and_uas() -> AsyncIterator[tuple[str, int]]:
             address=NODE_IP,
             listeners=(ListenerSpec(NODE_IP, "TCP", 0),),
             routes=(StaticRoute("example.com", "TCP", uas_port, ip=UAS_IP),),
+            peers=good_client_trusted,
             limits=TransportLimits(message_timeout=0.5, first_data_timeout=0.5),
         )
     )
@@ -169,6 +177,7 @@ def test_the_node_connects_to_its_next_hop_from_its_own_address() -> None:
                 routes=(
                     StaticRoute("example.com", "TCP", uas.sockets[0].getsockname()[1], ip=UAS_IP),
                 ),
+                peers=good_client_trusted,
             )
         )
         bound = await node.start()

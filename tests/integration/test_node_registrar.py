@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from intrafed.node import Node, NodeSettings
+from intrafed.policy import PeerTrust
 from intrafed.sip import Request, Response
 from intrafed.sip.responses import make_response
 from intrafed.transport import ListenerSpec
@@ -23,6 +24,8 @@ def test_a_message_reaches_a_registered_user_over_its_own_connection() -> None:
                 listeners=(ListenerSpec(NODE_IP, "TCP", 0),),
                 domains=frozenset({"example.com"}),
                 users=frozenset({"alice@example.com", "carol@example.com"}),
+                # Bob sends for a partner domain: a trusted host.
+                peers=lambda ip, names, outbound: PeerTrust("bob") if ip == BOB_IP else None,
             )
         )
         address = (await node.start())["TCP"]

@@ -11,7 +11,9 @@ import dataclasses
 from collections.abc import AsyncIterator
 
 from intrafed.config.model import (
+    AclEntry,
     Connection,
+    HostAuthorization,
     ImpListeners,
     NodeConfig,
     NodeIdentity,
@@ -74,7 +76,8 @@ async def node(config: NodeConfig) -> AsyncIterator[tuple[str, int]]:
 
 
 def imp_config(ip: str, *routes: StaticRoute) -> NodeConfig:
-    """An IM&P node at ``ip`` serving example.com, its listeners on free ports."""
+    """An IM&P node at ``ip`` serving example.com, its listeners on free ports; the
+    clients are trusted hosts (the incoming ACL): they send for a partner domain."""
     return NodeConfig(
         NodeIdentity(Role.IMP, "imp1.example.com", ip),
         domains=("example.com",),
@@ -82,6 +85,7 @@ def imp_config(ip: str, *routes: StaticRoute) -> NodeConfig:
             tcp=free_port(ip), peer_auth=free_port(ip), server_auth=free_port(ip)
         ),
         routes=routes,
+        acl=(AclEntry(ip=CLIENT_IP), AclEntry(ip=DIRECTORY_CLIENT_IP)),
     )
 
 
@@ -110,6 +114,7 @@ def test_phone_uri_route_takes_only_phone_uris_and_replace_host_rewrites() -> No
                 NodeIdentity(Role.OCS, "ocs1.example.com", NODE_IP),
                 domains=("example.com",),
                 connections=(Connection("TCP", free_port(NODE_IP), NODE_IP),),
+                host_authorizations=(HostAuthorization(ip=CLIENT_IP),),
                 routes=(
                     StaticRoute("example.com", "TCP", phone_port, ip=PHONE_IP, phone_uri=True),
                     StaticRoute(

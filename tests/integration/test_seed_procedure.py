@@ -1,7 +1,8 @@
 """The seed's OCS and IM&P procedures done with intrafed commands, in real processes,
 then MESSAGEs that cross from the OCS partition to the IM&P partition over MTLS.
 
-alice --TCP--> ocs1 --MTLS (route by FQDN, Peer Auth port)--> imp1 --bob's flow--> bob
+alice's application server --TCP--> ocs1 --MTLS (route by FQDN, Peer Auth port)--> imp1
+--bob's flow--> bob
 A user provisioned on neither side gets 404 from imp1, which never sends it back.
 """
 
@@ -104,6 +105,8 @@ def test_ocs_and_imp_configured_as_the_seed_says_carry_a_message_over_mtls(tmp_p
     intrafed("config", "hosts", "add", "imp1.example.com", IMP_IP, home=ocs)
     intrafed("config", "hostauth", "add", "--fqdn", "imp1.example.com", home=ocs)
     intrafed("config", "hostauth", "add", "--ip", IMP_IP, home=ocs)
+    # Alice's messages come through an application server that ocs1 trusts.
+    intrafed("config", "hostauth", "add", "--ip", CLIENT_IP, home=ocs)
     intrafed("config", "fips", "on", home=ocs)
     install_certificate(ocs, "ocs", ca)
     assert "restart pending" in intrafed("service", "status", home=ocs)
@@ -122,12 +125,12 @@ def test_ocs_and_imp_configured_as_the_seed_says_carry_a_message_over_mtls(tmp_p
             bob.writer.write(register(2, authorization(nonce.group(1))))
             registered = await bob.next()
             alice = await connect((OCS_IP, ocs_tcp), CLIENT_IP, connections)
-            alice.writer.write(message("bob@example.com", 1, CLIENT_IP))
+            alice.writer.write(message("bob@example.com", 1, CLIENT_IP, "alice@example.com"))
             delivered = await bob.next()
             assert isinstance(delivered, Request)
             bob.writer.write(make_response(delivered, 200, to_tag="bob").to_bytes())
             answered = await alice.next()
-            alice.writer.write(message("nobody@example.com", 2, CLIENT_IP))
+            alice.writer.write(message("nobody@example.com", 2, CLIENT_IP, "alice@example.com"))
             unknown = await alice.next()
             return registered.status, answered.status, unknown.status  # type: ignore[union-attr]
         finally:

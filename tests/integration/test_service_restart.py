@@ -74,7 +74,7 @@ def make_home(home: Path, node_port: int, uas_port: int) -> None:
 MESSAGE = (
     "MESSAGE sip:bob@example.com SIP/2.0\r\n"
     "Via: SIP/2.0/TCP {ip}:5070;branch=z9hG4bK-{n}-{attempt}\r\n"
-    "Max-Forwards: 70\r\nFrom: <sip:alice@partner.example.net>;tag=a{n}\r\n"
+    "Max-Forwards: 70\r\nFrom: <sip:user0@example.com>;tag=a{n}\r\n"
     "To: <sip:bob@example.com>\r\n"
     "Call-ID: restart-{n}@{ip}\r\nCSeq: 1 MESSAGE\r\nContent-Length: 2\r\n\r\nhi"
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from intrafed.policy import RouteStamp
 from intrafed.services.proxy import (
     Decide,
     Forward,
@@ -31,7 +32,7 @@ def decide(message: Request, flow: int) -> Forward | Reject:
 
 
 class Harness:
-    def __init__(self, route: Decide = decide) -> None:
+    def __init__(self, route: Decide = decide, stamp: RouteStamp | None = None) -> None:
         self.layer = TransactionLayer()
         self.proxy = StatefulProxy(
             self.layer,
@@ -39,6 +40,7 @@ class Harness:
             listeners=LISTENERS,
             decide=route,
             flow_transport=lambda flow: "TCP",
+            route_stamp=stamp,
         )
         self.now = 0.0
 
@@ -249,13 +251,25 @@ def test_loose_route_to_us_is_popped_and_the_next_route_followed() -> None:
     assert forwarded.headers.get_list("route") == ["<sip:127.0.0.8:5080;lr>"]
 
 
-def test_in_dialog_request_without_route_goes_to_the_request_uri() -> None:
+def test_in_dialog_request_whose_only_route_is_ours_goes_to_the_request_uri() -> None:
     harness = Harness()
     in_dialog = request(
-        "BYE", uri="sip:bob@127.0.0.9:5070;transport=tcp", to="<sip:bob@example.com>;tag=x"
+        "BYE",
+        uri="sip:bob@127.0.0.9:5070;transport=tcp",
+        to="<sip:bob@example.com>;tag=x",
+        extra="Route: <sip:127.0.0.2:5060;transport=tcp;lr>\r\n",
     )
     target, _ = only_request(harness.client_sends(in_dialog))
     assert target == NextHop("TCP", "127.0.0.9", 5070)
+
+
+def test_in_dialog_request_without_our_route_is_routed_not_relayed() -> None:
+    harness = Harness()
+    stray = request(
+        "BYE", uri="sip:bob@127.0.0.9:5070;transport=tcp", to="<sip:bob@example.com>;tag=x"
+    )
+    sent = harness.client_sends(stray)
+    assert [m.status for _, m in sent if isinstance(m, Response)] == [404]
 
 
 def test_strict_router_rewrite_is_undone() -> None:
@@ -286,6 +300,41 @@ def test_ack_of_a_2xx_is_forwarded_statelessly_along_its_route() -> None:
     assert forwarded.max_forwards == 69
     assert len(forwarded.vias) == 2
     assert harness.layer.pending == 0
+
+
+def test_an_ack_without_our_route_is_not_relayed() -> None:
+    harness = Harness()
+    for n, extra in enumerate(("", "Route: <sip:127.0.0.66:5060;lr>\r\n")):
+        ack = request(
+            "ACK",
+            branch=f"z9hG4bK-stray-{n}",
+            uri="sip:victim@127.0.0.66:5070;transport=tcp",
+            to="<sip:bob@example.com>;tag=bob-tag",
+            extra=extra,
+        )
+        assert harness.client_sends(ack) == []
+
+
+def test_our_record_route_is_signed_and_an_ack_must_carry_the_signature() -> None:
+    stamp = RouteStamp(b"a route secret of 32 bytes......")
+    harness = Harness(stamp=stamp)
+    invite = request("INVITE")
+    _, forwarded = only_request(harness.client_sends(invite))
+    signed = forwarded.headers.get_all("record-route")[-1]
+    assert signed == f"<sip:127.0.0.2:5060;transport=tcp;lr{stamp.params(invite)}>"
+
+    def ack(route: str, n: int) -> Request:
+        return request(
+            "ACK",
+            branch=f"z9hG4bK-ack-{n}",
+            uri="sip:bob@127.0.0.9:5070;transport=tcp",
+            to="<sip:bob@example.com>;tag=bob-tag",
+            extra=f"Route: {route}\r\n",
+        )
+
+    assert harness.client_sends(ack("<sip:127.0.0.2:5060;transport=tcp;lr>", 1)) == []
+    [(target, _)] = harness.client_sends(ack(signed, 2))
+    assert target == NextHop("TCP", "127.0.0.9", 5070)
 
 
 def test_next_hop_for_uri_follows_transport_and_default_ports() -> None:

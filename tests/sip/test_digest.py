@@ -84,3 +84,57 @@ def test_challenge_offers_qop_auth_and_stale() -> None:
         'Digest realm="example.com", nonce="n1", algorithm=SHA-256, qop="auth"'
     )
     assert challenge("example.com", "n1", "MD5", stale=True).endswith(", stale=true")
+
+
+def test_nonce_use_needs_a_strictly_increasing_nc() -> None:
+    issuer = NonceIssuer(b"0123456789abcdef", lifetime=300)
+    nonce = issuer.issue(now=1000.0)
+    assert issuer.use(nonce, "00000001", now=1001.0)
+    assert not issuer.use(nonce, "00000001", now=1002.0)
+    assert issuer.use(nonce, "00000003", now=1003.0)
+    assert not issuer.use(nonce, "00000002", now=1004.0)
+    # Another nonce of the same instant is another nonce.
+    assert issuer.issue(now=1000.0) != nonce
+
+
+def test_a_nonce_without_nc_or_spent_by_last_use_is_not_taken_again() -> None:
+    issuer = NonceIssuer(b"0123456789abcdef", lifetime=300)
+    rfc2069 = issuer.issue(now=1000.0)
+    assert issuer.use(rfc2069, None, now=1001.0)
+    assert not issuer.use(rfc2069, None, now=1002.0)
+    assert not issuer.use(rfc2069, "ffffffff", now=1002.0)
+    register = issuer.issue(now=1000.0)
+    assert issuer.use(register, "00000001", now=1001.0, last=True)
+    assert not issuer.use(register, "00000002", now=1002.0)
+
+
+def test_a_nonce_spelled_in_another_base64_form_is_the_same_nonce() -> None:
+    issuer = NonceIssuer(b"0123456789abcdef", lifetime=300)
+    nonce = issuer.issue(now=1000.0)
+    # 32 bytes leave two unused bits in the last base64 digit before the padding.
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    last = alphabet.index(nonce[-2])
+    twin = nonce[:-2] + alphabet[last ^ 1] + "="
+    assert twin != nonce
+    assert issuer.check(twin, now=1001.0) == "valid"
+    assert issuer.use(nonce, None, now=1001.0)
+    assert not issuer.use(twin, None, now=1002.0)
+
+
+def test_the_nonce_table_forgets_expired_nonces_and_stays_bounded() -> None:
+    issuer = NonceIssuer(b"0123456789abcdef", lifetime=10, capacity=3)
+    nonces = [issuer.issue(now=100.0 + n) for n in range(5)]
+    for n, nonce in enumerate(nonces[:3]):
+        assert issuer.use(nonce, None, now=100.0 + n)
+    assert len(issuer) == 3
+    # Full: the oldest entry is forgotten, and its nonce (and any older) counts as stale,
+    # so forgetting never lets a replay in.
+    assert issuer.use(nonces[3], None, now=104.0)
+    assert len(issuer) == 3
+    assert issuer.check(nonces[0], now=104.0) == "stale"
+    assert not issuer.use(nonces[0], None, now=104.0)
+    assert issuer.check(nonces[4], now=104.0) == "valid"
+    # Expired entries go as time passes; their nonces are stale by age anyway.
+    assert issuer.use(nonces[4], "00000001", now=112.5)
+    assert len(issuer) == 2
+    assert issuer.check(nonces[1], now=112.5) == "stale"

@@ -804,8 +804,10 @@ def _rate_limits_text(config: NodeConfig) -> str:
 @click.argument("algorithms", nargs=-1, required=True, metavar="ALGORITHM...")
 def digest(home: Path, algorithms: tuple[str, ...]) -> None:
     """The digest algorithms challenged with, most preferred first, and the only ones
-    accepted: SHA-256 MD5 (the default, RFC 8760), or MD5 first (or alone) for clients
-    that answer only the first challenge with MD5."""
+    accepted: SHA-256 MD5 (the default, RFC 8760), or MD5 first for clients that answer
+    only the first challenge with MD5 (SIPp), or MD5 alone for clients that cannot answer
+    at all while SHA-256 is offered (baresip/libre). A node names this setting in the
+    Warning of a 401/407 when a client seems short of algorithms."""
     _stage(
         home,
         lambda c: edits.set_digest_algorithms(c, algorithms),

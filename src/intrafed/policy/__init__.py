@@ -1,6 +1,16 @@
 """Who is trusted (DESIGN §4 "Authorize"), pure and explainable."""
 
-from intrafed.policy.authentication import Accepted, Directory, StoredCredentials, authenticate
+from intrafed.policy.authentication import (
+    Accepted,
+    Challenge,
+    Directory,
+    Refused,
+    StoredCredentials,
+    Unanswered,
+    Verdict,
+    authenticate,
+)
+from intrafed.policy.dialogs import RouteStamp, in_our_dialog
 from intrafed.policy.peers import (
     PartitionHops,
     PeerTrust,
@@ -13,13 +23,19 @@ from intrafed.policy.ratelimit import TokenBuckets, retry_after
 
 __all__ = [
     "Accepted",
+    "Challenge",
     "Directory",
     "PartitionHops",
     "PeerTrust",
+    "Refused",
+    "RouteStamp",
     "StoredCredentials",
     "TokenBuckets",
     "TrustTable",
+    "Unanswered",
+    "Verdict",
     "authenticate",
+    "in_our_dialog",
     "peer_partition_route",
     "peer_trust",
     "retry_after",

@@ -1,6 +1,6 @@
 """Who may send a request (DESIGN §4 "Authorize"), pure: the request, where it came from,
-the users' stored HA1s and a nonce issuer in; accepted (with the identity proven, if any)
-or the response to send out."""
+the users' stored HA1s and a nonce issuer in; a verdict out: ``Accepted`` (with the
+identity proven, if any), ``Challenge`` or ``Refused`` (with the response to send)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,18 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from intrafed.policy.peers import PeerTrust
-from intrafed.sip.digest import NonceIssuer, challenge, parse_credentials, verify
+from intrafed.sip.digest import (
+    NONCE_LIFETIME,
+    NonceIssuer,
+    challenge,
+    parse_credentials,
+    verify,
+)
 from intrafed.sip.errors import RemoteSipError
 from intrafed.sip.headers import Headers
 from intrafed.sip.message import Request, Response
 from intrafed.sip.responses import local_tag, make_response, warning_value
-from intrafed.sip.uri import SipUri, unescape
+from intrafed.sip.uri import SipUri, Uri, parse_uri, unescape, uri_equivalent
 
 # Requests that cannot be challenged (RFC 3261 §22.1).
 _NEVER_CHALLENGED = frozenset({"ACK", "CANCEL"})
@@ -29,14 +35,32 @@ class StoredCredentials:
 
 @dataclass(frozen=True, slots=True)
 class Accepted:
-    """The request may proceed; ``identity`` is the AOR its digest credentials proved now
-    (the caller binds it to the connection), None when nothing was proven. ``request`` is
-    the request to go on with: with Proxy-Authorization credentials of our realm
-    consumed, since they were for us (the other partition shares the realm, and must
-    neither see nor replay them)."""
+    """The request may proceed as ``request``: with Proxy-Authorization credentials of our
+    realm consumed, since they were for us (the other partition shares the realm, and must
+    neither see nor replay them). ``identity`` is the AOR its digest credentials proved
+    now (the caller binds it to the connection), None when nothing was proven."""
 
+    request: Request
     identity: str | None = None
-    request: Request | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    """The sender must prove who it is: the 401/407 to send (one challenge per algorithm)."""
+
+    response: Response
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """The request may not proceed: the 403 (400 for malformed credentials) to send, the
+    rule that fired in its Warning."""
+
+    response: Response
+
+
+Verdict = Accepted | Challenge | Refused
+"""What ``authenticate`` decides; nothing passes without an explicit ``Accepted``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +73,32 @@ class Directory:
     credentials: Mapping[str, StoredCredentials]
     algorithms: tuple[str, ...] = ("SHA-256", "MD5")
     """Digest algorithms challenged with, in this order, and the only ones accepted."""
+    node_names: Collection[str] = ()
+    """The node's own FQDN and address (lower case): OPTIONS to them is the node's."""
+
+
+class Unanswered:
+    """The users challenged lately whose client never answered (bounded, pure: fed
+    ``now``). A client that cannot compute any algorithm offered (libre when SHA-256 is
+    offered at all) shows as the same user challenged again without an answer."""
+
+    def __init__(self, window: float = NONCE_LIFETIME, capacity: int = 4096) -> None:
+        self.window = window
+        self.capacity = capacity
+        self._last: dict[str, float] = {}
+
+    def challenged(self, aor: str, now: float) -> bool:
+        """Note a challenge for ``aor`` that came without credentials; True when the
+        previous one, within the window, got no answer either."""
+        previous = self._last.pop(aor, None)
+        while len(self._last) >= self.capacity:
+            del self._last[next(iter(self._last))]
+        self._last[aor] = now
+        return previous is not None and now - previous <= self.window
+
+    def answered(self, aor: str) -> None:
+        """``aor``'s client answered a challenge."""
+        self._last.pop(aor, None)
 
 
 def authenticate(
@@ -61,58 +111,148 @@ def authenticate(
     trust: PeerTrust | None = None,
     from_partition: bool = False,
     connection_identity: str | None = None,
-) -> Accepted | Response:
-    """Digest authentication (RFC 3261 §22, RFC 8760) of one request.
+    in_dialog: bool = False,
+    unanswered: Unanswered | None = None,
+) -> Verdict:
+    """Who may send ``request`` (RFC 3261 §22, RFC 8760 digest): accepted, challenged
+    (401/407) or refused (403, 400 for malformed credentials or a digest uri that is not
+    the Request-URI).
 
-    A peer treated as authenticated is never challenged, but the other partition
-    (``from_partition``) may not send as a user homed here (403): its requests come from
-    its own users. REGISTER proves the To user (401); any other out-of-dialog request whose
-    From is in one of our domains proves the From user (407), unless its connection already
-    proved that user. A client may not assert another user's identity (403). A user
-    provisioned without a password is not challenged (the checker flags it).
+    OPTIONS to the node itself is always answered. The other partition
+    (``from_partition``) speaks only for users of our domains who are not homed here. A
+    peer treated as authenticated is never challenged. REGISTER proves the To user (401).
+    A request within a dialog of this node (``in_dialog``, see ``policy.dialogs``) is not
+    challenged; any other request whose From is in one of our domains proves the From
+    user (407), unless its connection already proved that user. A client may not assert
+    another user's identity, and one that is neither a trusted peer nor a user of ours
+    may not send at all (403). A user provisioned without a password is not challenged
+    (the checker flags it).
     """
-    if request.method in _NEVER_CHALLENGED:
-        return Accepted()
-    sender = request.from_addr.uri if from_partition else None
-    if isinstance(sender, SipUri) and sender.user is not None and sender.aor in directory.users:
-        entry = trust.entry if trust is not None else "the peer partition"
-        rule = f"{entry} cannot send as {sender.aor}, who is homed here"
-        return _refuse(request, 403, rule, agent)
+    if request.method in _NEVER_CHALLENGED or _to_the_node(request, directory):
+        return Accepted(request)
+    sender = request.from_addr.uri
+    if from_partition:
+        refusal = _partition_refusal(request, sender, directory, trust, agent)
+        if refusal is not None:
+            return refusal
     if trust is not None and trust.authenticated:
-        return Accepted()
+        return Accepted(request)
     if request.method == "REGISTER":
-        claimed = request.to_addr.uri
-        if not isinstance(claimed, SipUri) or claimed.user is None:
-            return Accepted()
-        stored = directory.credentials.get(claimed.aor)
-        if not _has_secret(stored):
-            return Accepted()
-        return _verify(request, claimed, stored, directory, nonces, now, agent, proxy=False)
-    if request.to_addr.tag is not None:
-        return Accepted()
-    claimed = request.from_addr.uri
-    if (
-        not isinstance(claimed, SipUri)
-        or claimed.user is None
-        or claimed.host.lower() not in directory.domains
-    ):
-        return Accepted()
-    aor = claimed.aor
+        return _register(request, directory, nonces, now, agent, trust, unanswered)
+    if in_dialog:
+        return Accepted(request)
+    user = _user_of(sender, directory)
+    if user is None and trust is not None:
+        return Accepted(request)
+    aor = _who(sender)
     if connection_identity is not None:
         if connection_identity == aor:
-            return Accepted()
+            return Accepted(request)
         return _refuse(
             request,
             403,
             f"this connection authenticated as {connection_identity} and cannot send as {aor}",
             agent,
         )
+    if user is None:
+        domains = ", ".join(sorted(directory.domains))
+        rule = (
+            f"only trusted peers and authenticated users of {domains} may send here; "
+            f"{aor} is neither"
+        )
+        return _refuse(request, 403, rule, agent)
     stored = directory.credentials.get(aor)
     if trust is None and not _has_secret(stored):
         if aor in directory.users:
-            return Accepted()
+            return Accepted(request)
         return _refuse(request, 403, f"{aor} is not a user of this node", agent)
-    return _verify(request, claimed, stored, directory, nonces, now, agent, proxy=True, trust=trust)
+    return _verify(
+        request,
+        user,
+        stored,
+        directory,
+        nonces,
+        now,
+        agent,
+        proxy=True,
+        trust=trust,
+        unanswered=unanswered,
+    )
+
+
+def _to_the_node(request: Request, directory: Directory) -> bool:
+    """OPTIONS to the node itself (RFC 3261 §11: probes, keepalives), answered by it."""
+    uri = request.uri
+    if request.method != "OPTIONS" or not isinstance(uri, SipUri) or uri.user is not None:
+        return False
+    host = uri.host.lower().strip("[]")
+    named = host in directory.domains or host in directory.node_names
+    return named and not request.headers.get_all("route")
+
+
+def _partition_refusal(
+    request: Request,
+    sender: Uri,
+    directory: Directory,
+    trust: PeerTrust | None,
+    agent: str,
+) -> Refused | None:
+    """403 when the other partition claims a sender who is not a user of the shared
+    domains, or one who is homed here (its requests come from its own users)."""
+    entry = trust.entry if trust is not None else "the peer partition"
+    user = _user_of(sender, directory)
+    if user is None:
+        domains = ", ".join(sorted(directory.domains))
+        rule = f"{entry} speaks only for users of {domains} not homed here, not {_who(sender)}"
+        return _refuse(request, 403, rule, agent)
+    if user.aor in directory.users:
+        rule = f"{entry} cannot send as {user.aor}, who is homed here"
+        return _refuse(request, 403, rule, agent)
+    return None
+
+
+def _register(
+    request: Request,
+    directory: Directory,
+    nonces: NonceIssuer,
+    now: float,
+    agent: str,
+    trust: PeerTrust | None,
+    unanswered: Unanswered | None,
+) -> Verdict:
+    """REGISTER proves the To user; only users of our domains register through us."""
+    claimed = request.to_addr.uri
+    if not isinstance(claimed, SipUri) or claimed.user is None:
+        return Accepted(request)
+    if trust is None and claimed.host.lower() not in directory.domains:
+        domains = ", ".join(sorted(directory.domains))
+        rule = f"only users of {domains} register here, not {claimed.aor}"
+        return _refuse(request, 403, rule, agent)
+    stored = directory.credentials.get(claimed.aor)
+    if not _has_secret(stored):
+        return Accepted(request)
+    return _verify(
+        request,
+        claimed,
+        stored,
+        directory,
+        nonces,
+        now,
+        agent,
+        proxy=False,
+        unanswered=unanswered,
+    )
+
+
+def _user_of(sender: Uri, directory: Directory) -> SipUri | None:
+    """``sender`` when it names a user of one of our domains."""
+    if isinstance(sender, SipUri) and sender.user is not None:
+        return sender if sender.host.lower() in directory.domains else None
+    return None
+
+
+def _who(sender: Uri) -> str:
+    return sender.aor if isinstance(sender, SipUri) else str(sender)
 
 
 def _consumed(request: Request, realm: str) -> Request:
@@ -145,25 +285,33 @@ def _verify(
     *,
     proxy: bool,
     trust: PeerTrust | None = None,
-) -> Accepted | Response:
+    unanswered: Unanswered | None = None,
+) -> Verdict:
     realm = claimed.host.lower()
     stale = False
+    offered_any = False
+    refused_algorithms: list[str] = []
     header = "proxy-authorization" if proxy else "authorization"
     for value in request.headers.get_all(header):
         try:
             offered = parse_credentials(value)
         except RemoteSipError as exc:
             return _refuse(request, 400, exc.reason, agent, reason=exc.reason)
-        if (
-            offered.realm.lower() != realm
-            or stored is None
-            or offered.algorithm not in directory.algorithms
-        ):
+        if offered.realm.lower() != realm or stored is None:
+            continue
+        offered_any = True
+        if offered.algorithm not in directory.algorithms:
+            refused_algorithms.append(offered.algorithm)
             continue
         state = nonces.check(offered.nonce, now)
         if state != "valid":
             stale = stale or state == "stale"
             continue
+        if not _same_resource(offered.uri, request.uri, directory.node_names):
+            # RFC 2617 §3.2.2.5: the credentials must be for this Request-URI.
+            rule = f"Digest uri {offered.uri[:128]} does not match the Request-URI {request.uri}"
+            reason = "Digest uri does not match the Request-URI"
+            return _refuse(request, 400, rule, agent, reason=reason)
         ha1 = stored.ha1_sha256 if offered.algorithm == "SHA-256" else stored.ha1_md5
         if ha1 is None or not verify(offered, ha1, request.method):
             continue
@@ -171,7 +319,11 @@ def _verify(
             verb = "register" if not proxy else "send as"
             rule = f"credentials of {offered.username} cannot {verb} {claimed.aor}"
             return _refuse(request, 403, rule, agent)
-        return Accepted(claimed.aor, _consumed(request, realm) if proxy else None)
+        if not nonces.use(offered.nonce, offered.nc, now, last=request.method == "REGISTER"):
+            # A replay (nc not increasing, or a spent nonce): a new nonce, stale=true.
+            stale = True
+            continue
+        return Accepted(_consumed(request, realm) if proxy else request, claimed.aor)
     nonce = nonces.issue(now)
     name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
     headers = [
@@ -181,14 +333,64 @@ def _verify(
     if trust is not None:
         rule = f"{trust.entry} is not treated as authenticated: {claimed.aor} must prove itself"
         headers.append(("Warning", warning_value(agent, rule)))
-    return make_response(request, 407 if proxy else 401, to_tag=_tag(request), headers=headers)
+    hint = _algorithm_hint(
+        directory.algorithms,
+        refused_algorithms,
+        repeated=unanswered is not None and _unanswered(unanswered, claimed.aor, offered_any, now),
+    )
+    if hint is not None:
+        headers.append(("Warning", warning_value(agent, hint)))
+    status = 407 if proxy else 401
+    return Challenge(make_response(request, status, to_tag=_tag(request), headers=headers))
+
+
+def _unanswered(unanswered: Unanswered, aor: str, offered_any: bool, now: float) -> bool:
+    if offered_any:
+        unanswered.answered(aor)
+        return False
+    return unanswered.challenged(aor, now)
+
+
+def _algorithm_hint(
+    algorithms: tuple[str, ...], refused: list[str], *, repeated: bool
+) -> str | None:
+    """What the administrator can change when a client seems unable to use the digest
+    algorithms offered (the ``intrafed config digest`` setting)."""
+    if refused:
+        wanted = " ".join([*algorithms, *dict.fromkeys(refused)])
+        return (
+            f"Digest algorithm {refused[0]} is not accepted here ({', '.join(algorithms)}); "
+            f"to accept it: intrafed config digest {wanted} --home DIR"
+        )
+    if repeated and algorithms[0] != "MD5":
+        return (
+            "the previous challenge got no answer: clients that compute only MD5 cannot "
+            f"answer while {algorithms[0]} is offered (baresip/libre needs MD5 alone, "
+            "SIPp MD5 first): intrafed config digest MD5 SHA-256 --home DIR, or "
+            "intrafed config digest MD5 --home DIR"
+        )
+    return None
+
+
+def _same_resource(uri: str, request_uri: Uri, node_names: Collection[str]) -> bool:
+    """Whether the digest ``uri`` names the Request-URI (RFC 3261 §19.1.4 comparison), or
+    this node itself: SIPp always answers with the address it sent to."""
+    if uri == str(request_uri):
+        return True
+    try:
+        named = parse_uri(uri)
+    except RemoteSipError:
+        return False
+    if isinstance(named, SipUri) and named.user is None:
+        return named.host.lower().strip("[]") in node_names or uri_equivalent(named, request_uri)
+    return uri_equivalent(named, request_uri)
 
 
 def _refuse(
     request: Request, status: int, rule: str, agent: str, reason: str | None = None
-) -> Response:
+) -> Refused:
     warning = ("Warning", warning_value(agent, rule))
-    return make_response(request, status, reason, to_tag=_tag(request), headers=[warning])
+    return Refused(make_response(request, status, reason, to_tag=_tag(request), headers=[warning]))
 
 
 def _tag(request: Request) -> str:

@@ -16,6 +16,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from intrafed.policy import Accepted
+from intrafed.policy.dialogs import RouteStamp
 from intrafed.sip.header_values import NameAddr, Via
 from intrafed.sip.headers import Headers
 from intrafed.sip.message import Request, Response
@@ -194,9 +196,10 @@ class StatefulProxy:
         decide: Decide,
         flow_transport: Callable[[FlowId], str],
         also_known_as: frozenset[tuple[str, int]] = frozenset(),
-        authorize: Callable[[Request, FlowId], Reject | Answer | Request | None] = (
-            lambda request, flow: None
+        authorize: Callable[[Request, FlowId], Accepted | Reject | Answer] = (
+            lambda request, flow: Accepted(request)
         ),
+        route_stamp: RouteStamp | None = None,
         dialog_target: Callable[[Uri], Target | None] = next_hop_for_uri,
         hop_outcome: Callable[[Target, str | None, bool], None] = lambda target, failure, refused: (
             None
@@ -208,6 +211,7 @@ class StatefulProxy:
         self._decide = decide
         self._flow_transport = flow_transport
         self._authorize = authorize
+        self._route_stamp = route_stamp
         self._dialog_target = dialog_target
         self._hop_outcome = hop_outcome
         self._own = {(lst.host.lower(), lst.port) for lst in listeners.values()} | also_known_as
@@ -311,16 +315,15 @@ class StatefulProxy:
             self._reject(key, request, 420, "Proxy-Require " + ", ".join(unsupported), now)
             return
         # Trust is decided per request, in-dialog ones included (DESIGN §8).
-        refusal = self._authorize(request, event.flow)
-        if isinstance(refusal, Request):
-            request, refusal = refusal, None
-        if isinstance(refusal, Answer):
-            self.transactions.send_response(key, refusal.response, now)
+        verdict = self._authorize(request, event.flow)
+        if isinstance(verdict, Answer):
+            self.transactions.send_response(key, verdict.response, now)
             return
-        if refusal is not None:
-            self._reject(key, request, refusal.status, refusal.rule, now, refusal.reason)
+        if isinstance(verdict, Reject):
+            self._reject(key, request, verdict.status, verdict.rule, now, verdict.reason)
             return
-        request, routes = self._preprocess_routes(request)
+        received_routes = len(verdict.request.routes)
+        request, routes = self._preprocess_routes(verdict.request)
         if routes:
             hop = next_hop_for_uri(routes[0].uri)
             if hop is None:
@@ -329,10 +332,13 @@ class StatefulProxy:
             decision: Decision = Forward(hop)
         elif (
             request.to_addr.tag is not None
+            and len(routes) < received_routes
             and not self.is_ours(request.uri)
             and (target := self._dialog_target(request.uri)) is not None
         ):
-            # An in-dialog request without Route: the Request-URI is the remote target.
+            # An in-dialog request that followed our Record-Route and no other: the
+            # Request-URI is the remote target. Without a Route of ours, it is routed
+            # like any request (never relayed to whatever host it names).
             decision = Forward(target)
         else:
             decision = self._decide(request, event.flow)
@@ -379,12 +385,14 @@ class StatefulProxy:
         branch = f"{MAGIC_COOKIE}{loop}.{next(self._counter):x}"
         record_routes: list[str] = []
         if request.method in DIALOG_CREATING and request.to_addr.tag is None:
-            record_routes.append(listener.record_route)
+            # Signed for the dialog: its in-dialog requests show they follow our route.
+            params = self._route_stamp.params(request) if self._route_stamp is not None else ""
+            record_routes.append(_with_params(listener.record_route, params))
             inbound = self.listener_for(flow)
             if inbound != listener:
                 # RFC 5658: one Record-Route per side when the two sides use different
                 # listeners, so each side reaches us where it can.
-                record_routes.append(inbound.record_route)
+                record_routes.append(_with_params(inbound.record_route, params))
         via = Via(listener.transport, listener.host, listener.port, (("branch", branch), _ALIAS))
         forwarded = request.forwarded(
             via, record_routes, _one_hop_less(request), decision.request_uri
@@ -552,7 +560,15 @@ class StatefulProxy:
     # -- stateless forwarding --------------------------------------------------------
 
     def _forward_ack(self, request: Request, flow: FlowId) -> None:
-        """The ACK of a 2xx is end to end: forward it statelessly along its Route."""
+        """The ACK of a 2xx is end to end: forward it statelessly along its Route, when
+        that starts with our Record-Route (signed for its dialog when we sign them): an
+        ACK is never challenged, so it must not be a way to reach any host."""
+        stamp = self._route_stamp
+        first = request.routes[:1]
+        ours = self.is_ours(request.uri) or bool(first and self.is_ours(first[0].uri))
+        if not ours or (stamp is not None and not stamp.recorded(request, self.is_ours)):
+            logger.info("dropping ACK for %s: not within a dialog we Record-Routed", request.uri)
+            return
         request, routes = self._preprocess_routes(request)
         hop = next_hop_for_uri(routes[0].uri) if routes else self._dialog_target(request.uri)
         if hop is None or request.max_forwards == 0:
@@ -583,6 +599,11 @@ class StatefulProxy:
             return
         hop = response_hop(response.vias[1])
         self.transactions.send_stateless(hop, response.without_top_via())
+
+
+def _with_params(record_route: str, params: str) -> str:
+    """``<uri>`` with ``params`` added to the URI."""
+    return f"{record_route[:-1]}{params}>"
 
 
 def _one_hop_less(request: Request) -> int:

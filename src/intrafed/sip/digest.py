@@ -1,8 +1,8 @@
 """HTTP Digest for SIP (RFC 3261 §22, RFC 8760 SHA-256, RFC 7616), sans-IO.
 
-Nonces are stateless: a timestamp signed with the node's secret, so any front end of a
-pool can check a nonce another one issued, and none has to be remembered. The clock is the
-caller's (``now``), as everywhere in ``intrafed.sip``.
+Nonces are a timestamp signed with the node's secret, so any nonce can be checked without
+remembering it; what is remembered is their use (``nc``), so that a captured answer cannot
+be replayed. The clock is the caller's (``now``), as everywhere in ``intrafed.sip``.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import base64
 import dataclasses
 import hashlib
 import hmac
+import itertools
+import math
 import re
 import struct
 from dataclasses import dataclass
@@ -22,6 +24,11 @@ from intrafed.sip.errors import LocalSipError, RemoteSipError
 ALGORITHMS = {"SHA-256": hashlib.sha256, "MD5": hashlib.md5}
 NONCE_LIFETIME = 300.0
 """Seconds a nonce stays valid; an older one gets a new challenge with ``stale=true``."""
+NONCE_TABLE_SIZE = 65_536
+"""Nonces whose use is remembered at most (about 5 MB)."""
+# Above any 8-hex-digit nc: the nonce takes no further answer.
+_SPENT = 1 << 32
+_NC_RE = re.compile(r"[0-9a-fA-F]{8}")
 
 # auth-param = auth-param-name EQUAL ( token / quoted-string )
 _AUTH_PARAM_RE = re.compile(
@@ -85,6 +92,8 @@ def parse_credentials(value: str) -> DigestCredentials:
     qop = params.get("qop")
     if qop is not None and (qop != "auth" or "nc" not in params or "cnonce" not in params):
         raise RemoteSipError("Digest qop must be auth, with nc and cnonce")
+    if qop is not None and _NC_RE.fullmatch(params["nc"]) is None:
+        raise RemoteSipError("Digest nc must be 8 hexadecimal digits")
     return DigestCredentials(
         params["username"],
         params["realm"],
@@ -206,38 +215,90 @@ def _quote(text: str) -> str:
 
 
 class NonceIssuer:
-    """Makes and checks stateless nonces: base64(timestamp || HMAC(secret, timestamp))."""
+    """Makes and checks nonces: base64(timestamp || counter || HMAC(secret, both)), and
+    remembers their use so that a captured answer cannot be replayed: per nonce, ``nc``
+    must strictly increase, and a nonce answered without qop (RFC 2069), or spent by a
+    REGISTER, is not taken again. The table is bounded: when it is full the oldest entry
+    is forgotten, and every nonce issued up to that one's time counts as stale from then
+    on (its client is simply challenged again)."""
 
-    def __init__(self, secret: bytes, lifetime: float = NONCE_LIFETIME) -> None:
+    def __init__(
+        self, secret: bytes, lifetime: float = NONCE_LIFETIME, capacity: int = NONCE_TABLE_SIZE
+    ) -> None:
         if len(secret) < 16:
             raise ValueError("the nonce secret must have at least 16 bytes")
         self._secret = secret
         self.lifetime = lifetime
+        self.capacity = capacity
+        self._counter = itertools.count()
+        self._used: dict[bytes, tuple[float, int]] = {}
+        """Nonce (its stamp and counter) -> (issued at, highest nc seen; _SPENT)."""
+        self._floor = -math.inf
 
     def issue(self, now: float) -> str:
-        """A fresh nonce."""
-        stamp = struct.pack(">d", now)
+        """A fresh nonce (never the same twice, even within one clock tick)."""
+        stamp = struct.pack(">dQ", now, next(self._counter))
         signature = hmac.new(self._secret, stamp, hashlib.sha256).digest()[:16]
         return base64.b64encode(stamp + signature).decode("ascii")
 
     def check(self, nonce: str, now: float) -> str:
-        """``valid``, ``stale`` (ours but too old: challenge again with stale=true) or
-        ``invalid`` (not ours)."""
+        """``valid``, ``stale`` (ours but too old, or forgotten: challenge again with
+        stale=true) or ``invalid`` (not ours)."""
+        stamp = self._stamp(nonce)
+        if stamp is None:
+            return "invalid"
+        issued = struct.unpack(">d", stamp[:8])[0]
+        if not issued <= now <= issued + self.lifetime or issued <= self._floor:
+            return "stale"
+        return "valid"
+
+    def use(self, nonce: str, nc: str | None, now: float, *, last: bool = False) -> bool:
+        """Record one verified answer with ``nonce`` (which ``check`` found valid): False
+        when it is a replay, i.e. ``nc`` is not above the highest seen for this nonce, or
+        the nonce was spent. No ``nc`` (RFC 2069) or ``last`` spends the nonce."""
+        stamp = self._stamp(nonce)
+        if stamp is None:
+            return False
+        self._forget(now)
+        issued = struct.unpack(">d", stamp[:8])[0]
+        if issued <= self._floor:
+            return False
+        count = _SPENT if nc is None or last else int(nc, 16)
+        seen = self._used.pop(stamp, None)
+        if seen is not None and seen[1] >= count:
+            self._used[stamp] = seen
+            return False
+        while len(self._used) >= self.capacity:
+            oldest = next(iter(self._used))
+            self._floor = max(self._floor, self._used.pop(oldest)[0])
+        if issued <= self._floor:
+            return False
+        self._used[stamp] = (issued, count)
+        return True
+
+    def __len__(self) -> int:
+        """How many nonces' use is remembered."""
+        return len(self._used)
+
+    def _forget(self, now: float) -> None:
+        """Drop the entries of nonces that expired (mostly at the front: first use order)."""
+        while self._used:
+            oldest = next(iter(self._used))
+            if self._used[oldest][0] + self.lifetime >= now:
+                return
+            del self._used[oldest]
+
+    def _stamp(self, nonce: str) -> bytes | None:
+        """The signed stamp (time and counter) of a nonce of ours, else None."""
         try:
             raw = base64.b64decode(nonce.encode("ascii"), validate=True)
         except (ValueError, UnicodeEncodeError):
-            return "invalid"
-        if len(raw) != 24:
-            return "invalid"
-        stamp, signature = raw[:8], raw[8:]
-        if not hmac.compare_digest(
-            hmac.new(self._secret, stamp, hashlib.sha256).digest()[:16], signature
-        ):
-            return "invalid"
-        issued = struct.unpack(">d", stamp)[0]
-        if not issued <= now <= issued + self.lifetime:
-            return "stale"
-        return "valid"
+            return None
+        if len(raw) != 32:
+            return None
+        stamp, signature = raw[:16], raw[16:]
+        expected = hmac.new(self._secret, stamp, hashlib.sha256).digest()[:16]
+        return stamp if hmac.compare_digest(expected, signature) else None
 
 
 def challenge(realm: str, nonce: str, algorithm: str, *, stale: bool = False) -> str:
