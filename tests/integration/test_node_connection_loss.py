@@ -10,9 +10,10 @@ from collections.abc import AsyncIterator
 from intrafed.config.model import StaticRoute
 from intrafed.sip import Response
 from tests.integration.clients import SipPeer, connect
-from tests.integration.test_node_routes import imp_config, message, next_hop, node
+from tests.integration.test_node_routes import CLIENT_IP, imp_config, message, next_hop, node
 
-NODE_IP, CLIENT_IP, DYING_IP, BACKUP_IP = "127.0.0.170", "127.0.0.171", "127.0.0.172", "127.0.0.173"
+# CLIENT_IP is in imp_config's incoming ACL: a trusted sender, as the peer partition is.
+NODE_IP, DYING_IP, BACKUP_IP = "127.0.0.170", "127.0.0.172", "127.0.0.173"
 
 
 @contextlib.asynccontextmanager
