@@ -102,6 +102,15 @@ def _(seed: SeedDeployment, tmp: Path) -> None:
              home=seed.imp.home)  # fmt: skip
 
 
+@mistake("listener.clash")
+def _(seed: SeedDeployment, tmp: Path) -> None:
+    ocs = seed.ocs.home
+    intrafed("config", "connection", "remove", "--transport", "TCP", "--port", "5060", "--ip",
+             OCS_IP, home=ocs)  # fmt: skip
+    intrafed("config", "connection", "add", "--transport", "TCP", "--port", "5060", "--ip", "All",
+             home=ocs)  # fmt: skip
+
+
 @mistake("route.missing")
 def _(seed: SeedDeployment, tmp: Path) -> None:
     intrafed("config", "route", "remove", "--domain", "example.com", home=seed.ocs.home)

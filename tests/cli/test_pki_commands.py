@@ -296,10 +296,29 @@ def test_remove_refuses_the_selected_certificate(home: Path) -> None:
     assert "the trusted store is empty" in untrusted.output
 
 
+def test_select_takes_the_certificate_by_its_file_so_no_thumbprint_is_copied(home: Path) -> None:
+    lab(home)
+    cert_path = request_and_sign(home)
+    line = one_error_line(pki("select", "--file", cert_path, "--home", home))
+    assert line == (
+        f"--file {cert_path}: it holds no certificate of the personal store; import it first: "
+        f"intrafed pki import --store personal {cert_path} --home {home}"
+    )
+    assert pki("import", "--store", "personal", cert_path, "--home", home).exit_code == 0
+    selected = pki("select", "--file", cert_path, "--home", home)
+    assert selected.exit_code == 0, selected.output
+    thumb = thumb_of(cert_path)
+    assert selected.output.startswith(f"selected {thumb} (CN=ocs1.example.com) for TLS and MTLS")
+    assert json.loads(pki("list", "--json", "--home", home).output)["selected"] == thumb
+    both = one_error_line(pki("select", thumb, "--file", cert_path, "--home", home))
+    assert both.startswith("--file: name the certificate by THUMBPRINT or by --file CERT")
+
+
 @pytest.mark.parametrize(
     ("arguments", "expected"),
     [
         (("validate",), "certificate: no certificate is selected for TLS"),
+        (("select",), "THUMBPRINT: name the certificate by THUMBPRINT or by --file CERT"),
         (("select", "ABCD"), "THUMBPRINT: 'ABCD' is not a certificate thumbprint"),
         (
             ("select", "A" * 40),

@@ -8,6 +8,7 @@ nodes of both roles are given (``intrafed check --home A --peer B``).
 from __future__ import annotations
 
 import datetime
+import ipaddress
 from collections.abc import Iterator, Sequence
 
 from cryptography import x509
@@ -28,6 +29,7 @@ from intrafed.pki.validation import covers
 from intrafed.policy.peers import trusted_peer
 
 ERROR, WARNING, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
+ANY_ADDRESS = "0.0.0.0"  # noqa: S104 - what a connection on All binds
 STANDARD_TLS_PORT = 5061
 """Where the seed wants OCS's MTLS and IM&P's Peer Auth."""
 
@@ -52,6 +54,13 @@ RULES: dict[str, Rule] = {
             "listener.imp-server-auth",
             Step.PORTS,
             "the IM and Presence Server Auth listener is on 5061, where OCS expects Peer Auth",
+        ),
+        Rule(
+            "listener.clash",
+            Step.PORTS,
+            "an OCS connection and an IM and Presence listener on the same machine take the "
+            "same port (one on All, or both on one address): the node started second cannot "
+            "listen",
         ),
         Rule("route.missing", Step.OCS_ROUTE, "no static route for a domain this side serves"),
         Rule("route.phone-uri", Step.OCS_ROUTE, "the route matches phone URIs only"),
@@ -377,6 +386,71 @@ def _listeners(node: NodeFacts, others: Sequence[NodeFacts]) -> Iterator[Finding
             )
             + f"intrafed config connection add --transport MTLS --port {port} {node.home_arg}",
         )
+
+
+def _bound(config: NodeConfig) -> list[tuple[str, str, int]]:
+    """(transport, address, port) of every listener the node binds; All is 0.0.0.0."""
+    if config.role is Role.IMP:
+        ports, ip = config.listeners or ImpListeners(), config.identity.ip
+        return [
+            ("TCP", ip, ports.tcp),
+            ("MTLS", ip, ports.peer_auth),
+            ("TLS", ip, ports.server_auth),
+        ]
+    return [
+        (c.transport, ANY_ADDRESS if c.ip == "All" else c.ip, c.port) for c in config.connections
+    ]
+
+
+def _same_machine(one: NodeConfig, other: NodeConfig) -> bool:
+    """Whether two nodes share a machine, as far as their addresses tell: both on
+    loopback (a lab), or the same address."""
+    a, b = ipaddress.ip_address(one.identity.ip), ipaddress.ip_address(other.identity.ip)
+    return a == b or (a.is_loopback and b.is_loopback)
+
+
+def _taken(
+    listeners: Sequence[tuple[str, str, int]], address: str, port: int
+) -> tuple[str, str] | None:
+    """(transport, address) of the listener that binding ``address:port`` would clash with."""
+    for transport, bound, bound_port in listeners:
+        if bound_port == port and (bound == address or ANY_ADDRESS in (bound, address)):
+            return transport, bound
+    return None
+
+
+def _listener_clash(node: NodeFacts, others: Sequence[NodeFacts]) -> Iterator[Finding]:
+    """Reported on the OCS side, whose connections choose their address."""
+    config = node.config
+    if config.role is not Role.OCS:
+        return
+    own = config.identity.ip
+    for peer in others:
+        if not _same_machine(config, peer.config):
+            continue
+        theirs = _bound(peer.config)
+        used = {port for _, _, port in _bound(config) + theirs}
+        for transport, address, port in _bound(config):
+            clash = _taken(theirs, address, port)
+            if clash is None:
+                continue
+            ip_option = "" if address == ANY_ADDRESS else f" --ip {address}"
+            new_port = (
+                port
+                if _taken(theirs, own, port) is None
+                else next(free for free in range(port + 1, 65536) if free not in used)
+            )
+            moved = "" if new_port == port else f" (and move what uses port {port} to {new_port})"
+            where = "All" if address == ANY_ADDRESS else address
+            yield _rule("listener.clash").finding(
+                node.name,
+                f"its {transport} connection on {where}:{port} takes the port of {peer.name}'s "
+                f"{clash[0]} listener on {clash[1]}:{port}, on the same machine: the node "
+                "started second cannot listen",
+                f"intrafed config connection remove --transport {transport} --port {port}"
+                f"{ip_option} {node.home_arg}, then intrafed config connection add --transport "
+                f"{transport} --port {new_port} --ip {own} {node.home_arg}{moved}",
+            )
 
 
 def _routes(node: NodeFacts, others: Sequence[NodeFacts]) -> Iterator[Finding]:
@@ -716,6 +790,7 @@ def _restart(node: NodeFacts, others: Sequence[NodeFacts]) -> Iterator[Finding]:
 _NODE_RULES = (
     _domains,
     _listeners,
+    _listener_clash,
     _routes,
     _host_authorization,
     _imp_trust,

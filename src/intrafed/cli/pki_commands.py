@@ -383,15 +383,44 @@ def validate_command(thumbprint_text: str | None, as_json: bool, home: Path) -> 
 
 
 @pki_group.command("select")
-@click.argument("thumbprint_text", metavar="THUMBPRINT")
+@click.argument("thumbprint_text", metavar="[THUMBPRINT]", required=False)
+@click.option(
+    "--file",
+    "certificate_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Select the personal certificate this file holds (the one given to pki import).",
+)
 @home_option()
-def select_command(thumbprint_text: str, home: Path) -> None:
-    """Use a personal certificate for every TLS and MTLS connection ("Select Certificate").
+def select_command(thumbprint_text: str | None, certificate_file: Path | None, home: Path) -> None:
+    """Use a personal certificate for every TLS and MTLS connection ("Select Certificate"):
+    the one named by THUMBPRINT, or the one imported from --file.
 
     A certificate that fails validate is refused, with the reasons.
     """
     config = load_staged(home)
-    report = CertificateStores.of_home(home).select(thumbprint_text, config.identity)
+    stores = CertificateStores.of_home(home)
+    if thumbprint_text is not None and certificate_file is not None:
+        fail("--file: name the certificate by THUMBPRINT or by --file CERT, not both")
+    if certificate_file is not None:
+        thumbprint_text = _personal_thumbprint(stores, certificate_file, home)
+    elif thumbprint_text is None:
+        fail("THUMBPRINT: name the certificate by THUMBPRINT or by --file CERT")
+    report = stores.select(thumbprint_text, config.identity)
     _print_report(report)
     click.echo(f"selected {report.thumbprint} ({report.subject}) for TLS and MTLS")
     click.echo(f"apply it with: intrafed service restart --home {home}")
+
+
+def _personal_thumbprint(stores: CertificateStores, file: Path, home: Path) -> str:
+    """The thumbprint of the personal certificate that ``file`` holds."""
+    held = {thumbprint(c) for c in read_bundle(file.read_bytes(), str(file)).certificates}
+    found = [s.thumbprint for s in stores.certificates(StoreName.PERSONAL) if s.thumbprint in held]
+    if len(found) != 1:
+        fail(
+            f"--file {file}: it holds no certificate of the personal store; import it first: "
+            f"intrafed pki import --store personal {file} --home {home}"
+            if not found
+            else f"--file {file}: it holds {len(found)} personal certificates; name one by "
+            "THUMBPRINT (intrafed pki list)"
+        )
+    return found[0]
