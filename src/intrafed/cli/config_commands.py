@@ -1,7 +1,8 @@
 """``intrafed init`` and ``intrafed config …``: the node's settings, in the seed's words.
 
 Each command is a thin layer over ``intrafed.config.edits`` and ``ConfigStore.stage``:
-edits change the staged configuration and ``intrafed service restart`` applies them. A
+edits change the staged configuration and ``intrafed service reload`` applies them (``restart``
+for listeners). A
 refusal prints the one-line ``ConfigError`` on standard error and exits with status 2.
 """
 
@@ -18,7 +19,14 @@ import click
 
 from intrafed.cli.common import home_option, load_staged
 from intrafed.config import edits
-from intrafed.config.document import as_table, changes, from_toml, to_document, to_toml
+from intrafed.config.document import (
+    apply_command,
+    as_table,
+    changes,
+    from_toml,
+    to_document,
+    to_toml,
+)
 from intrafed.config.model import (
     AclEntry,
     ConfigError,
@@ -36,7 +44,6 @@ from intrafed.config.model import (
 from intrafed.store import ConfigStore, StagedEdit
 
 _F = TypeVar("_F", bound=Callable[..., Any])
-_STAGED = "staged; apply with intrafed service restart"
 
 
 def _as_json(function: _F) -> _F:
@@ -54,7 +61,16 @@ def _stage(home: Path, edit: StagedEdit, done: str | Callable[[NodeConfig], str]
     """Apply ``edit`` to the staged configuration and say what was ``done``."""
     with ConfigStore.open(home) as store:
         config = store.stage(edit)
-    click.echo(f"{done if isinstance(done, str) else done(config)} ({_STAGED})")
+        staged = _staged_note(store, home)
+    click.echo(f"{done if isinstance(done, str) else done(config)} ({staged})")
+
+
+def _staged_note(store: ConfigStore, home: Path) -> str:
+    """What applies the staged configuration: reload, or restart for listeners."""
+    command = apply_command(store.load("running"), store.load("staged"))
+    if command is None:
+        return "staged; the same as the running configuration"
+    return f"staged; apply with intrafed service {command} --home {home}"
 
 
 def _one_host(fqdn: str | None, ip: str | None) -> str:
@@ -217,7 +233,7 @@ def init_command(
 
 @click.group("config", context_settings={"show_default": True})
 def config_group() -> None:
-    """Edit the staged configuration (applied by intrafed service restart)."""
+    """Edit the staged configuration (applied by intrafed service reload or restart)."""
 
 
 @config_group.group("domain")
@@ -830,10 +846,11 @@ def fips(home: Path, state: str) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the document as JSON.")
 def show(home: Path, staged: bool, as_json: bool) -> None:
-    """Show the configuration, and what a restart would change."""
+    """Show the configuration, and what a reload or restart would change."""
     with ConfigStore.open(home) as store:
         config = store.load("staged" if staged else "running")
         pending = store.pending_changes()
+        command = apply_command(store.load("running"), store.load("staged"))
     if as_json:
         click.echo(json.dumps(to_document(config), indent=2))
         return
@@ -868,9 +885,9 @@ def show(home: Path, staged: bool, as_json: bool) -> None:
         click.echo(f"{title}:")
         _echo_table(headers, rows, indent="  ")
     if pending:
-        click.echo(f"restart pending: {'; '.join(pending)}")
+        click.echo(f"{command} pending: {'; '.join(pending)}")
     else:
-        click.echo("no restart pending")
+        click.echo("no reload or restart pending")
 
 
 @config_group.command("export")
@@ -911,5 +928,6 @@ def import_(home: Path, source: IO[bytes]) -> None:
     with ConfigStore.open(home) as store:
         before = store.load("staged")
         store.replace_staged(config)
+        staged = _staged_note(store, home)
     difference = changes(before, config)
-    click.echo(f"imported: {'; '.join(difference) or 'no change'} ({_STAGED})")
+    click.echo(f"imported: {'; '.join(difference) or 'no change'} ({staged})")
