@@ -748,7 +748,12 @@ IMP_REFUSALS = [
     (
         ("listener", "set", "--server-auth", "5061"),
         "--server-auth: Server Auth and Peer Auth both use port 5061 — move Server Auth to "
-        "another port, e.g. --server-auth 5063 (the seed's advice)",
+        "another port, e.g. --server-auth 5063",
+    ),
+    (
+        ("listener", "set", "--peer-auth", "5063", "--server-auth", "5063"),
+        "--server-auth: Server Auth and Peer Auth both use port 5063 — move Server Auth to "
+        "another port, e.g. --server-auth 5062",
     ),
     (
         ("listener", "set", "--tcp", "5062"),
@@ -857,6 +862,19 @@ def test_imp_refusals(imp: str, arguments: tuple[str, ...], expected: str) -> No
     before = staged(imp)
     assert refused("config", *arguments, "--home", imp) == expected
     assert staged(imp) == before
+
+
+@pytest.mark.parametrize(
+    ("tcp", "peer_auth"), [("5060", "5063"), ("5063", "5062"), ("5062", "5064")]
+)
+def test_a_listener_clash_never_suggests_a_port_in_use(imp: str, tcp: str, peer_auth: str) -> None:
+    config(imp, "listener", "set", "--server-auth", "5099")
+    config(imp, "listener", "set", "--tcp", tcp, "--peer-auth", peer_auth)
+    line = refused("config", "listener", "set", "--server-auth", peer_auth, "--home", imp)
+    suggested = line.rpartition("--server-auth ")[2]
+    assert suggested.isdigit()
+    assert suggested not in (tcp, peer_auth)
+    config(imp, "listener", "set", "--server-auth", suggested)
 
 
 def test_empty_password_is_refused(ocs: str, tmp_path: Path) -> None:

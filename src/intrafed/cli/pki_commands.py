@@ -40,6 +40,7 @@ from intrafed.pki.certificates import (
     subject_text,
 )
 from intrafed.pki.files import write_public
+from intrafed.store import home_containing
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -97,17 +98,29 @@ def pki_group() -> None:
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Directory for ca.pem and ca.key.  [default: HOME/pki/ca]",
+    help="Directory for ca.pem and ca.key, outside every node's home.",
 )
-@home_option(required=False)
+@click.option("--home", "node_home", hidden=True, type=click.Path(path_type=Path))
 def ca_create_command(
-    cn: str, days: int, key_type: str, out: Path | None, home: Path | None
+    cn: str, days: int, key_type: str, out: Path | None, node_home: Path | None
 ) -> None:
-    """Create a CA (key and self-signed root) for labs and tests."""
+    """Create a CA (key and self-signed root) for labs and tests.
+
+    Its private key signs every node's certificate: keep it off the nodes (a node's home
+    is refused).
+    """
     if out is None:
-        if home is None:
-            fail("--out: no directory for the CA — give --out DIR, or --home DIR for HOME/pki/ca")
-        out = _stores(home).ca_dir
+        where = "no directory for the CA" if node_home is None else "the CA is not a node's"
+        fail(
+            f"--out: {where}; its private key must stay off the nodes — give --out DIR "
+            "outside every node's home, e.g. --out lab-ca"
+        )
+    node_home = home_containing(out)
+    if node_home is not None:
+        fail(
+            f"--out: {out} is inside the home of a node ({node_home}); the CA's private key "
+            "must stay off the nodes — give a directory outside it, e.g. --out lab-ca"
+        )
     ca = CertificateAuthority.create(cn, days=days, key_type=KeyType(key_type))
     cert_path, key_path = ca.save(out)
     certificate = ca.certificate

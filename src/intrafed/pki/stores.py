@@ -96,11 +96,6 @@ class CertificateStores:
         """Pending CSRs and their keys."""
         return self.root / "requests"
 
-    @property
-    def ca_dir(self) -> Path:
-        """Where ``ca-create`` puts a lab CA by default."""
-        return self.root / "ca"
-
     def _dir(self, store: StoreName) -> Path:
         return self.root / store.value
 

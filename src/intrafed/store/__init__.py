@@ -1,5 +1,5 @@
 """Persistence: the node's configuration (staged and running), SQLite by default."""
 
-from intrafed.store.sqlite import ConfigStore, StagedEdit
+from intrafed.store.sqlite import ConfigStore, StagedEdit, home_containing
 
-__all__ = ["ConfigStore", "StagedEdit"]
+__all__ = ["ConfigStore", "StagedEdit", "home_containing"]

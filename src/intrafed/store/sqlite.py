@@ -8,6 +8,7 @@ PostgreSQL for an Enterprise pool. The schema version is SQLite's ``user_version
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -128,6 +129,34 @@ def database_path(home: Path, url: str | None) -> Path:
     return Path(path).absolute()
 
 
+def _unwritable(path: Path, exc: sqlite3.Error) -> ConfigError | None:
+    """What to tell when SQLite cannot write ``path`` (None when that is not the error):
+    a read-only file system, or files this user may not write."""
+    text = str(exc).lower()
+    if not any(sign in text for sign in ("readonly", "read-only", "unable to open")):
+        return None
+    if os.statvfs(path.parent).f_flag & os.ST_RDONLY:
+        return ConfigError(
+            "--home",
+            f"{path} is on a read-only file system",
+            "remount it read-write, or move the home to a writable disk",
+        )
+    return ConfigError(
+        "--home",
+        f"{path} cannot be written by this user ({exc})",
+        f"give the user running intrafed write access to {path.parent} and its files "
+        "(check with ls -l and lsattr; fix with chown, chmod or chattr -i)",
+    )
+
+
+def home_containing(path: Path) -> Path | None:
+    """The node home that ``path`` is (or lies inside), if any."""
+    for directory in (path.absolute(), *path.absolute().parents):
+        if (directory / FILENAME).exists() or (directory / LOCATOR).exists():
+            return directory
+    return None
+
+
 class ConfigStore:
     """Staged and running configuration of one node. Use it as a context manager (or call
     ``close()``)."""
@@ -143,7 +172,7 @@ class ConfigStore:
             self._migrate()
         except sqlite3.DatabaseError as exc:
             self._db.close()
-            raise ConfigError(
+            raise _unwritable(path, exc) or ConfigError(
                 "--home",
                 f"{path} cannot be used: {exc}",
                 "restore it from a backup, or run intrafed init in an empty directory",
@@ -339,7 +368,7 @@ class _Transaction:
         try:
             self._db.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
-            raise ConfigError(
+            raise _unwritable(self._path, exc) or ConfigError(
                 "--home",
                 f"{self._path} is busy ({exc})",
                 "try again when the other intrafed command has finished",
@@ -347,3 +376,7 @@ class _Transaction:
 
     def __exit__(self, kind: object, error: object, trace: object) -> None:
         self._db.execute("COMMIT" if error is None else "ROLLBACK")
+        if isinstance(error, sqlite3.OperationalError):
+            unwritable = _unwritable(self._path, error)
+            if unwritable is not None:
+                raise unwritable from None
