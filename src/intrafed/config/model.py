@@ -371,7 +371,8 @@ class ImpListeners:
     def _free_port(self) -> int:
         """A port for Server Auth that no other listener uses: the seed's 5063 if it can."""
         taken = {self.tcp, self.peer_auth}
-        return next(port for port in (5063, 5062, *range(5064, 65536)) if port not in taken)
+        candidates: list[int] = [5063, 5062, *range(5064, 5070)]
+        return next(port for port in candidates if port not in taken)
 
     def __post_init__(self) -> None:
         check_port("--tcp", self.tcp)
