@@ -186,7 +186,7 @@ def _listeners_text(config: NodeConfig) -> str:
 @home_option()
 @click.option(
     "--role",
-    type=click.Choice([role.value for role in Role]),
+    type=click.Choice([role.value for role in Role], case_sensitive=False),
     required=True,
     help="ocs: an OCS Standard Edition server or Enterprise Edition front end; "
     "imp: an IM and Presence node.",
@@ -195,7 +195,7 @@ def _listeners_text(config: NodeConfig) -> str:
 @click.option("--ip", required=True, help="The address the node listens and connects from.")
 @click.option(
     "--edition",
-    type=click.Choice([edition.value for edition in Edition]),
+    type=click.Choice([edition.value for edition in Edition], case_sensitive=False),
     help="ocs only: standard (one server) or enterprise (a front end of a pool); "
     "role ocs defaults to standard.",
 )
@@ -577,7 +577,9 @@ def acl_list(home: Path, as_json: bool) -> None:
 
 @config_group.command("routing-mode")
 @home_option()
-@click.argument("mode", type=click.Choice([mode.value for mode in RoutingMode]))
+@click.argument(
+    "mode", type=click.Choice([mode.value for mode in RoutingMode], case_sensitive=False)
+)
 def routing_mode(home: Path, mode: str) -> None:
     """IM&P: basic forwards every same-domain user not homed here; advanced only known ones."""
     _stage(home, lambda c: edits.set_routing_mode(c, RoutingMode(mode)), f"routing mode: {mode}")
@@ -831,7 +833,7 @@ def digest(home: Path, algorithms: tuple[str, ...]) -> None:
 
 @config_group.command("fips")
 @home_option()
-@click.argument("state", type=click.Choice(["on", "off"]))
+@click.argument("state", type=click.Choice(["on", "off"], case_sensitive=False))
 def fips(home: Path, state: str) -> None:
     """The FIPS-approved-algorithms policy: on means TLS 1.2+ and approved suites only."""
     _stage(home, lambda c: edits.set_fips(c, state == "on"), f"FIPS policy: {state}")

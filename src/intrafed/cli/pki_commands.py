@@ -45,8 +45,8 @@ from intrafed.store import home_containing
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_KEY_TYPES = click.Choice([key_type.value for key_type in KeyType])
-_STORES = click.Choice([store.value for store in StoreName])
+_KEY_TYPES = click.Choice([key_type.value for key_type in KeyType], case_sensitive=False)
+_STORES = click.Choice([store.value for store in StoreName], case_sensitive=False)
 
 
 def _stores(home: Path) -> CertificateStores:
@@ -136,13 +136,13 @@ def ca_create_command(
 @pki_group.command("csr")
 @click.option(
     "--role",
-    type=click.Choice([role.value for role in Role]),
+    type=click.Choice([role.value for role in Role], case_sensitive=False),
     required=True,
     help="The node's role; it must match the home.",
 )
 @click.option(
     "--edition",
-    type=click.Choice([edition.value for edition in Edition]),
+    type=click.Choice([edition.value for edition in Edition], case_sensitive=False),
     help="OCS only: standard (CN = server FQDN) or enterprise (CN = pool FQDN).  "
     "[default: the home's]",
 )

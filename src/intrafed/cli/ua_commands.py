@@ -115,7 +115,7 @@ def _ua_settings(options: dict[str, Any]) -> UaSettings:
     user, at, domain = aor.removeprefix("sip:").partition("@")
     if not (user and at and domain):
         fail(f"--user {aor!r}: expected an address of record such as alice@example.com")
-    transport = options["transport"].lower()
+    transport = options["transport"]
     server, node_fqdn, node_ip = options["server"], options["node_fqdn"], options["node_ip"]
     if server is not None:
         if node_ip is not None or options["port"] is not None:
@@ -340,7 +340,7 @@ def options_command(uri: str | None, **options: Any) -> None:
 @click.option(
     "--state",
     required=True,
-    type=click.Choice([state.value for state in PresenceState]),
+    type=click.Choice([state.value for state in PresenceState], case_sensitive=False),
     help="The presence state to publish.",
 )
 @click.option("--note", help="A free-text note shown with the state.")
