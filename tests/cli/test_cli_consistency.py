@@ -3,6 +3,7 @@ command's module imported only when it runs), and the command list."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -73,3 +74,19 @@ def test_help_lists_every_command_as_its_own_help_says_without_importing_it() ->
     )
     assert "  ua       A small SIP client" in result.stdout
     assert result.stdout.rstrip().endswith("[]")
+
+
+def test_init_with_json_prints_the_node_and_its_store(tmp_path: Path) -> None:
+    home = tmp_path / "imp1"
+    arguments = ["init", "--home", str(home), "--role", "imp", "--fqdn", "imp1.example.com"]
+    result = CliRunner().invoke(main, [*arguments, "--ip", "127.0.0.2", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == {
+        "ok": True,
+        "home": str(home),
+        "store": str(home / "intrafed.db"),
+        "node": {"role": "imp", "fqdn": "imp1.example.com", "ip": "127.0.0.2"},
+    }
+    again = CliRunner().invoke(main, [*arguments, "--ip", "127.0.0.2", "--json"])
+    assert again.exit_code == 2
+    assert json.loads(again.output)["error"].startswith(f"--home: {home} already holds a node")

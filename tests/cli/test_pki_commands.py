@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -305,7 +306,8 @@ def test_remove_refuses_the_selected_certificate(home: Path) -> None:
     ("arguments", "expected"),
     [
         (("validate",), "certificate: no certificate is selected for TLS"),
-        (("select", "ABCD"), "THUMBPRINT: 'ABCD' is not a certificate thumbprint"),
+        (("select", "ABC"), "THUMBPRINT: 'ABC' is not a certificate thumbprint"),
+        (("select", "ABCD"), "THUMBPRINT: no certificate ABCD in the personal store"),
         (
             ("select", "A" * 40),
             f"THUMBPRINT: no certificate {'A' * 40} in the personal store",
@@ -365,3 +367,67 @@ def test_real_processes(tmp_path: Path) -> None:
     assert listed.returncode == 0, listed.stderr
     certificates = json.loads(listed.stdout)["certificates"]
     assert [(c["store"], c["subject"]) for c in certificates] == [("trusted", "CN=Process CA")]
+
+
+def as_json(result: Result) -> Any:
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_the_seed_procedure_with_json_gives_scripts_every_path_and_thumbprint(
+    home: Path,
+) -> None:
+    created = as_json(pki("ca-create", "--cn", "Lab Root CA", "--out", lab_ca(home), "--json"))
+    assert created["ok"] is True
+    assert created["certificate"] == str(lab_ca(home) / "ca.pem")
+    trusted = as_json(pki("import", "--store", "trusted", created["certificate"], "--home", home,
+                          "--json"))  # fmt: skip
+    assert [c["thumbprint"] for c in trusted["certificates"]] == [created["thumbprint"]]
+    assert trusted["warnings"] == []
+    request = as_json(pki("csr", "--role", "OCS", "--key-type", "EC-P256", "--home", home,
+                          "--json"))  # fmt: skip
+    assert (request["cn"], request["sans"]) == ("ocs1.example.com", ["ocs1.example.com",
+                                                                    "example.com"])  # fmt: skip
+    signed = as_json(pki("sign", "--ca", lab_ca(home), "--csr", request["csr"], "--json"))
+    imported = as_json(pki("import", "--store", "personal", signed["certificate"], "--home", home,
+                           "--json"))  # fmt: skip
+    assert imported["thumbprint"] == signed["thumbprint"] == thumb_of(Path(signed["certificate"]))
+    assert imported["selectable"] is True
+    # A script (or a person) may give the first digits, as git takes a commit's.
+    selected = as_json(pki("select", signed["thumbprint"][:8].lower(), "--home", home, "--json"))
+    assert selected["thumbprint"] == signed["thumbprint"]
+    assert selected["apply"].startswith(f"intrafed service reload --home {home}")
+    assert (
+        json.loads(pki("list", "--json", "--home", home).output)["selected"]
+        == (signed["thumbprint"])
+    )
+
+
+def test_errors_under_json_are_one_json_object(home: Path) -> None:
+    result = pki("select", "ABCD", "--home", home, "--json")
+    assert result.exit_code == 2
+    assert json.loads(result.stdout) == {
+        "ok": False,
+        "error": "THUMBPRINT: no certificate ABCD in the personal store — see the thumbprints "
+        "with: intrafed pki list",
+    }
+    usage = pki("csr", "--role", "nope", "--home", home, "--json")
+    assert usage.exit_code == 2
+    error = json.loads(usage.stdout)
+    assert error["ok"] is False
+    assert "'nope' is not one of 'ocs', 'imp'" in error["error"]
+
+
+def test_a_certificate_failing_validation_under_json_reports_why(home: Path) -> None:
+    lab(home)
+    bad = home.parent / "server-only.pem"
+    issued = request_and_sign(home, "--server-only")
+    bad.write_bytes(issued.read_bytes())
+    imported = as_json(pki("import", "--store", "personal", bad, "--home", home, "--json"))
+    assert imported["selectable"] is False
+    refused = pki("select", imported["thumbprint"], "--home", home, "--json")
+    assert refused.exit_code == 1
+    answer = json.loads(refused.stdout)
+    assert answer["ok"] is False
+    assert answer["error"].endswith("cannot be selected: it fails validation")
+    assert "eku" in [finding["rule"] for finding in answer["report"]["findings"]]

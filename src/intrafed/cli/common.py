@@ -52,14 +52,23 @@ def json_wanted() -> bool:
 _ARGUMENTS = "intrafed.arguments"
 
 
-def fail(message: str, code: int = 2) -> NoReturn:
-    """Print one line on stderr (a JSON object on stdout under --json) and exit (2:
-    refused input, 1: a failed check)."""
+def fail(message: str, code: int = 2, **details: object) -> NoReturn:
+    """Print one line on stderr (under --json, ``{"ok": false, "error": message}`` with
+    ``details`` on stdout) and exit (2: refused input, 1: a failed check)."""
     if json_wanted():
-        click.echo(json.dumps({"ok": False, "error": message}))
+        click.echo(json.dumps({"ok": False, "error": message, **details}))
     else:
         click.echo(message, err=True)
     sys.exit(code)
+
+
+def done(as_json: bool, result: dict[str, Any], lines: Sequence[str]) -> None:
+    """Print what a command did: ``lines``, or ``{"ok": true, **result}`` with --json."""
+    if as_json:
+        click.echo(json.dumps({"ok": True, **result}, indent=2))
+    else:
+        for line in lines:
+            click.echo(line)
 
 
 def load_staged(home: Path) -> NodeConfig:
@@ -130,9 +139,12 @@ class IntrafedGroup(click.Group):
         try:
             return super().invoke(ctx)
         except CertificateValidationError as exc:
+            message = f"{exc.report.thumbprint} cannot be selected: it fails validation"
+            if json_wanted():
+                fail(message, 1, report=exc.report.to_json())
             for line in exc.report.lines():
                 click.echo(line, err=True)
-            fail(f"{exc.report.thumbprint} cannot be selected: it fails validation", 1)
+            fail(message, 1)
         except (ConfigError, PkiError) as exc:
             fail(str(exc))
         except OSError as exc:

@@ -17,7 +17,7 @@ from typing import IO, Any, TypeVar
 
 import click
 
-from intrafed.cli.common import home_option, load_staged
+from intrafed.cli.common import done, home_option, json_option, load_staged
 from intrafed.config import edits
 from intrafed.config.document import (
     apply_command,
@@ -208,6 +208,7 @@ def _listeners_text(config: NodeConfig) -> str:
     show_default="sqlite:///HOME/intrafed.db",
     help="The configuration store: sqlite:///PATH (PostgreSQL comes with the Enterprise pool).",
 )
+@json_option()
 def init_command(
     home: Path,
     role: str,
@@ -216,16 +217,18 @@ def init_command(
     edition: str | None,
     pool_fqdn: str | None,
     db_url: str | None,
+    as_json: bool,
 ) -> None:
     """Make HOME the home of a new ocs or imp node, with no settings yet."""
     identity = NodeIdentity(Role(role), fqdn, ip, Edition(edition) if edition else None, pool_fqdn)
     with ConfigStore.create(home, identity, db_url) as store:
         path = store.path
     kind = f", {identity.edition.value} edition" if identity.edition else ""
-    click.echo(
+    result = {"home": str(home), "store": str(path), "node": as_table(identity)}
+    done(as_json, result, [
         f"initialized {identity.role.value} node {identity.fqdn} ({identity.ip}{kind}) "
         f"in {home}; store {path}"
-    )
+    ])  # fmt: skip
 
 
 # ``intrafed config …``
