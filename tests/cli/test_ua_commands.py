@@ -165,6 +165,7 @@ USER = ["--user", "a@example.com"]
         ([*USER, "--server", "127.0.0.2:5060", "--ip", "127.0.0.2"], "not both"),
         ([*USER, "--ip", "imp1.example.com"], "--ip 'imp1.example.com': expected an IP"),
         ([*USER, "--ip", "127.0.0.2", "--transport", "tls"], "--node: TLS verifies"),
+        ([*USER, "--server", "127.0.0.2:5063", "--transport", "TLS"], "--node: TLS verifies"),
     ],
 )
 def test_bad_usage_exits_2_with_one_line_naming_the_option(
@@ -257,7 +258,8 @@ def test_register_leaves_no_binding_behind_when_the_command_ends(tmp_path: Path)
     assert status == 480
 
 
-def test_sigterm_ends_a_registered_watch_and_removes_its_binding(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_a_stopped_watch_removes_its_registration(tmp_path: Path, stop: signal.Signals) -> None:
     async def scenario(node: LabNode) -> tuple[int, int, int]:
         host, port = node.tcp
         process = await asyncio.create_subprocess_exec(
@@ -270,7 +272,7 @@ def test_sigterm_ends_a_registered_watch_and_removes_its_binding(tmp_path: Path)
         await asyncio.wait_for(process.stdout.readline(), 20)  # REGISTER ...: 200 OK
         await asyncio.wait_for(process.stdout.readline(), 20)  # alice's first NOTIFY
         while_running = await message_to(node, "bob@example.com")
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(stop)
         code = await asyncio.wait_for(process.wait(), 20)
         return code, while_running, await message_to(node, "bob@example.com")
 
