@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
+import pty
+import select
 import signal
+import subprocess
 import sys
+import termios
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
@@ -353,3 +358,53 @@ def test_usage_errors_under_json_are_one_json_object() -> None:
         "ok": False,
         "error": "--server 'nowhere': expected HOST:PORT, e.g. 127.0.0.2:5060",
     }
+
+
+def on_a_terminal(arguments: list[str], answer: str) -> tuple[int, str]:
+    """Run ``intrafed ua ARGUMENTS`` on a pseudo-terminal (its controlling terminal, as a
+    shell gives), type ``answer`` at the password prompt; its exit status and output."""
+    primary, secondary = pty.openpty()
+
+    def take_terminal() -> None:
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "intrafed", "ua", *arguments],
+        stdin=secondary, stdout=secondary, stderr=secondary,
+        env=ua_environment(None), start_new_session=True, preexec_fn=take_terminal,
+    )  # fmt: skip
+    os.close(secondary)
+    output, answered = b"", False
+    try:
+        for _ in range(400):  # bounded: 400 reads of at most 0.1 s
+            ready, _, _ = select.select([primary], [], [], 0.1)
+            if ready:
+                try:
+                    chunk = os.read(primary, 4096)
+                except OSError:  # the process ended and closed the terminal
+                    break
+                if not chunk:
+                    break
+                output += chunk
+            if not answered and b"Password" in output:
+                os.write(primary, answer.encode() + b"\n")
+                answered = True
+            if process.poll() is not None and not ready:
+                break
+        return process.wait(timeout=10), output.decode(errors="replace")
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.close(primary)
+
+
+def test_the_password_is_asked_for_on_a_terminal_and_not_echoed(tmp_path: Path) -> None:
+    async def scenario(node: LabNode) -> tuple[int, str]:
+        arguments = ["register", *tcp(node)]
+        return await asyncio.to_thread(on_a_terminal, arguments, PASSWORDS["alice"])
+
+    code, output = with_node(tmp_path, scenario)
+    assert code == 0, output
+    assert "Password (empty for none): " in output
+    assert PASSWORDS["alice"] not in output
+    assert "REGISTER alice@example.com at <sip:alice@" in output
