@@ -62,6 +62,7 @@ _CONNECTION_OPTIONS = (
     click.option(
         "--password-file",
         type=click.File("rb"),
+        metavar="FILE",
         help="A file whose first line is the user's digest password (- for standard input); "
         "or set INTRAFED_PASSWORD; asked for when neither is given on a terminal.",
     ),
@@ -282,7 +283,8 @@ async def _register_first(agent: UserAgent, register: bool) -> list[str]:
 _REGISTER_OPTION = click.option(
     "--register",
     is_flag=True,
-    help="Register first (the registration ends when the command does).",
+    help="Register first (the registration is removed when the command ends, Ctrl-C and "
+    "SIGTERM included).",
 )
 
 
@@ -295,10 +297,10 @@ def ua_group() -> None:
 @_connection_options
 @click.option("--expires", type=click.IntRange(0), default=3600, show_default=True, help="Seconds.")
 def register_command(expires: int, **options: Any) -> None:
-    """Register the user (digest authentication when challenged), then exit.
+    """Register the user (digest authentication when challenged), then unregister and exit.
 
-    The registration is bound to this connection, so it ends when the command does: use it
-    to check credentials and reachability.
+    The registration is bound to this connection, so it is removed (Expires: 0) before the
+    command ends: use it to check credentials and reachability.
     """
 
     async def action(agent: UserAgent) -> dict[str, object]:
