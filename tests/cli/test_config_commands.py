@@ -21,7 +21,10 @@ from intrafed.cli import main
 from intrafed.cli.config_commands import config_group, init_command
 from intrafed.store.sqlite import FILENAME
 
-STAGED = "(staged; apply with intrafed service restart)"
+
+def applied_by(home: str, command: str = "reload") -> str:
+    """The note after an edit: what applies the staged configuration of ``home``."""
+    return f"(staged; apply with intrafed service {command} --home {home})"
 
 
 def invoke(*arguments: str, stdin: str | bytes | None = None) -> Result:
@@ -181,11 +184,15 @@ def test_init_refuses_an_existing_node(tmp_path: Path) -> None:
 
 
 def test_domain_commands(ocs: str) -> None:
-    assert config(ocs, "domain", "add", "Example.ORG") == f"added domain example.org {STAGED}\n"
+    assert (
+        config(ocs, "domain", "add", "Example.ORG")
+        == f"added domain example.org {applied_by(ocs)}\n"
+    )
     assert config(ocs, "domain", "list") == "DOMAIN\nexample.com\nexample.org\n"
     assert config_json(ocs, "domain", "list") == ["example.com", "example.org"]
     assert (
-        config(ocs, "domain", "remove", "example.org") == f"removed domain example.org {STAGED}\n"
+        config(ocs, "domain", "remove", "example.org")
+        == f"removed domain example.org {applied_by(ocs)}\n"
     )
     assert config_json(ocs, "domain", "list") == ["example.com"]
 
@@ -193,7 +200,7 @@ def test_domain_commands(ocs: str) -> None:
 def test_connection_commands_follow_enable_port_and_configure_mtls(ocs: str) -> None:
     assert config(ocs, "connection", "list") == "(none)\n"
     out = config(ocs, "connection", "add", "--transport", "TCP", "--port", "5060")
-    assert out == f"added connection TCP 5060 on All {STAGED}\n"
+    assert out == f"added connection TCP 5060 on All {applied_by(ocs, 'restart')}\n"
     config(ocs, "connection", "add", "--transport", "tls", "--port", "5061", "--ip", "All")
     config(ocs, "connection", "remove", "--transport", "TLS", "--port", "5061")
     config(ocs, "connection", "add", "--transport", "MTLS", "--port", "5061")
@@ -216,7 +223,7 @@ def test_route_commands_on_ocs(ocs: str) -> None:
         ocs, "route", "add", "--domain", "example.com", "--transport", "TLS", "--port", "5061",
         "--fqdn", "imp1.example.com", "--no-phone-uri", "--no-replace-host",
     )  # fmt: skip
-    assert out == f"added static route example.com → TLS imp1.example.com:5061 {STAGED}\n"
+    assert out == f"added static route example.com → TLS imp1.example.com:5061 {applied_by(ocs)}\n"
     config(
         ocs, "route", "add", "--domain", "*.example.org", "--transport", "TCP", "--port", "5060",
         "--ip", "127.0.0.2", "--phone-uri", "--replace-host",
@@ -236,7 +243,7 @@ def test_route_commands_on_ocs(ocs: str) -> None:
         ocs, "route", "remove", "--domain", "example.com", "--transport", "TLS", "--port", "5061",
         "--fqdn", "imp1.example.com",
     )  # fmt: skip
-    assert out == f"removed static route example.com {STAGED}\n"
+    assert out == f"removed static route example.com {applied_by(ocs)}\n"
     config(ocs, "route", "remove", "--domain", "*.example.org")
     assert config_json(ocs, "route", "list") == []
 
@@ -261,7 +268,7 @@ def test_route_commands_on_imp_with_a_backup(imp: str) -> None:
 
 def test_hostauth_commands_with_the_seeds_flags(ocs: str) -> None:
     out = config(ocs, "hostauth", "add", "--fqdn", "imp1.example.com")
-    assert out == f"added host authorization imp1.example.com {STAGED}\n"
+    assert out == f"added host authorization imp1.example.com {applied_by(ocs)}\n"
     config(ocs, "hostauth", "add", "--ip", "127.0.0.2")
     config(
         ocs, "hostauth", "add", "--ip", "127.0.0.9", "--outbound-only",
@@ -280,7 +287,7 @@ def test_hostauth_commands_with_the_seeds_flags(ocs: str) -> None:
         "treat_as_authenticated": True,
     }
     out = config(ocs, "hostauth", "remove", "--ip", "127.0.0.9")
-    assert out == f"removed host authorization 127.0.0.9 {STAGED}\n"
+    assert out == f"removed host authorization 127.0.0.9 {applied_by(ocs)}\n"
     config(ocs, "hostauth", "remove", "--fqdn", "IMP1.example.com")
     assert config_json(ocs, "hostauth", "list") == [
         {"ip": "127.0.0.2", "outbound_only": False, "throttle_as_server": True,
@@ -290,7 +297,8 @@ def test_hostauth_commands_with_the_seeds_flags(ocs: str) -> None:
 
 def test_listener_set_moves_server_auth_off_peer_auth(imp: str) -> None:
     assert config(imp, "listener", "set", "--server-auth", "5063") == (
-        f"listeners: TCP 5060, Peer Auth 5061 (MTLS), Server Auth 5063 (TLS) {STAGED}\n"
+        "listeners: TCP 5060, Peer Auth 5061 (MTLS), Server Auth 5063 (TLS) "
+        f"{applied_by(imp, 'restart')}\n"
     )
     config(imp, "listener", "set", "--tcp", "5070", "--peer-auth", "5062", "--server-auth", "5061")
     assert staged(imp)["listeners"] == {"tcp": 5070, "peer_auth": 5062, "server_auth": 5061}
@@ -298,7 +306,7 @@ def test_listener_set_moves_server_auth_off_peer_auth(imp: str) -> None:
 
 def test_peer_subject_commands(imp: str) -> None:
     out = config(imp, "peer-subject", "add", "OCS1.example.com")
-    assert out == f"added TLS peer subject ocs1.example.com {STAGED}\n"
+    assert out == f"added TLS peer subject ocs1.example.com {applied_by(imp)}\n"
     config(imp, "peer-subject", "add", "pool.example.com")
     assert config(imp, "peer-subject", "list") == "SUBJECT\nocs1.example.com\npool.example.com\n"
     config(imp, "peer-subject", "remove", "ocs1.example.com")
@@ -306,7 +314,10 @@ def test_peer_subject_commands(imp: str) -> None:
 
 
 def test_acl_commands(imp: str) -> None:
-    assert config(imp, "acl", "add", "--ip", "127.0.0.3") == f"added ACL entry 127.0.0.3 {STAGED}\n"
+    assert (
+        config(imp, "acl", "add", "--ip", "127.0.0.3")
+        == f"added ACL entry 127.0.0.3 {applied_by(imp)}\n"
+    )
     config(imp, "acl", "add", "--fqdn", "ocs1.example.com")
     assert config(imp, "acl", "list") == "HOST\n127.0.0.3\nocs1.example.com\n"
     config(imp, "acl", "remove", "--ip", "127.0.0.3")
@@ -314,7 +325,7 @@ def test_acl_commands(imp: str) -> None:
 
 
 def test_routing_mode(imp: str) -> None:
-    assert config(imp, "routing-mode", "advanced") == f"routing mode: advanced {STAGED}\n"
+    assert config(imp, "routing-mode", "advanced") == f"routing mode: advanced {applied_by(imp)}\n"
     assert staged(imp)["routing_mode"] == "advanced"
     config(imp, "routing-mode", "basic")
     assert staged(imp)["routing_mode"] == "basic"
@@ -322,10 +333,10 @@ def test_routing_mode(imp: str) -> None:
 
 def test_directory_commands(imp: str) -> None:
     out = config(imp, "directory", "add", "bob@example.com", "Carol@Example.com")
-    assert out == f"added bob@example.com, Carol@Example.com to the directory {STAGED}\n"
+    assert out == f"added bob@example.com, Carol@Example.com to the directory {applied_by(imp)}\n"
     assert config(imp, "directory", "list") == "USER\nbob@example.com\nCarol@example.com\n"
     assert config(imp, "directory", "remove", "bob@example.com") == (
-        f"removed bob@example.com from the directory {STAGED}\n"
+        f"removed bob@example.com from the directory {applied_by(imp)}\n"
     )
     assert config_json(imp, "directory", "list") == ["Carol@example.com"]
     assert staged(imp)["peer_directory"] == ["Carol@example.com"]
@@ -338,7 +349,10 @@ def test_directory_import_from_a_file_json_or_an_ocs_home(
     config(imp, "directory", "add", "old@example.com")
     listing = tmp_path / "ocs-users.txt"
     listing.write_text("# exported from ocs1\nbob@example.com\n\n  dave@example.com  # lab\n")
-    assert config(imp, "directory", "import", str(listing)) == f"directory: 2 user(s) {STAGED}\n"
+    assert (
+        config(imp, "directory", "import", str(listing))
+        == f"directory: 2 user(s) {applied_by(imp)}\n"
+    )
     assert config_json(imp, "directory", "list") == ["bob@example.com", "dave@example.com"]
     config(ocs, "user", "add", "erin@example.com", "--password-file", "-", stdin="pw\n")
     config(ocs, "user", "add", "fred@example.com", "--password-file", "-", stdin="pw\n")
@@ -386,7 +400,7 @@ def test_user_commands_keep_no_password(imp: str, tmp_path: Path) -> None:
     password_file = tmp_path / "password"
     password_file.write_text("correct horse\n")
     out = config(imp, "user", "add", "alice@example.com", "--password-file", str(password_file))
-    assert out == f"added user alice@example.com {STAGED}\n"
+    assert out == f"added user alice@example.com {applied_by(imp)}\n"
     config(imp, "user", "add", "carol@example.com", "--password-file", "-", stdin="battery\n")
     config(imp, "user", "disable", "carol@example.com")
     assert config(imp, "user", "list") == (
@@ -395,7 +409,7 @@ def test_user_commands_keep_no_password(imp: str, tmp_path: Path) -> None:
         "carol@example.com  no       yes\n"
     )
     assert config(imp, "user", "enable", "carol@example.com") == (
-        f"enabled user carol@example.com {STAGED}\n"
+        f"enabled user carol@example.com {applied_by(imp)}\n"
     )
     config(imp, "user", "remove", "alice@example.com")
     assert config_json(imp, "user", "list") == [
@@ -409,14 +423,14 @@ def test_user_commands_keep_no_password(imp: str, tmp_path: Path) -> None:
 def test_user_block_commands(ocs: str) -> None:
     config(ocs, "user", "add", "alice@example.com", "--password-file", "-", stdin="pw\n")
     out = config(ocs, "user", "block", "alice@example.com", "mallory@example.com")
-    assert out == f"alice@example.com blocks mallory@example.com {STAGED}\n"
+    assert out == f"alice@example.com blocks mallory@example.com {applied_by(ocs)}\n"
     config(ocs, "user", "block", "alice@example.com", "eve@example.net")
     assert tomllib.loads(config(ocs, "export"))["users"][0]["blocked"] == [
         "mallory@example.com",
         "eve@example.net",
     ]
     out = config(ocs, "user", "unblock", "alice@example.com", "mallory@example.com")
-    assert out == f"alice@example.com unblocks mallory@example.com {STAGED}\n"
+    assert out == f"alice@example.com unblocks mallory@example.com {applied_by(ocs)}\n"
     users = staged(ocs)["users"]
     assert isinstance(users, list)
     assert users[0]["blocked"] == ["eve@example.net"]
@@ -430,7 +444,7 @@ def test_user_block_commands(ocs: str) -> None:
 
 def test_hosts_commands(ocs: str) -> None:
     out = config(ocs, "hosts", "add", "IMP1.example.com", "127.0.0.2")
-    assert out == f"added host imp1.example.com 127.0.0.2 {STAGED}\n"
+    assert out == f"added host imp1.example.com 127.0.0.2 {applied_by(ocs)}\n"
     config(ocs, "hosts", "add", "imp2.example.com", "127.0.0.4")
     assert config(ocs, "hosts", "list") == (
         "FQDN              ADDRESS\nimp1.example.com  127.0.0.2\nimp2.example.com  127.0.0.4\n"
@@ -441,7 +455,7 @@ def test_hosts_commands(ocs: str) -> None:
 
 
 def test_fips(ocs: str) -> None:
-    assert config(ocs, "fips", "off") == f"FIPS policy: off {STAGED}\n"
+    assert config(ocs, "fips", "off") == f"FIPS policy: off {applied_by(ocs)}\n"
     assert staged(ocs)["fips"] is False
     config(ocs, "fips", "on")
     assert staged(ocs)["fips"] is True
@@ -453,7 +467,7 @@ def test_rate_limits_change_one_value_at_a_time_and_refuse_a_burst_below_the_rat
     assert "rate_limits" not in staged(ocs)
     assert config(ocs, "rate-limit", "set", "--client-rate", "50") == (
         "rate limits: client 50/s (burst 400) per address, "
-        f"server 50000/s (burst 100000) per trusted peer {STAGED}\n"
+        f"server 50000/s (burst 100000) per trusted peer {applied_by(ocs)}\n"
     )
     assert staged(ocs)["rate_limits"] == {
         "client": {"rate": 50, "burst": 400},
@@ -465,7 +479,10 @@ def test_rate_limits_change_one_value_at_a_time_and_refuse_a_burst_below_the_rat
 
 def test_digest_algorithms_in_order_of_preference(ocs: str) -> None:
     assert "digest_algorithms" not in staged(ocs)
-    assert config(ocs, "digest", "md5", "SHA-256") == f"digest algorithms: MD5, SHA-256 {STAGED}\n"
+    assert (
+        config(ocs, "digest", "md5", "SHA-256")
+        == f"digest algorithms: MD5, SHA-256 {applied_by(ocs)}\n"
+    )
     assert staged(ocs)["digest_algorithms"] == ["MD5", "SHA-256"]
     line = refused("config", "digest", "--home", ocs, "SHA-1")
     assert line == (
@@ -520,7 +537,7 @@ def test_show_on_imp_and_with_nothing_pending(imp: str) -> None:
             "WHERE kind = 'running'"
         )
     db.close()
-    assert config(imp, "show").endswith("no restart pending\n")
+    assert config(imp, "show").endswith("no reload or restart pending\n")
 
 
 def test_export_and_import_in_process(ocs: str, tmp_path: Path) -> None:
@@ -536,9 +553,13 @@ def test_export_and_import_in_process(ocs: str, tmp_path: Path) -> None:
     init(fresh, "ocs")
     out = config(str(fresh), "import", "-", stdin=text)
     assert out == (
-        f"imported: domains: added example.com; connections: added TCP All:5060 {STAGED}\n"
+        "imported: domains: added example.com; connections: added TCP All:5060 "
+        f"{applied_by(str(fresh), 'restart')}\n"
     )
-    assert config(str(fresh), "import", str(target)) == f"imported: no change {STAGED}\n"
+    assert (
+        config(str(fresh), "import", str(target))
+        == f"imported: no change {applied_by(str(fresh), 'restart')}\n"
+    )
     assert config(str(fresh), "export") == text
 
 
@@ -727,7 +748,12 @@ IMP_REFUSALS = [
     (
         ("listener", "set", "--server-auth", "5061"),
         "--server-auth: Server Auth and Peer Auth both use port 5061 — move Server Auth to "
-        "another port, e.g. --server-auth 5063 (the seed's advice)",
+        "another port, e.g. --server-auth 5063",
+    ),
+    (
+        ("listener", "set", "--peer-auth", "5063", "--server-auth", "5063"),
+        "--server-auth: Server Auth and Peer Auth both use port 5063 — move Server Auth to "
+        "another port, e.g. --server-auth 5062",
     ),
     (
         ("listener", "set", "--tcp", "5062"),
@@ -836,6 +862,19 @@ def test_imp_refusals(imp: str, arguments: tuple[str, ...], expected: str) -> No
     before = staged(imp)
     assert refused("config", *arguments, "--home", imp) == expected
     assert staged(imp) == before
+
+
+@pytest.mark.parametrize(
+    ("tcp", "peer_auth"), [("5060", "5063"), ("5063", "5062"), ("5062", "5064")]
+)
+def test_a_listener_clash_never_suggests_a_port_in_use(imp: str, tcp: str, peer_auth: str) -> None:
+    config(imp, "listener", "set", "--server-auth", "5099")
+    config(imp, "listener", "set", "--tcp", tcp, "--peer-auth", peer_auth)
+    line = refused("config", "listener", "set", "--server-auth", peer_auth, "--home", imp)
+    suggested = line.rpartition("--server-auth ")[2]
+    assert suggested.isdigit()
+    assert suggested not in (tcp, peer_auth)
+    config(imp, "listener", "set", "--server-auth", suggested)
 
 
 def test_empty_password_is_refused(ocs: str, tmp_path: Path) -> None:
@@ -1025,4 +1064,4 @@ def test_real_processes_refuse_with_one_line_and_invalid_import_changes_nothing(
     assert intrafed("config", "export", "--home", home).stdout == before
     show = intrafed("config", "show", "--home", home)
     assert show.returncode == 0
-    assert show.stdout.endswith("restart pending: domains: added example.com\n")
+    assert show.stdout.endswith("reload pending: domains: added example.com\n")

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -52,23 +53,28 @@ def home(tmp_path: Path) -> Path:
     return make_home(tmp_path / "home")
 
 
+def lab_ca(home: Path) -> Path:
+    """Where the lab CA of the node at ``home`` is kept: next to the home, not in it."""
+    return home.parent / "lab-ca"
+
+
 def lab(home: Path) -> CertificateAuthority:
-    """A lab CA in HOME/pki/ca, trusted by the node."""
-    assert (
-        pki("ca-create", "--cn", "Lab Root CA", "--key-type", "ec-p256", "--home", home).exit_code
-        == 0
+    """A lab CA next to HOME, trusted by the node."""
+    created = pki(
+        "ca-create", "--cn", "Lab Root CA", "--key-type", "ec-p256", "--out", lab_ca(home)
     )
+    assert created.exit_code == 0, created.output
     assert (
-        pki("import", "--store", "trusted", home / "pki/ca/ca.pem", "--home", home).exit_code == 0
+        pki("import", "--store", "trusted", lab_ca(home) / "ca.pem", "--home", home).exit_code == 0
     )
-    return CertificateAuthority.load(home / "pki/ca")
+    return CertificateAuthority.load(lab_ca(home))
 
 
 def request_and_sign(home: Path, *extra: str) -> Path:
     """csr then sign (``extra`` options go to sign); the signed certificate's path."""
     assert pki("csr", "--role", "ocs", "--key-type", "ec-p256", "--home", home).exit_code == 0
     csr = home / "pki/requests/ocs1.example.com.csr"
-    result = pki("sign", "--ca", home / "pki/ca", "--csr", csr, *extra)
+    result = pki("sign", "--ca", lab_ca(home), "--csr", csr, *extra)
     assert result.exit_code == 0, result.output
     return csr.with_suffix(".pem")
 
@@ -78,12 +84,12 @@ def thumb_of(path: Path) -> str:
 
 
 def test_the_seed_procedure_end_to_end(home: Path) -> None:
-    created = pki("ca-create", "--cn", "Lab Root CA", "--home", home)
+    created = pki("ca-create", "--cn", "Lab Root CA", "--out", lab_ca(home))
     assert created.exit_code == 0, created.output
     assert created.output.startswith("created CA CN=Lab Root CA, thumbprint ")
-    assert stat.S_IMODE((home / "pki/ca/ca.key").stat().st_mode) == 0o600
+    assert stat.S_IMODE((lab_ca(home) / "ca.key").stat().st_mode) == 0o600
     assert (
-        pki("import", "--store", "trusted", home / "pki/ca/ca.pem", "--home", home).exit_code == 0
+        pki("import", "--store", "trusted", lab_ca(home) / "ca.pem", "--home", home).exit_code == 0
     )
 
     request = pki("csr", "--role", "ocs", "--home", home)
@@ -95,7 +101,7 @@ def test_the_seed_procedure_end_to_end(home: Path) -> None:
     key = home / "pki/requests/ocs1.example.com.key"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
 
-    signed = pki("sign", "--ca", home / "pki/ca", "--csr", key.with_suffix(".csr"))
+    signed = pki("sign", "--ca", lab_ca(home), "--csr", key.with_suffix(".csr"))
     assert "EKU Server Authentication, Client Authentication" in signed.output
     cert_path = key.with_suffix(".pem")
     thumb = thumb_of(cert_path)
@@ -288,7 +294,7 @@ def test_remove_refuses_the_selected_certificate(home: Path) -> None:
     assert pki("select", thumb, "--home", home).exit_code == 0
     line = one_error_line(pki("remove", "--store", "personal", thumb, "--home", home))
     assert line.startswith(f"THUMBPRINT: {thumb} is the selected certificate")
-    root = thumb_of(home / "pki/ca/ca.pem")
+    root = thumb_of(lab_ca(home) / "ca.pem")
     removed = pki("remove", "--store", "trusted", root, "--home", home)
     assert removed.output == f"removed {root} CN=Lab Root CA from the trusted store\n"
     untrusted = pki("validate", "--home", home)
@@ -319,12 +325,14 @@ def test_select_takes_the_certificate_by_its_file_so_no_thumbprint_is_copied(hom
     [
         (("validate",), "certificate: no certificate is selected for TLS"),
         (("select",), "THUMBPRINT: name the certificate by THUMBPRINT or by --file CERT"),
-        (("select", "ABCD"), "THUMBPRINT: 'ABCD' is not a certificate thumbprint"),
+        (("select", "ABC"), "THUMBPRINT: 'ABC' is not a certificate thumbprint"),
+        (("select", "ABCD"), "THUMBPRINT: no certificate ABCD in the personal store"),
         (
             ("select", "A" * 40),
             f"THUMBPRINT: no certificate {'A' * 40} in the personal store",
         ),
         (("ca-create", "--cn", "X"), "--out: no directory for the CA"),
+        (("ca-create", "--cn", "X", "--home", "."), "--out: the CA is not a node's; its private"),
     ],
 )
 def test_usage_errors_are_one_line_with_exit_2(
@@ -332,6 +340,17 @@ def test_usage_errors_are_one_line_with_exit_2(
 ) -> None:
     extra = () if arguments[0] == "ca-create" else ("--home", str(home))
     assert one_error_line(pki(*arguments, *extra)).startswith(expected)
+
+
+@pytest.mark.parametrize("inside", [".", "pki/ca", "lab-ca"])
+def test_ca_create_refuses_to_put_the_ca_key_in_a_nodes_home(home: Path, inside: str) -> None:
+    result = pki("ca-create", "--cn", "Lab Root CA", "--out", home / inside)
+    line = one_error_line(result)
+    assert result.exit_code == 2
+    assert line.startswith(f"--out: {home / inside} is inside the home of a node ({home})")
+    assert line.endswith("the CA's private key must stay off the nodes — give a directory "
+                         "outside it, e.g. --out lab-ca")  # fmt: skip
+    assert not list(home.rglob("ca.key"))
 
 
 def test_a_directory_that_is_not_a_home_is_refused(tmp_path: Path) -> None:
@@ -367,3 +386,67 @@ def test_real_processes(tmp_path: Path) -> None:
     assert listed.returncode == 0, listed.stderr
     certificates = json.loads(listed.stdout)["certificates"]
     assert [(c["store"], c["subject"]) for c in certificates] == [("trusted", "CN=Process CA")]
+
+
+def as_json(result: Result) -> Any:
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_the_seed_procedure_with_json_gives_scripts_every_path_and_thumbprint(
+    home: Path,
+) -> None:
+    created = as_json(pki("ca-create", "--cn", "Lab Root CA", "--out", lab_ca(home), "--json"))
+    assert created["ok"] is True
+    assert created["certificate"] == str(lab_ca(home) / "ca.pem")
+    trusted = as_json(pki("import", "--store", "trusted", created["certificate"], "--home", home,
+                          "--json"))  # fmt: skip
+    assert [c["thumbprint"] for c in trusted["certificates"]] == [created["thumbprint"]]
+    assert trusted["warnings"] == []
+    request = as_json(pki("csr", "--role", "OCS", "--key-type", "EC-P256", "--home", home,
+                          "--json"))  # fmt: skip
+    assert (request["cn"], request["sans"]) == ("ocs1.example.com", ["ocs1.example.com",
+                                                                    "example.com"])  # fmt: skip
+    signed = as_json(pki("sign", "--ca", lab_ca(home), "--csr", request["csr"], "--json"))
+    imported = as_json(pki("import", "--store", "personal", signed["certificate"], "--home", home,
+                           "--json"))  # fmt: skip
+    assert imported["thumbprint"] == signed["thumbprint"] == thumb_of(Path(signed["certificate"]))
+    assert imported["selectable"] is True
+    # A script (or a person) may give the first digits, as git takes a commit's.
+    selected = as_json(pki("select", signed["thumbprint"][:8].lower(), "--home", home, "--json"))
+    assert selected["thumbprint"] == signed["thumbprint"]
+    assert selected["apply"].startswith(f"intrafed service reload --home {home}")
+    assert (
+        json.loads(pki("list", "--json", "--home", home).output)["selected"]
+        == (signed["thumbprint"])
+    )
+
+
+def test_errors_under_json_are_one_json_object(home: Path) -> None:
+    result = pki("select", "ABCD", "--home", home, "--json")
+    assert result.exit_code == 2
+    assert json.loads(result.stdout) == {
+        "ok": False,
+        "error": "THUMBPRINT: no certificate ABCD in the personal store — see the thumbprints "
+        "with: intrafed pki list",
+    }
+    usage = pki("csr", "--role", "nope", "--home", home, "--json")
+    assert usage.exit_code == 2
+    error = json.loads(usage.stdout)
+    assert error["ok"] is False
+    assert "'nope' is not one of 'ocs', 'imp'" in error["error"]
+
+
+def test_a_certificate_failing_validation_under_json_reports_why(home: Path) -> None:
+    lab(home)
+    bad = home.parent / "server-only.pem"
+    issued = request_and_sign(home, "--server-only")
+    bad.write_bytes(issued.read_bytes())
+    imported = as_json(pki("import", "--store", "personal", bad, "--home", home, "--json"))
+    assert imported["selectable"] is False
+    refused = pki("select", imported["thumbprint"], "--home", home, "--json")
+    assert refused.exit_code == 1
+    answer = json.loads(refused.stdout)
+    assert answer["ok"] is False
+    assert answer["error"].endswith("cannot be selected: it fails validation")
+    assert "eku" in [finding["rule"] for finding in answer["report"]["findings"]]

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
+import pty
+import select
+import signal
+import subprocess
 import sys
+import termios
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
@@ -15,7 +21,8 @@ from click.testing import CliRunner
 
 from intrafed.cli import main
 from intrafed.sip.pidf import PresenceState
-from intrafed.ua import MessageReceived, UserAgent
+from intrafed.ua import MessageReceived, SipError, UserAgent
+from tests.integration.federation import build_partitions, running_partitions
 from tests.ua.nodes import NODE_NAME, PASSWORDS, LabNode, lab_node
 
 CLI_IP, BOB_IP = "127.0.0.90", "127.0.0.91"
@@ -28,22 +35,32 @@ class Run:
         self.code, self.stdout, self.stderr = code, stdout, stderr
 
 
-async def intrafed_ua(*arguments: str, password: str | None = None) -> Run:
-    """Run ``python -m intrafed ua ARGUMENTS`` (password through INTRAFED_PASSWORD)."""
+def ua_environment(password: str | None) -> dict[str, str]:
+    """This environment with INTRAFED_PASSWORD set to ``password`` (or left out)."""
     environment = {k: v for k, v in os.environ.items() if k != "INTRAFED_PASSWORD"}
     if password is not None:
         environment["INTRAFED_PASSWORD"] = password
+    return environment
+
+
+async def intrafed_ua(
+    *arguments: str, password: str | None = None, stdin: str | None = None
+) -> Run:
+    """Run ``python -m intrafed ua ARGUMENTS`` (password through INTRAFED_PASSWORD; ``stdin``
+    its standard input)."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "intrafed",
         "ua",
         *arguments,
+        stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env=environment,
+        env=ua_environment(password),
     )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
+    communicated = process.communicate((stdin or "").encode())
+    stdout, stderr = await asyncio.wait_for(communicated, 30)
     return Run(process.returncode or 0, stdout.decode(), stderr.decode())
 
 
@@ -94,9 +111,9 @@ def test_message_over_tls_with_register_reaches_the_registered_user(tmp_path: Pa
             host, port = node.tls
             run = await intrafed_ua(
                 "message", "--register", "bob@example.com", "hello from the command line",
-                "--user", "alice@example.com", "--password", PASSWORDS["alice"],
+                "--user", "alice@example.com", "--password-file", "-",
                 "--transport", "tls", "--node", NODE_NAME, "--ip", host, "--port", str(port),
-                "--ca", str(node.ca_file), "--source-ip", CLI_IP,
+                "--ca", str(node.ca_file), "--source-ip", CLI_IP, stdin=PASSWORDS["alice"] + "\n",
             )  # fmt: skip
             return run, await bob.next_event(MessageReceived)
 
@@ -153,6 +170,7 @@ USER = ["--user", "a@example.com"]
         ([*USER, "--server", "127.0.0.2:5060", "--ip", "127.0.0.2"], "not both"),
         ([*USER, "--ip", "imp1.example.com"], "--ip 'imp1.example.com': expected an IP"),
         ([*USER, "--ip", "127.0.0.2", "--transport", "tls"], "--node: TLS verifies"),
+        ([*USER, "--server", "127.0.0.2:5063", "--transport", "TLS"], "--node: TLS verifies"),
     ],
 )
 def test_bad_usage_exits_2_with_one_line_naming_the_option(
@@ -195,9 +213,8 @@ def test_watch_prints_one_json_object_per_notify_until_count(tmp_path: Path) -> 
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "intrafed", "ua", "watch", "alice@example.com",
                 "--server", f"{host}:{port}", "--user", "bob@example.com",
-                "--password", PASSWORDS["bob"], "--source-ip", CLI_IP,
-                "--count", "2", "--timeout", "20", "--json",
-                stdout=asyncio.subprocess.PIPE,
+                "--source-ip", CLI_IP, "--count", "2", "--timeout", "20", "--json",
+                stdout=asyncio.subprocess.PIPE, env=ua_environment(PASSWORDS["bob"]),
             )  # fmt: skip
             assert process.stdout is not None
             first = json.loads(await asyncio.wait_for(process.stdout.readline(), 20))
@@ -224,3 +241,170 @@ def test_watch_that_sees_fewer_notifications_than_count_exits_1(tmp_path: Path) 
     assert run.code == 1
     assert run.stdout.startswith("alice@example.com: Offline [active")
     assert run.stderr == "intrafed ua watch: 1 of 2 notifications within 1.0 s\n"
+
+
+async def message_to(node: LabNode, to: str) -> int:
+    """The final status of a MESSAGE from alice to ``to``."""
+    async with UserAgent(node.settings("alice", "127.0.0.94")) as alice:
+        try:
+            return (await alice.message(to, "are you there?")).status
+        except SipError as exc:
+            return exc.status
+
+
+def test_register_leaves_no_binding_behind_when_the_command_ends(tmp_path: Path) -> None:
+    async def scenario(node: LabNode) -> tuple[Run, int]:
+        run = await intrafed_ua("register", *tcp(node, "bob"), password=PASSWORDS["bob"])
+        return run, await message_to(node, "bob@example.com")
+
+    run, status = with_node(tmp_path, scenario)
+    assert run.code == 0, run.stderr
+    # Not 500 "connection refused" toward the contact of a connection that is gone.
+    assert status == 480
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_a_stopped_watch_removes_its_registration(tmp_path: Path, stop: signal.Signals) -> None:
+    async def scenario(node: LabNode) -> tuple[int, int, int]:
+        host, port = node.tcp
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "intrafed", "ua", "watch", "alice@example.com", "--register",
+            "--server", f"{host}:{port}", "--user", "bob@example.com", "--source-ip", CLI_IP,
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            env=ua_environment(PASSWORDS["bob"]),
+        )  # fmt: skip
+        assert process.stdout is not None
+        await asyncio.wait_for(process.stdout.readline(), 20)  # REGISTER ...: 200 OK
+        await asyncio.wait_for(process.stdout.readline(), 20)  # alice's first NOTIFY
+        while_running = await message_to(node, "bob@example.com")
+        process.send_signal(stop)
+        code = await asyncio.wait_for(process.wait(), 20)
+        return code, while_running, await message_to(node, "bob@example.com")
+
+    code, while_running, after = with_node(tmp_path, scenario)
+    assert (code, while_running, after) == (0, 200, 480)
+
+
+def test_tls_without_port_uses_the_client_tls_port_and_takes_any_case(tmp_path: Path) -> None:
+    async def scenario() -> Run:
+        async with lab_node(tmp_path, tls_port=5062) as node:
+            return await intrafed_ua(
+                "options", "--transport", "TLS", "--node", NODE_NAME, "--ip", node.tls[0],
+                "--ca", str(node.ca_file), "--user", "alice@example.com", "--source-ip", CLI_IP,
+                "--json", password=PASSWORDS["alice"],
+            )  # fmt: skip
+
+    run = asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert run.code == 0, run.stdout + run.stderr
+    assert json.loads(run.stdout)["status"] == 200
+
+
+def test_a_subscription_across_the_partitions_without_register_fails_in_bounded_time(
+    tmp_path: Path,
+) -> None:
+    """bob on ocs1 watches alice on imp1 over TLS without registering: the NOTIFY from the
+    other partition cannot reach him, and the command says so instead of waiting on."""
+    deployment = build_partitions(tmp_path, "127.0.0.95", "127.0.0.96")
+
+    async def scenario() -> list[Run]:
+        async with running_partitions(deployment) as partitions:
+            host, port = partitions.ocs_listeners["TLS"]
+            where = [
+                "--transport", "tls", "--node", deployment.ocs.fqdn, "--ip", host,
+                "--port", str(port), "--ca", str(deployment.ca_certificate),
+                "--user", "bob@example.com", "--source-ip", CLI_IP, "--request-timeout", "1",
+            ]  # fmt: skip
+            password = deployment.password("bob@example.com")
+            return [
+                await intrafed_ua(*command, "alice@example.com", *where, password=password)
+                for command in (["subscribe"], ["watch", "--count", "1"])
+            ]
+
+    runs = asyncio.run(asyncio.wait_for(scenario(), 60))
+    for command, run in zip(("subscribe", "watch"), runs, strict=True):
+        assert run.code == 1
+        [line] = run.stderr.splitlines()
+        assert line.startswith(f"intrafed ua {command}: no NOTIFY for alice@example.com from ")
+        assert line.endswith("add --register")
+
+
+def test_a_password_on_the_command_line_is_refused_naming_the_safe_ways() -> None:
+    result = CliRunner().invoke(
+        main,
+        ["ua", "options", "--server", "127.0.0.92:9", "--user", "a@x.com", "--password", "x"],
+    )
+    assert result.exit_code == 2
+    assert "visible to every user" in result.output
+    assert "--password-file FILE or the INTRAFED_PASSWORD" in result.output
+
+
+def test_password_file_gives_the_password(tmp_path: Path) -> None:
+    secret = tmp_path / "alice.password"
+    secret.write_text(PASSWORDS["alice"] + "\n")
+
+    async def scenario(node: LabNode) -> Run:
+        return await intrafed_ua("register", *tcp(node), "--password-file", str(secret))
+
+    run = with_node(tmp_path, scenario)
+    assert run.code == 0, run.stderr
+
+
+def test_usage_errors_under_json_are_one_json_object() -> None:
+    result = CliRunner().invoke(
+        main, ["ua", "options", "--json", "--server", "nowhere", "--user", "a@example.com"]
+    )
+    assert result.exit_code == 2
+    assert json.loads(result.output) == {
+        "ok": False,
+        "error": "--server 'nowhere': expected HOST:PORT, e.g. 127.0.0.2:5060",
+    }
+
+
+def on_a_terminal(arguments: list[str], answer: str) -> tuple[int, str]:
+    """Run ``intrafed ua ARGUMENTS`` on a pseudo-terminal (its controlling terminal, as a
+    shell gives), type ``answer`` at the password prompt; its exit status and output."""
+    primary, secondary = pty.openpty()
+
+    def take_terminal() -> None:
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "intrafed", "ua", *arguments],
+        stdin=secondary, stdout=secondary, stderr=secondary,
+        env=ua_environment(None), start_new_session=True, preexec_fn=take_terminal,
+    )  # fmt: skip
+    os.close(secondary)
+    output, answered = b"", False
+    try:
+        for _ in range(400):  # bounded: 400 reads of at most 0.1 s
+            ready, _, _ = select.select([primary], [], [], 0.1)
+            if ready:
+                try:
+                    chunk = os.read(primary, 4096)
+                except OSError:  # the process ended and closed the terminal
+                    break
+                if not chunk:
+                    break
+                output += chunk
+            if not answered and b"Password" in output:
+                os.write(primary, answer.encode() + b"\n")
+                answered = True
+            if process.poll() is not None and not ready:
+                break
+        return process.wait(timeout=10), output.decode(errors="replace")
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.close(primary)
+
+
+def test_the_password_is_asked_for_on_a_terminal_and_not_echoed(tmp_path: Path) -> None:
+    async def scenario(node: LabNode) -> tuple[int, str]:
+        arguments = ["register", *tcp(node)]
+        return await asyncio.to_thread(on_a_terminal, arguments, PASSWORDS["alice"])
+
+    code, output = with_node(tmp_path, scenario)
+    assert code == 0, output
+    assert "Password (empty for none): " in output
+    assert PASSWORDS["alice"] not in output
+    assert "REGISTER alice@example.com at <sip:alice@" in output

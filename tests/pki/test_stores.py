@@ -18,6 +18,7 @@ from intrafed.pki import (
     KeyType,
     PkiError,
     StoreName,
+    make_host_csr,
     read_bundle,
     thumbprint,
     write_request,
@@ -207,9 +208,46 @@ def test_thumbprints_typed_by_hand(typed: str) -> None:
     assert normalize_thumbprint(typed) == "A1B2C3D4E5F60718293A4B5C6D7E8F9012345678"
 
 
-def test_a_thumbprint_must_be_40_hex_digits() -> None:
+@pytest.mark.parametrize("typed", ["A1B", "A1B2G", "A" * 41])
+def test_a_thumbprint_is_4_to_40_hex_digits(typed: str) -> None:
     with pytest.raises(PkiError, match="is not a certificate thumbprint"):
-        normalize_thumbprint("A1B2")
+        normalize_thumbprint(typed)
+
+
+def same_start(cas: Cas, digits: int = 4, attempts: int = 20_000) -> tuple[str, Issued, Issued]:
+    """Two certificates whose thumbprints begin with the same ``digits`` (signing one
+    request again and again: each has its own serial number, so its own thumbprint)."""
+    first = issue(cas.lab, OCS)
+    csr = make_host_csr("ocs1.example.com", first.key, dns_names=["ocs1.example.com"])
+    seen: dict[str, Issued] = {}
+    for _ in range(attempts):
+        issued = Issued(cas.lab.sign(csr), first.key)
+        start = thumbprint(issued.certificate)[:digits]
+        if start in seen:
+            return start, seen[start], issued
+        seen[start] = issued
+    raise AssertionError(f"no two of {attempts} thumbprints share {digits} digits")
+
+
+def test_a_thumbprint_may_be_shortened_to_a_unique_start(
+    stores: CertificateStores, cas: Cas
+) -> None:
+    start, one, other = same_start(cas)
+    for issued in (one, other):
+        bundle = read_bundle(pfx(issued, cas), "p.pfx", PASSWORD)
+        stores.add_personal(bundle, "p.pfx")
+    whole = [thumbprint(one.certificate), thumbprint(other.certificate)]
+    with pytest.raises(PkiError) as ambiguous:
+        stores.get(StoreName.PERSONAL, start.lower())
+    assert str(ambiguous.value) == (
+        f"THUMBPRINT: {start} is the start of 2 thumbprints in the personal store: "
+        f"{', '.join(sorted(whole))} — give more digits"
+    )
+    for full in whole:
+        unique = next(full[:n] for n in range(5, 41) if not any(
+            other_full.startswith(full[:n]) for other_full in whole if other_full != full
+        ))  # fmt: skip
+        assert stores.get(StoreName.PERSONAL, unique).thumbprint == full
 
 
 def test_a_password_for_a_plain_key_is_ignored(cas: Cas) -> None:

@@ -74,8 +74,11 @@ class LabNode:
 
 
 @contextlib.asynccontextmanager
-async def lab_node(workdir: Path, *, md5_only: tuple[str, ...] = ()) -> AsyncIterator[LabNode]:
-    """A running node hosting alice, bob and carol on example.com (TCP and TLS)."""
+async def lab_node(
+    workdir: Path, *, md5_only: tuple[str, ...] = (), tls_port: int = 0
+) -> AsyncIterator[LabNode]:
+    """A running node hosting alice, bob and carol on example.com (TCP, and TLS on
+    ``tls_port``, any free one by default)."""
     ca = make_ca("intrafed ua test CA")
     ca_file = workdir / "ca.pem"
     ca_file.write_bytes(ca_pem(ca))
@@ -83,7 +86,7 @@ async def lab_node(workdir: Path, *, md5_only: tuple[str, ...] = ()) -> AsyncIte
     settings = NodeSettings(
         name=NODE_NAME,
         address=NODE_IP,
-        listeners=(ListenerSpec(NODE_IP, "TCP", 0), ListenerSpec(NODE_IP, "TLS", 0)),
+        listeners=(ListenerSpec(NODE_IP, "TCP", 0), ListenerSpec(NODE_IP, "TLS", tls_port)),
         domains=frozenset({"example.com"}),
         users=frozenset(f"{user}@example.com" for user in PASSWORDS),
         credentials={

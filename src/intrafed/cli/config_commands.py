@@ -1,7 +1,8 @@
 """``intrafed init`` and ``intrafed config …``: the node's settings, in the seed's words.
 
 Each command is a thin layer over ``intrafed.config.edits`` and ``ConfigStore.stage``:
-edits change the staged configuration and ``intrafed service restart`` applies them. A
+edits change the staged configuration and ``intrafed service reload`` applies them (``restart``
+for listeners). A
 refusal prints the one-line ``ConfigError`` on standard error and exits with status 2.
 """
 
@@ -16,9 +17,16 @@ from typing import IO, Any, TypeVar
 
 import click
 
-from intrafed.cli.common import home_option, load_staged
+from intrafed.cli.common import done, home_option, json_option, load_staged
 from intrafed.config import edits
-from intrafed.config.document import as_table, changes, from_toml, to_document, to_toml
+from intrafed.config.document import (
+    apply_command,
+    as_table,
+    changes,
+    from_toml,
+    to_document,
+    to_toml,
+)
 from intrafed.config.model import (
     AclEntry,
     ConfigError,
@@ -36,7 +44,6 @@ from intrafed.config.model import (
 from intrafed.store import ConfigStore, StagedEdit
 
 _F = TypeVar("_F", bound=Callable[..., Any])
-_STAGED = "staged; apply with intrafed service restart"
 
 
 def _as_json(function: _F) -> _F:
@@ -54,7 +61,16 @@ def _stage(home: Path, edit: StagedEdit, done: str | Callable[[NodeConfig], str]
     """Apply ``edit`` to the staged configuration and say what was ``done``."""
     with ConfigStore.open(home) as store:
         config = store.stage(edit)
-    click.echo(f"{done if isinstance(done, str) else done(config)} ({_STAGED})")
+        staged = _staged_note(store, home)
+    click.echo(f"{done if isinstance(done, str) else done(config)} ({staged})")
+
+
+def _staged_note(store: ConfigStore, home: Path) -> str:
+    """What applies the staged configuration: reload, or restart for listeners."""
+    command = apply_command(store.load("running"), store.load("staged"))
+    if command is None:
+        return "staged; the same as the running configuration"
+    return f"staged; apply with intrafed service {command} --home {home}"
 
 
 def _one_host(fqdn: str | None, ip: str | None) -> str:
@@ -170,7 +186,7 @@ def _listeners_text(config: NodeConfig) -> str:
 @home_option()
 @click.option(
     "--role",
-    type=click.Choice([role.value for role in Role]),
+    type=click.Choice([role.value for role in Role], case_sensitive=False),
     required=True,
     help="ocs: an OCS Standard Edition server or Enterprise Edition front end; "
     "imp: an IM and Presence node.",
@@ -179,7 +195,7 @@ def _listeners_text(config: NodeConfig) -> str:
 @click.option("--ip", required=True, help="The address the node listens and connects from.")
 @click.option(
     "--edition",
-    type=click.Choice([edition.value for edition in Edition]),
+    type=click.Choice([edition.value for edition in Edition], case_sensitive=False),
     help="ocs only: standard (one server) or enterprise (a front end of a pool); "
     "role ocs defaults to standard.",
 )
@@ -192,6 +208,7 @@ def _listeners_text(config: NodeConfig) -> str:
     show_default="sqlite:///HOME/intrafed.db",
     help="The configuration store: sqlite:///PATH (PostgreSQL comes with the Enterprise pool).",
 )
+@json_option()
 def init_command(
     home: Path,
     role: str,
@@ -200,16 +217,18 @@ def init_command(
     edition: str | None,
     pool_fqdn: str | None,
     db_url: str | None,
+    as_json: bool,
 ) -> None:
     """Make HOME the home of a new ocs or imp node, with no settings yet."""
     identity = NodeIdentity(Role(role), fqdn, ip, Edition(edition) if edition else None, pool_fqdn)
     with ConfigStore.create(home, identity, db_url) as store:
         path = store.path
     kind = f", {identity.edition.value} edition" if identity.edition else ""
-    click.echo(
+    result = {"home": str(home), "store": str(path), "node": as_table(identity)}
+    done(as_json, result, [
         f"initialized {identity.role.value} node {identity.fqdn} ({identity.ip}{kind}) "
         f"in {home}; store {path}"
-    )
+    ])  # fmt: skip
 
 
 # ``intrafed config …``
@@ -217,7 +236,7 @@ def init_command(
 
 @click.group("config", context_settings={"show_default": True})
 def config_group() -> None:
-    """Edit the staged configuration (applied by intrafed service restart)."""
+    """Edit the staged configuration (applied by intrafed service reload or restart)."""
 
 
 @config_group.group("domain")
@@ -561,7 +580,9 @@ def acl_list(home: Path, as_json: bool) -> None:
 
 @config_group.command("routing-mode")
 @home_option()
-@click.argument("mode", type=click.Choice([mode.value for mode in RoutingMode]))
+@click.argument(
+    "mode", type=click.Choice([mode.value for mode in RoutingMode], case_sensitive=False)
+)
 def routing_mode(home: Path, mode: str) -> None:
     """IM&P: basic forwards every same-domain user not homed here; advanced only known ones."""
     _stage(home, lambda c: edits.set_routing_mode(c, RoutingMode(mode)), f"routing mode: {mode}")
@@ -817,7 +838,7 @@ def digest(home: Path, algorithms: tuple[str, ...]) -> None:
 
 @config_group.command("fips")
 @home_option()
-@click.argument("state", type=click.Choice(["on", "off"]))
+@click.argument("state", type=click.Choice(["on", "off"], case_sensitive=False))
 def fips(home: Path, state: str) -> None:
     """The FIPS-approved-algorithms policy: on means TLS 1.2+ and approved suites only."""
     _stage(home, lambda c: edits.set_fips(c, state == "on"), f"FIPS policy: {state}")
@@ -832,10 +853,11 @@ def fips(home: Path, state: str) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the document as JSON.")
 def show(home: Path, staged: bool, as_json: bool) -> None:
-    """Show the configuration, and what a restart would change."""
+    """Show the configuration, and what a reload or restart would change."""
     with ConfigStore.open(home) as store:
         config = store.load("staged" if staged else "running")
         pending = store.pending_changes()
+        command = apply_command(store.load("running"), store.load("staged"))
     if as_json:
         click.echo(json.dumps(to_document(config), indent=2))
         return
@@ -870,9 +892,9 @@ def show(home: Path, staged: bool, as_json: bool) -> None:
         click.echo(f"{title}:")
         _echo_table(headers, rows, indent="  ")
     if pending:
-        click.echo(f"restart pending: {'; '.join(pending)}")
+        click.echo(f"{command} pending: {'; '.join(pending)}")
     else:
-        click.echo("no restart pending")
+        click.echo("no reload or restart pending")
 
 
 @config_group.command("export")
@@ -913,5 +935,6 @@ def import_(home: Path, source: IO[bytes]) -> None:
     with ConfigStore.open(home) as store:
         before = store.load("staged")
         store.replace_staged(config)
+        staged = _staged_note(store, home)
     difference = changes(before, config)
-    click.echo(f"imported: {'; '.join(difference) or 'no change'} ({_STAGED})")
+    click.echo(f"imported: {'; '.join(difference) or 'no change'} ({staged})")

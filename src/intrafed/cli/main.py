@@ -1,35 +1,74 @@
-"""Entry point: the command group."""
+"""Entry point: the command group. Each command's module is imported only when that command
+runs, so ``intrafed --help`` and tab completion stay quick."""
 
 from __future__ import annotations
 
 import click
 
 from intrafed import __version__
-from intrafed.cli.check_commands import check_command, probe_command
-from intrafed.cli.common import IntrafedGroup
-from intrafed.cli.config_commands import config_group, init_command
-from intrafed.cli.demo_commands import demo_command
-from intrafed.cli.pki_commands import pki_group
-from intrafed.cli.route_commands import route_group
-from intrafed.cli.service_commands import serve_command, service_group
-from intrafed.cli.sip_commands import sip_group
-from intrafed.cli.ua_commands import ua_group
+from intrafed.cli.common import IntrafedGroup, LazyCommand
+
+COMMANDS = (
+    LazyCommand(
+        "demo",
+        "intrafed.cli.demo_commands:demo_command",
+        "Run imp1.example.com (alice) and ocs1.example.com (bob) on loopback, federated as "
+        "the seed configures them, and show presence, pager and session IM crossing over.",
+    ),
+    LazyCommand("sip", "intrafed.cli.sip_commands:sip_group", "Work with SIP messages."),
+    LazyCommand(
+        "init",
+        "intrafed.cli.config_commands:init_command",
+        "Make HOME the home of a new ocs or imp node, with no settings yet.",
+    ),
+    LazyCommand(
+        "config",
+        "intrafed.cli.config_commands:config_group",
+        "Edit the staged configuration (applied by intrafed service reload or restart).",
+    ),
+    LazyCommand(
+        "pki",
+        "intrafed.cli.pki_commands:pki_group",
+        "Certificate authority, CSRs, certificate stores, validation and selection.",
+    ),
+    LazyCommand(
+        "route", "intrafed.cli.route_commands:route_group", "Routing decisions of the node."
+    ),
+    LazyCommand(
+        "service",
+        "intrafed.cli.service_commands:service_group",
+        "Start, stop, restart and reload the node in the background; show its status.",
+    ),
+    LazyCommand(
+        "serve",
+        "intrafed.cli.service_commands:serve_command",
+        "Run the node in the foreground with the staged configuration (which becomes the "
+        "running one).",
+    ),
+    LazyCommand(
+        "check",
+        "intrafed.cli.check_commands:check_command",
+        "Validate the seed's task list on one node, or across the deployment with --peer.",
+    ),
+    LazyCommand(
+        "probe",
+        "intrafed.cli.check_commands:probe_command",
+        "Live checks from this node: its listeners, and for each static route name "
+        "resolution, TCP, the TLS handshake with our certificate and an OPTIONS round trip.",
+    ),
+    LazyCommand(
+        "ua",
+        "intrafed.cli.ua_commands:ua_group",
+        "A small SIP client: one user over one TCP or TLS connection to its home node.",
+    ),
+)
 
 
-@click.group(cls=IntrafedGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=IntrafedGroup,
+    lazy_commands=COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(__version__, prog_name="intrafed")
 def main() -> None:
     """intrafed: partitioned intradomain SIP federation (OCS and IM and Presence sides)."""
-
-
-main.add_command(demo_command)
-main.add_command(sip_group)
-main.add_command(init_command)
-main.add_command(config_group)
-main.add_command(pki_group)
-main.add_command(route_group)
-main.add_command(service_group)
-main.add_command(serve_command)
-main.add_command(check_command)
-main.add_command(probe_command)
-main.add_command(ua_group)

@@ -15,7 +15,7 @@ from typing import Any, ParamSpec, TypeVar
 import click
 from cryptography import x509
 
-from intrafed.cli.common import fail, home_option, load_staged
+from intrafed.cli.common import done, fail, home_option, json_option, load_staged
 from intrafed.config.model import Edition, Role
 from intrafed.pki import (
     CertificateAuthority,
@@ -40,12 +40,13 @@ from intrafed.pki.certificates import (
     subject_text,
 )
 from intrafed.pki.files import write_public
+from intrafed.store import home_containing
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_KEY_TYPES = click.Choice([key_type.value for key_type in KeyType])
-_STORES = click.Choice([store.value for store in StoreName])
+_KEY_TYPES = click.Choice([key_type.value for key_type in KeyType], case_sensitive=False)
+_STORES = click.Choice([store.value for store in StoreName], case_sensitive=False)
 
 
 def _stores(home: Path) -> CertificateStores:
@@ -73,6 +74,9 @@ def _print_report(report: Report) -> None:
         click.echo(line)
 
 
+_JSON = json_option("Print one JSON object instead of text.")
+
+
 @click.group("pki")
 def pki_group() -> None:
     """Certificate authority, CSRs, certificate stores, validation and selection."""
@@ -97,39 +101,59 @@ def pki_group() -> None:
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Directory for ca.pem and ca.key.  [default: HOME/pki/ca]",
+    help="Directory for ca.pem and ca.key, outside every node's home.",
 )
-@home_option(required=False)
+@click.option("--home", "node_home", hidden=True, type=click.Path(path_type=Path))
+@_JSON
 def ca_create_command(
-    cn: str, days: int, key_type: str, out: Path | None, home: Path | None
+    cn: str, days: int, key_type: str, out: Path | None, node_home: Path | None, as_json: bool
 ) -> None:
-    """Create a CA (key and self-signed root) for labs and tests."""
+    """Create a CA (key and self-signed root) for labs and tests.
+
+    Its private key signs every node's certificate: keep it off the nodes (a node's home
+    is refused).
+    """
     if out is None:
-        if home is None:
-            fail("--out: no directory for the CA — give --out DIR, or --home DIR for HOME/pki/ca")
-        out = _stores(home).ca_dir
+        where = "no directory for the CA" if node_home is None else "the CA is not a node's"
+        fail(
+            f"--out: {where}; its private key must stay off the nodes — give --out DIR "
+            "outside every node's home, e.g. --out lab-ca"
+        )
+    node_home = home_containing(out)
+    if node_home is not None:
+        fail(
+            f"--out: {out} is inside the home of a node ({node_home}); the CA's private key "
+            "must stay off the nodes — give a directory outside it, e.g. --out lab-ca"
+        )
     ca = CertificateAuthority.create(cn, days=days, key_type=KeyType(key_type))
     cert_path, key_path = ca.save(out)
     certificate = ca.certificate
-    click.echo(
+    result = {
+        "thumbprint": thumbprint(certificate),
+        "subject": subject_text(certificate),
+        "not_after": certificate.not_valid_after_utc.isoformat(),
+        "certificate": str(cert_path),
+        "private_key": str(key_path),
+    }
+    done(as_json, result, [
         f"created CA {subject_text(certificate)}, thumbprint {thumbprint(certificate)}, "
-        f"valid until {_date(certificate.not_valid_after_utc)}"
-    )
-    click.echo(f"  certificate  {cert_path}")
-    click.echo(f"  private key  {key_path} (mode 0600; keep it off the nodes)")
-    click.echo(f"next: on every node, intrafed pki import --store trusted {cert_path} --home HOME")
+        f"valid until {_date(certificate.not_valid_after_utc)}",
+        f"  certificate  {cert_path}",
+        f"  private key  {key_path} (mode 0600; keep it off the nodes)",
+        f"next: on every node, intrafed pki import --store trusted {cert_path} --home HOME",
+    ])  # fmt: skip
 
 
 @pki_group.command("csr")
 @click.option(
     "--role",
-    type=click.Choice([role.value for role in Role]),
+    type=click.Choice([role.value for role in Role], case_sensitive=False),
     required=True,
     help="The node's role; it must match the home.",
 )
 @click.option(
     "--edition",
-    type=click.Choice([edition.value for edition in Edition]),
+    type=click.Choice([edition.value for edition in Edition], case_sensitive=False),
     help="OCS only: standard (CN = server FQDN) or enterprise (CN = pool FQDN).  "
     "[default: the home's]",
 )
@@ -142,7 +166,10 @@ def ca_create_command(
 )
 @click.option("--replace", is_flag=True, help="Replace a pending request (its key is lost).")
 @home_option()
-def csr_command(role: str, edition: str | None, key_type: str, replace: bool, home: Path) -> None:
+@_JSON
+def csr_command(
+    role: str, edition: str | None, key_type: str, replace: bool, home: Path, as_json: bool
+) -> None:
     """Make a key and a CSR named as the seed says, in HOME/pki/requests."""
     config = load_staged(home)
     check_request(config.identity, Role(role), Edition(edition) if edition else None)
@@ -153,20 +180,29 @@ def csr_command(role: str, edition: str | None, key_type: str, replace: bool, ho
         key_type=KeyType(key_type),
         replace=replace,
     )
-    click.echo(f"request for CN={files.cn}")
-    click.echo(f"  SAN          {', '.join(f'DNS:{name}' for name in files.sans)}")
-    click.echo("  EKU          Server Authentication, Client Authentication (requested)")
-    click.echo(f"  request      {files.csr}")
-    click.echo(f"  private key  {files.key} (mode 0600; it stays here)")
+    warnings = []
     if not config.domains:
-        click.echo(
-            "warning: no SIP domains configured, so the SAN lacks them — "
+        warnings.append(
+            "no SIP domains configured, so the SAN lacks them — "
             "add them (intrafed config domain add DOMAIN) and run csr again with --replace"
         )
-    click.echo(
+    result = {
+        "cn": files.cn,
+        "sans": list(files.sans),
+        "csr": str(files.csr),
+        "private_key": str(files.key),
+        "warnings": warnings,
+    }
+    done(as_json, result, [
+        f"request for CN={files.cn}",
+        f"  SAN          {', '.join(f'DNS:{name}' for name in files.sans)}",
+        "  EKU          Server Authentication, Client Authentication (requested)",
+        f"  request      {files.csr}",
+        f"  private key  {files.key} (mode 0600; it stays here)",
+        *(f"warning: {warning}" for warning in warnings),
         "next: have the CA sign it with Server and Client Authentication, then "
-        f"intrafed pki import --store personal CERT --home {home}"
-    )
+        f"intrafed pki import --store personal CERT --home {home}",
+    ])  # fmt: skip
 
 
 @pki_group.command("sign")
@@ -201,8 +237,9 @@ def csr_command(role: str, edition: str | None, key_type: str, replace: bool, ho
     type=click.Path(dir_okay=False, path_type=Path),
     help="Where to write the certificate.  [default: the CSR's path with .pem]",
 )
+@_JSON
 def sign_command(
-    ca_dir: Path, csr_path: Path, days: int, server_only: bool, out: Path | None
+    ca_dir: Path, csr_path: Path, days: int, server_only: bool, out: Path | None, as_json: bool
 ) -> None:
     """Sign a CSR with Server and Client Authentication EKU."""
     ca = CertificateAuthority.load(ca_dir)
@@ -210,12 +247,19 @@ def sign_command(
     certificate = ca.sign(csr, days=days, server_only=server_only)
     out = out if out is not None else csr_path.with_suffix(".pem")
     write_public(out, certificates_pem([certificate]))
-    click.echo(
+    result = {
+        "thumbprint": thumbprint(certificate),
+        "subject": subject_text(certificate),
+        "not_after": certificate.not_valid_after_utc.isoformat(),
+        "eku": _eku_text(certificate),
+        "certificate": str(out),
+    }
+    done(as_json, result, [
         f"signed {subject_text(certificate)} until {_date(certificate.not_valid_after_utc)}, "
-        f"EKU {_eku_text(certificate)}"
-    )
-    click.echo(f"  certificate  {out} (thumbprint {thumbprint(certificate)})")
-    click.echo("next: intrafed pki import --store personal CERT --home HOME on the node")
+        f"EKU {_eku_text(certificate)}",
+        f"  certificate  {out} (thumbprint {thumbprint(certificate)})",
+        "next: intrafed pki import --store personal CERT --home HOME on the node",
+    ])  # fmt: skip
 
 
 @pki_group.command("import")
@@ -234,8 +278,14 @@ def sign_command(
     help="A file holding the .pfx export password (or the key's).",
 )
 @home_option()
+@_JSON
 def import_command(
-    store_name: str, file: Path, key_path: Path | None, password_file: Path | None, home: Path
+    store_name: str,
+    file: Path,
+    key_path: Path | None,
+    password_file: Path | None,
+    home: Path,
+    as_json: bool,
 ) -> None:
     """Import a certificate (PEM, DER, PKCS#7 .p7b or PKCS#12 .pfx/.p12).
 
@@ -247,35 +297,55 @@ def import_command(
     password = _password(password_file)
     bundle = read_bundle(file.read_bytes(), str(file), password)
     if StoreName(store_name) is StoreName.TRUSTED:
+        lines: list[str] = []
+        entries: list[dict[str, str]] = []
+        warnings: list[str] = []
         for stored in stores.add_trusted(bundle):
             certificate = stored.certificate
-            click.echo(
+            entries.append({
+                "thumbprint": stored.thumbprint,
+                "subject": subject_text(certificate),
+                "not_after": certificate.not_valid_after_utc.isoformat(),
+            })  # fmt: skip
+            lines.append(
                 f"imported into trusted: {stored.thumbprint} {subject_text(certificate)}, "
                 f"valid until {_date(certificate.not_valid_after_utc)}"
             )
             if not _is_ca(certificate):
-                click.echo(
-                    f"warning: {stored.thumbprint} is not a CA certificate; it can only "
+                warnings.append(
+                    f"{stored.thumbprint} is not a CA certificate; it can only "
                     "vouch for itself — import the root CA that signed it"
                 )
+                lines.append(f"warning: {warnings[-1]}")
         if bundle.key is not None:
-            click.echo(f"note: the private key in {file} was not stored (a root needs none)")
+            lines.append(f"note: the private key in {file} was not stored (a root needs none)")
+        done(as_json, {"store": "trusted", "certificates": entries, "warnings": warnings}, lines)
         return
     key = read_private_key(key_path.read_bytes(), str(key_path), password) if key_path else None
     imported = stores.add_personal(bundle, str(file), key)
     stored = imported.stored
-    click.echo(
+    lines = [
         f"imported into personal: {stored.thumbprint} {subject_text(stored.certificate)}, "
         f"valid until {_date(stored.certificate.not_valid_after_utc)}"
-    )
+    ]
     if imported.request_key is not None:
-        click.echo(f"  private key from the pending request {imported.request_key.name}")
+        lines.append(f"  private key from the pending request {imported.request_key.name}")
     report = stores.validate(stored.thumbprint, config.identity)
-    _print_report(report)
+    lines += report.lines()
     if report.ok:
-        click.echo(f"next: intrafed pki select {stored.thumbprint} --home {home}")
+        lines.append(f"next: intrafed pki select {stored.thumbprint} --home {home}")
     else:
-        click.echo("it cannot be selected until these errors are fixed")
+        lines.append("it cannot be selected until these errors are fixed")
+    result = {
+        "store": "personal",
+        "thumbprint": stored.thumbprint,
+        "subject": subject_text(stored.certificate),
+        "not_after": stored.certificate.not_valid_after_utc.isoformat(),
+        "request_key": str(imported.request_key) if imported.request_key else None,
+        "selectable": report.ok,
+        "report": report.to_json(),
+    }
+    done(as_json, result, lines)
 
 
 def _is_ca(certificate: x509.Certificate) -> bool:
@@ -391,11 +461,15 @@ def validate_command(thumbprint_text: str | None, as_json: bool, home: Path) -> 
     help="Select the personal certificate this file holds (the one given to pki import).",
 )
 @home_option()
-def select_command(thumbprint_text: str | None, certificate_file: Path | None, home: Path) -> None:
+@_JSON
+def select_command(
+    thumbprint_text: str | None, certificate_file: Path | None, home: Path, as_json: bool
+) -> None:
     """Use a personal certificate for every TLS and MTLS connection ("Select Certificate"):
     the one named by THUMBPRINT, or the one imported from --file.
 
-    A certificate that fails validate is refused, with the reasons.
+    THUMBPRINT may be shortened to its first digits when no other certificate's begins
+    with them. A certificate that fails validate is refused, with the reasons.
     """
     config = load_staged(home)
     stores = CertificateStores.of_home(home)
@@ -406,9 +480,16 @@ def select_command(thumbprint_text: str | None, certificate_file: Path | None, h
     elif thumbprint_text is None:
         fail("THUMBPRINT: name the certificate by THUMBPRINT or by --file CERT")
     report = stores.select(thumbprint_text, config.identity)
-    _print_report(report)
-    click.echo(f"selected {report.thumbprint} ({report.subject}) for TLS and MTLS")
-    click.echo(f"apply it with: intrafed service restart --home {home}")
+    apply = (
+        f"intrafed service reload --home {home} (restart when the node runs without TLS "
+        "listeners: it started with no certificate)"
+    )
+    result = {"thumbprint": report.thumbprint, "subject": report.subject, "apply": apply}
+    done(as_json, {**result, "report": report.to_json()}, [
+        *report.lines(),
+        f"selected {report.thumbprint} ({report.subject}) for TLS and MTLS",
+        f"apply it with: {apply}",
+    ])  # fmt: skip
 
 
 def _personal_thumbprint(stores: CertificateStores, file: Path, home: Path) -> str:

@@ -4,11 +4,15 @@ connection to its home node: register, message, options, publish, subscribe, wat
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import json
+import os
+import signal
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import click
 
@@ -25,7 +29,10 @@ from intrafed.ua import (
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
-_DEFAULT_PORTS = {"tcp": 5060, "tls": 5061}
+_DEFAULT_PORTS = {"tcp": 5060, "tls": 5062}
+"""TLS: the node's client TLS port (OCS's TLS connection; IM&P's Server Auth listener), never
+the MTLS / Peer Auth port 5061, which asks every client for a certificate."""
+PASSWORD_ENV = "INTRAFED_PASSWORD"  # noqa: S105 - the variable's name
 _WHERE = "say where the node is: --server HOST:PORT, or --node FQDN --ip ADDR [--port N]"
 
 
@@ -39,16 +46,27 @@ def _ip_address(ctx: click.Context, param: click.Parameter, value: str | None) -
     return value
 
 
+def _visible_password(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """Refuse a password on the command line: every user of the machine sees it in ps."""
+    if value is not None:
+        fail(
+            "--password: a password on the command line is visible to every user (ps); "
+            f"use --password-file FILE or the {PASSWORD_ENV} environment variable"
+        )
+
+
 _CONNECTION_OPTIONS = (
     click.option(
         "--user", "aor", required=True, metavar="AOR", help="The user, alice@example.com."
     ),
     click.option(
-        "--password",
-        envvar="INTRAFED_PASSWORD",
-        show_envvar=True,
-        help="The user's digest password (needed when the node challenges).",
+        "--password-file",
+        type=click.File("rb"),
+        metavar="FILE",
+        help="A file whose first line is the user's digest password (- for standard input); "
+        "or set INTRAFED_PASSWORD; asked for when neither is given on a terminal.",
     ),
+    click.option("--password", "password_argument", hidden=True, callback=_visible_password),
     click.option("--server", metavar="HOST:PORT", help="The node to connect to."),
     click.option("--node", "node_fqdn", metavar="FQDN", help="The node's FQDN (TLS checks it)."),
     click.option(
@@ -57,11 +75,13 @@ _CONNECTION_OPTIONS = (
     click.option(
         "--port",
         type=click.IntRange(1, 65535),
-        help="The node's port with --ip/--node [default: 5060 for tcp, 5061 for tls].",
+        help="The node's port with --ip/--node [default: 5060 for tcp; 5062 for tls, the "
+        "client TLS port: OCS's TLS connection, IM&P's Server Auth (give --port 5063 where "
+        "it was moved there, as the seed does)]. --server HOST:PORT names the port itself.",
     ),
     click.option(
         "--transport",
-        type=click.Choice(["tcp", "tls"]),
+        type=click.Choice(["tcp", "tls"], case_sensitive=False),
         default="tcp",
         show_default=True,
         help="TCP, or TLS verified against --ca.",
@@ -109,18 +129,50 @@ def _ua_settings(options: dict[str, Any]) -> UaSettings:
         address = (node_ip or node_fqdn, options["port"] or _DEFAULT_PORTS[transport])
     else:
         fail(f"--server: {_WHERE}")
-    if transport == "tls" and node_fqdn is None and node_ip is not None:
+    if transport == "tls" and node_fqdn is None and _is_ip(address[0]):
         fail("--node: TLS verifies the node's certificate by name; add --node FQDN")
     return UaSettings(
         aor.removeprefix("sip:"),
         address,
-        password=options["password"],
+        password=_password(options["password_file"]),
         transport=transport,
         server_name=node_fqdn,
         ca_file=options["ca_file"],
         source_ip=options["source_ip"],
         timeout=options["request_timeout"],
     )
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _password(source: IO[bytes] | None) -> str | None:
+    """The password from --password-file, else INTRAFED_PASSWORD, else asked for on a
+    terminal (empty: none); None when there is none."""
+    if source is not None:
+        try:
+            text = source.read().decode("utf-8")
+        except UnicodeDecodeError:
+            fail("--password-file: is not UTF-8 text; save it as UTF-8")
+        lines = text.splitlines()
+        return lines[0] if lines else ""
+    if PASSWORD_ENV in os.environ:
+        return os.environ[PASSWORD_ENV]
+    if sys.stdin.isatty():
+        answer: str = click.prompt(
+            "Password (empty for none)",
+            hide_input=True,
+            default="",
+            show_default=False,
+            err=True,
+        )
+        return answer or None
+    return None
 
 
 def _reply_fields(reply: Reply) -> dict[str, object]:
@@ -136,14 +188,24 @@ def _run(
     options: dict[str, Any],
     command: str,
     action: Callable[[UserAgent], Awaitable[dict[str, object]]],
+    *,
+    summary: bool = True,
 ) -> None:
-    """Connect, run ``action``, print its result; a failure is one line and exit 1."""
+    """Connect, run ``action``, print its result (unless it printed as it went: not
+    ``summary``); a failure is one line (one JSON object with --json) and exit 1."""
     settings = _ua_settings(options)
     as_json = options["as_json"]
 
     async def session() -> dict[str, object]:
+        task = asyncio.current_task()
+        assert task is not None
+        # SIGTERM ends the command as Ctrl-C does: the registration is removed first.
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
         async with UserAgent(settings) as agent:
-            return await action(agent)
+            try:
+                return await action(agent)
+            finally:
+                await _unregister(agent)
 
     try:
         result = asyncio.run(session())
@@ -158,14 +220,42 @@ def _run(
             click.echo(json.dumps({"ok": False, "command": command, "error": str(exc)}))
             raise SystemExit(1) from None
         fail(f"intrafed ua {command}: {exc}", 1)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         return
     lines = result.pop("lines", [])
+    if not summary:
+        return
     if as_json:
         click.echo(json.dumps({"ok": True, "command": command, **result}))
     else:
         for line in lines if isinstance(lines, list) else ():
             click.echo(line)
+
+
+async def _unregister(agent: UserAgent) -> None:
+    """Remove the binding this command made: the node must not keep a contact whose
+    connection is gone (a MESSAGE to the user then gets 480, not a failed delivery)."""
+    if agent.registered:
+        with contextlib.suppress(UaError):
+            await agent.unregister()
+
+
+def _no_notify(agent: UserAgent, presentity: str) -> UaError:
+    host, port = agent.settings.server
+    return UaError(
+        f"no NOTIFY for {presentity} from {host}:{port} within {agent.settings.timeout:g} s "
+        "after the subscription was accepted: the node delivers NOTIFYs to a registered "
+        "contact; add --register"
+    )
+
+
+async def _first_notify(agent: UserAgent, presentity: str) -> PresenceNotified:
+    """The NOTIFY a subscription's acceptance is followed by (RFC 6665 §4.2.1), waited
+    for no longer than the request timeout."""
+    try:
+        return await agent.next_event(PresenceNotified)
+    except TimeoutError:
+        raise _no_notify(agent, presentity) from None
 
 
 def _presence_fields(event: PresenceNotified) -> dict[str, object]:
@@ -193,7 +283,8 @@ async def _register_first(agent: UserAgent, register: bool) -> list[str]:
 _REGISTER_OPTION = click.option(
     "--register",
     is_flag=True,
-    help="Register first (the registration ends when the command does).",
+    help="Register first (the registration is removed when the command ends, Ctrl-C and "
+    "SIGTERM included).",
 )
 
 
@@ -206,10 +297,10 @@ def ua_group() -> None:
 @_connection_options
 @click.option("--expires", type=click.IntRange(0), default=3600, show_default=True, help="Seconds.")
 def register_command(expires: int, **options: Any) -> None:
-    """Register the user (digest authentication when challenged), then exit.
+    """Register the user (digest authentication when challenged), then unregister and exit.
 
-    The registration is bound to this connection, so it ends when the command does: use it
-    to check credentials and reachability.
+    The registration is bound to this connection, so it is removed (Expires: 0) before the
+    command ends: use it to check credentials and reachability.
     """
 
     async def action(agent: UserAgent) -> dict[str, object]:
@@ -259,7 +350,7 @@ def options_command(uri: str | None, **options: Any) -> None:
 @click.option(
     "--state",
     required=True,
-    type=click.Choice([state.value for state in PresenceState]),
+    type=click.Choice([state.value for state in PresenceState], case_sensitive=False),
     help="The presence state to publish.",
 )
 @click.option("--note", help="A free-text note shown with the state.")
@@ -286,7 +377,7 @@ def subscribe_command(to: str, register: bool, **options: Any) -> None:
     async def action(agent: UserAgent) -> dict[str, object]:
         lines = await _register_first(agent, register)
         subscription = await agent.subscribe(to)
-        event = await agent.next_event(PresenceNotified)
+        event = await _first_notify(agent, to)
         lines.append(_presence_line(event))
         if subscription.state != "terminated":
             await subscription.unsubscribe()
@@ -323,21 +414,26 @@ def watch_command(
     async def action(agent: UserAgent) -> dict[str, object]:
         for line in await _register_first(agent, register):
             show(line, {"registered": agent.uri.aor})
-        for presentity in presentities:
-            await agent.subscribe(presentity)
+        unnotified = {(await agent.subscribe(p)).presentity: p for p in presentities}
         seen = 0
         loop = asyncio.get_running_loop()
         deadline = loop.time() + duration if duration is not None else None
+        first_by = loop.time() + agent.settings.timeout
         while count is None or seen < count:
             left = float("inf") if deadline is None else max(0.0, deadline - loop.time())
+            if unnotified:
+                left = min(left, max(0.0, first_by - loop.time()))
             try:
                 event = await agent.next_event(PresenceNotified, timeout=left)
             except TimeoutError:
+                if unnotified and (deadline is None or loop.time() < deadline):
+                    raise _no_notify(agent, ", ".join(unnotified.values())) from None
                 break
+            unnotified.pop(event.presentity, None)
             seen += 1
             show(_presence_line(event), _presence_fields(event))
         if count is not None and seen < count:
             raise UaError(f"{seen} of {count} notifications within {duration} s")
         return {}
 
-    _run({**options, "as_json": False}, "watch", action)
+    _run(options, "watch", action, summary=False)

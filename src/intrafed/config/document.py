@@ -162,6 +162,22 @@ def changes(old: NodeConfig, new: NodeConfig) -> list[str]:
     return found
 
 
+RESTART_SETTINGS = ("node", "connections", "listeners")
+"""What only a restart applies (where the node listens, and who it is); a reload applies
+every other setting (DESIGN §6, ``Node.reload``)."""
+
+
+def apply_command(old: NodeConfig, new: NodeConfig) -> str | None:
+    """``reload`` or ``restart``: what takes a node running ``old`` to ``new`` (None when
+    they are the same)."""
+    before, after = to_document(old), to_document(new)
+    if before == after:
+        return None
+    if any(before.get(key) != after.get(key) for key in RESTART_SETTINGS):
+        return "restart"
+    return "reload"
+
+
 def _list_changes(key: str, was: list[Any], now: list[Any]) -> str:
     def label(entry: Any) -> str:
         return _LABELS[key](entry) if isinstance(entry, dict) else str(entry)

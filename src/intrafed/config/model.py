@@ -368,6 +368,12 @@ class ImpListeners:
     server_auth: int = 5062
     """TLS for clients (no client certificate)."""
 
+    def _free_port(self) -> int:
+        """A port for Server Auth that no other listener uses: the seed's 5063 if it can."""
+        taken = {self.tcp, self.peer_auth}
+        candidates: list[int] = [5063, 5062, *range(5064, 5070)]
+        return next(port for port in candidates if port not in taken)
+
     def __post_init__(self) -> None:
         check_port("--tcp", self.tcp)
         check_port("--peer-auth", self.peer_auth)
@@ -376,7 +382,7 @@ class ImpListeners:
             raise ConfigError(
                 "--server-auth",
                 f"Server Auth and Peer Auth both use port {self.peer_auth}",
-                "move Server Auth to another port, e.g. --server-auth 5063 (the seed's advice)",
+                f"move Server Auth to another port, e.g. --server-auth {self._free_port()}",
             )
         if self.tcp in (self.peer_auth, self.server_auth):
             raise ConfigError(

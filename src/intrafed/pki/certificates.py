@@ -41,7 +41,8 @@ _EKU_NAMES = {
     ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE: "Any Purpose",
 }
 _PRIVATE_KEY_PEM = re.compile(rb"-----BEGIN (?:[A-Z0-9 ]+ )?PRIVATE KEY-----")
-_THUMBPRINT = re.compile(r"[0-9A-F]{40}")
+_THUMBPRINT = re.compile(r"[0-9A-F]{4,40}")
+"""A thumbprint, or (as git takes commits) its first digits, at least four."""
 
 
 class KeyType(enum.StrEnum):
@@ -85,13 +86,14 @@ def thumbprint(certificate: x509.Certificate) -> str:
 
 
 def normalize_thumbprint(text: str) -> str:
-    """A thumbprint typed by hand (any case, spaces or colons) in canonical form."""
+    """A thumbprint typed by hand (any case, spaces or colons; its first four or more
+    digits will do) in canonical form."""
     canonical = re.sub(r"[\s:]", "", text).upper()
     if not _THUMBPRINT.fullmatch(canonical):
         raise PkiError(
             "THUMBPRINT",
             f"{text!r} is not a certificate thumbprint",
-            "give the 40 hex digits that intrafed pki list shows",
+            "give the 40 hex digits that intrafed pki list shows (or the first 4 or more)",
         )
     return canonical
 

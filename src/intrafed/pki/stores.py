@@ -96,11 +96,6 @@ class CertificateStores:
         """Pending CSRs and their keys."""
         return self.root / "requests"
 
-    @property
-    def ca_dir(self) -> Path:
-        """Where ``ca-create`` puts a lab CA by default."""
-        return self.root / "ca"
-
     def _dir(self, store: StoreName) -> Path:
         return self.root / store.value
 
@@ -136,16 +131,25 @@ class CertificateStores:
         return tuple(stored.certificate for stored in self.certificates(StoreName.TRUSTED))
 
     def get(self, store: StoreName, thumbprint_text: str) -> StoredCertificate:
-        """The certificate of ``store`` with this thumbprint."""
+        """The certificate of ``store`` with this thumbprint, or the only one whose
+        thumbprint begins with these digits."""
         wanted = normalize_thumbprint(thumbprint_text)
-        path = self._dir(store) / f"{wanted}.pem"
-        if not path.is_file():
+        directory = self._dir(store)
+        found = sorted(p.stem for p in directory.glob("*.pem") if p.stem.startswith(wanted))
+        if not found:
             raise PkiError(
                 "THUMBPRINT",
                 f"no certificate {wanted} in the {store.value} store",
                 "see the thumbprints with: intrafed pki list",
             )
-        return self._load(store, path)
+        if len(found) > 1:
+            raise PkiError(
+                "THUMBPRINT",
+                f"{wanted} is the start of {len(found)} thumbprints in the {store.value} "
+                f"store: {', '.join(found)}",
+                "give more digits",
+            )
+        return self._load(store, directory / f"{found[0]}.pem")
 
     def _pending_key(self, certificates: tuple[x509.Certificate, ...]) -> Path | None:
         if not self.requests_dir.is_dir():

@@ -1,5 +1,5 @@
 """Persistence: the node's configuration (staged and running), SQLite by default."""
 
-from intrafed.store.sqlite import ConfigStore, StagedEdit, StoreError
+from intrafed.store.sqlite import ConfigStore, StagedEdit, StoreError, home_containing
 
-__all__ = ["ConfigStore", "StagedEdit", "StoreError"]
+__all__ = ["ConfigStore", "StagedEdit", "StoreError", "home_containing"]

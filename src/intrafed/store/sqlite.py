@@ -8,6 +8,7 @@ PostgreSQL for an Enterprise pool. The schema version is SQLite's ``user_version
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -75,8 +76,12 @@ class StoreError(ConfigError):
     of it was stored. ``reason`` is SQLite's words alone (a SIP Warning may carry them; the
     message names the file, for the administrator)."""
 
-    def __init__(self, path: Path, reason: str, *, busy: bool = False) -> None:
-        if busy:
+    def __init__(self, path: Path, error: sqlite3.Error) -> None:
+        reason = str(error)
+        unwritable = _unwritable(path, error)
+        if unwritable is not None:
+            super().__init__(unwritable.setting, unwritable.message, unwritable.fix)
+        elif error.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:
             super().__init__(
                 "--home",
                 f"{path} is busy ({reason})",
@@ -149,6 +154,34 @@ def database_path(home: Path, url: str | None) -> Path:
     return Path(path).absolute()
 
 
+def _unwritable(path: Path, exc: sqlite3.Error) -> ConfigError | None:
+    """What to tell when SQLite cannot write ``path`` (None when that is not the error):
+    a read-only file system, or files this user may not write."""
+    text = str(exc).lower()
+    if not any(sign in text for sign in ("readonly", "read-only", "unable to open")):
+        return None
+    if os.statvfs(path.parent).f_flag & os.ST_RDONLY:
+        return ConfigError(
+            "--home",
+            f"{path} is on a read-only file system",
+            "remount it read-write, or move the home to a writable disk",
+        )
+    return ConfigError(
+        "--home",
+        f"{path} cannot be written by this user ({exc})",
+        f"give the user running intrafed write access to {path.parent} and its files "
+        "(check with ls -l and lsattr; fix with chown, chmod or chattr -i)",
+    )
+
+
+def home_containing(path: Path) -> Path | None:
+    """The node home that ``path`` is (or lies inside), if any."""
+    for directory in (path.absolute(), *path.absolute().parents):
+        if (directory / FILENAME).exists() or (directory / LOCATOR).exists():
+            return directory
+    return None
+
+
 class ConfigStore:
     """Staged and running configuration of one node. Use it as a context manager (or call
     ``close()``)."""
@@ -164,7 +197,7 @@ class ConfigStore:
             self._migrate()
         except sqlite3.DatabaseError as exc:
             self._db.close()
-            raise ConfigError(
+            raise _unwritable(path, exc) or ConfigError(
                 "--home",
                 f"{path} cannot be used: {exc}",
                 "restore it from a backup, or run intrafed init in an empty directory",
@@ -397,5 +430,4 @@ class _Transaction:
             raise self._failed(failure) from None
 
     def _failed(self, error: sqlite3.Error) -> StoreError:
-        busy = error.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
-        return StoreError(self._path, str(error), busy=busy)
+        return StoreError(self._path, error)

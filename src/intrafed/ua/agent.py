@@ -266,6 +266,8 @@ class UserAgent:
         self._cseq = secrets.randbelow(1000) + 1
         self._register_call_id = self._call_id()
         self._etag: str | None = None
+        self.registered = False
+        """Whether the node holds a binding of our contact (a 2xx to a REGISTER)."""
 
     # -- connection --------------------------------------------------------------------
 
@@ -533,6 +535,7 @@ class UserAgent:
                 "REGISTER", registrar, [*headers, *auth], self._register_call_id, to=aor
             )
         )
+        self.registered = expires > 0
         return Reply.of(response)
 
     async def _out_of_dialog(
