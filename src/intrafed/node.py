@@ -42,19 +42,18 @@ from intrafed.policy import (
     retry_after,
 )
 from intrafed.routing import HopHealth, Local, RoutingTables, ToPeer, decide
+from intrafed.services.delivery import dialog_target, to_bindings
 from intrafed.services.presence import OutgoingNotify, PresenceAgent
 from intrafed.services.proxy import (
     Answer,
     Decision,
-    Fork,
     Forward,
     Listener,
     Reject,
     StatefulProxy,
-    next_hop_for_uri,
 )
 from intrafed.services.registrar import Binding, Registrar
-from intrafed.sip import RemoteSipError, Request, Response, SipUri, Uri, parse_message, parse_uri
+from intrafed.sip import RemoteSipError, Request, Response, SipUri, Uri, parse_message
 from intrafed.sip.digest import NonceIssuer
 from intrafed.sip.errors import FramingError
 from intrafed.sip.responses import local_tag, make_response, response_to_unparsable, warning_value
@@ -475,7 +474,10 @@ class Node:
             if request.method == "OPTIONS" and uri.user is None and self._addresses_us(uri.host):
                 return Answer(self._options_answer(request))
             if request.method == "REGISTER" and uri.host.lower() in settings.domains:
-                registration = self.registrar.register(request, flow, now)
+                source = self.transport.flow(flow)
+                registration = self.registrar.register(
+                    request, flow, now, source.remote if source is not None else None
+                )
                 for aor in registration.changed:
                     if self._state is not None:
                         self._state.save_bindings(aor, self._rows(aor, now))
@@ -615,7 +617,8 @@ class Node:
             if isinstance(target, int) and self.transport.flow(target) is None:
                 # The watcher's connection is gone: a re-registered client is reached
                 # over its new one, anyone else at the contact address.
-                target = self._dialog_target(notify.request.uri) or target
+                rerouted = self._dialog_target(notify.request.uri)
+                target = target if rerouted is None or isinstance(rerouted, Reject) else rerouted
             key = self.transactions.send_request(notify.request, target, now)
             self._notifies[key] = notify.subscription
 
@@ -682,37 +685,27 @@ class Node:
             ],
         )
 
-    def _dialog_target(self, uri: Uri) -> Target | None:
+    def _dialog_target(self, uri: Uri) -> Target | Reject | None:
         """An in-dialog request to a remote target: over the client's own connection when
-        the target is a contact registered here, else to the address the URI names."""
+        the target is a contact registered here (430 when it is flow-bound and that is
+        gone), else to the address the URI names."""
         binding = self.registrar.binding_of_contact(str(uri), time.time())
-        if binding is not None and binding.flow is not None:
-            flow = self.transport.flow(binding.flow)
-            if flow is not None:
-                return flow.id
-        return next_hop_for_uri(uri)
+        return dialog_target(binding, uri, self._flow_is_open)
+
+    def _flow_is_open(self, flow_id: FlowId) -> bool:
+        return self.transport.flow(flow_id) is not None
 
     def _rows(self, aor: str, now: float) -> list[BindingRow]:
         return [
-            (b.aor, b.contact, b.expires_at, b.q, b.call_id, b.cseq)
+            (b.aor, b.contact, b.expires_at, b.q, b.call_id, b.cseq, b.flow_bound)
             for b in self.registrar.bindings(aor, now)
         ]
 
     def _to_contacts(self, aor: str, now: float) -> Decision:
         """A homed user: every registered contact at once, over the registering flow when
-        it is still open; offline → 480, never a trip to the other side (DESIGN §4)."""
-        forwards = []
-        for binding in self.registrar.bindings(aor, now):
-            contact = parse_uri(binding.contact)
-            flow = self.transport.flow(binding.flow) if binding.flow is not None else None
-            target: Target | None = flow.id if flow is not None else next_hop_for_uri(contact)
-            if target is not None:
-                forwards.append(Forward(target, contact))
-        if not forwards:
-            return Reject(
-                480, f"{aor} is provisioned here but not registered", "Temporarily Unavailable"
-            )
-        return Fork(tuple(forwards))
+        it is still open (430 when it is gone); offline → 480, never a trip to the other
+        side (DESIGN §4)."""
+        return to_bindings(aor, self.registrar.bindings(aor, now), self._flow_is_open)
 
     # -- inbound --------------------------------------------------------------------
 
@@ -741,7 +734,9 @@ class Node:
     def _note_source(self, request: Request, flow: Flow) -> Request:
         """RFC 3261 §18.2.1 received, RFC 3581 rport and RFC 5923 alias for the top Via."""
         via = request.top_via
-        if via.alias:
+        # Only a trusted peer's connection serves its sent-by: a client's would take over
+        # whatever address it names (and another user's, from a reused address).
+        if via.alias and self._trust(flow) is not None:
             self.transport.register_alias(flow, via.host.strip("[]"), via.port or 5060)
         return request.received_from(*flow.remote)
 

@@ -175,7 +175,7 @@ class StatefulProxy:
         authorize: Callable[[Request, FlowId], Reject | Answer | Request | None] = (
             lambda request, flow: None
         ),
-        dialog_target: Callable[[Uri], Target | None] = next_hop_for_uri,
+        dialog_target: Callable[[Uri], Target | Reject | None] = next_hop_for_uri,
         hop_outcome: Callable[[Target, str | None, bool], None] = lambda target, failure, refused: (
             None
         ),
@@ -295,7 +295,7 @@ class StatefulProxy:
             and (target := self._dialog_target(request.uri)) is not None
         ):
             # An in-dialog request without Route: the Request-URI is the remote target.
-            decision = Forward(target)
+            decision = target if isinstance(target, Reject) else Forward(target)
         else:
             decision = self._decide(request, event.flow)
         if isinstance(decision, Reject):
@@ -515,7 +515,7 @@ class StatefulProxy:
         """The ACK of a 2xx is end to end: forward it statelessly along its Route."""
         request, routes = self._preprocess_routes(request)
         hop = next_hop_for_uri(routes[0].uri) if routes else self._dialog_target(request.uri)
-        if hop is None or request.max_forwards == 0:
+        if hop is None or isinstance(hop, Reject) or request.max_forwards == 0:
             logger.info("dropping ACK for %s: no route", request.uri)
             return
         outbound = hop.transport if isinstance(hop, NextHop) else self._flow_transport(hop)
