@@ -42,6 +42,7 @@ from intrafed.policy import (
     retry_after,
 )
 from intrafed.routing import HopHealth, Local, RoutingTables, ToPeer, decide
+from intrafed.routing.probe import PROBE_TICK, Prober, hop_of
 from intrafed.services.delivery import dialog_target, to_bindings
 from intrafed.services.presence import OutgoingNotify, PresenceAgent
 from intrafed.services.proxy import (
@@ -294,6 +295,7 @@ class Node:
         self._partition = _partition_hops(settings)
         self._buckets = TokenBuckets(settings.rate_limits)
         self._hops = HopHealth()
+        self._prober = Prober(self._hops, settings.name, self._via_for)
         self.transactions = TransactionLayer(settings.timers)
         self.transport = TransportLayer(
             on_message=self._on_message,
@@ -306,6 +308,7 @@ class Node:
         )
         self.proxy: StatefulProxy | None = None
         self._housekeeping: asyncio.Task[None] | None = None
+        self._probing: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_deadline: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -359,6 +362,7 @@ class Node:
         self._outbox += self.presence.renotify_all(wall)
         self._pump(self._now())
         self._housekeeping = self._loop.create_task(self._keep_house())
+        self._probing = self._loop.create_task(self._probe_hops())
         return bound
 
     def reload(self, settings: NodeSettings) -> str | None:
@@ -411,9 +415,12 @@ class Node:
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop accepting, let pending transactions finish (up to ``grace`` s), close."""
-        if self._housekeeping is not None:
-            self._housekeeping.cancel()
-        await self.transport.close(grace, idle=lambda: self.transactions.pending == 0)
+        for task in (self._housekeeping, self._probing):
+            if task is not None:
+                task.cancel()
+        await self.transport.close(
+            grace, idle=lambda: self.transactions.pending <= self._prober.pending
+        )
         if self._timer is not None:
             self._timer.cancel()
 
@@ -500,27 +507,14 @@ class Node:
                 return self._publish(request, decision.aor, now)
             return self._to_contacts(decision.aor, now)
         if isinstance(decision, ToPeer):
-            hops = [NextHop(r.transport, r.next_hop, r.port) for r in decision.routes]
+            hops = [hop_of(route) for route in decision.routes]
             usable = self._hops.usable(hops, self._now())
             if not usable:
-                return self._all_hops_down(request, hops)
+                # Every next hop failed lately: 503 at once, not a timeout per request.
+                wait, rule = self._hops.all_down(hops, self._now())
+                return self._unavailable(request, "Next Hop Down", wait, rule)
             return Forward(usable[0], decision.request_uri, tuple(usable[1:]))
         return Reject(decision.status, decision.rule)
-
-    def _all_hops_down(self, request: Request, hops: list[NextHop]) -> Answer:
-        """Every next hop of the route failed lately: 503 at once, not a timeout per
-        request (reliability matrix C1/C2)."""
-        now = self._now()
-        downs = [(hop, self._hops.down_reason(hop, now)) for hop in hops]
-        wait = min(down[0] for _, down in downs if down is not None)
-        reasons = "; ".join(
-            f"{hop.transport} {hop.host}:{hop.port}: {down[1]}"
-            for hop, down in downs
-            if down is not None
-        )
-        return self._unavailable(
-            request, "Next Hop Down", wait, f"static route next hops are down ({reasons})"
-        )
 
     def _unavailable(self, request: Request, reason: str, wait: float, rule: str) -> Answer:
         """503 with Retry-After and the rule in the Warning."""
@@ -541,7 +535,7 @@ class Node:
         if not isinstance(target, NextHop):
             return
         if failure is None:
-            self._hops.answered(target)
+            self._hops.answered(target, self._now())
         else:
             self._hops.failed(target, failure, self._now(), refused=refused)
 
@@ -608,6 +602,14 @@ class Node:
                 self._outbox += self.presence.expire(wall)
             if self._outbox:
                 self._save_presence()
+                self._pump(self._now())
+
+    async def _probe_hops(self) -> None:
+        """OPTIONS to the static routes' next hops: down ones about every second, idle ones
+        every few seconds (routing/health.py decides)."""
+        while True:
+            await asyncio.sleep(PROBE_TICK)
+            if self._prober.probe(self.transactions, self.settings.routes, self._now()):
                 self._pump(self._now())
 
     def _send_notifies(self, now: float) -> None:
@@ -686,9 +688,8 @@ class Node:
         )
 
     def _dialog_target(self, uri: Uri) -> Target | Reject | None:
-        """An in-dialog request to a remote target: over the client's own connection when
-        the target is a contact registered here (430 when it is flow-bound and that is
-        gone), else to the address the URI names."""
+        """An in-dialog request to a remote target: over the connection of a contact
+        registered here (430 when that is gone), else to the address the URI names."""
         binding = self.registrar.binding_of_contact(str(uri), time.time())
         return dialog_target(binding, uri, self._flow_is_open)
 
@@ -702,9 +703,8 @@ class Node:
         ]
 
     def _to_contacts(self, aor: str, now: float) -> Decision:
-        """A homed user: every registered contact at once, over the registering flow when
-        it is still open (430 when it is gone); offline → 480, never a trip to the other
-        side (DESIGN §4)."""
+        """A homed user: every registered contact at once, over the registering flow (430
+        when it is gone); offline → 480, never a trip to the other side (DESIGN §4)."""
         return to_bindings(aor, self.registrar.bindings(aor, now), self._flow_is_open)
 
     # -- inbound --------------------------------------------------------------------
@@ -766,7 +766,9 @@ class Node:
         assert proxy is not None
         transactions = self.transactions
         while (event := transactions.next_event()) is not None:
-            if not (self._notifies and self._on_notify_event(event)):
+            if not (self._notifies and self._on_notify_event(event)) and not (
+                self._prober.pending and self._prober.outcome(event, now)
+            ):
                 proxy.handle(event, now)
         if self._outbox:
             self._send_notifies(now)
