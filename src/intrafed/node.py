@@ -41,6 +41,7 @@ from intrafed.policy import (
     authenticate,
     retry_after,
 )
+from intrafed.policy.admission import Admission, AdmissionLimits
 from intrafed.routing import HopHealth, Local, RoutingTables, ToPeer, decide
 from intrafed.routing.probe import PROBE_TICK, Prober, hop_of
 from intrafed.services.delivery import dialog_target, to_bindings
@@ -139,6 +140,8 @@ class NodeSettings:
     """Server context for MTLS listeners (client certificate required)."""
     client_ssl: ssl.SSLContext | None = None
     """Client context for outbound TLS (hostname verification on)."""
+    admission: AdmissionLimits = field(default_factory=AdmissionLimits)
+    """When new requests are shed with 503 (overload)."""
 
 
 def settings_from_config(
@@ -349,7 +352,10 @@ class Node:
             authorize=self._authorize,
             flow_transport=self._flow_transport,
             dialog_target=self._dialog_target,
-            hop_outcome=self._hop_outcome,
+            hop_outcome=lambda hop, failure, refused: self._hops.outcome(
+                hop, failure, self._now(), refused=refused
+            ),
+            shed=Admission(self.settings.admission, self.settings.name, self._trusted_flow).shed,
             also_known_as=frozenset((self.settings.address, port) for _, port in bound.values()),
         )
         # Watchers learn the current state at once, not at their next refresh (DESIGN §4);
@@ -531,13 +537,9 @@ class Node:
             )
         )
 
-    def _hop_outcome(self, target: Target, failure: str | None, refused: bool) -> None:
-        if not isinstance(target, NextHop):
-            return
-        if failure is None:
-            self._hops.answered(target, self._now())
-        else:
-            self._hops.failed(target, failure, self._now(), refused=refused)
+    def _trusted_flow(self, flow_id: FlowId) -> bool:
+        flow = self.transport.flow(flow_id)
+        return flow is not None and self._trust(flow) is not None
 
     # -- presence ---------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from intrafed.sip.transaction import NextHop
+from intrafed.sip.transaction import NextHop, Target
 
 TIMEOUTS_TO_DOWN = 3
 PROBE_INTERVAL = 1.0
@@ -62,6 +62,16 @@ class HopHealth:
         if refused or count >= self.timeouts_to_down:
             self._down[hop] = reason
             self._heard.setdefault(hop, now)
+
+    def outcome(self, target: Target, failure: str | None, now: float, *, refused: bool) -> None:
+        """What became of a request forwarded to ``target`` (only next hops are tracked):
+        answered (``failure`` None) or failed."""
+        if not isinstance(target, NextHop):
+            return
+        if failure is None:
+            self.answered(target, now)
+        else:
+            self.failed(target, failure, now, refused=refused)
 
     def probe_failed(self, hop: NextHop, reason: str, now: float) -> None:
         """A probe of ``hop`` was refused or timed out: it is down."""

@@ -179,6 +179,7 @@ class StatefulProxy:
         hop_outcome: Callable[[Target, str | None, bool], None] = lambda target, failure, refused: (
             None
         ),
+        shed: Callable[[Request, FlowId, int], Response | None] = lambda request, flow, n: None,
     ) -> None:
         self.transactions = transactions
         self.name = name
@@ -188,6 +189,7 @@ class StatefulProxy:
         self._authorize = authorize
         self._dialog_target = dialog_target
         self._hop_outcome = hop_outcome
+        self._shed = shed
         self._own = {(lst.host.lower(), lst.port) for lst in listeners.values()} | also_known_as
         self._contexts: dict[ServerKey, _ResponseContext] = {}
         self._by_client: dict[ClientKey, _ResponseContext] = {}
@@ -247,6 +249,11 @@ class StatefulProxy:
         request, key = event.request, event.transaction
         if request.method == "CANCEL":
             self._on_cancel(event, now)
+            return
+        # Overload: shed before anything is parsed further (DESIGN §8).
+        shed = self._shed(request, event.flow, self.transactions.pending)
+        if shed is not None:
+            self.transactions.send_response(key, shed, now)
             return
         # §16.3 step 3: Max-Forwards.
         if request.max_forwards == 0:
