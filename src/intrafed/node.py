@@ -44,7 +44,7 @@ from intrafed.policy import (
 from intrafed.policy.admission import Admission, AdmissionLimits
 from intrafed.routing import HopHealth, Local, RoutingTables, ToPeer, decide
 from intrafed.routing.probe import PROBE_TICK, Prober, hop_of
-from intrafed.services.delivery import dialog_target, to_bindings
+from intrafed.services.delivery import dialog_target, notify_target, to_bindings
 from intrafed.services.presence import OutgoingNotify, PresenceAgent
 from intrafed.services.proxy import (
     Answer,
@@ -617,12 +617,10 @@ class Node:
     def _send_notifies(self, now: float) -> None:
         outbox, self._outbox = self._outbox, []
         for notify in outbox:
-            target = notify.target
-            if isinstance(target, int) and self.transport.flow(target) is None:
-                # The watcher's connection is gone: a re-registered client is reached
-                # over its new one, anyone else at the contact address.
-                rerouted = self._dialog_target(notify.request.uri)
-                target = target if rerouted is None or isinstance(rerouted, Reject) else rerouted
+            target = notify_target(notify, self._flow_is_open, self._dialog_target)
+            if target is None:  # the watcher's flow failed: retried until it registers again
+                self.presence.notify_outcome(notify.subscription, 503, time.time())
+                continue
             key = self.transactions.send_request(notify.request, target, now)
             self._notifies[key] = notify.subscription
 

@@ -18,7 +18,7 @@ from intrafed.transport import ListenerSpec
 from tests.integration.clients import SipPeer, message
 
 NODE_IP, USER_IP, BOB_IP = "127.0.0.171", "127.0.0.172", "127.0.0.173"
-USERS = frozenset({"alice@example.com", "mallory@example.com"})
+USERS = frozenset({"alice@example.com", "bob@example.com", "mallory@example.com"})
 
 
 def settings() -> NodeSettings:
@@ -219,3 +219,59 @@ def test_im_for_a_listening_contact_never_reuses_a_connection_claiming_its_addre
 
     status, call_id = asyncio.run(asyncio.wait_for(scenario(), 30))
     assert (status, call_id) == (200, f"m1@{BOB_IP}")
+
+
+def subscribe(local: tuple[str, int]) -> bytes:
+    """Alice watches bob, her Contact the connection's own address."""
+    host, port = local
+    return (
+        f"SUBSCRIBE sip:bob@example.com SIP/2.0\r\n"
+        f"Via: SIP/2.0/TCP {host}:{port};branch=z9hG4bK-sub1;rport;alias\r\n"
+        f"Max-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=s1\r\n"
+        f"To: <sip:bob@example.com>\r\nCall-ID: sub1@{host}\r\nCSeq: 1 SUBSCRIBE\r\n"
+        f"Contact: <sip:alice@{host}:{port};transport=tcp>\r\nEvent: presence\r\n"
+        "Expires: 3600\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+
+
+def test_notify_after_a_restart_never_reaches_whoever_listens_at_a_watchers_address(
+    tmp_path: Path,
+) -> None:
+    async def scenario(store: ConfigStore) -> tuple[int, int, list[object]]:
+        node = Node(settings(), store)
+        address = (await node.start())["TCP"]
+        alice = await connect_from(address, (USER_IP, 0))
+        local = alice.writer.get_extra_info("sockname")
+        alice.writer.write(register("alice", local, 1))
+        assert await status_of(alice) == 200
+        alice.writer.write(subscribe(local))
+        assert await status_of(alice) == 200
+        notify = await alice.next()
+        assert isinstance(notify, Request)
+        alice.writer.write(make_response(notify, 200).to_bytes())
+        await node.stop(grace=0.5)
+        alice.writer.close()
+        # Mallory now listens at the address alice's subscription and binding name.
+        accepted: list[object] = []
+        mallory = await asyncio.start_server(
+            lambda reader, writer: accepted.append(writer.close()), *local, reuse_address=True
+        )
+        restarted = Node(settings(), store)
+        try:
+            address = (await restarted.start())["TCP"]
+            # No NOTIFY went out for alice: her flow failed and she has not registered again.
+            pending = restarted.transactions.pending
+            reader, writer = await asyncio.open_connection(*address, local_addr=(BOB_IP, 0))
+            writer.write(message("alice@example.com", 1, BOB_IP))
+            status = await status_of(SipPeer(reader, writer))
+            writer.close()
+            await writer.wait_closed()
+            return pending, status, accepted
+        finally:
+            mallory.close()
+            await restarted.stop(grace=0.5)
+            await mallory.wait_closed()
+
+    with ConfigStore.create(tmp_path, NodeIdentity(Role.IMP, "imp1.example.com", NODE_IP)) as store:
+        pending, status, accepted = asyncio.run(asyncio.wait_for(scenario(store), 30))
+    assert (pending, status, accepted) == (0, 430, [])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from intrafed.services.presence import OutgoingNotify
 from intrafed.services.proxy import Fork, Forward, Reject, next_hop_for_uri
 from intrafed.services.registrar import Binding
 from intrafed.sip.transaction import FlowId, Target
@@ -67,3 +68,20 @@ def dialog_target(binding: Binding | None, uri: Uri, is_open: FlowIsOpen) -> Tar
             "Flow Failed",
         )
     return target
+
+
+def notify_target(
+    notify: OutgoingNotify,
+    is_open: FlowIsOpen,
+    reroute: Callable[[Uri], Target | Reject | None],
+) -> Target | None:
+    """Where a NOTIFY goes: the first hop of its route set, or the watcher's connection
+    while it is open; else as an in-dialog request to the watcher's contact (``reroute``:
+    ``dialog_target``), or None when that is a flow-bound binding whose flow failed."""
+    target = notify.target
+    if notify.route_hop is not None or (isinstance(target, int) and is_open(target)):
+        return target
+    rerouted = reroute(notify.request.uri)
+    if isinstance(rerouted, Reject):
+        return None
+    return target if rerouted is None else rerouted
