@@ -72,3 +72,11 @@ def test_a_hop_that_leaves_a_probe_unanswered_is_down_after_the_probe_timeout() 
     assert health.down_reason(FIRST, 7.0) == (1.0, "no answer to OPTIONS within 2 s")
     health.answered(FIRST, 7.5)
     assert health.usable([FIRST], 7.5) == [FIRST]
+
+
+def test_only_the_watched_hops_are_remembered() -> None:
+    health = HopHealth(timings=TIMINGS)
+    health.failed(FIRST, "connection refused", 1.0, refused=True)
+    health.failed(SECOND, "connection refused", 1.0, refused=True)
+    assert health.probes_due([SECOND], 2.0) == [SECOND]
+    assert health.usable([FIRST, SECOND], 2.0) == [FIRST]

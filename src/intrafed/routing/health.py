@@ -105,12 +105,19 @@ class HopHealth:
         return wait, f"static route next hops are down ({reasons})"
 
     def probes_due(self, hops: Iterable[NextHop], now: float) -> list[NextHop]:
-        """Which of the watched ``hops`` to probe now (they count as probed from ``now``):
-        down ones every ``probe_interval``, idle ones every ``keepalive_interval``. A probe
-        left unanswered for ``probe_timeout`` takes its hop down first."""
+        """Which of ``hops`` (the routes' next hops: every other hop is forgotten) to probe
+        now (they count as probed from ``now``): down ones every ``probe_interval``, idle
+        ones every ``keepalive_interval``. A probe left unanswered for ``probe_timeout``
+        takes its hop down first."""
         timings = self.timings
+        watched = dict.fromkeys(hops)
+        # Outcomes of other hops (contacts, in-dialog targets) are not kept: memory stays
+        # bounded by the routes.
+        for table in (self._timeouts, self._down, self._heard, self._probing):
+            for stale in [hop for hop in table if hop not in watched]:
+                del table[stale]
         due = []
-        for hop in dict.fromkeys(hops):
+        for hop in watched:
             sent = self._probing.get(hop)
             if sent is not None:
                 if now - sent < timings.probe_timeout:
