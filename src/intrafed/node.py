@@ -43,6 +43,7 @@ from intrafed.policy import (
 )
 from intrafed.policy.admission import Admission, AdmissionLimits
 from intrafed.routing import HopHealth, Local, RoutingTables, ToPeer, decide
+from intrafed.routing.health import ProbeTimings
 from intrafed.routing.probe import PROBE_TICK, Prober, hop_of
 from intrafed.services.delivery import dialog_target, notify_target, to_bindings
 from intrafed.services.presence import OutgoingNotify, PresenceAgent
@@ -142,6 +143,8 @@ class NodeSettings:
     """Client context for outbound TLS (hostname verification on)."""
     admission: AdmissionLimits = field(default_factory=AdmissionLimits)
     """When new requests are shed with 503 (overload)."""
+    probes: ProbeTimings = field(default_factory=ProbeTimings)
+    """How often static-route next hops are probed with OPTIONS."""
 
 
 def settings_from_config(
@@ -297,7 +300,7 @@ class Node:
         self._tables = _routing_tables(settings)
         self._partition = _partition_hops(settings)
         self._buckets = TokenBuckets(settings.rate_limits)
-        self._hops = HopHealth()
+        self._hops = HopHealth(timings=settings.probes)
         self._prober = Prober(self._hops, settings.name, self._via_for)
         self.transactions = TransactionLayer(settings.timers)
         self.transport = TransportLayer(
@@ -617,7 +620,7 @@ class Node:
     def _send_notifies(self, now: float) -> None:
         outbox, self._outbox = self._outbox, []
         for notify in outbox:
-            target = notify_target(notify, self._flow_is_open, self._dialog_target)
+            target = notify_target(notify, self.transport.flow, self._dialog_target)
             if target is None:  # the watcher's flow failed: retried until it registers again
                 self.presence.notify_outcome(notify.subscription, 503, time.time())
                 continue
@@ -691,10 +694,7 @@ class Node:
         """An in-dialog request to a remote target: over the connection of a contact
         registered here (430 when that is gone), else to the address the URI names."""
         binding = self.registrar.binding_of_contact(str(uri), time.time())
-        return dialog_target(binding, uri, self._flow_is_open)
-
-    def _flow_is_open(self, flow_id: FlowId) -> bool:
-        return self.transport.flow(flow_id) is not None
+        return dialog_target(binding, uri, self.transport.flow)
 
     def _rows(self, aor: str, now: float) -> list[BindingRow]:
         return [
@@ -705,7 +705,7 @@ class Node:
     def _to_contacts(self, aor: str, now: float) -> Decision:
         """A homed user: every registered contact at once, over the registering flow (430
         when it is gone); offline → 480, never a trip to the other side (DESIGN §4)."""
-        return to_bindings(aor, self.registrar.bindings(aor, now), self._flow_is_open)
+        return to_bindings(aor, self.registrar.bindings(aor, now), self.transport.flow)
 
     # -- inbound --------------------------------------------------------------------
 

@@ -47,8 +47,8 @@ def binding(contact: str, *, bound: bool, flow: FlowId | None = 7) -> Binding:
     return Binding(ALICE, contact, 2000.0, 1.0, "c", 1, bound, flow)
 
 
-def gone(flow: FlowId) -> bool:
-    return False
+def gone(flow: FlowId) -> object | None:
+    return None
 
 
 def test_a_flow_bound_binding_whose_flow_is_gone_gets_430_never_its_address() -> None:
@@ -66,7 +66,7 @@ def test_the_next_binding_is_used_when_one_flow_failed() -> None:
         binding("sip:alice@127.0.0.10:5070;transport=tcp", bound=False),
         binding("sip:alice@127.0.0.12:40000", bound=True, flow=9),
     ]
-    decision = to_bindings(ALICE, bindings, lambda flow: flow == 9)
+    decision = to_bindings(ALICE, bindings, lambda flow: "flow 9" if flow == 9 else None)
     assert isinstance(decision, Fork)
     assert [f.next_hop for f in decision.forwards] == [NextHop("TCP", "127.0.0.10", 5070), 9]
     assert decision.forwards[0] == Forward(
@@ -79,5 +79,5 @@ def test_an_in_dialog_request_to_a_flow_bound_contact_whose_flow_is_gone_gets_43
     failed = dialog_target(binding(str(uri), bound=True), uri, gone)
     assert isinstance(failed, Reject)
     assert failed.status == 430
-    assert dialog_target(binding(str(uri), bound=True), uri, lambda flow: True) == 7
+    assert dialog_target(binding(str(uri), bound=True), uri, lambda flow: "flow 7") == 7
     assert dialog_target(None, uri, gone) == NextHop("TCP", "127.0.0.10", 40312)

@@ -19,26 +19,27 @@ from intrafed.sip.transaction import FlowId, Target
 from intrafed.sip.uri import Uri, parse_uri
 
 FLOW_FAILED = 430
-FlowIsOpen = Callable[[FlowId], bool]
+OpenFlow = Callable[[FlowId], object | None]
+"""The open connection with this id, or None."""
 
 
-def binding_target(binding: Binding, is_open: FlowIsOpen) -> Target | None:
+def binding_target(binding: Binding, open_flow: OpenFlow) -> Target | None:
     """The registering connection while it is open; else the contact's own listening
     address, or None when the binding is flow-bound (its flow failed)."""
-    if binding.flow is not None and is_open(binding.flow):
+    if binding.flow is not None and open_flow(binding.flow) is not None:
         return binding.flow
     if binding.flow_bound:
         return None
     return next_hop_for_uri(parse_uri(binding.contact))
 
 
-def to_bindings(aor: str, bindings: Iterable[Binding], is_open: FlowIsOpen) -> Fork | Reject:
+def to_bindings(aor: str, bindings: Iterable[Binding], open_flow: OpenFlow) -> Fork | Reject:
     """A request for a homed user: every reachable contact at once; 430 when every contact
     left is flow-bound and its flow failed, 480 when there is none."""
     forwards: list[Forward] = []
     failed = 0
     for binding in bindings:
-        target = binding_target(binding, is_open)
+        target = binding_target(binding, open_flow)
         if target is not None:
             forwards.append(Forward(target, parse_uri(binding.contact)))
         elif binding.flow_bound:
@@ -54,13 +55,13 @@ def to_bindings(aor: str, bindings: Iterable[Binding], is_open: FlowIsOpen) -> F
     return Reject(480, f"{aor} is provisioned here but not registered", "Temporarily Unavailable")
 
 
-def dialog_target(binding: Binding | None, uri: Uri, is_open: FlowIsOpen) -> Target | Reject | None:
+def dialog_target(binding: Binding | None, uri: Uri, open_flow: OpenFlow) -> Target | Reject | None:
     """An in-dialog request to the remote target ``uri``: over the connection of the
     binding registered with that contact, 430 when that binding is flow-bound and its
     flow failed, else the address the URI names."""
     if binding is None:
         return next_hop_for_uri(uri)
-    target = binding_target(binding, is_open)
+    target = binding_target(binding, open_flow)
     if target is None:
         return Reject(
             FLOW_FAILED,
@@ -72,14 +73,14 @@ def dialog_target(binding: Binding | None, uri: Uri, is_open: FlowIsOpen) -> Tar
 
 def notify_target(
     notify: OutgoingNotify,
-    is_open: FlowIsOpen,
+    open_flow: OpenFlow,
     reroute: Callable[[Uri], Target | Reject | None],
 ) -> Target | None:
     """Where a NOTIFY goes: the first hop of its route set, or the watcher's connection
     while it is open; else as an in-dialog request to the watcher's contact (``reroute``:
     ``dialog_target``), or None when that is a flow-bound binding whose flow failed."""
     target = notify.target
-    if notify.route_hop is not None or (isinstance(target, int) and is_open(target)):
+    if notify.route_hop is not None or (isinstance(target, int) and open_flow(target) is not None):
         return target
     rerouted = reroute(notify.request.uri)
     if isinstance(rerouted, Reject):
