@@ -610,12 +610,14 @@ class Node:
                 self._pump(self._now())
 
     async def _probe_hops(self) -> None:
-        """OPTIONS to the static routes' next hops: down ones about every second, idle ones
-        every few seconds (routing/health.py decides)."""
-        while True:
+        """OPTIONS to the static routes' next hops when routing/health.py says so."""
+        while True:  # a down hop comes back only by a probe: this loop must survive
             await asyncio.sleep(PROBE_TICK)
-            if self._prober.probe(self.transactions, self.settings.routes, self._now()):
-                self._pump(self._now())
+            try:
+                if self._prober.probe(self.transactions, self.settings.routes, self._now()):
+                    self._pump(self._now())
+            except Exception:
+                logger.exception("probing the static routes' next hops failed")
 
     def _send_notifies(self, now: float) -> None:
         outbox, self._outbox = self._outbox, []
