@@ -45,21 +45,23 @@ from intrafed.policy import (
     in_our_dialog,
     retry_after,
 )
+from intrafed.policy.admission import Admission, AdmissionLimits
 from intrafed.routing import HopHealth, Local, RoutingTables, ToPeer, decide
+from intrafed.routing.health import ProbeTimings
+from intrafed.routing.probe import PROBE_TICK, Prober, hop_of
+from intrafed.services.delivery import dialog_target, notify_target, to_bindings
 from intrafed.services.presence import OutgoingNotify, PresenceAgent
 from intrafed.services.proxy import (
     Answer,
     Decision,
-    Fork,
     Forward,
     Listener,
     Reject,
     StatefulProxy,
-    next_hop_for_uri,
     response_hop,
 )
 from intrafed.services.registrar import Binding, Registrar
-from intrafed.sip import RemoteSipError, Request, Response, SipUri, Uri, parse_message, parse_uri
+from intrafed.sip import RemoteSipError, Request, Response, SipUri, Uri, parse_message
 from intrafed.sip.digest import NonceIssuer
 from intrafed.sip.errors import FramingError
 from intrafed.sip.responses import local_tag, make_response, response_to_unparsable, warning_value
@@ -144,6 +146,10 @@ class NodeSettings:
     """Server context for MTLS listeners (client certificate required)."""
     client_ssl: ssl.SSLContext | None = None
     """Client context for outbound TLS (hostname verification on)."""
+    admission: AdmissionLimits = field(default_factory=AdmissionLimits)
+    """When new requests are shed with 503 (overload)."""
+    probes: ProbeTimings = field(default_factory=ProbeTimings)
+    """How often static-route next hops are probed with OPTIONS."""
 
 
 def settings_from_config(
@@ -283,7 +289,8 @@ class Node:
         self._tables = _routing_tables(settings)
         self._partition = _partition_hops(settings)
         self._buckets = TokenBuckets(settings.rate_limits)
-        self._hops = HopHealth()
+        self._hops = HopHealth(timings=settings.probes)
+        self._prober = Prober(self._hops, settings.name, self._via_for)
         self.transactions = TransactionLayer(settings.timers)
         self.transport = TransportLayer(
             on_message=self._on_message,
@@ -297,6 +304,7 @@ class Node:
         )
         self.proxy: StatefulProxy | None = None
         self._housekeeping: asyncio.Task[None] | None = None
+        self._probing: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_deadline: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -337,7 +345,10 @@ class Node:
             route_stamp=self._route_stamp,
             flow_transport=self._flow_transport,
             dialog_target=self._dialog_target,
-            hop_outcome=self._hop_outcome,
+            hop_outcome=lambda hop, failure, refused: self._hops.outcome(
+                hop, failure, self._now(), refused=refused
+            ),
+            shed=Admission(self.settings.admission, self.settings.name, self._trusted_flow).shed,
             also_known_as=frozenset((self.settings.address, port) for _, port in bound.values()),
         )
         # Watchers learn the current state at once, not at their next refresh (DESIGN §4);
@@ -350,6 +361,7 @@ class Node:
         self._outbox += self.presence.renotify_all(wall)
         self._pump(self._now())
         self._housekeeping = self._loop.create_task(self._keep_house())
+        self._probing = self._loop.create_task(self._probe_hops())
         return bound
 
     def reload(self, settings: NodeSettings) -> str | None:
@@ -402,9 +414,12 @@ class Node:
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop accepting, let pending transactions finish (up to ``grace`` s), close."""
-        if self._housekeeping is not None:
-            self._housekeeping.cancel()
-        await self.transport.close(grace, idle=lambda: self.transactions.pending == 0)
+        for task in (self._housekeeping, self._probing):
+            if task is not None:
+                task.cancel()
+        await self.transport.close(
+            grace, idle=lambda: self.transactions.pending <= self._prober.pending
+        )
         if self._timer is not None:
             self._timer.cancel()
 
@@ -470,7 +485,10 @@ class Node:
             if request.method == "OPTIONS" and uri.user is None and self._addresses_us(uri.host):
                 return Answer(self._options_answer(request))
             if request.method == "REGISTER" and uri.host.lower() in settings.domains:
-                registration = self._writes.register(request, flow, now)
+                source = self.transport.flow(flow)
+                registration = self._writes.register(
+                    request, flow, now, source.remote if source is not None else None
+                )
                 for aor in registration.changed:
                     self._registration_changed(aor, now)
                 return Answer(registration.response)
@@ -491,27 +509,14 @@ class Node:
                 return self._publish(request, decision.aor, now)
             return self._to_contacts(decision.aor, now)
         if isinstance(decision, ToPeer):
-            hops = [NextHop(r.transport, r.next_hop, r.port) for r in decision.routes]
+            hops = [hop_of(route) for route in decision.routes]
             usable = self._hops.usable(hops, self._now())
             if not usable:
-                return self._all_hops_down(request, hops)
+                # Every next hop failed lately: 503 at once, not a timeout per request.
+                wait, rule = self._hops.all_down(hops, self._now())
+                return self._unavailable(request, "Next Hop Down", wait, rule)
             return Forward(usable[0], decision.request_uri, tuple(usable[1:]))
         return Reject(decision.status, decision.rule)
-
-    def _all_hops_down(self, request: Request, hops: list[NextHop]) -> Answer:
-        """Every next hop of the route failed lately: 503 at once, not a timeout per
-        request (reliability matrix C1/C2)."""
-        now = self._now()
-        downs = [(hop, self._hops.down_reason(hop, now)) for hop in hops]
-        wait = min(down[0] for _, down in downs if down is not None)
-        reasons = "; ".join(
-            f"{hop.transport} {hop.host}:{hop.port}: {down[1]}"
-            for hop, down in downs
-            if down is not None
-        )
-        return self._unavailable(
-            request, "Next Hop Down", wait, f"static route next hops are down ({reasons})"
-        )
 
     def _unavailable(self, request: Request, reason: str, wait: float, rule: str) -> Answer:
         """503 with Retry-After and the rule in the Warning."""
@@ -528,13 +533,9 @@ class Node:
             )
         )
 
-    def _hop_outcome(self, target: Target, failure: str | None, refused: bool) -> None:
-        if not isinstance(target, NextHop):
-            return
-        if failure is None:
-            self._hops.answered(target)
-        else:
-            self._hops.failed(target, failure, self._now(), refused=refused)
+    def _trusted_flow(self, flow_id: FlowId) -> bool:
+        flow = self.transport.flow(flow_id)
+        return flow is not None and self._trust(flow) is not None
 
     # -- presence ---------------------------------------------------------------------
 
@@ -592,14 +593,23 @@ class Node:
             else:
                 self._house_faults.succeeded()
 
+    async def _probe_hops(self) -> None:
+        """OPTIONS to the static routes' next hops when routing/health.py says so."""
+        while True:  # a down hop comes back only by a probe: this loop must survive
+            await asyncio.sleep(PROBE_TICK)
+            try:
+                if self._prober.probe(self.transactions, self.settings.routes, self._now()):
+                    self._pump(self._now())
+            except Exception:
+                logger.exception("probing the static routes' next hops failed")
+
     def _send_notifies(self, now: float) -> None:
         outbox, self._outbox = self._outbox, []
         for notify in outbox:
-            target = notify.target
-            if isinstance(target, int) and self.transport.flow(target) is None:
-                # The watcher's connection is gone: a re-registered client is reached
-                # over its new one, anyone else at the contact address.
-                target = self._dialog_target(notify.request.uri) or target
+            target = notify_target(notify, self.transport.flow, self._dialog_target)
+            if target is None:  # the watcher's flow failed: retried until it registers again
+                self.presence.notify_outcome(notify.subscription, 503, time.time())
+                continue
             key = self.transactions.send_request(notify.request, target, now)
             self._notifies[key] = notify.subscription
 
@@ -658,31 +668,16 @@ class Node:
             ],
         )
 
-    def _dialog_target(self, uri: Uri) -> Target | None:
-        """An in-dialog request to a remote target: over the client's own connection when
-        the target is a contact registered here, else to the address the URI names."""
+    def _dialog_target(self, uri: Uri) -> Target | Reject | None:
+        """An in-dialog request to a remote target: over the connection of a contact
+        registered here (430 when that is gone), else to the address the URI names."""
         binding = self.registrar.binding_of_contact(str(uri), time.time())
-        if binding is not None and binding.flow is not None:
-            flow = self.transport.flow(binding.flow)
-            if flow is not None:
-                return flow.id
-        return next_hop_for_uri(uri)
+        return dialog_target(binding, uri, self.transport.flow)
 
     def _to_contacts(self, aor: str, now: float) -> Decision:
-        """A homed user: every registered contact at once, over the registering flow when
-        it is still open; offline → 480, never a trip to the other side (DESIGN §4)."""
-        forwards = []
-        for binding in self.registrar.bindings(aor, now):
-            contact = parse_uri(binding.contact)
-            flow = self.transport.flow(binding.flow) if binding.flow is not None else None
-            target: Target | None = flow.id if flow is not None else next_hop_for_uri(contact)
-            if target is not None:
-                forwards.append(Forward(target, contact))
-        if not forwards:
-            return Reject(
-                480, f"{aor} is provisioned here but not registered", "Temporarily Unavailable"
-            )
-        return Fork(tuple(forwards))
+        """A homed user: every registered contact at once, over the registering flow (430
+        when it is gone); offline → 480, never a trip to the other side (DESIGN §4)."""
+        return to_bindings(aor, self.registrar.bindings(aor, now), self.transport.flow)
 
     # -- inbound --------------------------------------------------------------------
 
@@ -712,7 +707,9 @@ class Node:
     def _note_source(self, request: Request, flow: Flow) -> Request:
         """RFC 3261 §18.2.1 received, RFC 3581 rport and RFC 5923 alias for the top Via."""
         via = request.top_via
-        if via.alias:
+        # Only a trusted peer's connection serves its sent-by: a client's would take over
+        # whatever address it names (and another user's, from a reused address).
+        if via.alias and self._trust(flow) is not None:
             host = via.host.strip("[]")
             host = self.settings.hosts.get(host.lower(), host)  # as _destination resolves it
             self.transport.register_alias(flow, host, via.port or 5060)
@@ -750,7 +747,9 @@ class Node:
         assert proxy is not None
         transactions = self.transactions
         while (event := transactions.next_event()) is not None:
-            if not (self._notifies and self._on_notify_event(event)):
+            if not (self._notifies and self._on_notify_event(event)) and not (
+                self._prober.pending and self._prober.outcome(event, now)
+            ):
                 proxy.handle(event, now)
         if self._outbox:
             self._send_notifies(now)

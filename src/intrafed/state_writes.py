@@ -67,17 +67,20 @@ class StateWriter:
         self._presence = presence
         self.faults = BurstLog(logger, "writing to the state store")
 
-    def register(self, request: Request, flow: FlowId, now: float) -> Registration:
-        """A REGISTER: the registrar's answer once the bindings are stored; ``503`` and
-        the bindings as before when they could not be."""
+    def register(
+        self, request: Request, flow: FlowId, now: float, source: tuple[str, int] | None
+    ) -> Registration:
+        """A REGISTER that came on ``flow`` from ``source`` (IP, port): the registrar's
+        answer once the bindings are stored; ``503`` and the bindings as before when they
+        could not be."""
         registrar = self._registrar
-        registration = registrar.register(request, flow, now)
+        registration = registrar.register(request, flow, now, source)
         if self._store is None or not registration.changed:
             return registration
         try:
             for aor in registration.changed:
                 rows = [
-                    (b.aor, b.contact, b.expires_at, b.q, b.call_id, b.cseq)
+                    (b.aor, b.contact, b.expires_at, b.q, b.call_id, b.cseq, b.flow_bound)
                     for b in registrar.bindings(aor, now)
                 ]
                 self._store.save_bindings(aor, rows)

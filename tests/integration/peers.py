@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import shutil
 import socket
 from collections.abc import AsyncIterator, Sequence
@@ -17,6 +18,7 @@ from pathlib import Path
 from intrafed.config.model import StaticRoute
 from intrafed.node import Node, NodeSettings
 from intrafed.policy import PeerTrust
+from intrafed.routing.health import ProbeTimings
 from intrafed.transport import ListenerSpec
 from tests.lab_pki import (
     ca_pem,
@@ -208,6 +210,8 @@ NODE_IP, UAS_IP, UAC_IP, UAS_TLS_IP, UAC_TLS_IP = (
     "127.0.0.6",
 )
 NODE_NAME = "imp1.example.com"
+SIPP_NEXT_HOP = ProbeTimings(keepalive_interval=math.inf)
+"""A SIPp UAS scenario takes an OPTIONS keepalive for a call that failed: none to it."""
 
 
 @dataclass(frozen=True)
@@ -230,6 +234,7 @@ async def proxy_chain(transport: str, workdir: Path) -> AsyncIterator[Chain]:
             address=NODE_IP,
             listeners=(ListenerSpec(NODE_IP, "TCP", 0),),
             routes=(StaticRoute("example.com", "TCP", uas_local[1], ip=uas_local[0]),),
+            probes=SIPP_NEXT_HOP,
             # The load generator is a gateway throttled as a server, not a client.
             peers=lambda ip, names, outbound: (
                 PeerTrust("host authorization") if ip == UAC_IP else None
@@ -249,6 +254,7 @@ async def proxy_chain(transport: str, workdir: Path) -> AsyncIterator[Chain]:
         address=NODE_IP,
         listeners=(ListenerSpec(NODE_IP, "MTLS", 0),),
         routes=(StaticRoute("example.com", "TLS", uas_tls_port, fqdn="bob.example.com"),),
+        probes=SIPP_NEXT_HOP,
         hosts={"bob.example.com": UAS_TLS_IP},
         mtls_ssl=node_server_context(node_cert, ca, require_client_cert=True),
         peers=lambda ip, names, outbound: (

@@ -253,6 +253,22 @@ def test_presence_is_back_within_a_minute_when_the_peer_partition_restarts(
     federated(tmp_path, "mtls", scenario, timeout=120)
 
 
+def test_the_200_to_a_subscribe_from_the_other_partition_carries_its_record_route(
+    tmp_path: Path,
+) -> None:
+    async def scenario(partitions: Partitions) -> None:
+        async with partitions.registered() as (alice, _bob):
+            subscription = await alice.subscribe("bob@example.com")
+            assert subscription.dialog is not None
+            # imp1 Record-Routed the SUBSCRIBE and ocs1 answered it: alice's route set is
+            # imp1 (once, or twice when it joins two listeners: RFC 5658).
+            routes = subscription.dialog.route_set
+            assert routes
+            assert all(route.startswith("<sip:imp1.example.com:") for route in routes)
+
+    federated(tmp_path, "mtls", scenario)
+
+
 def test_a_block_list_reloaded_makes_bob_appear_offline_to_alice_and_back(
     tmp_path: Path,
 ) -> None:

@@ -168,6 +168,16 @@ def test_the_initial_notify_is_an_in_dialog_request_with_the_current_state() -> 
     assert service.owns_dialog(subscribe(to_tag=our_tag, cseq=2))
 
 
+def test_the_200_to_subscribe_carries_the_record_route_of_the_request() -> None:
+    two = f"{PEER_RECORD_ROUTE}, <sip:127.0.0.2;lr>"
+    response, _notify = subscribed(agent(), record_route=two)
+    assert response.headers.get_all("record-route") == [two]
+    assert [str(route) for route in response.record_routes] == [
+        PEER_RECORD_ROUTE,
+        "<sip:127.0.0.2;lr>",
+    ]
+
+
 def test_without_a_route_set_the_notify_goes_over_the_subscribe_flow() -> None:
     _, notify = subscribed(agent(), record_route=None, event="presence;id=7")
     assert notify.request.headers.get_all("route") == []

@@ -65,6 +65,7 @@ def test_a_home_from_before_presence_gains_the_tables(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / FILENAME) as db:
         db.execute("DROP TABLE subscriptions")
         db.execute("DROP TABLE publications")
+        db.execute("ALTER TABLE bindings DROP COLUMN flow_bound")
         db.execute("PRAGMA user_version = 2")
     db.close()
     with ConfigStore.open(tmp_path) as store:

@@ -308,7 +308,9 @@ class PresenceAgent:
             remote_cseq=request.cseq.number,
         )
         subscription = _Subscription.from_row(row, flow)
-        response = self._accepted(request, our_tag, dialog.local_contact, expires)
+        # RFC 3261 §12.1.1: the response that makes the dialog copies the Record-Route.
+        record_routes = [("Record-Route", v) for v in request.headers.get_all("record-route")]
+        response = self._accepted(request, our_tag, dialog.local_contact, expires, record_routes)
         if expires == 0:
             # RFC 6665 §4.4.3: a fetch: one NOTIFY of the state and no subscription.
             return response, self._final_notify(subscription, now)
@@ -347,8 +349,15 @@ class PresenceAgent:
         self._add(refreshed)
         return response, self._notify_current(refreshed, now)
 
-    def _accepted(self, request: Request, tag: str, contact: str, expires: int) -> Response:
-        headers = [("Contact", f"<{contact}>"), ("Expires", str(expires))]
+    def _accepted(
+        self,
+        request: Request,
+        tag: str,
+        contact: str,
+        expires: int,
+        record_routes: list[tuple[str, str]] | None = None,
+    ) -> Response:
+        headers = [*(record_routes or ()), ("Contact", f"<{contact}>"), ("Expires", str(expires))]
         return make_response(request, 200, to_tag=tag, headers=headers)
 
     # -- PUBLISH -------------------------------------------------------------------

@@ -200,10 +200,11 @@ class StatefulProxy:
             lambda request, flow: Accepted(request)
         ),
         route_stamp: RouteStamp | None = None,
-        dialog_target: Callable[[Uri], Target | None] = next_hop_for_uri,
+        dialog_target: Callable[[Uri], Target | Reject | None] = next_hop_for_uri,
         hop_outcome: Callable[[Target, str | None, bool], None] = lambda target, failure, refused: (
             None
         ),
+        shed: Callable[[Request, FlowId, int], Response | None] = lambda request, flow, n: None,
     ) -> None:
         self.transactions = transactions
         self.name = name
@@ -214,6 +215,7 @@ class StatefulProxy:
         self._route_stamp = route_stamp
         self._dialog_target = dialog_target
         self._hop_outcome = hop_outcome
+        self._shed = shed
         self._own = {(lst.host.lower(), lst.port) for lst in listeners.values()} | also_known_as
         self._contexts: dict[ServerKey, _ResponseContext] = {}
         self._by_client: dict[ClientKey, _ResponseContext] = {}
@@ -290,6 +292,11 @@ class StatefulProxy:
         if request.method == "CANCEL":
             self._on_cancel(event, now)
             return
+        # Overload: shed before anything is parsed further (DESIGN §8).
+        shed = self._shed(request, event.flow, self.transactions.pending)
+        if shed is not None:
+            self.transactions.send_response(key, shed, now)
+            return
         # §16.3 step 3: Max-Forwards.
         if request.max_forwards == 0:
             self._reject(key, request, 483, "Max-Forwards reached 0", now)
@@ -339,7 +346,7 @@ class StatefulProxy:
             # An in-dialog request that followed our Record-Route and no other: the
             # Request-URI is the remote target. Without a Route of ours, it is routed
             # like any request (never relayed to whatever host it names).
-            decision = Forward(target)
+            decision = target if isinstance(target, Reject) else Forward(target)
         else:
             decision = self._decide(request, event.flow)
         if isinstance(decision, Reject):
@@ -571,7 +578,7 @@ class StatefulProxy:
             return
         request, routes = self._preprocess_routes(request)
         hop = next_hop_for_uri(routes[0].uri) if routes else self._dialog_target(request.uri)
-        if hop is None or request.max_forwards == 0:
+        if hop is None or isinstance(hop, Reject) or request.max_forwards == 0:
             logger.info("dropping ACK for %s: no route", request.uri)
             return
         listener = self.listener_for(hop)

@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from intrafed.services.proxy import next_hop_for_uri
 from intrafed.sip.errors import RemoteSipError
-from intrafed.sip.header_values import NameAddr
+from intrafed.sip.header_values import NameAddr, Via
 from intrafed.sip.message import Request, Response
 from intrafed.sip.responses import local_tag, make_response, warning_value
 from intrafed.sip.transaction import FlowId
@@ -33,6 +34,9 @@ class Binding:
     q: float
     call_id: str
     cseq: int
+    flow_bound: bool = True
+    """Reachable only over the connection it was registered on (``delivery.is_flow_bound``):
+    once that is gone (or after a restart), requests for it get 430, never its address."""
     flow: FlowId | None = None
     """The connection the REGISTER came on (requests reach NAT-bound clients over it)."""
 
@@ -97,8 +101,15 @@ class Registrar:
         live = [b for b in self._bindings.get(aor, ()) if b.expires_at > now]
         return sorted(live, key=lambda binding: -binding.q)
 
-    def register(self, request: Request, flow: FlowId, now: float) -> Registration:
-        """Handle one REGISTER (RFC 3261 §10.3 steps 4 to 8; authentication comes first)."""
+    def register(
+        self,
+        request: Request,
+        flow: FlowId,
+        now: float,
+        source: tuple[str, int] | None = None,
+    ) -> Registration:
+        """Handle one REGISTER (RFC 3261 §10.3 steps 4 to 8; authentication comes first)
+        that came on ``flow`` from ``source`` (IP, port)."""
         to_uri = request.to_addr.uri
         if not isinstance(to_uri, SipUri) or to_uri.user is None:
             return self._refuse(
@@ -152,7 +163,14 @@ class Registrar:
                 q = float(contact.param("q") or 1.0)
                 updated.append(
                     Binding(
-                        aor, str(uri), now + expires, q, request.call_id, request.cseq.number, flow
+                        aor,
+                        str(uri),
+                        now + expires,
+                        q,
+                        request.call_id,
+                        request.cseq.number,
+                        is_flow_bound(contact, request.top_via, source),
+                        flow,
                     )
                 )
         self._keep(aor, updated)
@@ -175,6 +193,27 @@ class Registrar:
     def _refuse(self, request: Request, status: int, rule: str) -> Registration:
         warning = ("Warning", warning_value(self._agent, rule))
         return Registration(make_response(request, status, to_tag=_tag(request), headers=[warning]))
+
+
+def is_flow_bound(contact: NameAddr, via: Via, source: tuple[str, int] | None) -> bool:
+    """Whether ``contact``, registered by a request whose top Via is ``via`` over a
+    connection from ``source``, can be reached only over that connection: RFC 5626
+    outbound (``ob``, ``reg-id``), the connection's own source address, or the sent-by of
+    an ``alias`` Via (RFC 5923). Only other contacts name a listening address of their own.
+    An unknown ``source`` counts as flow-bound: the safe side."""
+    uri = contact.uri
+    hop = next_hop_for_uri(uri)
+    if hop is None or source is None or not isinstance(uri, SipUri):
+        return True
+    if uri.has_param("ob") or contact.param("reg-id") is not None:
+        return True
+    address = (hop.host.lower(), hop.port)
+    if address == (source[0].lower(), source[1]):
+        return True
+    if via.alias:
+        default = 5061 if via.transport.upper() == "TLS" else 5060
+        return address == (via.host.strip("[]").lower(), via.port or default)
+    return False
 
 
 def _tag(request: Request) -> str:

@@ -65,10 +65,13 @@ MIGRATIONS = (
         published_at REAL NOT NULL,
         expires_at REAL NOT NULL
     )""",
+    # Bindings stored before this column existed count as flow-bound (the safe side).
+    "ALTER TABLE bindings ADD COLUMN flow_bound INTEGER NOT NULL DEFAULT 1",
 )
 
-# A registration as stored: aor, contact, expires_at (epoch seconds), q, call_id, cseq.
-BindingRow = tuple[str, str, float, float, str, int]
+# A registration as stored: aor, contact, expires_at (epoch seconds), q, call_id, cseq,
+# flow_bound (reachable only over the connection it was registered on).
+BindingRow = tuple[str, str, float, float, str, int, bool]
 
 
 class StoreError(ConfigError):
@@ -300,15 +303,20 @@ class ConfigStore:
         a restart: DESIGN §8); ``StoreError`` when that failed and nothing changed."""
         with self._transaction():
             self._db.execute("DELETE FROM bindings WHERE aor = ?", (aor,))
-            self._db.executemany("INSERT INTO bindings VALUES (?, ?, ?, ?, ?, ?)", rows)
+            self._db.executemany(
+                "INSERT INTO bindings (aor, contact, expires_at, q, call_id, cseq, flow_bound) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
 
     def load_bindings(self, now: float) -> list[BindingRow]:
         """Every stored registration still live at ``now`` (epoch seconds)."""
         cursor = self._db.execute(
-            "SELECT aor, contact, expires_at, q, call_id, cseq FROM bindings WHERE expires_at > ?",
+            "SELECT aor, contact, expires_at, q, call_id, cseq, flow_bound FROM bindings "
+            "WHERE expires_at > ?",
             (now,),
         )
-        return [tuple(row) for row in cursor.fetchall()]
+        return [(*row[:6], bool(row[6])) for row in cursor.fetchall()]
 
     def write_presence(
         self,

@@ -203,9 +203,10 @@ class TransportLayer:
         """RFC 5923: send to (transport, host, port) over this inbound flow from now on.
 
         Over TLS the alias serves only destinations whose server_name the flow's verified
-        certificate names (RFC 5923 §10), so in practice only MTLS flows.
+        certificate names (RFC 5923 §10), so in practice only MTLS flows; over TCP only the
+        address the connection comes from (a peer cannot claim another host's).
         """
-        if flow.closed:
+        if flow.closed or (flow.transport == "TCP" and host != flow.peer.ip):
             return
         key = ("TCP" if flow.transport == "TCP" else "TLS", host, port)
         self._aliases[key] = flow
