@@ -98,7 +98,7 @@ async def message_from_bob(address: tuple[str, int], mallory: SipPeer) -> tuple[
     reader, writer = await asyncio.open_connection(*address, local_addr=(BOB_IP, 0))
     bob = SipPeer(reader, writer)
     try:
-        writer.write(message("alice@example.com", 1, BOB_IP))
+        writer.write(message("alice@example.com", 1, BOB_IP, sender="bob@example.com"))
         answer = asyncio.ensure_future(bob.next())
         stolen = asyncio.ensure_future(mallory.next())
         done, _ = await asyncio.wait({answer, stolen}, return_when=asyncio.FIRST_COMPLETED)
@@ -262,7 +262,7 @@ def test_notify_after_a_restart_never_reaches_whoever_listens_at_a_watchers_addr
             # No NOTIFY went out for alice: her flow failed and she has not registered again.
             pending = restarted.transactions.pending
             reader, writer = await asyncio.open_connection(*address, local_addr=(BOB_IP, 0))
-            writer.write(message("alice@example.com", 1, BOB_IP))
+            writer.write(message("alice@example.com", 1, BOB_IP, sender="bob@example.com"))
             status = await status_of(SipPeer(reader, writer))
             writer.close()
             await writer.wait_closed()

@@ -16,9 +16,10 @@ from intrafed.sip.responses import make_response
 from intrafed.transport import Destination
 from tests.integration.clients import SipPeer, connect
 from tests.integration.peers import free_port
-from tests.integration.test_node_routes import imp_config, message
+from tests.integration.test_node_routes import CLIENT_IP, imp_config, message
 
-NODE_IP, CLIENT_IP, PEER_IP = "127.0.0.181", "127.0.0.182", "127.0.0.183"
+# CLIENT_IP is in imp_config's incoming ACL: a trusted sender, as the peer partition is.
+NODE_IP, PEER_IP = "127.0.0.181", "127.0.0.183"
 
 
 class Peer:

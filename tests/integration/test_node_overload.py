@@ -55,8 +55,9 @@ def test_beyond_the_pending_limit_a_client_gets_503_at_once_and_a_trusted_peer_p
         try:
             client = await connect(address, CLIENT_IP, opened)
             trusted = await connect(address, TRUSTED_IP, opened)
+            # The trusted peer's requests are admitted and stay pending at the hole.
             for n in (1, 2):
-                client.writer.write(message("sip:bob@example.com", n))
+                trusted.writer.write(message("sip:bob@example.com", n))
             for _ in range(200):  # two server and two client transactions
                 if node.transactions.pending >= 4:
                     break

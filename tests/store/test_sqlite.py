@@ -188,4 +188,4 @@ def fill(store: ConfigStore, contact: str) -> tuple[int, StoreError]:
 
 
 def row(n: int, contact: str) -> BindingRow:
-    return (f"u{n}@example.com", contact, 5000.0, 1.0, f"call-{n}", 1)
+    return (f"u{n}@example.com", contact, 5000.0, 1.0, f"call-{n}", 1, True)

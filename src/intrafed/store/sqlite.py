@@ -84,7 +84,7 @@ class StoreError(ConfigError):
         unwritable = _unwritable(path, error)
         if unwritable is not None:
             super().__init__(unwritable.setting, unwritable.message, unwritable.fix)
-        elif error.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:
+        elif getattr(error, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY:
             super().__init__(
                 "--home",
                 f"{path} is busy ({reason})",

@@ -413,7 +413,11 @@ class UserAgent:
         if subscription.dialog is None:
             subscription.dialog = Dialog.as_uac(request, response)
         else:
+            # The first NOTIFY overtook the 200 and made the dialog; the 200's Record-Route
+            # is still the route set of the subscriber (RFC 3261 §12.1.2).
             subscription.dialog.local_cseq = request.cseq.number
+            if response.record_routes:
+                subscription.dialog.route_set = Dialog.as_uac(request, response).route_set
         return subscription
 
     async def invite_im(self, to: str) -> ImSession:
