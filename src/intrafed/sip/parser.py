@@ -47,7 +47,8 @@ def _find_header_end(data: bytes, stream: bool) -> tuple[int, int]:
 def _split_lines(head: str) -> list[str]:
     """The lines of the header section, folds undone (RFC 3261 §7.3.1), bare LF tolerated."""
     if "\n " in head or "\n\t" in head:
-        head = _abnf.FOLD_RE.sub(" ", head)
+        parts = _abnf.FOLD_RE.split(head)
+        head = " ".join([*(part.rstrip(" \t") for part in parts[:-1]), parts[-1]])
     crlf = head.count("\r\n")
     if head.count("\n") == crlf and head.count("\r") == crlf:
         lines = head.split("\r\n")

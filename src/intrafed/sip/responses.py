@@ -99,7 +99,7 @@ def make_response(
     )
 
 
-_RAW_FIELD_RE = re.compile(rb"^([!-9;-~]+)[ \t]*:[ \t]*([^\r\n]*)\r?$", re.MULTILINE)
+_RAW_FIELD_RE = re.compile(rb"^([!-9;-~]+)[ \t]*:[^\r\n]*\r?$", re.MULTILINE)
 
 
 def response_to_unparsable(
