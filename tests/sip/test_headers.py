@@ -655,10 +655,10 @@ def test_star_among_other_contacts_is_rejected() -> None:
 @pytest.mark.parametrize(
     ("name", "reason"), [("badinv01.dat", "Via"), ("quotbal.dat", "To"), ("badaspec.dat", "To")]
 )
-def test_invalid_typed_header_is_found_by_validate(name: str, reason: str) -> None:
-    message = parse_message((CONFORMANCE / "rfc4475" / name).read_bytes())
+def test_invalid_top_via_from_or_to_is_found_by_the_parser(name: str, reason: str) -> None:
+    # Every handler reads these: a flaw in them is answered at parsing, not met in a handler.
     with pytest.raises(RemoteSipError, match=reason) as caught:
-        message.validate()
+        parse_message((CONFORMANCE / "rfc4475" / name).read_bytes())
     assert caught.value.status == 400
 
 
