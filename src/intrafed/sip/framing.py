@@ -27,7 +27,10 @@ _CONTENT_LENGTH_RE = re.compile(rb"\n(?:content-length|l)[ \t]*:", re.IGNORECASE
 # What the first line can look like before its LF arrives: a token character first, then no
 # control characters. A TLS ClientHello (0x16) or binary junk fails at once instead of
 # waiting for a line feed that never comes.
+# (Bytes already checked are not checked again: a start line trickled in a byte at a time
+# costs linear work, not quadratic.)
 _PARTIAL_START_LINE_RE = re.compile(rb"[A-Za-z0-9\-.!%*_+`'~][^\x00-\x08\x0a-\x1f\x7f]*\r?")
+_START_LINE_REST_RE = re.compile(rb"[^\x00-\x08\x0a-\x1f\x7f]*\r?")
 # Prefixes of a keepalive ping: wait for the rest before deciding.
 _PING_PREFIXES = (b"\r", b"\r\n", b"\r\n\r")
 _COMPACT_AFTER = 64 * 1024
@@ -155,14 +158,18 @@ class StreamFramer:
                 if not self._skip_keepalives():
                     return None
                 start = self._start
-                newline = buffer.find(b"\n", start, start + self.max_header_bytes)
+                checked = max(start, self._scan_from)
+                newline = buffer.find(b"\n", checked, start + self.max_header_bytes)
                 if newline < 0:
-                    if not _PARTIAL_START_LINE_RE.fullmatch(buffer, start):
+                    shape = _PARTIAL_START_LINE_RE if checked == start else _START_LINE_REST_RE
+                    if not shape.fullmatch(buffer, checked):
                         raise self._fail("unreadable start line: the stream is out of step")
                     if len(buffer) - start > self.max_header_bytes:
                         raise self._fail(
                             f"start line longer than {self.max_header_bytes} bytes", 513
                         )
+                    # a final CR is checked again: only a LF may follow it
+                    self._scan_from = len(buffer) - buffer.endswith(b"\r")
                     return None
                 if not _abnf.START_LINE_SHAPE_RE.match(buffer, start, newline):
                     raise self._fail("unreadable start line: the stream is out of step")
