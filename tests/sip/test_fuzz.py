@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from intrafed.sip import Request, StreamFramer, parse_message
+from intrafed.sip.digest import parse_challenge, parse_credentials
 from intrafed.sip.errors import FramingError, RemoteSipError
 from intrafed.sip.responses import local_tag, make_response, response_to_unparsable
 from intrafed.sip.transaction import client_key, server_key
@@ -49,6 +50,14 @@ def exercise(data: bytes, split: int) -> None:
         client_key(message)
         with contextlib.suppress(RemoteSipError):
             message.validate()
+        for name in ("authorization", "proxy-authorization"):
+            for value in message.headers.get_all(name):
+                with contextlib.suppress(RemoteSipError):
+                    parse_credentials(value)
+        for name in ("www-authenticate", "proxy-authenticate"):
+            for value in message.headers.get_all(name):
+                with contextlib.suppress(RemoteSipError):
+                    parse_challenge(value)
         if isinstance(message, Request):
             key = server_key(message)
             make_response(message, 400, "fuzz", to_tag=local_tag(*key)).to_bytes()
