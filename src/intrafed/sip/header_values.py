@@ -126,7 +126,8 @@ def parse_via(value: str) -> Via:
     params: Params = ()
     if params_text:
         params = parse_params(params_text, "Via", _abnf.VIA_PARAM_RE)
-        if "ttl" in params_text or "rport=" in params_text:
+        lowered = params_text.lower()
+        if "ttl" in lowered or "rport" in lowered:
             _check_via_numbers(params)
     return Via(transport, host, port, params, "SIP/2.0")
 
