@@ -58,6 +58,7 @@ from intrafed.services.proxy import (
     Listener,
     Reject,
     StatefulProxy,
+    describe_failure,
     response_hop,
 )
 from intrafed.services.registrar import Binding, Registrar
@@ -746,15 +747,23 @@ class Node:
         proxy = self.proxy
         assert proxy is not None
         transactions = self.transactions
+        # A failure stays with its event or message: the rest of the batch is other requests'.
         while (event := transactions.next_event()) is not None:
-            if not (self._notifies and self._on_notify_event(event)) and not (
-                self._prober.pending and self._prober.outcome(event, now)
-            ):
-                proxy.handle(event, now)
+            try:
+                if not (self._notifies and self._on_notify_event(event)) and not (
+                    self._prober.pending and self._prober.outcome(event, now)
+                ):
+                    proxy.handle(event, now)
+            except Exception as exc:
+                logger.warning("handling failed: %s", proxy.answer_failure(event, exc, now))
         if self._outbox:
             self._send_notifies(now)
         for target, data in transactions.outgoing():
-            self._deliver(target, data)
+            try:
+                self._deliver(target, data)
+            except Exception as exc:
+                logger.warning("cannot send to %s: %s", target, describe_failure(exc))
+                self._report_failure(data, describe_failure(exc))
         self._arm_timer()
 
     def _arm_timer(self) -> None:
@@ -809,7 +818,10 @@ class Node:
             return None
         if not isinstance(message, Response):
             return None
-        return response_hop(message.top_via)
+        hop = response_hop(message.top_via)
+        if hop is None:
+            logger.info("dropping a response for Via transport %s", message.top_via.transport)
+        return hop
 
     def _destination(self, hop: NextHop) -> Destination:
         ip = self.settings.hosts.get(hop.host.lower(), hop.host)

@@ -138,3 +138,12 @@ def test_the_nonce_table_forgets_expired_nonces_and_stays_bounded() -> None:
     assert issuer.use(nonces[4], "00000001", now=112.5)
     assert len(issuer) == 2
     assert issuer.check(nonces[1], now=112.5) == "stale"
+
+
+def test_a_username_that_is_not_utf8_is_hashed_not_raised() -> None:
+    """Bytes that are not UTF-8 reach the parser as surrogates; hashing them never raises."""
+    credentials = parse_credentials(
+        'Digest username="al\udcffice", realm="example.com", nonce="n", uri="sip:example.com", '
+        'response="00000000000000000000000000000000"'
+    )
+    assert not verify(credentials, "0" * 32, "REGISTER")

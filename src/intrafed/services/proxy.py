@@ -13,11 +13,14 @@ from __future__ import annotations
 import hashlib
 import itertools
 import logging
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from intrafed.policy import Accepted
 from intrafed.policy.dialogs import RouteStamp
+from intrafed.sip.errors import RemoteSipError
 from intrafed.sip.header_values import NameAddr, Via
 from intrafed.sip.headers import Headers
 from intrafed.sip.message import Request, Response
@@ -130,12 +133,15 @@ def next_hop_for_uri(uri: Uri) -> NextHop | None:
     return NextHop(transport.upper(), host.strip("[]"), port)
 
 
-def response_hop(via: Via) -> NextHop:
+def response_hop(via: Via) -> NextHop | None:
     """Where a response goes when the request's connection is gone (RFC 3261 §18.2.2).
     Over TLS, the sent-by host: it names the certificate to verify (a ``received`` IP is
     never a TLS server name), and the node resolves it or finds its open connection.
-    Over TCP, the ``received`` address and the ``rport`` (RFC 3581)."""
+    Over TCP, the ``received`` address and the ``rport`` (RFC 3581). None for a transport
+    the node does not speak (UDP, SCTP…)."""
     transport = via.transport.upper()
+    if transport not in ("TCP", "TLS"):
+        return None
     if transport == "TLS":
         return NextHop(transport, via.host.strip("[]"), via.port or 5061)
     return NextHop(transport, (via.received or via.host).strip("[]"), via.rport or via.port or 5060)
@@ -245,6 +251,35 @@ class StatefulProxy:
             self._forward_stray(event.response)
         elif isinstance(event, ServerTimedOut):
             logger.info("no ACK for the final response of %s", event.transaction)
+
+    def answer_failure(self, event: TransactionEvent, error: Exception, now: float) -> str:
+        """Handling ``event`` raised ``error``: answer its request, if it has one still
+        unanswered (the status of a ``RemoteSipError``, else 500), and forget its state so
+        nothing waits on it. Returns the line to log."""
+        failure = describe_failure(error)
+        if not isinstance(event, RequestReceived):
+            return f"{type(event).__name__} dropped: {failure}"
+        key, request = event.transaction, event.request
+        context = self._contexts.pop(key, None)
+        if context is not None:
+            for client in context.branches:
+                self._by_client.pop(client, None)
+        if isinstance(error, RemoteSipError):
+            status, rule = error.status, error.reason
+        else:
+            status = 500
+            rule = f"internal error ({type(error).__name__}) while handling {request.method}"
+        answered = "no answer"
+        if self.transactions.server_state(key) in (State.TRYING, State.PROCEEDING):
+            try:
+                self._reject(key, request, status, rule, now, rule)
+                answered = f"answered {status}"
+            except Exception as exc:  # the request itself cannot be answered
+                answered = f"no answer ({describe_failure(exc)})"
+        if self.transactions.server_state(key) is not State.COMPLETED:
+            self.transactions.terminate_server(key)
+        what = f"{request.method} {request.uri} (Call-ID {request.call_id!r})"
+        return f"{what}: {failure}, {answered}"
 
     # -- requests ------------------------------------------------------------------
 
@@ -605,7 +640,15 @@ class StatefulProxy:
         ) not in self._own:
             return
         hop = response_hop(response.vias[1])
-        self.transactions.send_stateless(hop, response.without_top_via())
+        if hop is not None:
+            self.transactions.send_stateless(hop, response.without_top_via())
+
+
+def describe_failure(error: Exception) -> str:
+    """One log line's worth of an exception: its type, text and where it was raised."""
+    frames = traceback.extract_tb(error.__traceback__)
+    where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+    return f"{type(error).__name__}: {error}{where}"
 
 
 def _with_params(record_route: str, params: str) -> str:

@@ -79,10 +79,12 @@ SIP_URI_RE = re.compile(
 # global-number-digits = "+" *phonedigit DIGIT *phonedigit
 # local-number-digits  = *phonedigit-hex (HEXDIG / "*" / "#") *phonedigit-hex
 # parameter = ";" pname ["=" pvalue ]; pname = 1*( alphanum / "-" )
+# (The separators before the first digit are matched apart from the digits, so that the two
+# runs cannot trade characters: backtracking stays linear.)
 TEL_URI_RE = re.compile(
     rf"(?P<scheme>[Tt][Ee][Ll]):"
-    rf"(?P<number>\+[0-9\-.()]*[0-9][0-9\-.()]*"
-    rf"|[0-9A-Fa-f*#\-.()]*[0-9A-Fa-f*#][0-9A-Fa-f*#\-.()]*)"
+    rf"(?P<number>\+[\-.()]*[0-9][0-9\-.()]*"
+    rf"|[\-.()]*[0-9A-Fa-f*#][0-9A-Fa-f*#\-.()]*)"
     rf"(?P<params>(?:;[A-Za-z0-9\-]+(?:={PARAMCHAR}+)?)*)"
 )
 
@@ -95,20 +97,19 @@ ABSOLUTE_URI_RE = re.compile(
 
 # generic-param = token [ EQUAL gen-value ]; gen-value = token / host / quoted-string
 # SEMI = SWS ";" SWS; EQUAL = SWS "=" SWS
+# (A parameter owns the whitespace before its ";" only: whitespace that both the end of one
+# and the start of the next could take makes a failing match backtrack quadratically.)
 GENERIC_PARAM = (
-    rf"[ \t]*;[ \t]*({TOKEN})"
-    rf"(?:[ \t]*=[ \t]*({TOKEN}|{IPV6_REFERENCE}|{QUOTED_STRING}))?[ \t]*"
+    rf"[ \t]*;[ \t]*({TOKEN})(?:[ \t]*=[ \t]*({TOKEN}|{IPV6_REFERENCE}|{QUOTED_STRING}))?"
 )
 GENERIC_PARAM_RE = re.compile(GENERIC_PARAM)
-GENERIC_PARAMS_RE = re.compile(rf"(?:{GENERIC_PARAM})*")
 # via-received = "received" EQUAL (IPv4address / IPv6address)
 # RFC 5118 §4.5: received carries a bare IPv6 address (colons, no brackets).
 VIA_PARAM = (
     rf"[ \t]*;[ \t]*({TOKEN})"
-    rf"(?:[ \t]*=[ \t]*([{TOKEN_CHARS}:]+|{IPV6_REFERENCE}|{QUOTED_STRING}))?[ \t]*"
+    rf"(?:[ \t]*=[ \t]*([{TOKEN_CHARS}:]+|{IPV6_REFERENCE}|{QUOTED_STRING}))?"
 )
 VIA_PARAM_RE = re.compile(VIA_PARAM)
-VIA_PARAMS_RE = re.compile(rf"(?:{VIA_PARAM})*")
 
 # via-parm = sent-protocol LWS sent-by *( SEMI via-params )
 # sent-protocol = protocol-name SLASH protocol-version SLASH transport
@@ -118,7 +119,7 @@ VIA_HEAD = (
     rf"(?P<transport>{TOKEN})[ \t]+(?P<host>{HOST})(?:[ \t]*:[ \t]*(?P<port>[0-9]+))?"
 )
 VIA_HEAD_RE = re.compile(VIA_HEAD)
-VIA_RE = re.compile(rf"{VIA_HEAD}(?P<params>(?:{VIA_PARAM})*)")
+VIA_RE = re.compile(rf"{VIA_HEAD}(?P<params>(?:{VIA_PARAM})*)[ \t]*")
 
 # CSeq = "CSeq" HCOLON 1*DIGIT LWS Method
 CSEQ_RE = re.compile(rf"(?P<number>[0-9]+)[ \t]+(?P<method>{TOKEN})")
@@ -128,7 +129,7 @@ CSEQ_RE = re.compile(rf"(?P<number>[0-9]+)[ \t]+(?P<method>{TOKEN})")
 # RFC 4475 §3.1.1.6 (lwsdisp): no LWS between the display name and "<" is accepted.
 NAME_ADDR_QUOTED_RE = re.compile(rf"[ \t]*(?P<display>{QUOTED_STRING})[ \t]*<(?P<uri>[^>]*)>")
 NAME_ADDR_TOKENS_RE = re.compile(
-    rf"[ \t]*(?P<display>{TOKEN}(?:[ \t]+{TOKEN})*)?[ \t]*<(?P<uri>[^>]*)>"
+    rf"[ \t]*(?:(?P<display>{TOKEN}(?:[ \t]+{TOKEN})*)[ \t]*)?<(?P<uri>[^>]*)>"
 )
 
 # media-type = m-type SLASH m-subtype *(SEMI m-parameter)
@@ -146,10 +147,12 @@ SIP_VERSION_RE = re.compile(r"[Ss][Ii][Pp]/[0-9]+\.[0-9]+")
 # (A request line with LWS inside the URI, RFC 4475 lwsruri, still frames: the parser
 # answers it with 400 and the connection stays open.)
 START_LINE_SHAPE_RE = re.compile(
-    rb"(?:[!-~]+[ \t]+[^\r\n]*[ \t][Ss][Ii][Pp]/[0-9]|[Ss][Ii][Pp]/[0-9]+\.[0-9]+[ \t])"
+    rb"(?:[!-~]+[ \t][^\r\n]*[ \t][Ss][Ii][Pp]/[0-9]|[Ss][Ii][Pp]/[0-9]+\.[0-9]+[ \t])"
 )
 
 # Control characters that may appear in a header value only as a quoted-pair (intmeth).
 CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 # LWS = [*WSP CRLF] 1*WSP; a folded line is equivalent to one SP (RFC 3261 §7.3.1).
-FOLD_RE = re.compile(r"[ \t]*\r?\n[ \t]+")
+# (The whitespace before the line break is stripped by the caller: a leading [ \t]* would
+# re-read a long run of blanks from each of its positions while scanning.)
+FOLD_RE = re.compile(r"\r?\n[ \t]+")

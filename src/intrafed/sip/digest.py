@@ -109,7 +109,9 @@ def parse_credentials(value: str) -> DigestCredentials:
 
 
 def _hash(algorithm: str, text: str) -> str:
-    return ALGORITHMS[algorithm](text.encode("utf-8"), usedforsecurity=False).hexdigest()
+    return ALGORITHMS[algorithm](
+        text.encode("utf-8", "surrogateescape"), usedforsecurity=False
+    ).hexdigest()
 
 
 def expected_response(credentials: DigestCredentials, ha1: str, method: str) -> str:

@@ -20,19 +20,36 @@ KEEPALIVE_PING = b"\r\n\r\n"
 KEEPALIVE_PONG = b"\r\n"
 
 # Content-Length = ( "Content-Length" / "l" ) HCOLON 1*DIGIT
-# (LWS, folded lines included, may stand between the colon and the value. Every header
-# line follows a line feed: anchoring on it lets the regex engine skip to line starts.)
-_CONTENT_LENGTH_RE = re.compile(
-    rb"\n(?:content-length|l)[ \t]*:(?:[ \t]|\r?\n[ \t])*([^\r\n]*?)[ \t]*\r?$",
-    re.IGNORECASE | re.MULTILINE,
-)
+# (Every header line follows a line feed: anchoring on it lets the regex engine skip to line
+# starts. The value, folded lines included, is cut by _field_value: a regex that trims LWS
+# around it backtracks over long runs of blanks.)
+_CONTENT_LENGTH_RE = re.compile(rb"\n(?:content-length|l)[ \t]*:", re.IGNORECASE)
 # What the first line can look like before its LF arrives: a token character first, then no
 # control characters. A TLS ClientHello (0x16) or binary junk fails at once instead of
 # waiting for a line feed that never comes.
+# (Bytes already checked are not checked again: a start line trickled in a byte at a time
+# costs linear work, not quadratic.)
 _PARTIAL_START_LINE_RE = re.compile(rb"[A-Za-z0-9\-.!%*_+`'~][^\x00-\x08\x0a-\x1f\x7f]*\r?")
+_START_LINE_REST_RE = re.compile(rb"[^\x00-\x08\x0a-\x1f\x7f]*\r?")
 # Prefixes of a keepalive ping: wait for the rest before deciding.
 _PING_PREFIXES = (b"\r", b"\r\n", b"\r\n\r")
 _COMPACT_AFTER = 64 * 1024
+
+
+def _field_value(buffer: bytearray, position: int, end: int) -> bytes:
+    """The header value from ``position`` up to ``end`` or the end of its field (folded
+    lines joined by one space), without the LWS around it."""
+    parts: list[bytes] = []
+    while True:
+        line_end = buffer.find(b"\n", position, end)
+        if line_end < 0:
+            line_end = end
+        part = bytes(buffer[position:line_end]).strip(b" \t\r")
+        if part:
+            parts.append(part)
+        position = line_end + 1
+        if position >= end or buffer[position] not in b" \t":
+            return b" ".join(parts)
 
 
 def _find_empty_line(buffer: bytearray, start: int) -> tuple[int, int] | None:
@@ -141,14 +158,18 @@ class StreamFramer:
                 if not self._skip_keepalives():
                     return None
                 start = self._start
-                newline = buffer.find(b"\n", start, start + self.max_header_bytes)
+                checked = max(start, self._scan_from)
+                newline = buffer.find(b"\n", checked, start + self.max_header_bytes)
                 if newline < 0:
-                    if not _PARTIAL_START_LINE_RE.fullmatch(buffer, start):
+                    shape = _PARTIAL_START_LINE_RE if checked == start else _START_LINE_REST_RE
+                    if not shape.fullmatch(buffer, checked):
                         raise self._fail("unreadable start line: the stream is out of step")
                     if len(buffer) - start > self.max_header_bytes:
                         raise self._fail(
                             f"start line longer than {self.max_header_bytes} bytes", 513
                         )
+                    # a final CR is checked again: only a LF may follow it
+                    self._scan_from = len(buffer) - buffer.endswith(b"\r")
                     return None
                 if not _abnf.START_LINE_SHAPE_RE.match(buffer, start, newline):
                     raise self._fail("unreadable start line: the stream is out of step")
@@ -162,7 +183,10 @@ class StreamFramer:
                 self._scan_from = max(start, len(buffer) - 3)
                 return None
             headers_end, header_end = empty_line
-            lengths = _CONTENT_LENGTH_RE.findall(buffer, start, headers_end)
+            lengths = [
+                _field_value(buffer, match.end(), headers_end)
+                for match in _CONTENT_LENGTH_RE.finditer(buffer, start, headers_end)
+            ]
             if len(lengths) > 1:
                 raise self._fail(
                     f"{len(lengths)} Content-Length headers: the message cannot be framed"

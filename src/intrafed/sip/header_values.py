@@ -19,21 +19,19 @@ MAX_MAX_FORWARDS = 255  # RFC 3261 §20.22 treats Max-Forwards as a hop count of
 _QVALUE_RE = re.compile(r"0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?")
 
 
-def parse_params(
-    text: str,
-    what: str,
-    whole: re.Pattern[str] = _abnf.GENERIC_PARAMS_RE,
-    one: re.Pattern[str] = _abnf.GENERIC_PARAM_RE,
-) -> Params:
+def parse_params(text: str, what: str, one: re.Pattern[str] = _abnf.GENERIC_PARAM_RE) -> Params:
     """Parse ``*( SEMI generic-param )``; values keep their spelling (quotes included)."""
     if not text:
         return ()
-    if whole.fullmatch(text) is None:
-        position = 0
-        while (match := one.match(text, position)) is not None:
-            position = match.end()
+    params: list[tuple[str, str]] = []
+    position = 0
+    while (match := one.match(text, position)) is not None:
+        name, value = match.groups("")
+        params.append((name, value))
+        position = match.end()
+    if position < len(text) and text[position:].strip(" \t"):
         raise RemoteSipError(f"{what}: malformed parameter at {text[position : position + 32]!r}")
-    return tuple(one.findall(text))
+    return tuple(params)
 
 
 def unquote(value: str) -> str:
@@ -114,7 +112,7 @@ def parse_via(value: str) -> Via:
         head = _abnf.VIA_HEAD_RE.match(value)
         if head is None:
             raise RemoteSipError(f"Via {value[:64]!r} is malformed")
-        parse_params(value[head.end() :], "Via", _abnf.VIA_PARAMS_RE, _abnf.VIA_PARAM_RE)
+        parse_params(value[head.end() :], "Via", _abnf.VIA_PARAM_RE)
         raise RemoteSipError(f"Via {value[:64]!r} is malformed")
     # (the last two groups belong to the repeated parameter inside "params")
     protocol, version, transport, host, port_text, params_text, _, _ = match.groups()
@@ -127,8 +125,9 @@ def parse_via(value: str) -> Via:
             raise RemoteSipError(f"Via port {port_text} is out of range 1-65535")
     params: Params = ()
     if params_text:
-        params = tuple(_abnf.VIA_PARAM_RE.findall(params_text))
-        if "ttl" in params_text or "rport=" in params_text:
+        params = parse_params(params_text, "Via", _abnf.VIA_PARAM_RE)
+        lowered = params_text.lower()
+        if "ttl" in lowered or "rport" in lowered:
             _check_via_numbers(params)
     return Via(transport, host, port, params, "SIP/2.0")
 

@@ -47,7 +47,8 @@ def _find_header_end(data: bytes, stream: bool) -> tuple[int, int]:
 def _split_lines(head: str) -> list[str]:
     """The lines of the header section, folds undone (RFC 3261 §7.3.1), bare LF tolerated."""
     if "\n " in head or "\n\t" in head:
-        head = _abnf.FOLD_RE.sub(" ", head)
+        parts = _abnf.FOLD_RE.split(head)
+        head = " ".join([*(part.rstrip(" \t") for part in parts[:-1]), parts[-1]])
     crlf = head.count("\r\n")
     if head.count("\n") == crlf and head.count("\r") == crlf:
         lines = head.split("\r\n")
@@ -110,7 +111,7 @@ def _parse_status_line(line: str) -> tuple[int, str]:
 
 
 def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
-    """Parse one message.
+    """Parse one message (with the top Via, and a request's From and To).
 
     ``stream=False`` reads ``data`` as a datagram: Content-Length is optional, may not
     exceed the body, and octets after it are discarded (RFC 3261 §18.3). ``stream=True``
@@ -181,8 +182,15 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
                     f"Content-Length {length} is less than the {len(body)} bytes of body"
                 )
             body = body[:length]
+    message: Request | Response
     if is_response:
-        return Response._parsed(status, reason, headers, body, checked)
-    return Request._parsed(
+        message = Response._parsed(status, reason, headers, body, checked)
+        _ = message.top_via
+        return message
+    message = Request._parsed(
         method, uri, headers, body, checked, f"{method} {uri_text} {SIP_VERSION}"
     )
+    # What every request handler reads (transaction matching, dialogs, the response) is
+    # parsed now, so that a flaw in it is answered here rather than met deep in a handler.
+    _ = (message.top_via, message.from_addr, message.to_addr)
+    return message

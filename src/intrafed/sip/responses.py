@@ -55,7 +55,8 @@ _TEXT_UNSAFE_RE = re.compile(r"[\x00-\x1f\x7f]")
 def local_tag(*parts: str) -> str:
     """A To tag for a response we generate, the same for the same request (so a
     retransmitted request gets the same tag)."""
-    return hashlib.blake2s("|".join(parts).encode(), digest_size=5).hexdigest()
+    material = "|".join(parts).encode("utf-8", "surrogateescape")
+    return hashlib.blake2s(material, digest_size=5).hexdigest()
 
 
 def reason_phrase(status: int) -> str:
@@ -99,15 +100,15 @@ def make_response(
     )
 
 
-_RAW_FIELD_RE = re.compile(rb"^([!-9;-~]+)[ \t]*:[ \t]*([^\r\n]*)\r?$", re.MULTILINE)
+_RAW_FIELD_RE = re.compile(rb"^([!-9;-~]+)[ \t]*:[^\r\n]*\r?$", re.MULTILINE)
 
 
 def response_to_unparsable(
     head: bytes, status: int, reason: str, warning_agent: str
 ) -> bytes | None:
     """Best-effort response bytes for a request the parser rejected, or None when none can
-    be built (a response, or no Via/From/To/Call-ID/CSeq to copy): RFC 3261 §18.2.2 routes
-    responses by Via, so without them nothing can be answered.
+    be built (a response, or no Via): RFC 3261 §18.2.2 routes responses by Via, so without
+    it nothing can be answered. Whichever of From, To, Call-ID and CSeq are there are copied.
     """
     first_line, _, _ = head.partition(b"\n")
     if first_line[:4].upper() == b"SIP/" or not _abnf.START_LINE_SHAPE_RE.match(first_line):
@@ -120,7 +121,7 @@ def response_to_unparsable(
         if canonical in _COPIED:
             seen.add(canonical)
             copied.append(match.group(0).rstrip(b"\r"))
-    if not _COPIED.issubset(seen):
+    if "via" not in seen:
         return None
     lines = [
         f"SIP/2.0 {status} {safe_reason(reason)}".encode("utf-8", "replace"),

@@ -428,6 +428,14 @@ class TransactionLayer:
         if transaction is not None:
             transaction.state = State.TERMINATED
 
+    def terminate_server(self, key: ServerKey) -> None:
+        """Drop server transaction ``key`` (its handling failed; a retransmission of its
+        request is then a new request, not one to absorb)."""
+        transaction = self._servers.pop(key, None)
+        if transaction is not None:
+            transaction.state = State.TERMINATED
+            transaction.timers.clear()
+
     def server_request(self, key: ServerKey) -> Request | None:
         """The request of a live server transaction, or None."""
         transaction = self._servers.get(key)
