@@ -19,6 +19,7 @@ import pytest
 
 from intrafed.config.model import StaticRoute
 from intrafed.node import Node, NodeSettings
+from intrafed.policy import PeerTrust
 from intrafed.sip import Request, Response, StreamFramer, parse_message
 from intrafed.sip.responses import make_response
 from intrafed.store.sqlite import BindingRow
@@ -70,6 +71,10 @@ def routed_node(uas_port: int) -> Node:
             address=NODE_IP,
             listeners=(ListenerSpec(NODE_IP, "TCP", 0),),
             routes=(StaticRoute("example.com", "TCP", uas_port, ip=UAS_IP),),
+            # The clients are trusted hosts: they relay for a partner domain.
+            peers=lambda ip, names, outbound: (
+                PeerTrust("host authorization") if ip in (CLIENT_IP, OTHER_IP) else None
+            ),
         )
     )
 
@@ -220,7 +225,9 @@ def test_a_request_whose_handling_fails_gets_5xx_and_leaves_no_stuck_transaction
             # Sent again (same branch): a new attempt, not a retransmission to swallow.
             again = await ask(alice, REGISTER)
             other = await connect(address, OTHER_IP, opened)
-            offline = await ask(other, message("carol@example.com", 1, OTHER_IP))
+            offline = await ask(
+                other, message("carol@example.com", 1, OTHER_IP, sender="alice@example.com")
+            )
             return failed, again, offline
 
     failed, again, offline = asyncio.run(asyncio.wait_for(scenario(), 30))
