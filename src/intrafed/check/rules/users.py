@@ -1,0 +1,83 @@
+"""Rules of the last steps: users on both sides, the routing mode's directory, and
+settings waiting for a restart."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+from intrafed.check.facts import NodeFacts
+from intrafed.check.findings import Finding
+from intrafed.check.rules.catalogue import rule
+from intrafed.config.model import Role, RoutingMode
+
+
+def check_users(node: NodeFacts, others: Sequence[NodeFacts]) -> Iterator[Finding]:
+    config = node.config
+    if config.role is Role.IMP:
+        yield from _directory(node, others)
+        return
+    for peer in others:
+        theirs = {user.aor for user in peer.config.users}
+        for user in config.users:
+            if user.aor not in theirs:
+                continue
+            state = (
+                "disabled but not deleted on OCS, which still treats it as its own, so "
+                "messages never reach IM and Presence (Disable before Delete)"
+                if not user.enabled
+                else "enabled on both"
+            )
+            yield rule("user.both-sides").finding(
+                node.name,
+                f"{user.aor} is provisioned on {node.name} and on {peer.name}: {state}",
+                f"intrafed config user remove {user.aor} {node.home_arg} (or from {peer.name}: "
+                f"intrafed config user remove {user.aor} {peer.home_arg})",
+            )
+
+
+def _directory(node: NodeFacts, others: Sequence[NodeFacts]) -> Iterator[Finding]:
+    """Advanced routing mode forwards only the directory's users: it must hold exactly the
+    users of the OCS side (when that side is given)."""
+    config = node.config
+    if config.routing_mode is not RoutingMode.ADVANCED:
+        return
+    source = next((f"--from-home {o.home}" for o in others if o.home is not None), None)
+    refill = f"intrafed config directory import {source or 'FILE'} {node.home_arg}"
+    if not config.peer_directory:
+        yield rule("routing.advanced").finding(
+            node.name,
+            "advanced routing mode forwards only users listed in a directory of the OCS "
+            "side's users, and the directory is empty: every OCS user gets 404",
+            f"{refill} (or intrafed config routing-mode basic {node.home_arg})",
+        )
+        return
+    if not others:
+        return
+    theirs = {user.aor for other in others for user in other.config.users}
+    listed = set(config.peer_directory)
+    sides = ", ".join(other.name for other in others)
+    unknown = sorted(listed - theirs)
+    if unknown:
+        yield rule("routing.directory-stale").finding(
+            node.name,
+            f"the directory lists {', '.join(unknown)}, not provisioned on {sides}: requests "
+            "for them cross to the OCS side and come back 404",
+            f"intrafed config directory remove {unknown[0]} {node.home_arg} for each, or {refill}",
+        )
+    missing = sorted(theirs - listed)
+    if missing:
+        yield rule("routing.directory-stale").finding(
+            node.name,
+            f"the directory misses {', '.join(missing)} of {sides}: requests for them get 404 "
+            "here instead of reaching the OCS side",
+            f"intrafed config directory add {' '.join(missing)} {node.home_arg}, or {refill}",
+        )
+
+
+def check_restart(node: NodeFacts, others: Sequence[NodeFacts]) -> Iterator[Finding]:
+    if node.pending:
+        yield rule("restart.pending").finding(
+            node.name,
+            f"restart pending: {'; '.join(node.pending)}",
+            f"intrafed service restart {node.home_arg}",
+        )
