@@ -9,25 +9,15 @@ import fcntl
 import json
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from intrafed.config.model import Connection, NodeIdentity, Role
 from intrafed.store import ConfigStore
 from tests.integration.peers import free_port
+from tests.integration.test_service_restart import intrafed
 
 NODE_IP = "127.0.0.176"
-
-
-def intrafed(*arguments: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "intrafed", *arguments],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
 
 
 def make_home(home: Path, port: int) -> None:
