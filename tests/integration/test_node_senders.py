@@ -105,13 +105,16 @@ def on_lab(scenario: Callable[[Lab], Awaitable[None]]) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running_lab() -> AsyncIterator[Lab]:
+async def running_lab(digest_algorithms: tuple[str, ...] | None = None) -> AsyncIterator[Lab]:
     victim, partition = Recorder(), Recorder()
     victim_server = await asyncio.start_server(victim.serve, VICTIM_IP, 0)
     partition_server = await asyncio.start_server(partition.serve, PARTITION_IP, 0)
     victim_port = victim_server.sockets[0].getsockname()[1]
     partition_port = partition_server.sockets[0].getsockname()[1]
-    node = Node(settings_from_config(config(free_port(NODE_IP), partition_port)))
+    configured = config(free_port(NODE_IP), partition_port)
+    if digest_algorithms is not None:
+        configured = dataclasses.replace(configured, digest_algorithms=digest_algorithms)
+    node = Node(settings_from_config(configured))
     address = (await node.start())["TCP"]
     opened: list[asyncio.StreamWriter] = []
     try:
@@ -325,3 +328,46 @@ def test_a_replayed_register_authorization_does_not_move_the_binding() -> None:
         assert [CAROL_IP in binding.contact for binding in bindings] == [True]
 
     on_lab(scenario)
+
+
+def test_a_client_that_cannot_answer_sha256_is_told_the_digest_setting() -> None:
+    # libre (baresip 1.0) cannot answer while any SHA-256 challenge is present: it sends
+    # its REGISTER again without credentials. The second 401 names the setting that helps.
+    async def scenario(lab: Lab) -> None:
+        carol = await lab.client(CAROL_IP)
+        first = await answer(carol, register(CAROL_IP, 5070, 1))
+        assert first.status == 401
+        assert "intrafed config digest" not in warning(first)
+        again = await answer(carol, register(CAROL_IP, 5070, 2))
+        assert again.status == 401
+        assert "intrafed config digest MD5 --home DIR" in warning(again)
+
+    on_lab(scenario)
+
+
+def test_credentials_in_an_algorithm_not_accepted_are_told_the_digest_setting() -> None:
+    # The node offers SHA-256 only; a client answering in MD5 learns how to allow it.
+    async def scenario(lab: Lab) -> None:
+        carol = await lab.client(CAROL_IP)
+        challenged = await answer(carol, register(CAROL_IP, 5070, 1))
+        offered = dataclasses.replace(
+            parse_challenge(challenged.headers.get_all("www-authenticate")[0]), algorithm="MD5"
+        )
+        credentials = answer_challenge(
+            offered,
+            "carol",
+            ha1("carol", offered.realm, PASSWORD, "MD5"),
+            "REGISTER",
+            "sip:example.com",
+            cnonce="c0ffee",
+        )
+        refused = await answer(carol, register(CAROL_IP, 5070, 2, format_credentials(credentials)))
+        assert refused.status == 401
+        assert "intrafed config digest SHA-256 MD5 --home DIR" in warning(refused)
+        assert lab.node.registrar.bindings("carol@example.com", time.time()) == []
+
+    async def main() -> None:
+        async with running_lab(digest_algorithms=("SHA-256",)) as lab:
+            await asyncio.wait_for(scenario(lab), 30)
+
+    asyncio.run(main())
