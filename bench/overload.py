@@ -1,0 +1,558 @@
+"""Overload: one node offered five times its capacity for MESSAGE over TCP.
+
+One IM&P node in a process of its own forwards example.com to a SIPp UAS. SIPp's UAC
+sends as alice@example.com, a user provisioned on the node without a password (accepted
+as a client without a challenge); the node gives the client rate class the server class's
+limits, so the per-address limit does not answer first.
+
+1. Capacity C: the offered rate steps up as in ``bench.proxy`` (zero failures, p99 <=
+   100 ms); C is the best passing step's achieved rate.
+2. 5 x C for ``--seconds``: every request's outcome (200, 503, other, unanswered within
+   ``--recv-timeout``), from SIPp's statistics and response times; the node's RSS
+   (VmRSS) before, at its peak (sampled every 0.5 s) and ``--settle`` seconds after the
+   load stops; and a canary: a trusted host (the node's incoming ACL) sending one
+   MESSAGE every 100 ms through the node, its latency p50/p99 and failures.
+3. A table on stdout and bench/results/overload-<timestamp>.json.
+
+The issue's bar (item 9): nothing unanswered, memory bounded and returned, canary p99
+< 1 s. Everything is bounded in count and time and talks only to 127.0.0.0/8.
+
+Run from the repository root: .venv/bin/python -m bench.overload
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import csv
+import dataclasses
+import json
+import logging
+import multiprocessing
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass, field
+from multiprocessing.process import BaseProcess
+from multiprocessing.queues import Queue
+from pathlib import Path
+
+from bench.federation import LOAD_CLIENT_BURST, LOAD_CLIENT_RATE, wait_ready
+from bench.proxy import Step, percentile, step_up
+from intrafed.config.model import (
+    AclEntry,
+    ImpListeners,
+    NodeConfig,
+    NodeIdentity,
+    RateClass,
+    RateLimits,
+    Role,
+    StaticRoute,
+    User,
+)
+from intrafed.node import Node, settings_from_config
+from intrafed.sip import Response, StreamFramer, parse_message
+from tests.integration.clients import message
+from tests.integration.peers import SIPP_NEXT_HOP, Chain, free_port, run_sipp, sipp_uas
+
+NODE_IP, UAS_IP, UAC_IP, CANARY_IP = "127.0.0.200", "127.0.0.201", "127.0.0.202", "127.0.0.203"
+NODE_NAME = "imp1.example.com"
+SENDER = "alice@example.com"
+"""Provisioned on the node without a password: a client, accepted without a challenge."""
+RECIPIENT = "bob@example.com"
+"""Homed on neither side: forwarded along the static route to the SIPp UAS."""
+RESULTS = Path(__file__).resolve().parent / "results"
+SAMPLE_INTERVAL = 0.5
+CANARY_INTERVAL = 0.1
+CANARY_P99_LIMIT_MS = 1000.0
+
+UAC_SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<!-- alice sends a MESSAGE to bob; 200 and 503 both end the call (counted apart by
+     their response-time names), any other final response is an unexpected message. -->
+<scenario name="uac MESSAGE under overload">
+  <send>
+    <![CDATA[
+MESSAGE sip:bob@example.com SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: "Alice" <sip:alice@example.com>;tag=[pid]SIPpTag00[call_number]
+To: <sip:bob@example.com>
+Call-ID: [call_id]
+CSeq: 1 MESSAGE
+Max-Forwards: 70
+Content-Type: text/plain
+Content-Length: [len]
+
+Hello bob, message [call_number] from alice.
+]]>
+  </send>
+  <recv response="100" optional="true"/>
+  <recv response="503" optional="true" rtd="shed" next="1"/>
+  <recv response="200" rtd="ok"/>
+  <label id="1"/>
+</scenario>
+"""
+
+
+def node_config(port: int, uas: tuple[str, int]) -> NodeConfig:
+    """The node under load: example.com served here (alice provisioned without a
+    password), everything else of example.com to the UAS, the canary in the ACL, and the
+    client class lifted to the server class (SIPp is one address standing for many)."""
+    return NodeConfig(
+        NodeIdentity(Role.IMP, NODE_NAME, NODE_IP),
+        domains=("example.com",),
+        listeners=ImpListeners(
+            tcp=port, peer_auth=free_port(NODE_IP), server_auth=free_port(NODE_IP)
+        ),
+        routes=(StaticRoute("example.com", "TCP", uas[1], ip=uas[0]),),
+        acl=(AclEntry(ip=CANARY_IP),),
+        users=(User(SENDER),),
+        rate_limits=RateLimits(client=RateClass(LOAD_CLIENT_RATE, LOAD_CLIENT_BURST)),
+    )
+
+
+def serve_config(config: NodeConfig, ready: Queue[str]) -> None:
+    """A node process: run ``config`` (TCP only, no probes of the SIPp next hop) until
+    SIGTERM; put its FQDN on ``ready`` once it listens."""
+    logging.basicConfig(level=logging.ERROR)
+
+    async def serve() -> None:
+        settings = dataclasses.replace(settings_from_config(config), probes=SIPP_NEXT_HOP)
+        node = Node(settings)
+        await node.start()
+        stopping = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
+        ready.put(node.settings.name)
+        await stopping.wait()
+        await node.stop(grace=1.0)
+
+    asyncio.run(serve())
+
+
+@contextlib.asynccontextmanager
+async def node_process(config: NodeConfig) -> AsyncIterator[BaseProcess]:
+    """The node of ``config`` in a process of its own, until the block ends."""
+    context = multiprocessing.get_context("spawn")
+    ready: Queue[str] = context.Queue()
+    process = context.Process(target=serve_config, args=(config, ready), name=NODE_NAME)
+    process.start()
+    try:
+        await asyncio.to_thread(wait_ready, [process], ready)
+        yield process
+    finally:
+        process.terminate()
+        await asyncio.to_thread(process.join, 15)
+        if process.is_alive():
+            process.kill()
+
+
+def vm_rss_kib(status: str) -> int:
+    """The resident set size in KiB from the text of /proc/PID/status."""
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise ValueError("no VmRSS line (is the process a zombie?)")
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """The node's RSS and the machine's 1-minute load average at one moment."""
+
+    at: float
+    """Seconds since the load started (negative before)."""
+    rss_kib: int
+    load: float
+
+
+@dataclass
+class Sampler:
+    """Samples the node's RSS and the load average every ``SAMPLE_INTERVAL``."""
+
+    pid: int
+    origin: float
+    samples: list[Sample] = field(default_factory=list)
+
+    def sample(self) -> Sample:
+        status = Path(f"/proc/{self.pid}/status").read_text()
+        load = float(Path("/proc/loadavg").read_text().split()[0])
+        taken = Sample(time.monotonic() - self.origin, vm_rss_kib(status), load)
+        self.samples.append(taken)
+        return taken
+
+    async def run(self, until: float) -> None:
+        """Sample until ``until`` seconds after the origin."""
+        while time.monotonic() - self.origin < until:
+            self.sample()
+            await asyncio.sleep(SAMPLE_INTERVAL)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcomes:
+    """What came of every request SIPp's UAC offered."""
+
+    offered: int
+    ok: int
+    shed: int
+    other: int
+    unanswered: int
+    not_sent: int
+    """Never went out (SIPp's send failed or its connection broke)."""
+
+    @property
+    def accounted(self) -> int:
+        return self.ok + self.shed + self.other + self.unanswered + self.not_sent
+
+
+def last_stats(text: str) -> dict[str, str]:
+    """The last row of a SIPp statistics file (``-trace_stat``, ';'-separated), by column."""
+    rows = [row for row in csv.reader(text.splitlines(), delimiter=";") if row]
+    if len(rows) < 2:
+        raise ValueError("SIPp wrote no statistics row")
+    return dict(zip(rows[0], rows[-1], strict=False))
+
+
+def outcomes(stats: Mapping[str, str], answered: Mapping[str, int]) -> Outcomes:
+    """The outcomes of a UAC run from SIPp's cumulative statistics and the number of
+    responses timed per response-time name (``ok``: 200, ``shed``: 503)."""
+
+    def total(name: str) -> int:
+        return int(stats.get(f"{name}(C)", "0") or 0)
+
+    return Outcomes(
+        offered=total("OutgoingCall"),
+        ok=answered.get("ok", 0),
+        shed=answered.get("shed", 0),
+        other=total("FailedUnexpectedMessage") + total("FailedCallRejected"),
+        unanswered=total("FailedTimeoutOnRecv"),
+        not_sent=total("FailedCmdNotSent")
+        + total("FailedOutboundCongestion")
+        + total("FailedTimeoutOnSend"),
+    )
+
+
+def response_times(rows: Iterable[Mapping[str, str]]) -> dict[str, list[float]]:
+    """Response times (ms) per response-time name from SIPp's ``-trace_rtt`` rows."""
+    times: dict[str, list[float]] = {}
+    for row in rows:
+        times.setdefault(row["rtd_no"], []).append(float(row["response_time_ms"]))
+    return times
+
+
+@dataclass(frozen=True, slots=True)
+class Latency:
+    """p50/p99 in ms of a set of requests; those never answered count as infinite."""
+
+    count: int
+    p50_ms: float
+    p99_ms: float
+
+    @staticmethod
+    def of(times: list[float], unanswered: int = 0) -> Latency:
+        values = times + [float("inf")] * unanswered
+        if not values:
+            return Latency(0, float("nan"), float("nan"))
+        return Latency(len(values), percentile(values, 0.5), percentile(values, 0.99))
+
+
+@dataclass
+class Canary:
+    """A trusted host's MESSAGEs through the node: latencies and failures."""
+
+    latencies_ms: list[float] = field(default_factory=list)
+    statuses: dict[int, int] = field(default_factory=dict)
+    sent: int = 0
+
+    @property
+    def failures(self) -> int:
+        return self.sent - self.statuses.get(200, 0)
+
+    @property
+    def latency(self) -> Latency:
+        return Latency.of(self.latencies_ms, self.sent - len(self.latencies_ms))
+
+
+async def run_canary(node: tuple[str, int], seconds: float, grace: float) -> Canary:
+    """Send one MESSAGE every ``CANARY_INTERVAL`` for ``seconds`` from ``CANARY_IP``;
+    wait ``grace`` seconds more for the last answers."""
+    canary = Canary()
+    reader, writer = await asyncio.open_connection(*node, local_addr=(CANARY_IP, 0))
+    sent_at: dict[str, float] = {}
+
+    async def read() -> None:
+        framer = StreamFramer()
+        while data := await reader.read(65536):
+            framer.receive_data(data)
+            while (frame := framer.next_frame()) is not None:
+                response = parse_message(frame, stream=True)
+                if not isinstance(response, Response) or response.status < 200:
+                    continue
+                started = sent_at.pop(response.call_id, None)
+                if started is None:
+                    continue
+                canary.statuses[response.status] = canary.statuses.get(response.status, 0) + 1
+                if response.status == 200:
+                    canary.latencies_ms.append((time.perf_counter() - started) * 1000)
+
+    reading = asyncio.create_task(read())
+    try:
+        begun = time.perf_counter()
+        for number in range(int(seconds / CANARY_INTERVAL)):
+            await asyncio.sleep(max(0.0, begun + number * CANARY_INTERVAL - time.perf_counter()))
+            sent_at[f"m{number}@{CANARY_IP}"] = time.perf_counter()
+            writer.write(message(RECIPIENT, number, CANARY_IP))
+            canary.sent += 1
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace):
+                while sent_at:
+                    await asyncio.sleep(0.05)
+    finally:
+        reading.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+            await reading
+        writer.close()
+    return canary
+
+
+@dataclass
+class Overload:
+    """What happened at 5 x C."""
+
+    rate: int
+    seconds: float
+    sending: float
+    """Seconds SIPp took to send what it offered."""
+    settle: float
+    outcomes: Outcomes
+    ok_latency: Latency
+    shed_latency: Latency
+    rss_before_kib: int
+    rss_peak_kib: int
+    rss_after_kib: int
+    canary: Canary
+    samples: list[Sample]
+
+
+def elapsed_seconds(value: str) -> float:
+    """SIPp's ``ElapsedTime`` (``HH:MM:SS``, or ``HH:MM:SS:uuuuuu``) in seconds."""
+    hours, minutes, seconds, *micros = (int(part) for part in value.split(":"))
+    return hours * 3600 + minutes * 60 + seconds + sum(micros) / 1e6
+
+
+def sending_seconds(text: str) -> float:
+    """When SIPp's UAC had sent its last request: the elapsed time of the first
+    statistics row (``-trace_stat``) whose outgoing calls reach the final count."""
+    rows = list(csv.DictReader(text.splitlines(), delimiter=";"))
+    if not rows:
+        raise ValueError("SIPp wrote no statistics row")
+    final = rows[-1]["OutgoingCall(C)"]
+    first = next(row for row in rows if row["OutgoingCall(C)"] == final)
+    return elapsed_seconds(first["ElapsedTime(C)"])
+
+
+async def offer(
+    node: BaseProcess,
+    chain: Chain,
+    rate: int,
+    options: argparse.Namespace,
+    workdir: Path,
+) -> Overload:
+    """Offer ``rate`` MESSAGEs a second for ``options.seconds`` with a canary alongside."""
+    seconds, recv_timeout, settle = options.seconds, options.recv_timeout, options.settle
+    calls = int(rate * seconds)
+    scenario = workdir / "uac_message_overload.xml"
+    scenario.write_text(UAC_SCENARIO)
+    stats = workdir / "overload_stats.csv"
+    assert node.pid is not None
+    sampler = Sampler(node.pid, time.monotonic())
+    before = sampler.sample()
+    sampler.samples.clear()
+    async with sipp_uas(
+        "uas_message.xml",
+        local=chain.uas_local,
+        calls=10 * calls,
+        timeout=seconds + recv_timeout + settle + 60,
+        workdir=workdir,
+    ):
+        sampler.origin = time.monotonic()
+        sampling = asyncio.create_task(sampler.run(2 * seconds + recv_timeout + settle + 60))
+        canary = asyncio.create_task(run_canary(chain.uac_remote, seconds, recv_timeout))
+        uac = await run_sipp(
+            str(scenario),
+            local=(UAC_IP, free_port(UAC_IP)),
+            remote=chain.uac_remote,
+            calls=calls,
+            rate=rate,
+            timeout=2 * seconds + recv_timeout + 30,
+            extra=[
+                # No cap on calls open at once (SIPp's default, 3 x rate x duration,
+                # would throttle the offer when answers lag), a receive timeout that
+                # ends each unanswered call, statistics and every response time.
+                *("-l", str(calls), "-recv_timeout", f"{int(recv_timeout * 1000)}"),
+                *("-trace_stat", "-stf", str(stats), "-fd", "1"),
+                *("-trace_rtt", "-rtt_freq", "1"),
+            ],
+            workdir=workdir,
+        )
+        canary_result = await canary
+    if not stats.exists():
+        sampling.cancel()
+        raise RuntimeError(f"SIPp wrote no statistics: {uac.output[-2000:]}")
+    sending = sending_seconds(stats.read_text())
+    await asyncio.sleep(max(0.0, sending + settle - (time.monotonic() - sampler.origin)))
+    sampling.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await sampling
+    rtt_rows: list[dict[str, str]] = []
+    for path in workdir.glob(f"{scenario.stem}_*_rtt.csv"):
+        with path.open() as table:
+            rtt_rows += csv.DictReader(table, delimiter=";")
+    times = response_times(rtt_rows)
+    result = outcomes(last_stats(stats.read_text()), {k: len(v) for k, v in times.items()})
+    after = min(sampler.samples, key=lambda sample: abs(sample.at - (sending + settle)))
+    return Overload(
+        rate,
+        seconds,
+        sending,
+        settle,
+        result,
+        Latency.of(times.get("ok", [])),
+        Latency.of(times.get("shed", [])),
+        before.rss_kib,
+        max(sample.rss_kib for sample in [before, *sampler.samples]),
+        after.rss_kib,
+        canary_result,
+        sampler.samples,
+    )
+
+
+def print_report(capacity: float, steps: list[Step], run: Overload) -> None:
+    """The table of a run."""
+    out = run.outcomes
+    offered = max(out.offered, 1)
+    print(
+        f"Capacity C = {capacity:,.0f} msg/s; offered 5 x C = {run.rate:,}/s for "
+        f"{run.seconds:g} s (SIPp sent for {run.sending:.1f} s)"
+    )
+    print(f"  {'outcome':<26}{'requests':>10}{'share':>8}")
+    for label, count in (
+        ("offered (sent by SIPp)", out.offered),
+        ("200 OK", out.ok),
+        ("503 (shed)", out.shed),
+        ("other final response", out.other),
+        ("unanswered (timeout)", out.unanswered),
+        ("not sent", out.not_sent),
+    ):
+        print(f"  {label:<26}{count:>10,}{count / offered:>8.1%}")
+    if out.accounted != out.offered:
+        print(f"  ({out.offered - out.accounted:,} offered requests have no outcome)")
+    print(
+        f"  200 latency p50 {run.ok_latency.p50_ms:,.0f} ms, p99 {run.ok_latency.p99_ms:,.0f} ms;"
+        f" 503 latency p50 {run.shed_latency.p50_ms:,.0f} ms,"
+        f" p99 {run.shed_latency.p99_ms:,.0f} ms"
+    )
+    print(
+        f"  node RSS: before {run.rss_before_kib / 1024:,.0f} MiB, peak"
+        f" {run.rss_peak_kib / 1024:,.0f} MiB, {run.settle:g} s after the load"
+        f" {run.rss_after_kib / 1024:,.0f} MiB"
+    )
+    canary = run.canary
+    print(
+        f"  canary (trusted host, 1 per {CANARY_INTERVAL * 1000:.0f} ms): sent {canary.sent},"
+        f" failed {canary.failures} (answers {dict(sorted(canary.statuses.items()))}),"
+        f" p50 {canary.latency.p50_ms:,.0f} ms, p99 {canary.latency.p99_ms:,.0f} ms"
+    )
+    loads = [sample.load for sample in run.samples]
+    print(f"  load average (1 min) during the run: {min(loads):.2f} .. {max(loads):.2f}")
+    verdicts = {
+        "every request answered": out.unanswered == 0 and out.accounted == out.offered,
+        "memory returned": run.rss_after_kib <= 1.5 * run.rss_before_kib,
+        "canary p99 < 1 s, no failures": canary.latency.p99_ms < CANARY_P99_LIMIT_MS
+        and canary.failures == 0,
+    }
+    for label, passed in verdicts.items():
+        print(f"  {label}: {'pass' if passed else 'FAIL'}")
+
+
+def report(capacity: float, steps: list[Step], run: Overload) -> dict[str, object]:
+    """The JSON record of a run."""
+    return {
+        "capacity_msg_s": capacity,
+        "ladder": [dataclasses.asdict(step) | {"passed": step.passed} for step in steps],
+        "overload": {
+            "rate": run.rate,
+            "seconds": run.seconds,
+            "sending_s": run.sending,
+            "outcomes": dataclasses.asdict(run.outcomes),
+            "ok_latency": dataclasses.asdict(run.ok_latency),
+            "shed_latency": dataclasses.asdict(run.shed_latency),
+            "rss_kib": {
+                "before": run.rss_before_kib,
+                "peak": run.rss_peak_kib,
+                "after": run.rss_after_kib,
+                "settle_s": run.settle,
+            },
+            "canary": {
+                "sent": run.canary.sent,
+                "failures": run.canary.failures,
+                "statuses": run.canary.statuses,
+                "latency": dataclasses.asdict(run.canary.latency),
+            },
+            "samples": [dataclasses.asdict(sample) for sample in run.samples],
+        },
+    }
+
+
+async def measure(options: argparse.Namespace) -> tuple[float, list[Step], Overload]:
+    """Find C along the ladder (unless ``--capacity`` gives it), then offer 5 x C."""
+    workdir = Path(tempfile.mkdtemp(prefix="intrafed-bench-overload-"))
+    port = free_port(NODE_IP)
+    uas = (UAS_IP, free_port(UAS_IP))
+    chain = Chain((NODE_IP, port), uas, f"{UAS_IP}:{uas[1]};transport=tcp")
+    async with node_process(node_config(port, uas)) as node:
+        steps: list[Step] = []
+        capacity = options.capacity
+        if not capacity:
+            rates = [int(rate) for rate in options.rates.split(",")]
+            steps = await step_up(chain, rates, options.step_seconds, workdir)
+            passing = [step.achieved for step in steps if step.passed]
+            capacity = max(passing) if passing else steps[0].achieved
+        run = await offer(node, chain, int(5 * capacity), options, workdir)
+    return capacity, steps, run
+
+
+def main() -> int:
+    arguments = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    arguments.add_argument("--rates", default="250,500,1000,1500,2000,2500,3000,4000")
+    arguments.add_argument("--step-seconds", type=float, default=4.0)
+    arguments.add_argument("--capacity", type=float, default=0, help="skip the ladder")
+    arguments.add_argument("--seconds", type=float, default=20.0, help="duration of 5 x C")
+    arguments.add_argument(
+        "--recv-timeout",
+        type=float,
+        default=32.0,
+        help="seconds SIPp waits for a final response (Timer F: a client gives up then)",
+    )
+    arguments.add_argument("--settle", type=float, default=10.0, help="RSS after the load")
+    options = arguments.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+    print(
+        f"Overload: SIPp UAC ({SENDER}) -> node -> SIPp UAS, MESSAGE over TCP"
+        f" (load average {Path('/proc/loadavg').read_text().split()[0]})",
+        flush=True,
+    )
+    capacity, steps, run = asyncio.run(measure(options))
+    print_report(capacity, steps, run)
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"overload-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
+    path.write_text(json.dumps(report(capacity, steps, run), indent=2) + "\n")
+    print(
+        f"  written to {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
