@@ -30,6 +30,7 @@ import dataclasses
 import json
 import logging
 import multiprocessing
+import os
 import signal
 import sys
 import tempfile
@@ -54,6 +55,7 @@ from intrafed.config.model import (
     User,
 )
 from intrafed.node import Node, settings_from_config
+from intrafed.policy.admission import MAX_PENDING, AdmissionLimits
 from intrafed.sip import Response, StreamFramer, parse_message
 from tests.integration.clients import message
 from tests.integration.peers import SIPP_NEXT_HOP, Chain, free_port, run_sipp, sipp_uas
@@ -114,13 +116,15 @@ def node_config(port: int, uas: tuple[str, int]) -> NodeConfig:
     )
 
 
-def serve_config(config: NodeConfig, ready: Queue[str]) -> None:
-    """A node process: run ``config`` (TCP only, no probes of the SIPp next hop) until
-    SIGTERM; put its FQDN on ``ready`` once it listens."""
+def serve_config(config: NodeConfig, admission: AdmissionLimits, ready: Queue[str]) -> None:
+    """A node process: run ``config`` (TCP only, no probes of the SIPp next hop, shedding
+    at ``admission``) until SIGTERM; put its FQDN on ``ready`` once it listens."""
     logging.basicConfig(level=logging.ERROR)
 
     async def serve() -> None:
-        settings = dataclasses.replace(settings_from_config(config), probes=SIPP_NEXT_HOP)
+        settings = dataclasses.replace(
+            settings_from_config(config), probes=SIPP_NEXT_HOP, admission=admission
+        )
         node = Node(settings)
         await node.start()
         stopping = asyncio.Event()
@@ -133,11 +137,13 @@ def serve_config(config: NodeConfig, ready: Queue[str]) -> None:
 
 
 @contextlib.asynccontextmanager
-async def node_process(config: NodeConfig) -> AsyncIterator[BaseProcess]:
+async def node_process(
+    config: NodeConfig, admission: AdmissionLimits
+) -> AsyncIterator[BaseProcess]:
     """The node of ``config`` in a process of its own, until the block ends."""
     context = multiprocessing.get_context("spawn")
     ready: Queue[str] = context.Queue()
-    process = context.Process(target=serve_config, args=(config, ready), name=NODE_NAME)
+    process = context.Process(target=serve_config, args=(config, admission, ready), name=NODE_NAME)
     process.start()
     try:
         await asyncio.to_thread(wait_ready, [process], ready)
@@ -157,28 +163,75 @@ def vm_rss_kib(status: str) -> int:
     raise ValueError("no VmRSS line (is the process a zombie?)")
 
 
+def cpu_seconds(stat: str, ticks: int) -> float:
+    """User plus system CPU time in seconds from the text of /proc/PID/stat."""
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def hex_address(ip: str) -> str:
+    """An IPv4 address as /proc/net/tcp writes it (little-endian hex)."""
+    return "".join(f"{int(part):02X}" for part in reversed(ip.split(".")))
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """Bytes in the kernel on the load's TCP connections."""
+
+    unsent: int
+    """Written by SIPp's UAC, not yet acknowledged by the node's side."""
+    unread: int
+    """Received at the node's side, not yet read by the node."""
+
+
+def queued(table: str, uac_ip: str, node: tuple[str, int]) -> Queued:
+    """The queues between ``uac_ip`` and ``node`` in the text of /proc/net/tcp."""
+    uac, listener = hex_address(uac_ip), f"{hex_address(node[0])}:{node[1]:04X}"
+    unsent = unread = 0
+    for line in table.splitlines()[1:]:
+        fields = line.split()
+        local, remote, (tx, rx) = fields[1], fields[2], fields[4].split(":")
+        if local.startswith(uac) and remote == listener:
+            unsent += int(tx, 16)
+        elif local == listener and remote.startswith(uac):
+            unread += int(rx, 16)
+    return Queued(unsent, unread)
+
+
 @dataclass(frozen=True, slots=True)
 class Sample:
-    """The node's RSS and the machine's 1-minute load average at one moment."""
+    """The node's RSS and CPU time, the load's TCP queues and the machine's 1-minute
+    load average at one moment."""
 
     at: float
     """Seconds since the load started (negative before)."""
     rss_kib: int
+    cpu_s: float
+    queued: Queued
     load: float
 
 
 @dataclass
 class Sampler:
-    """Samples the node's RSS and the load average every ``SAMPLE_INTERVAL``."""
+    """Samples the node (``pid``, listening at ``node``) every ``SAMPLE_INTERVAL``."""
 
     pid: int
+    node: tuple[str, int]
     origin: float
     samples: list[Sample] = field(default_factory=list)
 
     def sample(self) -> Sample:
         status = Path(f"/proc/{self.pid}/status").read_text()
+        stat = Path(f"/proc/{self.pid}/stat").read_text()
+        table = Path("/proc/net/tcp").read_text()
         load = float(Path("/proc/loadavg").read_text().split()[0])
-        taken = Sample(time.monotonic() - self.origin, vm_rss_kib(status), load)
+        taken = Sample(
+            time.monotonic() - self.origin,
+            vm_rss_kib(status),
+            cpu_seconds(stat, os.sysconf("SC_CLK_TCK")),
+            queued(table, UAC_IP, self.node),
+            load,
+        )
         self.samples.append(taken)
         return taken
 
@@ -366,7 +419,7 @@ async def offer(
     scenario.write_text(UAC_SCENARIO)
     stats = workdir / "overload_stats.csv"
     assert node.pid is not None
-    sampler = Sampler(node.pid, time.monotonic())
+    sampler = Sampler(node.pid, chain.uac_remote, time.monotonic())
     before = sampler.sample()
     sampler.samples.clear()
     async with sipp_uas(
@@ -393,6 +446,8 @@ async def offer(
                 *("-l", str(calls), "-recv_timeout", f"{int(recv_timeout * 1000)}"),
                 *("-trace_stat", "-stf", str(stats), "-fd", "1"),
                 *("-trace_rtt", "-rtt_freq", "1"),
+                # Many connections instead of one (the last -t wins).
+                *(("-t", "tn", "-max_socket", str(options.sockets)) if options.sockets > 1 else ()),
             ],
             workdir=workdir,
         )
@@ -464,6 +519,14 @@ def print_report(capacity: float, steps: list[Step], run: Overload) -> None:
         f" failed {canary.failures} (answers {dict(sorted(canary.statuses.items()))}),"
         f" p50 {canary.latency.p50_ms:,.0f} ms, p99 {canary.latency.p99_ms:,.0f} ms"
     )
+    loading = [sample for sample in run.samples if sample.at <= run.sending]
+    if len(loading) > 1:
+        cpu = (loading[-1].cpu_s - loading[0].cpu_s) / (loading[-1].at - loading[0].at)
+        print(
+            f"  node CPU while SIPp sent: {cpu:.0%} of a core; the load's TCP connection(s)"
+            f" held up to {max(s.queued.unread for s in run.samples):,} bytes unread by the"
+            f" node and {max(s.queued.unsent for s in run.samples):,} unacknowledged from SIPp"
+        )
     loads = [sample.load for sample in run.samples]
     print(f"  load average (1 min) during the run: {min(loads):.2f} .. {max(loads):.2f}")
     verdicts = {
@@ -511,7 +574,8 @@ async def measure(options: argparse.Namespace) -> tuple[float, list[Step], Overl
     port = free_port(NODE_IP)
     uas = (UAS_IP, free_port(UAS_IP))
     chain = Chain((NODE_IP, port), uas, f"{UAS_IP}:{uas[1]};transport=tcp")
-    async with node_process(node_config(port, uas)) as node:
+    admission = AdmissionLimits(max_pending=options.max_pending)
+    async with node_process(node_config(port, uas), admission) as node:
         steps: list[Step] = []
         capacity = options.capacity
         if not capacity:
@@ -525,7 +589,7 @@ async def measure(options: argparse.Namespace) -> tuple[float, list[Step], Overl
 
 def main() -> int:
     arguments = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    arguments.add_argument("--rates", default="250,500,1000,1500,2000,2500,3000,4000")
+    arguments.add_argument("--rates", default="500,1000,2000,3000,4000,5000,6000,7000,8000,10000")
     arguments.add_argument("--step-seconds", type=float, default=4.0)
     arguments.add_argument("--capacity", type=float, default=0, help="skip the ladder")
     arguments.add_argument("--seconds", type=float, default=20.0, help="duration of 5 x C")
@@ -536,6 +600,15 @@ def main() -> int:
         help="seconds SIPp waits for a final response (Timer F: a client gives up then)",
     )
     arguments.add_argument("--settle", type=float, default=10.0, help="RSS after the load")
+    arguments.add_argument(
+        "--sockets", type=int, default=1, help="TCP connections of the UAC at 5 x C (1: one)"
+    )
+    arguments.add_argument(
+        "--max-pending",
+        type=int,
+        default=MAX_PENDING,
+        help="the node's admission limit (0: shed every client request, its shedding capacity)",
+    )
     options = arguments.parse_args()
     logging.basicConfig(level=logging.ERROR)
     print(
