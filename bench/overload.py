@@ -57,7 +57,7 @@ from intrafed.config.model import (
 from intrafed.node import Node, settings_from_config
 from intrafed.policy.admission import MAX_PENDING, AdmissionLimits
 from intrafed.sip import Response, StreamFramer, parse_message
-from tests.integration.clients import message
+from tests.integration.clients import connect, message
 from tests.integration.peers import SIPP_NEXT_HOP, Chain, free_port, run_sipp, sipp_uas
 
 NODE_IP, UAS_IP, UAC_IP, CANARY_IP = "127.0.0.200", "127.0.0.201", "127.0.0.202", "127.0.0.203"
@@ -97,6 +97,31 @@ Hello bob, message [call_number] from alice.
   <label id="1"/>
 </scenario>
 """
+
+
+UAS_SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<!-- bob's side: 200 OK to every MESSAGE, and to the node's OPTIONS probes, which bring
+     back a next hop the node took down (e.g. after a ladder step it could not carry). -->
+<scenario name="uas MESSAGE or OPTIONS">
+  <recv request="OPTIONS" optional="true" next="1"/>
+  <recv request="MESSAGE"/>
+  <label id="1"/>
+  <send>
+    <![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]>
+  </send>
+</scenario>
+"""
+FORWARDING_TIMEOUT = 60.0
 
 
 def node_config(port: int, uas: tuple[str, int]) -> NodeConfig:
@@ -182,20 +207,23 @@ class Queued:
     """Written by SIPp's UAC, not yet acknowledged by the node's side."""
     unread: int
     """Received at the node's side, not yet read by the node."""
+    answers_unread: int
+    """Responses received at SIPp's side, not yet read by SIPp (SIPp the bottleneck)."""
 
 
 def queued(table: str, uac_ip: str, node: tuple[str, int]) -> Queued:
     """The queues between ``uac_ip`` and ``node`` in the text of /proc/net/tcp."""
     uac, listener = hex_address(uac_ip), f"{hex_address(node[0])}:{node[1]:04X}"
-    unsent = unread = 0
+    unsent = unread = answers_unread = 0
     for line in table.splitlines()[1:]:
         fields = line.split()
         local, remote, (tx, rx) = fields[1], fields[2], fields[4].split(":")
         if local.startswith(uac) and remote == listener:
             unsent += int(tx, 16)
+            answers_unread += int(rx, 16)
         elif local == listener and remote.startswith(uac):
             unread += int(rx, 16)
-    return Queued(unsent, unread)
+    return Queued(unsent, unread, answers_unread)
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,6 +345,8 @@ class Canary:
     latencies_ms: list[float] = field(default_factory=list)
     statuses: dict[int, int] = field(default_factory=dict)
     sent: int = 0
+    first_failure: str = ""
+    """The status line and Warning of the first answer that was not 200."""
 
     @property
     def failures(self) -> int:
@@ -325,6 +355,32 @@ class Canary:
     @property
     def latency(self) -> Latency:
         return Latency.of(self.latencies_ms, self.sent - len(self.latencies_ms))
+
+
+def answer_line(response: Response) -> str:
+    """A response's status, reason and Warning, for the record."""
+    warning = response.headers.get("warning")
+    return f"{response.status} {response.reason}" + (f" ({warning})" if warning else "")
+
+
+async def until_forwarding(node: tuple[str, int]) -> float:
+    """Seconds until the node forwards a canary MESSAGE to the UAS and brings back its 200
+    (a ladder step beyond capacity may have left the next hop down until a probe)."""
+    opened: list[asyncio.StreamWriter] = []
+    began = time.monotonic()
+    try:
+        peer = await connect(node, CANARY_IP, opened)
+        for number in range(int(FORWARDING_TIMEOUT / 0.5)):
+            peer.writer.write(message(RECIPIENT, 1_000_000 + number, CANARY_IP))
+            answer = await peer.next()
+            if isinstance(answer, Response) and answer.status == 200:
+                return time.monotonic() - began
+            await asyncio.sleep(0.5)
+        last = answer_line(answer) if isinstance(answer, Response) else "a request"
+        raise RuntimeError(f"the node does not forward after {FORWARDING_TIMEOUT:g} s: {last}")
+    finally:
+        for writer in opened:
+            writer.close()
 
 
 async def run_canary(node: tuple[str, int], seconds: float, grace: float) -> Canary:
@@ -348,6 +404,8 @@ async def run_canary(node: tuple[str, int], seconds: float, grace: float) -> Can
                 canary.statuses[response.status] = canary.statuses.get(response.status, 0) + 1
                 if response.status == 200:
                     canary.latencies_ms.append((time.perf_counter() - started) * 1000)
+                elif not canary.first_failure:
+                    canary.first_failure = answer_line(response)
 
     reading = asyncio.create_task(read())
     try:
@@ -378,6 +436,8 @@ class Overload:
     sending: float
     """Seconds SIPp took to send what it offered."""
     settle: float
+    forwarding_after: float
+    """Seconds the node took to forward again before the load (next hop back up)."""
     outcomes: Outcomes
     ok_latency: Latency
     shed_latency: Latency
@@ -417,18 +477,21 @@ async def offer(
     calls = int(rate * seconds)
     scenario = workdir / "uac_message_overload.xml"
     scenario.write_text(UAC_SCENARIO)
+    uas_scenario = workdir / "uas_message_or_options.xml"
+    uas_scenario.write_text(UAS_SCENARIO)
     stats = workdir / "overload_stats.csv"
     assert node.pid is not None
     sampler = Sampler(node.pid, chain.uac_remote, time.monotonic())
-    before = sampler.sample()
-    sampler.samples.clear()
     async with sipp_uas(
-        "uas_message.xml",
+        str(uas_scenario),
         local=chain.uas_local,
         calls=10 * calls,
-        timeout=seconds + recv_timeout + settle + 60,
+        timeout=FORWARDING_TIMEOUT + seconds + recv_timeout + settle + 60,
         workdir=workdir,
     ):
+        recovered = await until_forwarding(chain.uac_remote)
+        before = sampler.sample()
+        sampler.samples.clear()
         sampler.origin = time.monotonic()
         sampling = asyncio.create_task(sampler.run(2 * seconds + recv_timeout + settle + 60))
         canary = asyncio.create_task(run_canary(chain.uac_remote, seconds, recv_timeout))
@@ -446,8 +509,6 @@ async def offer(
                 *("-l", str(calls), "-recv_timeout", f"{int(recv_timeout * 1000)}"),
                 *("-trace_stat", "-stf", str(stats), "-fd", "1"),
                 *("-trace_rtt", "-rtt_freq", "1"),
-                # Many connections instead of one (the last -t wins).
-                *(("-t", "tn", "-max_socket", str(options.sockets)) if options.sockets > 1 else ()),
             ],
             workdir=workdir,
         )
@@ -472,6 +533,7 @@ async def offer(
         seconds,
         sending,
         settle,
+        recovered,
         result,
         Latency.of(times.get("ok", [])),
         Latency.of(times.get("shed", [])),
@@ -489,7 +551,8 @@ def print_report(capacity: float, steps: list[Step], run: Overload) -> None:
     offered = max(out.offered, 1)
     print(
         f"Capacity C = {capacity:,.0f} msg/s; offered 5 x C = {run.rate:,}/s for "
-        f"{run.seconds:g} s (SIPp sent for {run.sending:.1f} s)"
+        f"{run.seconds:g} s (SIPp sent for {run.sending:.1f} s; the node forwarded again"
+        f" {run.forwarding_after:.1f} s after the ladder)"
     )
     print(f"  {'outcome':<26}{'requests':>10}{'share':>8}")
     for label, count in (
@@ -519,13 +582,16 @@ def print_report(capacity: float, steps: list[Step], run: Overload) -> None:
         f" failed {canary.failures} (answers {dict(sorted(canary.statuses.items()))}),"
         f" p50 {canary.latency.p50_ms:,.0f} ms, p99 {canary.latency.p99_ms:,.0f} ms"
     )
+    if canary.first_failure:
+        print(f"  canary's first failure: {canary.first_failure}")
     loading = [sample for sample in run.samples if sample.at <= run.sending]
     if len(loading) > 1:
         cpu = (loading[-1].cpu_s - loading[0].cpu_s) / (loading[-1].at - loading[0].at)
         print(
-            f"  node CPU while SIPp sent: {cpu:.0%} of a core; the load's TCP connection(s)"
+            f"  node CPU while SIPp sent: {cpu:.0%} of a core; the load's TCP connection"
             f" held up to {max(s.queued.unread for s in run.samples):,} bytes unread by the"
-            f" node and {max(s.queued.unsent for s in run.samples):,} unacknowledged from SIPp"
+            f" node, {max(s.queued.unsent for s in run.samples):,} unacknowledged from SIPp,"
+            f" {max(s.queued.answers_unread for s in run.samples):,} of answers unread by SIPp"
         )
     loads = [sample.load for sample in run.samples]
     print(f"  load average (1 min) during the run: {min(loads):.2f} .. {max(loads):.2f}")
@@ -548,6 +614,7 @@ def report(capacity: float, steps: list[Step], run: Overload) -> dict[str, objec
             "rate": run.rate,
             "seconds": run.seconds,
             "sending_s": run.sending,
+            "forwarding_after_s": run.forwarding_after,
             "outcomes": dataclasses.asdict(run.outcomes),
             "ok_latency": dataclasses.asdict(run.ok_latency),
             "shed_latency": dataclasses.asdict(run.shed_latency),
@@ -562,6 +629,7 @@ def report(capacity: float, steps: list[Step], run: Overload) -> dict[str, objec
                 "failures": run.canary.failures,
                 "statuses": run.canary.statuses,
                 "latency": dataclasses.asdict(run.canary.latency),
+                "first_failure": run.canary.first_failure,
             },
             "samples": [dataclasses.asdict(sample) for sample in run.samples],
         },
@@ -600,9 +668,6 @@ def main() -> int:
         help="seconds SIPp waits for a final response (Timer F: a client gives up then)",
     )
     arguments.add_argument("--settle", type=float, default=10.0, help="RSS after the load")
-    arguments.add_argument(
-        "--sockets", type=int, default=1, help="TCP connections of the UAC at 5 x C (1: one)"
-    )
     arguments.add_argument(
         "--max-pending",
         type=int,

@@ -90,8 +90,9 @@ def test_cpu_time_is_user_plus_system_after_the_command_name() -> None:
 
 TCP_TABLE = (
     "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt\n"
-    # SIPp's UAC (127.0.0.202:40000) to the node (127.0.0.200:5060): 0x100 unsent.
-    "   0: CA00007F:9C40 C800007F:13C4 01 00000100:00000000 00:00000000 00000000\n"
+    # SIPp's UAC (127.0.0.202:40000) to the node (127.0.0.200:5060): 0x100 unsent, 0x30
+    # of answers unread.
+    "   0: CA00007F:9C40 C800007F:13C4 01 00000100:00000030 00:00000000 00000000\n"
     # The node's side of the same connection: 0x2000 unread.
     "   1: C800007F:13C4 CA00007F:9C40 01 00000000:00002000 00:00000000 00000000\n"
     # The canary's connection to the node and the node's listener: not the load's.
@@ -101,4 +102,4 @@ TCP_TABLE = (
 
 
 def test_queued_bytes_are_those_of_the_load_connection_only() -> None:
-    assert queued(TCP_TABLE, "127.0.0.202", ("127.0.0.200", 5060)) == Queued(0x100, 0x2000)
+    assert queued(TCP_TABLE, "127.0.0.202", ("127.0.0.200", 5060)) == Queued(0x100, 0x2000, 0x30)
