@@ -12,7 +12,15 @@ limits, so the per-address limit does not answer first.
    (VmRSS) before, at its peak (sampled every 0.5 s) and ``--settle`` seconds after the
    load stops; and a canary: a trusted host (the node's incoming ACL) sending one
    MESSAGE every 100 ms through the node, its latency p50/p99 and failures.
+   Also the node's CPU time and the load connection's kernel queues (/proc/net/tcp):
+   bytes the node has not read yet, and answers SIPp has not read (SIPp the bottleneck).
 3. A table on stdout and bench/results/overload-<timestamp>.json.
+
+Before the load, the bench waits until the node forwards a canary MESSAGE again: a ladder
+step beyond capacity can leave the next hop down until the node's OPTIONS probe is
+answered (the UAS answers OPTIONS for that). ``--capacity C`` skips the ladder;
+``--max-pending 0`` makes the node shed every request (the canary's too), which measures
+how fast shedding alone answers.
 
 The issue's bar (item 9): nothing unanswered, memory bounded and returned, canary p99
 < 1 s. Everything is bounded in count and time and talks only to 127.0.0.0/8.
@@ -489,7 +497,8 @@ async def offer(
         timeout=FORWARDING_TIMEOUT + seconds + recv_timeout + settle + 60,
         workdir=workdir,
     ):
-        recovered = await until_forwarding(chain.uac_remote)
+        # With --max-pending 0 the node sheds the canary too: nothing to wait for.
+        recovered = await until_forwarding(chain.uac_remote) if options.max_pending else 0.0
         before = sampler.sample()
         sampler.samples.clear()
         sampler.origin = time.monotonic()
@@ -550,7 +559,8 @@ def print_report(capacity: float, steps: list[Step], run: Overload) -> None:
     out = run.outcomes
     offered = max(out.offered, 1)
     print(
-        f"Capacity C = {capacity:,.0f} msg/s; offered 5 x C = {run.rate:,}/s for "
+        f"Capacity C = {capacity:,.0f} msg/s; offered {run.rate / capacity:.0f} x C ="
+        f" {run.rate:,}/s for "
         f"{run.seconds:g} s (SIPp sent for {run.sending:.1f} s; the node forwarded again"
         f" {run.forwarding_after:.1f} s after the ladder)"
     )
@@ -612,6 +622,7 @@ def report(capacity: float, steps: list[Step], run: Overload) -> dict[str, objec
         "ladder": [dataclasses.asdict(step) | {"passed": step.passed} for step in steps],
         "overload": {
             "rate": run.rate,
+            "factor": run.rate / capacity,
             "seconds": run.seconds,
             "sending_s": run.sending,
             "forwarding_after_s": run.forwarding_after,
@@ -637,7 +648,8 @@ def report(capacity: float, steps: list[Step], run: Overload) -> dict[str, objec
 
 
 async def measure(options: argparse.Namespace) -> tuple[float, list[Step], Overload]:
-    """Find C along the ladder (unless ``--capacity`` gives it), then offer 5 x C."""
+    """Find C along the ladder (unless ``--capacity`` gives it), then offer ``--factor``
+    x C."""
     workdir = Path(tempfile.mkdtemp(prefix="intrafed-bench-overload-"))
     port = free_port(NODE_IP)
     uas = (UAS_IP, free_port(UAS_IP))
@@ -651,7 +663,7 @@ async def measure(options: argparse.Namespace) -> tuple[float, list[Step], Overl
             steps = await step_up(chain, rates, options.step_seconds, workdir)
             passing = [step.achieved for step in steps if step.passed]
             capacity = max(passing) if passing else steps[0].achieved
-        run = await offer(node, chain, int(5 * capacity), options, workdir)
+        run = await offer(node, chain, int(options.factor * capacity), options, workdir)
     return capacity, steps, run
 
 
@@ -660,7 +672,8 @@ def main() -> int:
     arguments.add_argument("--rates", default="500,1000,2000,3000,4000,5000,6000,7000,8000,10000")
     arguments.add_argument("--step-seconds", type=float, default=4.0)
     arguments.add_argument("--capacity", type=float, default=0, help="skip the ladder")
-    arguments.add_argument("--seconds", type=float, default=20.0, help="duration of 5 x C")
+    arguments.add_argument("--factor", type=float, default=5.0, help="the overload, x C")
+    arguments.add_argument("--seconds", type=float, default=20.0, help="duration of the overload")
     arguments.add_argument(
         "--recv-timeout",
         type=float,
@@ -672,7 +685,7 @@ def main() -> int:
         "--max-pending",
         type=int,
         default=MAX_PENDING,
-        help="the node's admission limit (0: shed every client request, its shedding capacity)",
+        help="the node's admission limit (0: shed every request, to measure shedding alone)",
     )
     options = arguments.parse_args()
     logging.basicConfig(level=logging.ERROR)
