@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from bench.overload import (
+from bench.loadstats import (
     Latency,
     Outcomes,
     Queued,
