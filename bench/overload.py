@@ -488,6 +488,11 @@ def print_report(capacity: float, steps: list[Step], run: Overload) -> None:
     print(f"  load average (1 min) during the run: {min(loads):.2f} .. {max(loads):.2f}")
     verdicts = {
         "every request answered": out.unanswered == 0 and out.accounted == out.offered,
+        "answered in time (200 and 503 p99 < 1 s)": max(
+            run.ok_latency.p99_ms if run.ok_latency.count else 0.0,
+            run.shed_latency.p99_ms if run.shed_latency.count else 0.0,
+        )
+        < CANARY_P99_LIMIT_MS,
         "memory returned": run.rss_after_kib <= 1.5 * run.rss_before_kib,
         "canary p99 < 1 s, no failures": canary.latency.p99_ms < CANARY_P99_LIMIT_MS
         and canary.failures == 0,
