@@ -336,7 +336,7 @@ async def run_canary(node: tuple[str, int], seconds: float, grace: float) -> Can
 
 @dataclass
 class Overload:
-    """What happened at 5 x C."""
+    """What happened at ``--factor`` x C."""
 
     rate: int
     seconds: float
@@ -388,9 +388,9 @@ async def offer(
             rate=rate,
             timeout=2 * seconds + recv_timeout + 30,
             extra=[
-                # No cap on calls open at once (SIPp's default, 3 x rate x duration,
-                # would throttle the offer when answers lag), a receive timeout that
-                # ends each unanswered call, statistics and every response time.
+                # No cap on calls open at once (SIPp's default cap would throttle the
+                # offer when answers lag), a receive timeout that ends each unanswered
+                # call, statistics and every response time.
                 *("-l", str(calls), "-recv_timeout", f"{int(recv_timeout * 1000)}"),
                 *("-trace_stat", "-stf", str(stats), "-fd", "1"),
                 *("-trace_rtt", "-rtt_freq", "1"),
