@@ -94,6 +94,9 @@ def parse_options(arguments: list[str] | None = None) -> argparse.Namespace:
         help="share of one core other processes may use before a step is noisy",
     )
     parser.add_argument("--noisy-retries", type=int, default=1, help="reruns of a noisy step")
+    parser.add_argument(
+        "--noisy-pause", type=float, default=5.0, help="seconds before rerunning a noisy step"
+    )
     parser.add_argument("--results", type=Path, default=RESULTS, help="results directory")
     options = parser.parse_args(arguments)
     options.system_list = options.systems.split(",")
@@ -101,8 +104,14 @@ def parse_options(arguments: list[str] | None = None) -> argparse.Namespace:
     unknown = set(options.system_list) - set(SYSTEMS) | set(options.transport_list) - set(
         TRANSPORTS
     )
-    if unknown or not 1 <= options.repeat <= 10 or not 0 <= options.noisy_retries <= 5:
-        raise SystemExit(f"bench: bad --systems/--transports/--repeat/--noisy-retries {unknown}")
+    if (
+        unknown
+        or not 1 <= options.repeat <= 10
+        or not 0 <= options.noisy_retries <= 5
+        or not 0 <= options.noisy_pause <= 600
+        or not 0 < options.step_seconds <= 600
+    ):
+        raise SystemExit(f"bench: bad option value {sorted(unknown) or ''}".rstrip())
     return options
 
 
@@ -127,6 +136,7 @@ async def measure(
             uac_keys=federation.UAC_KEYS,
             probe=probe,
             noisy_retries=options.noisy_retries,
+            noisy_pause=options.noisy_pause,
         )
         half = half_rate(capacity(steps))
         attempts = []
@@ -141,6 +151,7 @@ async def measure(
                 uac_keys=federation.UAC_KEYS,
                 probe=probe,
                 noisy_retries=options.noisy_retries,
+                noisy_pause=options.noisy_pause,
             )
     return Run(system, transport, repetition, tuple(steps), tuple(attempts))
 
@@ -220,6 +231,7 @@ def main(arguments: list[str] | None = None) -> int:
             "repeat": options.repeat,
             "noise_threshold_cores": options.noise_threshold,
             "noisy_retries": options.noisy_retries,
+            "noisy_pause_seconds": options.noisy_pause,
             "kamailio_children": kamailio.CHILDREN,
         },
         "runs": [run_record(run) for run in runs],

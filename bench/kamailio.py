@@ -36,7 +36,7 @@ DOMAIN, RECIPIENT = "example.com", "alice"
 CHILDREN = 4
 """Worker processes per node (children and tcp_children): Kamailio's way to use both cores."""
 START_TIMEOUT = 20.0
-SHARED_MEMORY_MB = 256
+SHARED_MEMORY_MB = 1024
 
 
 def render(template: str, values: Mapping[str, str]) -> str:

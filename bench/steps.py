@@ -6,6 +6,7 @@ resolution). Every step is bounded in count (rate x seconds) and time (SIPp's ti
 from __future__ import annotations
 
 import argparse
+import asyncio
 import csv
 import statistics
 import time
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.cpu import Probe, StepLoad
-from tests.integration.peers import UAC_IP, Chain, free_port, run_sipp, sipp_uas
+from tests.integration.peers import UAC_IP, Chain, SippResult, free_port, run_sipp, sipp_uas
 
 P99_LIMIT_MS = 100.0
 REACHED_FRACTION = 0.95
@@ -75,17 +76,21 @@ async def run_step(
     ):
         started = time.perf_counter()
         before = probe.snapshot(time.monotonic()) if probe else None
-        uac = await run_sipp(
-            uac_scenario,
-            local=(UAC_IP, free_port(UAC_IP)),
-            remote=chain.uac_remote,
-            calls=calls,
-            rate=rate,
-            timeout=seconds + 30,
-            keys=uac_keys,
-            extra=["-trace_rtt", "-rtt_freq", "1"],
-            workdir=workdir,
-        )
+        try:
+            uac = await run_sipp(
+                uac_scenario,
+                local=(UAC_IP, free_port(UAC_IP)),
+                remote=chain.uac_remote,
+                calls=calls,
+                rate=rate,
+                timeout=seconds + 30,
+                keys=uac_keys,
+                extra=["-trace_rtt", "-rtt_freq", "1"],
+                workdir=workdir,
+            )
+        except TimeoutError:
+            # SIPp did not stop by its own timeout (it was killed): the step failed.
+            uac = SippResult(1, "SIPp's UAC did not stop in time")
         after = probe.snapshot(time.monotonic()) if probe else None
         elapsed = time.perf_counter() - started
     times: list[float] = []
@@ -136,11 +141,15 @@ async def attempts_at(
     uac_keys: dict[str, str] | None = None,
     probe: Probe | None = None,
     noisy_retries: int = 0,
+    noisy_pause: float = 0.0,
 ) -> list[Step]:
-    """One step at ``rate``, run again (at most ``noisy_retries`` times) while it is noisy;
-    every attempt, the one that counts last. Each is printed."""
+    """One step at ``rate``, run again (at most ``noisy_retries`` times, ``noisy_pause``
+    seconds later) while it is noisy; every attempt, the one that counts last. Each is
+    printed."""
     attempts: list[Step] = []
     while len(attempts) <= noisy_retries:
+        if attempts:
+            await asyncio.sleep(noisy_pause)
         step = await run_step(
             rate,
             seconds,
@@ -167,6 +176,7 @@ async def step_up(
     uac_keys: dict[str, str] | None = None,
     probe: Probe | None = None,
     noisy_retries: int = 0,
+    noisy_pause: float = 0.0,
 ) -> list[Step]:
     """Step the offered rate up along ``chain`` until a step fails (a noisy step is tried
     again up to ``noisy_retries`` times first); every attempt, in order."""
@@ -181,6 +191,7 @@ async def step_up(
             uac_keys=uac_keys,
             probe=probe,
             noisy_retries=noisy_retries,
+            noisy_pause=noisy_pause,
         )
         steps += attempts
         if not attempts[-1].passed:
