@@ -37,11 +37,13 @@ from bench.cpu import NOISY_CORE_FRACTION, Probe
 from bench.plot import plot
 from bench.report import (
     LABELS,
+    LEGEND,
     SYSTEMS,
     TRANSPORTS,
     Run,
     capacity,
     half_rate,
+    jsonable,
     ratio_lines,
     run_record,
     run_row,
@@ -49,13 +51,14 @@ from bench.report import (
     summary_row,
     table,
 )
-from bench.steps import attempts_at, step_up
+from bench.steps import attempts_at, describe, run_step, step_up
 from tests.integration.peers import Chain
 
 RESULTS = Path(__file__).resolve().parent / "results"
 UAC_SCENARIO = "uac_message_challenged.xml"
 """The same MESSAGE for both systems (intrafed's ocs1 trusts the load host, so no 407)."""
 MAX_RUNGS = 100
+WARM_UP_SECONDS = 1.0
 
 Topology = Callable[[str, Path], AbstractAsyncContextManager[tuple[Chain, dict[str, int]]]]
 TOPOLOGIES: dict[str, Topology] = {
@@ -127,6 +130,16 @@ async def measure(
     )
     async with TOPOLOGIES[system](transport, workdir) as (chain, pids):
         probe = Probe(pids, options.noise_threshold)
+        # Connections and TLS sessions open here, outside the measured steps.
+        warm = await run_step(
+            rates[0],
+            WARM_UP_SECONDS,
+            chain,
+            workdir,
+            uac_scenario=UAC_SCENARIO,
+            uac_keys=federation.UAC_KEYS,
+        )
+        print(f"  warm-up: {describe(warm).strip()}", flush=True)
         steps = await step_up(
             chain,
             rates,
@@ -215,6 +228,7 @@ def main(arguments: list[str] | None = None) -> int:
     rows += [summary_row(summary) for summary in summaries.values()]
     print()
     print(table(rows))
+    print(LEGEND)
     for line in ratio_lines(summaries, runs):
         print(line)
     options.results.mkdir(parents=True, exist_ok=True)
@@ -235,7 +249,7 @@ def main(arguments: list[str] | None = None) -> int:
             "kamailio_children": kamailio.CHILDREN,
         },
         "runs": [run_record(run) for run in runs],
-        "summary": [summary_row(summary) for summary in summaries.values()],
+        "summary": [jsonable(summary) for summary in summaries.values()],
         "table": table(rows),
         "ratios": ratio_lines(summaries, runs),
     }

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import secrets
 import shutil
+import socket
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,14 @@ class Ports:
 
     tcp: int
     tls: int
+
+
+def free_ports(ip: str) -> Ports:
+    """Two different free ports at ``ip`` (held open together while they are chosen)."""
+    with socket.socket() as tcp, socket.socket() as tls:
+        tcp.bind((ip, 0))
+        tls.bind((ip, 0))
+        return Ports(tcp.getsockname()[1], tls.getsockname()[1])
 
 
 def write_node(
@@ -135,8 +144,7 @@ async def running_kamailio(
     """Kamailio A and B, alice registered on B at SIPp's UAS: the chain into A, and the
     main pids of "A" and "B"."""
     tls = transport == "tls"
-    a_ports = Ports(free_port(A_IP), free_port(A_IP))
-    b_ports = Ports(free_port(B_IP), free_port(B_IP))
+    a_ports, b_ports = free_ports(A_IP), free_ports(B_IP)
     password = secrets.token_urlsafe(12)
     a_tls = b_tls = None
     ca_path = workdir / "ca.pem"

@@ -151,24 +151,28 @@ def figure(value: float | None, template: str = "{:,.0f}") -> str:
 
 
 def run_row(run: Run) -> list[str]:
-    """A repetition's row: capacity, the half step, and the worst noise of its steps."""
+    """A repetition's row: capacity, the half step, and the worst noise of its steps.
+    A value measured during a noisy step is shown in parentheses: not a figure."""
     found = capacity(run.steps)
     rate = "none" if found.rate is None else f"{'>=' if found.exhausted else ''}{found.rate:,}"
-    if found.noisy:
-        rate = f"noisy ({rate})"
     half = run.half[-1] if run.half else None
     loads = [step.load for step in (*run.steps, *run.half) if step.load is not None]
     cpu = half.load.node_us_per_message if half and half.load else {}
-    quiet_half = half is not None and not half.noisy
+
+    def at_half(value: float | None, template: str) -> str:
+        if half is None or value is None:
+            return "-"
+        return f"({template.format(value)})" if half.noisy else template.format(value)
+
     return [
         LABELS[run.system],
         LABELS[run.transport],
         str(run.repetition),
-        rate,
+        f"({rate})" if found.noisy else rate,
         f"{half.offered:,}" if half else "-",
-        f"{half.p50_ms:.1f}" if half and quiet_half else "noisy" if half else "-",
-        f"{half.p99_ms:.1f}" if half and quiet_half else "noisy" if half else "-",
-        *(f"{cpu[node]:,.0f}" if quiet_half and node in cpu else "-" for node in NODES),
+        at_half(half.p50_ms if half else None, "{:.1f}"),
+        at_half(half.p99_ms if half else None, "{:.1f}"),
+        *(at_half(cpu.get(node), "{:,.0f}") for node in NODES),
         f"{max(load.load_average for load in loads):.2f}" if loads else "-",
         f"{max(load.other_core_fraction for load in loads):.0%}" if loads else "-",
         f"{max(load.steal_fraction for load in loads):.1%}" if loads else "-",
@@ -208,6 +212,13 @@ HEADER = [
     "others",
     "steal",
 ]
+
+
+LEGEND = (
+    "(x): measured during a noisy step, not a figure; noisy: no quiet measurement. "
+    "load: 1-min load average, others: CPU of other processes in % of one core, steal: share of "
+    "CPU time; the worst step of the repetition."
+)
 
 
 def table(rows: Sequence[Sequence[str]]) -> str:
