@@ -55,7 +55,9 @@ def plot(runs: Sequence[Run], path: Path, title: str) -> None:
         panel.set_title(f"{LABELS[transport]}: UAC -> A -> B -> UAS")
         panel.grid(True, alpha=0.3)
         panel.legend(fontsize="small")
-    figure.suptitle(title, fontsize="small")
+    figure.suptitle(
+        f"{title}\nfilled: quiet pass, hollow: noisy step, x: failed step", fontsize="small"
+    )
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     pyplot.close(figure)

@@ -215,9 +215,10 @@ HEADER = [
 
 
 LEGEND = (
-    "(x): measured during a noisy step, not a figure; noisy: no quiet measurement. "
-    "load: 1-min load average, others: CPU of other processes in % of one core, steal: share of "
-    "CPU time; the worst step of the repetition."
+    "half: the offered rate of the step p50, p99 and CPU come from (half a repetition's "
+    "capacity). (x): measured during a noisy step, not a figure; noisy: no quiet "
+    "measurement. load: 1-min load average, others: CPU of other processes in % of one "
+    "core, steal: share of CPU time; the worst step of the repetition."
 )
 
 
