@@ -1,7 +1,9 @@
-"""intrafed beside Kamailio in one run: cross-partition MESSAGE, SIPp UAC -> A -> B -> SIPp
-UAS (alice registered on B), over TCP and over TLS (stunnel on SIPp's legs, TLS between A
-and B), the offered rate stepped up until a step fails (pass: zero failures, p99 <= 100 ms,
-the rate reached), then one step at half the highest passing rate.
+"""intrafed beside Kamailio in one run: cross-partition MESSAGE capacity, latency and CPU.
+
+SIPp UAC -> A -> B -> SIPp UAS (alice registered on B), over TCP and over TLS (stunnel on
+SIPp's legs, TLS between A and B), the offered rate stepped up until a step fails (pass:
+zero failures, p99 <= 100 ms, the rate reached), then one step at half the highest passing
+rate.
 
 Each step also reads /proc: the CPU each node used per message, and what the rest of the
 machine did (load average, CPU of processes outside the benchmark, steal). A step during
