@@ -76,6 +76,7 @@ class Summary:
     system: str
     transport: str
     max_rate: int | None
+    """0: a quiet repetition passed no rung; None: no quiet repetition"""
     at_least: bool
     """a counted repetition passed every rung: the capacity is at least ``max_rate``"""
     noisy_repetitions: int
@@ -90,11 +91,14 @@ def summarise(runs: Sequence[Run]) -> Summary:
     """The figures of one system and transport over its repetitions."""
     first = runs[0]
     counted = [(run, capacity(run.steps)) for run in runs]
-    known = [(run, found) for run, found in counted if not found.noisy and found.rate is not None]
+    known = [(run, found) for run, found in counted if not found.noisy]
     noisy = sum(1 for _, found in counted if found.noisy)
     if not known:
         return Summary(first.system, first.transport, None, False, noisy)
-    lowest = min(found.rate for _, found in known if found.rate is not None)
+    # A quiet repetition where no rung passed counts as 0: it is not left out.
+    lowest = min(found.rate or 0 for _, found in known)
+    if lowest == 0:
+        return Summary(first.system, first.transport, 0, False, noisy)
     at_least = any(found.exhausted and found.rate == lowest for _, found in known)
     halves = [run.half[-1] for run, _ in known if run.half and not run.half[-1].noisy]
     if not halves:
@@ -180,8 +184,8 @@ def run_row(run: Run) -> list[str]:
 
 
 def summary_row(summary: Summary) -> list[str]:
-    rate = figure(summary.max_rate)
-    if summary.at_least and summary.max_rate is not None:
+    rate = "none" if summary.max_rate == 0 else figure(summary.max_rate)
+    if summary.at_least and summary.max_rate:
         rate = ">=" + rate
     return [
         LABELS[summary.system],

@@ -13,6 +13,7 @@ from bench.report import (
     jsonable,
     ratio,
     summarise,
+    summary_row,
 )
 from bench.steps import Step
 
@@ -149,3 +150,11 @@ def test_results_have_no_infinity_json_cannot_carry() -> None:
         "p99_ms": None,
         "load": None,
     }
+
+
+def test_a_quiet_repetition_where_no_rung_passed_is_not_left_out() -> None:
+    good = run(1, [step(1000), step(2000), step(3000, failed=1)], [step(1000)])
+    broken = run(2, [step(1000, failed=4)], [])
+    summary = summarise([good, broken])
+    assert (summary.max_rate, summary.half_rate, summary.p99_ms) == (0, None, None)
+    assert summary_row(summary)[3] == "none"
