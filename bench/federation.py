@@ -11,7 +11,7 @@ to imp1, which delivers them to her contact.
 - ``tcp``: every leg is TCP; the static routes go by IP over TCP, trusted by host
   authorization (ocs1) and the incoming ACL (imp1).
 
-The offered rate steps up as in ``bench.proxy``: a step passes with zero failures and
+The offered rate steps up as in ``bench.steps``: a step passes with zero failures and
 p99 <= 100 ms. The load generator is one address standing for many users, so the nodes
 give the client rate class the server class's limits (else the bench would measure the
 per-address limit); the load generator is a host ocs1 trusts (host authorization), sending
@@ -46,7 +46,7 @@ from multiprocessing.process import BaseProcess
 from multiprocessing.queues import Queue
 from pathlib import Path
 
-from bench.proxy import Step, print_best, step_options, step_up
+from bench.steps import Step, print_best, step_options, step_up
 from intrafed.check import SeedDeployment
 from intrafed.config import edits
 from intrafed.config.model import AclEntry, HostAuthorization, HostEntry, NodeConfig, StaticRoute
@@ -115,8 +115,9 @@ def wait_ready(processes: Sequence[BaseProcess], ready: Queue[str]) -> None:
 
 
 @contextlib.asynccontextmanager
-async def node_processes(deployment: SeedDeployment) -> AsyncIterator[None]:
-    """imp1 and ocs1, each in a process of its own, until the block ends."""
+async def node_processes(deployment: SeedDeployment) -> AsyncIterator[dict[str, int]]:
+    """imp1 and ocs1, each in a process of its own, until the block ends; yields each
+    node's FQDN -> pid."""
     context = multiprocessing.get_context("spawn")
     ready: Queue[str] = context.Queue()
     processes = [
@@ -127,7 +128,7 @@ async def node_processes(deployment: SeedDeployment) -> AsyncIterator[None]:
         process.start()
     try:
         await asyncio.to_thread(wait_ready, processes, ready)
-        yield
+        yield {process.name: process.pid for process in processes if process.pid is not None}
     finally:
         for process in processes:
             process.terminate()
@@ -225,23 +226,37 @@ async def federation_chain(
         yield Chain(legs.uac_accept, uas_local, contact)
 
 
-async def measure_messages(transport: str, rates: list[int], seconds: float) -> list[Step]:
-    """Step the offered rate up across the two partitions until a step fails."""
-    workdir = Path(tempfile.mkdtemp(prefix=f"intrafed-bench-federation-{transport}-"))
+@contextlib.asynccontextmanager
+async def running_federation(
+    transport: str, workdir: Path
+) -> AsyncIterator[tuple[Chain, dict[str, int]]]:
+    """ocs1 and imp1 in their own processes, alice registered on imp1 at SIPp's UAS:
+    the chain into ocs1, and the pids of ocs1 ("A", where the chain enters) and imp1 ("B")."""
     deployment = build_partitions(workdir / "seed", IMP_IP, OCS_IP)
     configure(deployment, transport)
     challenge_md5_first(deployment)
     async with (
-        node_processes(deployment),
+        node_processes(deployment) as pids,
         federation_chain(deployment, transport, workdir) as chain,
     ):
+        yield chain, {"A": pids[deployment.ocs.fqdn], "B": pids[deployment.imp.fqdn]}
+
+
+UAC_KEYS = {"user": RECIPIENT, "sender": SENDER}
+"""The MESSAGE of ``uac_message_challenged.xml``: from a user homed on neither node to alice."""
+
+
+async def measure_messages(transport: str, rates: list[int], seconds: float) -> list[Step]:
+    """Step the offered rate up across the two partitions until a step fails."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"intrafed-bench-federation-{transport}-"))
+    async with running_federation(transport, workdir) as (chain, _):
         return await step_up(
             chain,
             rates,
             seconds,
             workdir,
             uac_scenario="uac_message_challenged.xml",
-            uac_keys={"user": RECIPIENT, "sender": SENDER},
+            uac_keys=UAC_KEYS,
         )
 
 
