@@ -8,7 +8,7 @@ import csv
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from bench.proxy import percentile
+from bench.steps import percentile
 
 
 def vm_rss_kib(status: str) -> int:

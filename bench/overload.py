@@ -63,7 +63,7 @@ from bench.loadstats import (
     sending_seconds,
     vm_rss_kib,
 )
-from bench.proxy import Step, step_up
+from bench.steps import Step, step_up
 from intrafed.config.model import (
     AclEntry,
     ImpListeners,
