@@ -33,6 +33,7 @@ from intrafed.config.model import (
 from intrafed.pki import CertificateStores, PkiError, TlsContexts
 from intrafed.policy import (
     Accepted,
+    Challenge,
     Directory,
     PartitionHops,
     PeerTrust,
@@ -469,6 +470,13 @@ class Node:
             ),
             unanswered=self._unanswered,
         )
+        if isinstance(verdict, Challenge) and verdict.failed is not None:
+            logger.warning(
+                "authentication failed: %s from %s:%d (%s): wrong credentials",
+                verdict.failed,
+                *flow.remote,
+                request.method,
+            )
         if not isinstance(verdict, Accepted):
             return Answer(verdict.response)
         if verdict.identity is not None:

@@ -9,8 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
 
 from intrafed.config.model import (
     Connection,
@@ -371,3 +374,28 @@ def test_credentials_in_an_algorithm_not_accepted_are_told_the_digest_setting() 
             await asyncio.wait_for(scenario(lab), 30)
 
     asyncio.run(main())
+
+
+def test_a_wrong_password_is_answered_with_a_warning_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def scenario(lab: Lab) -> None:
+        carol = await lab.client(CAROL_IP)
+        challenged = await answer(carol, register(CAROL_IP, 5070, 1))
+        offered = parse_challenge(challenged.headers.get_all("www-authenticate")[0])
+        credentials = answer_challenge(
+            offered,
+            "carol",
+            ha1("carol", offered.realm, "not-her-password", offered.algorithm),
+            "REGISTER",
+            "sip:example.com",
+            cnonce="c0ffee",
+        )
+        wrong = await answer(carol, register(CAROL_IP, 5070, 2, format_credentials(credentials)))
+        assert wrong.status == 401
+        assert "credentials offered for carol@example.com did not match" in warning(wrong)
+
+    caplog.set_level(logging.WARNING, logger="intrafed.node")
+    on_lab(scenario)
+    [logged] = [r.getMessage() for r in caplog.records if "authentication failed" in r.getMessage()]
+    assert logged.startswith(f"authentication failed: carol@example.com from {CAROL_IP}:")

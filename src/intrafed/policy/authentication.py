@@ -46,9 +46,12 @@ class Accepted:
 
 @dataclass(frozen=True, slots=True)
 class Challenge:
-    """The sender must prove who it is: the 401/407 to send (one challenge per algorithm)."""
+    """The sender must prove who it is: the 401/407 to send (one challenge per algorithm).
+    ``failed`` names the user whose credentials were offered and did not match (a wrong
+    password), for the node's log."""
 
     response: Response
+    failed: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,6 +294,7 @@ def _verify(
     stale = False
     offered_any = False
     refused_algorithms: list[str] = []
+    mismatched = False
     header = "proxy-authorization" if proxy else "authorization"
     for value in request.headers.get_all(header):
         try:
@@ -314,6 +318,7 @@ def _verify(
             return _refuse(request, 400, rule, agent, reason=reason)
         ha1 = stored.ha1_sha256 if offered.algorithm == "SHA-256" else stored.ha1_md5
         if ha1 is None or not verify(offered, ha1, request.method):
+            mismatched = True
             continue
         if offered.username != unescape(claimed.user or ""):
             verb = "register" if not proxy else "send as"
@@ -340,8 +345,12 @@ def _verify(
     )
     if hint is not None:
         headers.append(("Warning", warning_value(agent, hint)))
+    if mismatched:
+        rule = f"the credentials offered for {claimed.aor} did not match (wrong password?)"
+        headers.append(("Warning", warning_value(agent, rule)))
     status = 407 if proxy else 401
-    return Challenge(make_response(request, status, to_tag=_tag(request), headers=headers))
+    response = make_response(request, status, to_tag=_tag(request), headers=headers)
+    return Challenge(response, claimed.aor if mismatched else None)
 
 
 def _unanswered(unanswered: Unanswered, aor: str, offered_any: bool, now: float) -> bool:
