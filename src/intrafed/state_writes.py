@@ -110,15 +110,17 @@ class StateWriter:
         presence.commit()
         return response, notifies
 
-    def save_presence(self) -> None:
+    def save_presence(self) -> bool:
         """Store what expiries and NOTIFY outcomes changed; when the store fails the rows
-        wait for the next attempt (the node carries on)."""
+        wait for the next attempt (the node carries on) and False is returned."""
         changes = self._presence.take_store_changes()
         try:
             self._write_presence(changes)
         except StoreError as exc:
             self._presence.requeue_store_changes(changes)
             self.faults.failed(exc.message)
+            return False
+        return True
 
     def _write_presence(self, changes: StoreChanges) -> None:
         store = self._store

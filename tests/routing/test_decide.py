@@ -7,8 +7,9 @@ import dataclasses
 import pytest
 
 from intrafed.config.model import NodeConfig, NodeIdentity, Role, RoutingMode, StaticRoute
-from intrafed.routing import Local, Refuse, RoutingTables, ToPeer, decide, matching_routes
+from intrafed.routing import Local, RoutingTables, ToPeer, decide, matching_routes
 from intrafed.sip import SipUri, parse_uri
+from intrafed.sip.decisions import Reject
 
 TO_OCS = StaticRoute("example.com", "TLS", 5061, fqdn="ocs1.example.com")
 BACKUP = StaticRoute("example.com", "TLS", 5061, fqdn="ocs2.example.com", priority=2)
@@ -43,7 +44,7 @@ def test_a_user_not_homed_here_goes_to_the_peer_partition_by_priority() -> None:
 
 def test_from_the_peer_partition_an_unknown_user_is_404_not_sent_back() -> None:
     decision = route("sip:nobody@example.com", from_peer=True)
-    assert isinstance(decision, Refuse)
+    assert isinstance(decision, Reject)
     assert decision.status == 404
     assert "came from the peer partition" in decision.rule
 
@@ -76,14 +77,14 @@ def test_replace_host_rewrites_the_request_uri_to_the_next_hop() -> None:
 )
 def test_refusals_name_their_rule(uri: str, status: int, rule: str) -> None:
     decision = route(uri)
-    assert isinstance(decision, Refuse)
+    assert isinstance(decision, Reject)
     assert (decision.status, decision.rule) == (status, rule)
 
 
 def test_our_domain_without_any_route_is_404() -> None:
     tables = RoutingTables(domains=frozenset({"example.com"}), users=frozenset(), routes=())
     decision = route("sip:bob@example.com", tables=tables)
-    assert isinstance(decision, Refuse)
+    assert isinstance(decision, Reject)
     assert decision.status == 404
 
 
@@ -99,7 +100,7 @@ def test_advanced_mode_forwards_only_users_in_the_peer_directory() -> None:
     assert isinstance(forwarded, ToPeer)
     assert "advanced routing mode: bob@example.com is in the peer directory" in forwarded.reasons
     refused = route("sip:eve@example.com", tables=tables)
-    assert isinstance(refused, Refuse)
+    assert isinstance(refused, Reject)
     assert refused.status == 404
     assert refused.rule == (
         "eve@example.com is not in the peer partition's directory (advanced routing mode)"
@@ -107,7 +108,7 @@ def test_advanced_mode_forwards_only_users_in_the_peer_directory() -> None:
     assert refused.reasons[-1] == (
         "advanced routing mode: eve@example.com is not in the peer directory"
     )
-    assert isinstance(route("sip:carol@partner.test", tables=tables), Refuse)
+    assert isinstance(route("sip:carol@partner.test", tables=tables), Reject)
 
 
 def test_the_tables_of_a_configuration_carry_its_peer_directory() -> None:

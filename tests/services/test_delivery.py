@@ -4,9 +4,9 @@ a request for them goes once that connection is gone."""
 from __future__ import annotations
 
 from intrafed.services.delivery import dialog_target, to_bindings
-from intrafed.services.proxy import Fork, Forward, Reject
 from intrafed.services.registrar import Binding, Registrar
 from intrafed.sip import Request
+from intrafed.sip.decisions import Fork, Forward, Reject
 from intrafed.sip.transaction import FlowId, NextHop
 from intrafed.sip.uri import parse_uri
 from tests.messages import request

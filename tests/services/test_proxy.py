@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 from intrafed.policy import RouteStamp
-from intrafed.services.proxy import (
-    Decide,
-    Forward,
-    Listener,
-    Reject,
-    StatefulProxy,
-    next_hop_for_uri,
-    response_hop,
-)
+from intrafed.services.proxy import StatefulProxy
 from intrafed.sip import Request, Response, parse_message, parse_uri
+from intrafed.sip.addressing import Listener, next_hop_for_uri, response_hop
+from intrafed.sip.decisions import Forward, Reject
 from intrafed.sip.header_values import parse_via
 from intrafed.sip.transaction import NextHop, Target, TransactionLayer
 from tests.messages import request, response_to
+from tests.services.routers import Decide, TableRouter
 
 LISTENERS = {
     "TCP": Listener("TCP", "127.0.0.2", 5060),
@@ -38,8 +33,7 @@ class Harness:
             self.layer,
             name="imp1.example.com",
             listeners=LISTENERS,
-            decide=route,
-            flow_transport=lambda flow: "TCP",
+            router=TableRouter(route),
             route_stamp=stamp,
         )
         self.now = 0.0
@@ -118,8 +112,7 @@ def test_a_tls_client_and_the_mtls_peer_each_get_their_own_listener_in_record_ro
             "MTLS": Listener("TLS", "imp1.example.com", 5061),
             "TLS": Listener("TLS", "imp1.example.com", 5062),
         },
-        decide=decide,
-        flow_transport=lambda flow: "TLS",
+        router=TableRouter(decide, "TLS"),
     )
     _, forwarded = only_request(harness.client_sends(request("INVITE")))
     # Toward the peer partition over TLS: the MTLS listener (it presents a certificate).
@@ -381,10 +374,12 @@ def test_a_request_the_node_does_not_authorize_gets_403_with_the_reason() -> Non
         harness.layer,
         name="imp1.example.com",
         listeners=LISTENERS,
-        decide=decide,
-        flow_transport=lambda flow: "TLS",
-        authorize=lambda message, flow: Reject(
-            403, "MTLS peer 127.0.0.9 (evil.test) is not trusted"
+        router=TableRouter(
+            decide,
+            "TLS",
+            authorize=lambda message, flow: Reject(
+                403, "MTLS peer 127.0.0.9 (evil.test) is not trusted"
+            ),
         ),
     )
     [(target, answer)] = harness.client_sends(request())

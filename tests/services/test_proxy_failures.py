@@ -3,11 +3,13 @@ over a real transaction layer; the node contains failures the same way per event
 
 from __future__ import annotations
 
-from intrafed.services.proxy import Forward, StatefulProxy
+from intrafed.services.proxy import StatefulProxy
 from intrafed.sip import Request, Response, parse_message
+from intrafed.sip.decisions import Forward
 from intrafed.sip.errors import RemoteSipError
 from intrafed.sip.transaction import State, TransactionLayer, server_key
 from tests.messages import request
+from tests.services.routers import TableRouter
 from tests.services.test_proxy import LISTENERS, OCS
 
 CLIENT_FLOW = 1
@@ -41,8 +43,7 @@ def make(error: Exception) -> tuple[StatefulProxy, TransactionLayer]:
         layer,
         name="imp1.example.com",
         listeners=LISTENERS,
-        decide=FailingOnce(error),
-        flow_transport=lambda flow: "TCP",
+        router=TableRouter(FailingOnce(error)),
     )
     return proxy, layer
 

@@ -10,8 +10,9 @@ import click
 
 from intrafed.cli.common import home_option, load_staged
 from intrafed.policy import peer_partition_route, trusted_peer
-from intrafed.routing import Local, Refuse, RoutingTables, ToPeer, decide
+from intrafed.routing import Local, RoutingTables, ToPeer, decide
 from intrafed.sip import RemoteSipError, parse_uri
+from intrafed.sip.decisions import Reject
 
 
 @click.group("route")
@@ -76,7 +77,7 @@ def explain_command(home: Path, uri: str, source: str | None, as_json: bool) -> 
             verdict["request_uri"] = str(decision.request_uri)
         line = "forward to " + ", then ".join(hops)
     else:
-        assert isinstance(decision, Refuse)
+        assert isinstance(decision, Reject)
         verdict = {"decision": "refuse", "status": decision.status, "rule": decision.rule}
         line = f"refuse: {decision.status} — {decision.rule}"
     if as_json:

@@ -1,7 +1,6 @@
 """Who is trusted (DESIGN §4 "Authorize"), pure and explainable."""
 
 from intrafed.policy.authentication import (
-    Accepted,
     Challenge,
     Directory,
     Refused,
@@ -20,6 +19,7 @@ from intrafed.policy.peers import (
     trusted_peer,
 )
 from intrafed.policy.ratelimit import TokenBuckets, retry_after
+from intrafed.sip.decisions import Accepted
 
 __all__ = [
     "Accepted",

@@ -8,6 +8,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from intrafed.policy.peers import PeerTrust
+from intrafed.sip.decisions import Accepted
 from intrafed.sip.digest import (
     NONCE_LIFETIME,
     NonceIssuer,
@@ -31,17 +32,6 @@ class StoredCredentials:
 
     ha1_md5: str | None
     ha1_sha256: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Accepted:
-    """The request may proceed as ``request``: with Proxy-Authorization credentials of our
-    realm consumed, since they were for us (the other partition shares the realm, and must
-    neither see nor replay them). ``identity`` is the AOR its digest credentials proved
-    now (the caller binds it to the connection), None when nothing was proven."""
-
-    request: Request
-    identity: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

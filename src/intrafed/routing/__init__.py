@@ -2,7 +2,6 @@
 
 from intrafed.routing.decide import (
     Local,
-    Refuse,
     RouteDecision,
     RoutingTables,
     ToPeer,
@@ -14,7 +13,6 @@ from intrafed.routing.health import HopHealth
 __all__ = [
     "HopHealth",
     "Local",
-    "Refuse",
     "RouteDecision",
     "RoutingTables",
     "ToPeer",

@@ -12,9 +12,10 @@ Phone URIs follow only routes marked ``phone_uri``; the other routes never take 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from intrafed.config.model import NodeConfig, RoutingMode, StaticRoute
+from intrafed.sip.decisions import Reject
 from intrafed.sip.uri import SipUri, TelUri, Uri
 
 
@@ -59,16 +60,7 @@ class ToPeer:
     reasons: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Refuse:
-    """Answer ``status``; ``rule`` goes into the Warning header."""
-
-    status: int
-    rule: str
-    reasons: tuple[str, ...] = field(default=())
-
-
-RouteDecision = Local | ToPeer | Refuse
+RouteDecision = Local | ToPeer | Reject
 
 
 def matching_routes(
@@ -108,7 +100,7 @@ def _replace_host(uri: Uri, route: StaticRoute) -> Uri | None:
 def decide(uri: Uri, tables: RoutingTables, *, from_peer: bool = False) -> RouteDecision:
     """Where a request for ``uri`` goes. ``from_peer``: it arrived from the peer partition."""
     if not isinstance(uri, SipUri | TelUri):
-        return Refuse(416, f"Request-URI scheme {uri.scheme}: is not supported")
+        return Reject(416, f"Request-URI scheme {uri.scheme}: is not supported")
     phone = uri.is_phone
     host = uri.host.lower() if isinstance(uri, SipUri) else ""
     reasons: list[str] = []
@@ -119,10 +111,10 @@ def decide(uri: Uri, tables: RoutingTables, *, from_peer: bool = False) -> Route
             return Local(aor, (*reasons, f"{aor} is provisioned here"))
         reasons.append(f"{aor} is not provisioned here")
         if from_peer:
-            return Refuse(
+            return Reject(
                 404,
                 f"{aor} is not provisioned here and the request came from the peer partition",
-                (*reasons, "a request from the peer partition is never sent back to it"),
+                reasons=(*reasons, "a request from the peer partition is never sent back to it"),
             )
         if tables.routing_mode is RoutingMode.ADVANCED:
             listed = aor in tables.peer_directory
@@ -130,10 +122,10 @@ def decide(uri: Uri, tables: RoutingTables, *, from_peer: bool = False) -> Route
                 f"advanced routing mode: {aor} is {'' if listed else 'not '}in the peer directory"
             )
             if not listed:
-                return Refuse(
+                return Reject(
                     404,
                     f"{aor} is not in the peer partition's directory (advanced routing mode)",
-                    tuple(reasons),
+                    reasons=tuple(reasons),
                 )
     elif isinstance(uri, SipUri):
         reasons.append(f"{host} is not one of our domains")
@@ -152,8 +144,10 @@ def decide(uri: Uri, tables: RoutingTables, *, from_peer: bool = False) -> Route
         )
         return ToPeer(routes, _replace_host(uri, first), tuple(reasons))
     if isinstance(uri, SipUri) and host in tables.domains:
-        return Refuse(
-            404, f"no static route for {host} and the user is not provisioned here", tuple(reasons)
+        return Reject(
+            404,
+            f"no static route for {host} and the user is not provisioned here",
+            reasons=tuple(reasons),
         )
     kind = "phone number" if phone else f"domain {host}"
-    return Refuse(403, f"no static route for {kind}", tuple(reasons))
+    return Reject(403, f"no static route for {kind}", reasons=tuple(reasons))

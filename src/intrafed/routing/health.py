@@ -131,3 +131,21 @@ class HopHealth:
                 due.append(hop)
                 self._probing[hop] = self._heard[hop] = now
         return due
+
+    def next_due(self, hops: Iterable[NextHop], now: float) -> float | None:
+        """When ``probes_due`` next has work for ``hops`` (``now`` for a hop never seen),
+        None without hops. An outcome noted since only makes it later, except a failure."""
+        timings = self.timings
+        due: float | None = None
+        for hop in hops:
+            sent = self._probing.get(hop)
+            if sent is not None:
+                when = sent + timings.probe_timeout
+            else:
+                last = self._heard.get(hop)
+                if last is None:
+                    return now
+                down = hop in self._down
+                when = last + (timings.probe_interval if down else timings.keepalive_interval)
+            due = when if due is None or when < due else due
+        return due

@@ -1,6 +1,6 @@
 """OPTIONS probes of the static routes' next hops (RFC 3261 §11), sans-IO: the node calls
-``probe`` about once a second and hands every transaction event to ``outcome``; the
-verdicts go to ``HopHealth``, which says when each hop is probed.
+``probe`` when ``HopHealth.next_due`` says and hands every transaction event to
+``outcome``; the verdicts go to ``HopHealth``, which says when each hop is probed.
 """
 
 from __future__ import annotations
@@ -24,10 +24,6 @@ from intrafed.sip.transaction import (
     TransactionLayer,
 )
 from intrafed.sip.uri import SipUri
-
-PROBE_TICK = 1.0
-"""Seconds between two calls of ``Prober.probe`` (the node's timer)."""
-
 
 def hop_of(route: StaticRoute) -> NextHop:
     """The next hop a static route names."""

@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from intrafed.services.presence import OutgoingNotify
-from intrafed.services.proxy import Fork, Forward, Reject, next_hop_for_uri
 from intrafed.services.registrar import Binding
+from intrafed.sip.addressing import next_hop_for_uri
+from intrafed.sip.decisions import Fork, Forward, Reject
 from intrafed.sip.transaction import FlowId, Target
 from intrafed.sip.uri import Uri, parse_uri
 

@@ -9,7 +9,7 @@ import heapq
 import secrets
 from dataclasses import dataclass, field
 
-from intrafed.services.proxy import next_hop_for_uri
+from intrafed.sip.addressing import next_hop_for_uri
 from intrafed.sip.errors import LocalSipError
 from intrafed.sip.header_values import parse_route
 from intrafed.sip.pidf import PresenceState

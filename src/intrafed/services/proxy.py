@@ -14,12 +14,21 @@ import hashlib
 import itertools
 import logging
 import traceback
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
-from intrafed.policy import Accepted
 from intrafed.policy.dialogs import RouteStamp
+from intrafed.sip.addressing import (
+    Listener,
+    choose_listener,
+    hop_kind,
+    next_hop_for_uri,
+    response_hop,
+    uri_address,
+    via_address,
+)
+from intrafed.sip.decisions import Answer, Decision, Fork, Forward, Reject, Verdict
 from intrafed.sip.errors import RemoteSipError
 from intrafed.sip.header_values import NameAddr, Via
 from intrafed.sip.headers import Headers
@@ -55,96 +64,33 @@ SUPPORTED_EXTENSIONS: frozenset[str] = frozenset()
 _ALIAS = ("alias", "")
 
 
-@dataclass(frozen=True, slots=True)
-class Forward:
-    """Send the request to ``next_hop``, with the Request-URI replaced when given; while
-    the hop is unreachable (transport error, no answer), try ``alternatives`` in order
-    (IM&P static routes by priority)."""
+class Router(Protocol):
+    """What the node decides for the proxy: who may pass, where requests go, how next
+    hops fare, and which listener a flow belongs to."""
 
-    next_hop: Target
-    request_uri: Uri | None = None
-    alternatives: tuple[Target, ...] = ()
+    def authorize(self, request: Request, flow: FlowId) -> Verdict:
+        """Whether ``request`` may proceed (per request, in-dialog ones included)."""
+        ...
 
+    def decide(self, request: Request, flow: FlowId) -> Decision:
+        """Where a request without a Route of another hop goes."""
+        ...
 
-@dataclass(frozen=True, slots=True)
-class Reject:
-    """Answer ``status`` at once; ``rule`` goes into the Warning header."""
+    def dialog_target(self, uri: Uri) -> Target | Reject | None:
+        """The target of an in-dialog request for the remote target ``uri``."""
+        ...
 
-    status: int
-    rule: str
-    reason: str | None = None
+    def hop_outcome(self, target: Target, failure: str | None, refused: bool) -> None:
+        """A forwarded request to ``target`` was answered (``failure`` None) or failed."""
+        ...
 
+    def shed(self, request: Request, flow: FlowId, pending: int) -> Response | None:
+        """The 503 for a request shed under overload, or None."""
+        ...
 
-@dataclass(frozen=True, slots=True)
-class Fork:
-    """Send the request to every target at once (all contacts of a user); the best
-    response wins (RFC 3261 §16.7)."""
-
-    forwards: tuple[Forward, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """Answer with ``response`` (made by a service of this node, e.g. the registrar)."""
-
-    response: Response
-
-
-Decision = Forward | Fork | Reject | Answer
-Decide = Callable[[Request, FlowId], Decision]
-
-
-@dataclass(frozen=True, slots=True)
-class Listener:
-    """One of our listeners as peers address it: Via sent-by and Record-Route host.
-    ``StatefulProxy.listeners`` keys them by listener kind: "TCP", "TLS" or "MTLS"."""
-
-    transport: str
-    """The wire transport: "TCP" or "TLS" (an MTLS listener speaks TLS)."""
-    host: str
-    port: int
-
-    @property
-    def record_route(self) -> str:
-        """The Record-Route value for this listener (loose routing)."""
-        return f"<sip:{self.host}:{self.port};transport={self.transport.lower()};lr>"
-
-    def contact(self, user: str | None) -> str:
-        """A Contact URI at this listener (for ``user``, when given)."""
-        userinfo = f"{user}@" if user else ""
-        return f"sip:{userinfo}{self.host}:{self.port};transport={self.transport.lower()}"
-
-    def via(self, branch: str) -> str:
-        """Our Via for a request we originate, offering the connection (RFC 5923 alias)."""
-        return f"SIP/2.0/{self.transport} {self.host}:{self.port};branch={branch};alias"
-
-
-def next_hop_for_uri(uri: Uri) -> NextHop | None:
-    """RFC 3263 without DNS: transport, host and port a SIP URI names (None for others)."""
-    if not isinstance(uri, SipUri):
-        return None
-    transport = uri.transport
-    if transport is None:
-        transport = "tls" if uri.scheme == "sips" else "tcp"
-    if transport not in ("tcp", "tls"):
-        return None
-    host = uri.param("maddr") or uri.host
-    port = uri.port or (5061 if transport == "tls" else 5060)
-    return NextHop(transport.upper(), host.strip("[]"), port)
-
-
-def response_hop(via: Via) -> NextHop | None:
-    """Where a response goes when the request's connection is gone (RFC 3261 §18.2.2).
-    Over TLS, the sent-by host: it names the certificate to verify (a ``received`` IP is
-    never a TLS server name), and the node resolves it or finds its open connection.
-    Over TCP, the ``received`` address and the ``rport`` (RFC 3581). None for a transport
-    the node does not speak (UDP, SCTP…)."""
-    transport = via.transport.upper()
-    if transport not in ("TCP", "TLS"):
-        return None
-    if transport == "TLS":
-        return NextHop(transport, via.host.strip("[]"), via.port or 5061)
-    return NextHop(transport, (via.received or via.host).strip("[]"), via.rport or via.port or 5060)
+    def listener_kind(self, flow: FlowId) -> str:
+        """The listener ("TCP", "TLS", "MTLS") the flow belongs to."""
+        ...
 
 
 def _loop_hash(request: Request) -> str:
@@ -199,29 +145,15 @@ class StatefulProxy:
         *,
         name: str,
         listeners: dict[str, Listener],
-        decide: Decide,
-        flow_transport: Callable[[FlowId], str],
+        router: Router,
         also_known_as: frozenset[tuple[str, int]] = frozenset(),
-        authorize: Callable[[Request, FlowId], Accepted | Reject | Answer] = (
-            lambda request, flow: Accepted(request)
-        ),
         route_stamp: RouteStamp | None = None,
-        dialog_target: Callable[[Uri], Target | Reject | None] = next_hop_for_uri,
-        hop_outcome: Callable[[Target, str | None, bool], None] = lambda target, failure, refused: (
-            None
-        ),
-        shed: Callable[[Request, FlowId, int], Response | None] = lambda request, flow, n: None,
     ) -> None:
         self.transactions = transactions
         self.name = name
         self.listeners = listeners
-        self._decide = decide
-        self._flow_transport = flow_transport
-        self._authorize = authorize
+        self._router = router
         self._route_stamp = route_stamp
-        self._dialog_target = dialog_target
-        self._hop_outcome = hop_outcome
-        self._shed = shed
         self._own = {(lst.host.lower(), lst.port) for lst in listeners.values()} | also_known_as
         self._contexts: dict[ServerKey, _ResponseContext] = {}
         self._by_client: dict[ClientKey, _ResponseContext] = {}
@@ -241,7 +173,7 @@ class StatefulProxy:
             context = self._by_client.get(event.transaction)
             if context is not None:
                 target = context.branches[event.transaction].target
-                self._hop_outcome(target, rule, not event.written)
+                self._router.hop_outcome(target, rule, not event.written)
             # A request written to a connection that died may have been acted on: no
             # failover (DESIGN §8).
             self._on_branch_failure(event.transaction, 503, rule, now, replay=not event.written)
@@ -306,21 +238,15 @@ class StatefulProxy:
         """The listener to advertise (Via, Record-Route, Contact) toward ``target``: the one
         its flow arrived on; toward a next hop over TLS, the MTLS listener when there is
         one (the peer partition presents its certificate to reach us)."""
-        listeners = self.listeners
         if isinstance(target, NextHop):
-            key = "TCP" if target.transport == "TCP" else "MTLS"
+            kind = hop_kind(target)
         else:
-            key = self._flow_transport(target)
-        if key == "MTLS" and key not in listeners:
-            key = "TLS"
-        return listeners.get(key) or next(iter(listeners.values()))
+            kind = self._router.listener_kind(target)
+        return choose_listener(self.listeners, kind)
 
     def is_ours(self, uri: Uri) -> bool:
         """Whether ``uri`` names one of our listeners (host and port)."""
-        if not isinstance(uri, SipUri):
-            return False
-        default_port = 5061 if uri.transport == "tls" or uri.scheme == "sips" else 5060
-        return (uri.host.lower(), uri.port or default_port) in self._own
+        return isinstance(uri, SipUri) and uri_address(uri) in self._own
 
     def _on_request(self, event: RequestReceived, now: float) -> None:
         request, key = event.request, event.transaction
@@ -328,7 +254,7 @@ class StatefulProxy:
             self._on_cancel(event, now)
             return
         # Overload: shed before anything is parsed further (DESIGN §8).
-        shed = self._shed(request, event.flow, self.transactions.pending)
+        shed = self._router.shed(request, event.flow, self.transactions.pending)
         if shed is not None:
             self.transactions.send_response(key, shed, now)
             return
@@ -343,10 +269,7 @@ class StatefulProxy:
         # are parsed just then.
         if any(marker in value for value in request.headers.get_all("via")):
             for via in request.vias:
-                default_port = 5061 if via.transport.upper() == "TLS" else 5060
-                if (via.host.lower(), via.port or default_port) in self._own and (
-                    via.branch or ""
-                ).startswith(marker):
+                if via_address(via) in self._own and (via.branch or "").startswith(marker):
                     self._reject(key, request, 482, f"request already passed {via.sent_by}", now)
                     return
         # §16.3 step 5: Proxy-Require.
@@ -357,7 +280,7 @@ class StatefulProxy:
             self._reject(key, request, 420, "Proxy-Require " + ", ".join(unsupported), now)
             return
         # Trust is decided per request, in-dialog ones included (DESIGN §8).
-        verdict = self._authorize(request, event.flow)
+        verdict = self._router.authorize(request, event.flow)
         if isinstance(verdict, Answer):
             self.transactions.send_response(key, verdict.response, now)
             return
@@ -376,14 +299,14 @@ class StatefulProxy:
             request.to_addr.tag is not None
             and len(routes) < received_routes
             and not self.is_ours(request.uri)
-            and (target := self._dialog_target(request.uri)) is not None
+            and (target := self._router.dialog_target(request.uri)) is not None
         ):
             # An in-dialog request that followed our Record-Route and no other: the
             # Request-URI is the remote target. Without a Route of ours, it is routed
             # like any request (never relayed to whatever host it names).
             decision = target if isinstance(target, Reject) else Forward(target)
         else:
-            decision = self._decide(request, event.flow)
+            decision = self._router.decide(request, event.flow)
         if isinstance(decision, Reject):
             self._reject(key, request, decision.status, decision.rule, now, decision.reason)
             return
@@ -498,7 +421,7 @@ class StatefulProxy:
             return
         branch = context.branches[key]
         status = response.status
-        self._hop_outcome(branch.target, None, False)
+        self._router.hop_outcome(branch.target, None, False)
         upstream = response.without_top_via()
         if status < 200:
             branch.provisional = True
@@ -568,7 +491,7 @@ class StatefulProxy:
         )
         rule = f"no final response from next hop within {seconds:g} s (timer {event.timer})"
         if event.timer != "C":
-            self._hop_outcome(branch.target, rule, False)
+            self._router.hop_outcome(branch.target, rule, False)
         self._on_branch_failure(event.transaction, 408, rule, now)
 
     def _on_branch_failure(
@@ -612,7 +535,7 @@ class StatefulProxy:
             logger.info("dropping ACK for %s: not within a dialog we Record-Routed", request.uri)
             return
         request, routes = self._preprocess_routes(request)
-        hop = next_hop_for_uri(routes[0].uri) if routes else self._dialog_target(request.uri)
+        hop = next_hop_for_uri(routes[0].uri) if routes else self._router.dialog_target(request.uri)
         if hop is None or isinstance(hop, Reject) or request.max_forwards == 0:
             logger.info("dropping ACK for %s: no route", request.uri)
             return
@@ -633,11 +556,7 @@ class StatefulProxy:
             or len(response.vias) < 2
         ):
             return
-        ours = response.top_via
-        if (
-            ours.host.lower(),
-            ours.port or (5061 if ours.transport.upper() == "TLS" else 5060),
-        ) not in self._own:
+        if via_address(response.top_via) not in self._own:
             return
         hop = response_hop(response.vias[1])
         if hop is not None:

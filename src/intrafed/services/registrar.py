@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from intrafed.services.proxy import next_hop_for_uri
+from intrafed.sip.addressing import next_hop_for_uri, via_address
 from intrafed.sip.errors import RemoteSipError
 from intrafed.sip.header_values import NameAddr, Via
 from intrafed.sip.message import Request, Response
@@ -211,8 +211,7 @@ def is_flow_bound(contact: NameAddr, via: Via, source: tuple[str, int] | None) -
     if address == (source[0].lower(), source[1]):
         return True
     if via.alias:
-        default = 5061 if via.transport.upper() == "TLS" else 5060
-        return address == (via.host.strip("[]").lower(), via.port or default)
+        return address == via_address(via)
     return False
 
 
