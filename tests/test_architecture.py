@@ -19,6 +19,9 @@ FORBIDDEN = {
     "sip": IO_MODULES | {"time", "intrafed.store"},
     "policy": IO_MODULES | {"intrafed.store"},
     "routing": IO_MODULES | {"intrafed.store"},
+    "services": IO_MODULES | {"time"},
+    "core": IO_MODULES
+    | {"time", "intrafed.store", "intrafed.state_writes", "intrafed.transport", "intrafed.node"},
 }
 
 
