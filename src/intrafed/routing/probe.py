@@ -25,6 +25,7 @@ from intrafed.sip.transaction import (
 )
 from intrafed.sip.uri import SipUri
 
+
 def hop_of(route: StaticRoute) -> NextHop:
     """The next hop a static route names."""
     return NextHop(route.transport, route.next_hop, route.port)
