@@ -36,7 +36,7 @@ def message(sender: Client, to: str, text: bytes = b"hello") -> Request:
 
 
 def last_presence(watcher: Client, of: str) -> PresenceState:
-    notifies = [n for n in watcher.requests("NOTIFY") if n.body and of in n.from_addr.uri.aor]
+    notifies = [n for n in watcher.requests("NOTIFY") if n.body and of in str(n.from_addr.uri)]
     assert notifies, f"{watcher.aor} got no NOTIFY about {of}"
     return parse_pidf(notifies[-1].body).state
 
@@ -152,11 +152,9 @@ def test_a_peer_that_never_answers_times_out_with_timer_f_on_the_fake_clock() ->
     start = fed.clock.now
     fed.alice.send(request)
     advance(fed.ocs, fed.imp, fed.clock, 31)
-    assert not any(
-        isinstance(m, Response) and m.call_id == request.call_id
-        for m in fed.alice.inbox[-1:]
-        if m.status >= 200
-    )
+    assert not [
+        m for m in fed.alice.inbox if isinstance(m, Response) and m.call_id == request.call_id
+    ]
     advance(fed.ocs, fed.imp, fed.clock, 9)
     final = fed.alice.final_response(request)
     assert final.status == 408
