@@ -224,3 +224,34 @@ def test_a_retransmitted_2xx_crosses_the_partition_by_name_not_by_ip() -> None:
             peer_server.close()
 
     asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+def test_a_tls_alias_without_a_port_is_kept_for_the_tls_default_port_5061() -> None:
+    async def scenario() -> tuple[bool, bool]:
+        node = Node(settings())
+        opened: list[asyncio.StreamWriter] = []
+        try:
+            async with running(node) as bound:
+                partition = await tls_client(
+                    bound["MTLS"], PEER_IP, peer_client_context(CA, PEER_CERT), opened
+                )
+                partition.writer.write(
+                    (
+                        f"OPTIONS sip:{NODE} SIP/2.0\r\n"
+                        f"Via: SIP/2.0/TLS {PEER};branch=z9hG4bK-o1;alias\r\n"
+                        "Max-Forwards: 70\r\nFrom: <sip:probe@example.com>;tag=p1\r\n"
+                        f"To: <sip:{NODE}>\r\nCall-ID: alias1@{PEER}\r\nCSeq: 1 OPTIONS\r\n"
+                        "Content-Length: 0\r\n\r\n"
+                    ).encode()
+                )
+                answer = await partition.next()
+                assert isinstance(answer, Response) and answer.status == 200, answer
+                tls_default = node.transport.pooled(Destination("TLS", PEER_IP, 5061, PEER))
+                tcp_default = node.transport.pooled(Destination("TLS", PEER_IP, 5060, PEER))
+                return tls_default is not None, tcp_default is not None
+        finally:
+            for writer in opened:
+                writer.close()
+
+    # RFC 3261 §19.1.2: a TLS sent-by without a port means 5061, never 5060.
+    assert asyncio.run(asyncio.wait_for(scenario(), 30)) == (True, False)
