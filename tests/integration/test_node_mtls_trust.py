@@ -4,6 +4,9 @@ gets 403 per request; a trusted one is served on the same listener."""
 from __future__ import annotations
 
 import asyncio
+import logging
+
+import pytest
 
 from intrafed.config.model import StaticRoute
 from intrafed.node import Node, NodeSettings
@@ -17,7 +20,10 @@ from tests.lab_pki import issue_host, make_ca, node_server_context, peer_client_
 NODE_IP, UAS_IP, TRUSTED_IP, STRANGER_IP = "127.0.0.41", "127.0.0.42", "127.0.0.43", "127.0.0.44"
 
 
-def test_an_untrusted_mtls_peer_gets_403_and_a_trusted_one_is_served() -> None:
+def test_an_untrusted_mtls_peer_gets_403_and_a_trusted_one_is_served(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="intrafed.node")
     ca = make_ca("trust test CA")
     node_cert = issue_host(ca, "ocs1.example.com", dns_names=("ocs1.example.com",))
     trusted = peer_client_context(
@@ -75,3 +81,10 @@ def test_an_untrusted_mtls_peer_gets_403_and_a_trusted_one_is_served() -> None:
     assert "MTLS peer 127.0.0.44 (imp9.example.com) matches no host authorization" in (
         refused.headers.get("warning") or ""
     )
+    # One log line per 403: the rule, the source and the user it came as.
+    refusals = [r.getMessage() for r in caplog.records if r.getMessage().startswith("403")]
+    assert len(refusals) == 2
+    for line in refusals:
+        assert f"from {STRANGER_IP}:" in line
+        assert "as sender@partner.example.net" in line
+        assert "(imp9.example.com) matches no host authorization" in line
