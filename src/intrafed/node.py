@@ -345,9 +345,15 @@ class Node:
         core = self.core
         while (action := core.next_action()) is not None:
             if isinstance(action, Send):
-                self._send(action)
+                try:
+                    self._send(action)
+                except Exception as exc:  # one message's failure, not the node's
+                    logger.warning("cannot send on flow %d: %s", action.flow, describe_failure(exc))
             elif isinstance(action, Connect):
-                self._connect(action)
+                try:
+                    self._connect(action)
+                except Exception as exc:
+                    core.undeliverable(action, describe_failure(exc), self._now())
             elif isinstance(action, Alias):
                 flow = self.transport.flow(action.flow)
                 if flow is not None:
@@ -385,11 +391,7 @@ class Node:
 
     def _connect(self, action: Connect) -> None:
         hop, data = action.hop, action.data
-        try:
-            destination = Destination(hop.transport, action.ip, hop.port, action.server_name)
-        except ValueError as exc:
-            self.core.undeliverable(action, describe_failure(exc), self._now())
-            return
+        destination = Destination(hop.transport, action.ip, hop.port, action.server_name)
         if self._trace is not None:
             self._trace(self.settings.name, "sent", (destination.host, destination.port), data)
         pooled = self.transport.pooled(destination)

@@ -213,3 +213,15 @@ def test_a_tls_alias_without_a_port_offers_the_tls_default_port_5061() -> None:
     assert peer.final_response(options).status == 200
     assert ("TLS", IMP[1], 5061) in fed.ocs.aliases
     assert ("TLS", IMP[1], 5060) not in fed.ocs.aliases
+
+
+def test_a_client_sending_as_a_foreign_user_gets_403_and_one_log_line() -> None:
+    fed = registered()
+    stranger = Client(fed.network, "eve@partner.example.net", "127.0.0.77", fed.imp)
+    answer = stranger.call(message(stranger, "alice@example.com"), fed.ocs, fed.imp)
+    assert answer.status == 403
+    warning = answer.headers.get("warning") or ""
+    [line] = [line for line in fed.imp.log if line.startswith("403")]
+    assert "127.0.0.77" in line
+    assert "eve@partner.example.net" in line
+    assert warning.split('"')[1] in line

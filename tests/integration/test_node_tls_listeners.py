@@ -245,7 +245,8 @@ def test_a_tls_alias_without_a_port_is_kept_for_the_tls_default_port_5061() -> N
                     ).encode()
                 )
                 answer = await partition.next()
-                assert isinstance(answer, Response) and answer.status == 200, answer
+                assert isinstance(answer, Response)
+                assert answer.status == 200, answer
                 tls_default = node.transport.pooled(Destination("TLS", PEER_IP, 5061, PEER))
                 tcp_default = node.transport.pooled(Destination("TLS", PEER_IP, 5060, PEER))
                 return tls_default is not None, tcp_default is not None

@@ -32,7 +32,7 @@ from intrafed.routing.probe import hop_of
 from intrafed.services.delivery import dialog_target, to_bindings
 from intrafed.services.presence import OutgoingNotify, PresenceAgent
 from intrafed.services.registrar import Registrar, Registration
-from intrafed.sip import Request, Response, SipUri, Uri
+from intrafed.sip import RemoteSipError, Request, Response, SipUri, Uri
 from intrafed.sip.addressing import Listener, choose_listener, listener_kind
 from intrafed.sip.decisions import Accepted, Answer, Decision, Forward, Reject, Verdict
 from intrafed.sip.digest import NonceIssuer
@@ -207,7 +207,7 @@ class NodeRouter:
         try:
             sender = request.from_addr.uri
             user = sender.aor if isinstance(sender, SipUri) else str(sender)
-        except Exception:  # a From that does not parse still gets its 403 logged
+        except RemoteSipError:  # a From that does not parse still gets its 403 logged
             user = "an unreadable From"
         self._log(
             logging.WARNING,

@@ -1,8 +1,8 @@
 """The stateful proxy (RFC 3261 §16), sans-IO.
 
 ``StatefulProxy.handle(event, now)`` takes what the transaction layer reports and drives it
-back: requests are checked (Max-Forwards, loops, Proxy-Require), routed (Route headers
-first, then the ``decide`` function the node supplies), forwarded with a Via and, for
+back: requests are checked (Max-Forwards, loops, Proxy-Require), authorized and routed
+by the node's ``Router`` (Route headers first), forwarded with a Via and, for
 dialog-creating requests, a Record-Route; responses are collected per request and the
 best one is sent upstream. Every error the proxy generates carries a Warning header that
 names the rule that fired.
