@@ -214,6 +214,7 @@ class Node:
         self._peers: dict[int, Peer] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_deadline: float | None = None
+        self._stopped = False
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def _make_writer(self, registrar: Registrar, presence: PresenceAgent) -> StateWriter:
@@ -303,6 +304,7 @@ class Node:
     async def stop(self, grace: float = 5.0) -> None:
         """Stop accepting, let pending transactions finish (up to ``grace`` s), close."""
         await self.transport.close(grace, idle=lambda: self.core.idle)
+        self._stopped = True
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -364,7 +366,7 @@ class Node:
                 assert self._writer is not None
                 if not self._writer.save_presence():
                     core.persist_failed(self._now())
-        deadline = core.get_timer()
+        deadline = None if self._stopped else core.get_timer()
         if deadline == self._timer_deadline:
             return
         if self._timer is not None:
