@@ -80,3 +80,17 @@ def test_only_the_watched_hops_are_remembered() -> None:
     health.failed(SECOND, "connection refused", 1.0, refused=True)
     assert health.probes_due([SECOND], 2.0) == [SECOND]
     assert health.usable([FIRST, SECOND], 2.0) == [FIRST]
+
+
+def test_next_due_says_when_probes_due_has_work_so_no_polling_is_needed() -> None:
+    health = HopHealth(timings=TIMINGS)
+    assert health.next_due([], 100.0) is None
+    assert health.next_due([FIRST], 100.0) == 100.0  # never seen: start watching now
+    assert health.probes_due([FIRST], 100.0) == []
+    assert health.next_due([FIRST], 100.0) == 105.0  # idle: the keepalive interval
+    assert health.probes_due([FIRST], 104.9) == []
+    assert health.probes_due([FIRST], 105.0) == [FIRST]
+    assert health.next_due([FIRST], 105.0) == 107.0  # the probe's timeout
+    health.probe_failed(FIRST, "no answer to OPTIONS", 107.0)
+    assert health.next_due([FIRST], 107.0) == 106.0  # down: probed every second
+    assert health.probes_due([FIRST], 107.0) == [FIRST]

@@ -114,7 +114,7 @@ class NodeCore:
             self.router.registration_changed(aor, wall)
         # renotify_all tells every watcher: the NOTIFYs of registration_changed are not needed.
         self._outbox[:] = self.presence.renotify_all(wall)
-        self._probe_at = now
+        self._probe_at = self.router.hops.next_due(self._probe_hops, now)
         self._pump(now)
 
     def reload(self, settings: CoreSettings, now: float) -> None:
@@ -123,7 +123,7 @@ class NodeCore:
         current, self.settings = self.settings, settings
         self.router.reload(settings)
         self._probe_hops = [hop_of(route) for route in settings.routes]
-        self._probe_at = now
+        self._probe_at = self.router.hops.next_due(self._probe_hops, now)
         wall = self._clock.wall()
         for aor in current.blocked.keys() | settings.blocked.keys():
             if current.blocked.get(aor) != settings.blocked.get(aor):
