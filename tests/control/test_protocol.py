@@ -48,6 +48,10 @@ class FakeNode:
         self.asked.append(("subscriptions", user))
         return []
 
+    def trace(self, on: bool, user: str | None, method: str | None) -> JsonObject:
+        self.asked.append(("trace", (on, user, method)))
+        return {"tracing": on}
+
 
 def test_each_operation_reaches_the_target_with_its_arguments() -> None:
     node = FakeNode()
@@ -57,6 +61,7 @@ def test_each_operation_reaches_the_target_with_its_arguments() -> None:
         decode_answer(dispatch(node, encode_request("explain", uri="sip:a@b", source=None))),
         decode_answer(dispatch(node, encode_request("registrations", user="alice@example.com"))),
         decode_answer(dispatch(node, encode_request("subscriptions"))),
+        decode_answer(dispatch(node, encode_request("trace", state="on", method="MESSAGE"))),
     ]
     assert answers == [
         {"name": "imp1.example.com", "registrations": 1},
@@ -64,6 +69,7 @@ def test_each_operation_reaches_the_target_with_its_arguments() -> None:
         {"decision": "local"},
         [{"aor": "alice@example.com"}],
         [],
+        {"tracing": True},
     ]
     assert node.asked == [
         ("status", None),
@@ -71,6 +77,7 @@ def test_each_operation_reaches_the_target_with_its_arguments() -> None:
         ("explain", ("sip:a@b", None)),
         ("registrations", "alice@example.com"),
         ("subscriptions", None),
+        ("trace", (True, None, "MESSAGE")),
     ]
 
 
@@ -89,6 +96,7 @@ def test_a_refused_reload_comes_back_typed_with_its_fix() -> None:
         (b'{"op": "explain", "args": {}}\n', "argument 'uri' is required"),
         (b'{"op": "registrations", "args": {"user": 5}}\n', "argument 'user' must be a string"),
         (b"\xff\xfe\n", "request is not one JSON object"),
+        (b'{"op": "trace", "args": {"state": "maybe"}}\n', "must be on or off"),
         (b"{" * (MAX_REQUEST_BYTES + 1), f"request longer than {MAX_REQUEST_BYTES} bytes"),
     ],
 )

@@ -53,6 +53,9 @@ class ControlTarget(Protocol):
     def subscriptions(self, user: str | None) -> list[JsonObject]:
         """Live presence subscriptions where ``user`` is watcher or presentity."""
 
+    def trace(self, on: bool, user: str | None, method: str | None) -> JsonObject:
+        """Start (with a filter) or stop the node's SIP trace; where it writes."""
+
 
 def _optional_text(args: Mapping[str, Any], name: str) -> str | None:
     value = args.get(name)
@@ -68,6 +71,13 @@ def _required_text(args: Mapping[str, Any], name: str) -> str:
     return value
 
 
+def _switch(args: Mapping[str, Any]) -> bool:
+    state = _required_text(args, "state")
+    if state not in ("on", "off"):
+        raise ControlError(f"argument 'state' must be on or off, not {state!r}")
+    return state == "on"
+
+
 Operation = Callable[[ControlTarget, Mapping[str, Any]], "JsonObject | list[JsonObject] | Refused"]
 
 OPERATIONS: dict[str, Operation] = {
@@ -78,6 +88,9 @@ OPERATIONS: dict[str, Operation] = {
     ),
     "registrations": lambda target, args: target.registrations(_optional_text(args, "user")),
     "subscriptions": lambda target, args: target.subscriptions(_optional_text(args, "user")),
+    "trace": lambda target, args: target.trace(
+        _switch(args), _optional_text(args, "user"), _optional_text(args, "method")
+    ),
 }
 
 
