@@ -56,7 +56,7 @@ def connection_add(home: Path, transport: str, port: int, ip: str) -> None:
     stage(
         home,
         lambda c: edits.add_connection(c, connection),
-        f"added connection {connection.transport} {connection.port} on {connection.ip}",
+        f"added connection {_text(connection)}",
     )
 
 
@@ -69,8 +69,40 @@ def connection_remove(home: Path, transport: str, port: int, ip: str) -> None:
     stage(
         home,
         lambda c: edits.remove_connection(c, connection),
-        f"removed connection {connection.transport} {connection.port} on {connection.ip}",
+        f"removed connection {_text(connection)}",
     )
+
+
+@connection_group.command("set")
+@home_option()
+@_connection_options
+@click.option("--new-transport", metavar="TCP|TLS|MTLS", help="Switch the connection to it.")
+@click.option("--new-port", type=int, help="Move the connection to this port.")
+@click.option("--new-ip", help="Move the connection to this address (or All).")
+def connection_set(
+    home: Path,
+    transport: str,
+    port: int,
+    ip: str,
+    new_transport: str | None,
+    new_port: int | None,
+    new_ip: str | None,
+) -> None:
+    """Change exactly this connection in place (e.g. TLS 5061 to MTLS with --new-transport
+    MTLS)."""
+    connection = Connection(transport, port, ip)
+    changed = Connection(
+        new_transport or transport, new_port if new_port is not None else port, new_ip or ip
+    )
+    stage(
+        home,
+        lambda c: edits.set_connection(c, connection, changed),
+        f"changed connection {_text(connection)} to {_text(changed)}",
+    )
+
+
+def _text(connection: Connection) -> str:
+    return f"{connection.transport} {connection.port} on {connection.ip}"
 
 
 @connection_group.command("list")

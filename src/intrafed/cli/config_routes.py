@@ -90,10 +90,63 @@ def route_add(
 ) -> None:
     """Add a static route for DOMAIN."""
     route = StaticRoute(domain, transport, port, ip, fqdn, phone_uri, replace_host, priority)
+    stage(home, lambda c: edits.add_route(c, route), f"added static route {_route_text(route)}")
+
+
+def _route_text(route: StaticRoute) -> str:
+    return f"{route.domain} → {route.transport} {route.next_hop}:{route.port}"
+
+
+@route_group.command("set")
+@home_option()
+@click.option("--domain", required=True, help="The route's matching URI.")
+@click.option("--priority", type=int, default=1, help="imp: which of the domain's routes.")
+@click.option("--transport", metavar="TCP|TLS", help="A new next hop transport.")
+@click.option("--port", type=int, help="A new next hop port.")
+@click.option("--ip", help="A new next hop address (TCP routes); replaces an FQDN.")
+@click.option("--fqdn", help="A new next hop FQDN (TLS routes); replaces an address.")
+@click.option("--phone-uri/--no-phone-uri", default=None, help="ocs: match only phone URIs.")
+@click.option(
+    "--replace-host/--no-replace-host",
+    default=None,
+    help="ocs: rewrite the Request-URI host to the next hop.",
+)
+@click.option("--new-priority", type=int, help="imp: move the route to this priority.")
+def route_set(
+    home: Path,
+    domain: str,
+    priority: int,
+    transport: str | None,
+    port: int | None,
+    ip: str | None,
+    fqdn: str | None,
+    phone_uri: bool | None,
+    replace_host: bool | None,
+    new_priority: int | None,
+) -> None:
+    """Change the static route for DOMAIN in place: the values given replace its own,
+    checked as intrafed config route add checks them."""
+    key = (domain.lower(), new_priority or priority)
+
+    def changed(config: NodeConfig) -> str:
+        [route] = [r for r in config.routes if r.key == key]
+        return f"changed static route {_route_text(route)}"
+
     stage(
         home,
-        lambda c: edits.add_route(c, route),
-        f"added static route {route.domain} → {route.transport} {route.next_hop}:{route.port}",
+        lambda c: edits.set_route(
+            c,
+            domain,
+            priority,
+            transport=transport,
+            port=port,
+            ip=ip,
+            fqdn=fqdn,
+            phone_uri=phone_uri,
+            replace_host=replace_host,
+            new_priority=new_priority,
+        ),
+        changed,
     )
 
 
@@ -160,6 +213,16 @@ def hosts_add(home: Path, fqdn: str, address: str) -> None:
     """Resolve FQDN to ADDRESS."""
     entry = HostEntry(fqdn, address)
     stage(home, lambda c: edits.add_host(c, entry), f"added host {entry.fqdn} {entry.ip}")
+
+
+@hosts_group.command("set")
+@home_option()
+@click.argument("fqdn")
+@click.argument("address")
+def hosts_set(home: Path, fqdn: str, address: str) -> None:
+    """Resolve the listed FQDN to a new ADDRESS."""
+    entry = HostEntry(fqdn, address)
+    stage(home, lambda c: edits.set_host(c, entry), f"changed host {entry.fqdn} {entry.ip}")
 
 
 @hosts_group.command("remove")

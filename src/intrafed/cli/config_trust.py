@@ -8,10 +8,19 @@ from pathlib import Path
 import click
 
 from intrafed.cli.common import home_option, json_option, load_staged
-from intrafed.cli.config_staging import TABLE_JSON, Table, emit, host_options, one_host, stage, yes
+from intrafed.cli.config_staging import (
+    TABLE_JSON,
+    F,
+    Table,
+    emit,
+    host_options,
+    one_host,
+    stage,
+    yes,
+)
 from intrafed.config import edits
 from intrafed.config.document import as_table
-from intrafed.config.model import AclEntry, HostAuthorization, NodeConfig, Role
+from intrafed.config.model import AclEntry, ConfigError, HostAuthorization, NodeConfig, Role
 
 
 def host_authorizations_table(config: NodeConfig) -> Table:
@@ -74,6 +83,62 @@ def hostauth_add(
     )
 
 
+def _new_host_options(function: F) -> F:
+    function = click.option("--new-ip", help="Name this address instead.")(function)
+    return click.option("--new-fqdn", help="Name this FQDN instead.")(function)
+
+
+def _renamed(host: str, new_fqdn: str | None, new_ip: str | None) -> str:
+    new = new_fqdn or new_ip
+    return host.lower() if new is None else f"{host.lower()} (now {new.lower()})"
+
+
+@hostauth_group.command("set")
+@home_option()
+@host_options
+@_new_host_options
+@click.option(
+    "--outbound-only/--no-outbound-only",
+    default=None,
+    help="Only we open connections to it; its own connections get no trust.",
+)
+@click.option(
+    "--throttle-as-server/--no-throttle-as-server",
+    default=None,
+    help="Server rate limits instead of a client's.",
+)
+@click.option(
+    "--treat-as-authenticated/--no-treat-as-authenticated",
+    default=None,
+    help="Never challenge its requests; trust their From identities.",
+)
+def hostauth_set(
+    home: Path,
+    fqdn: str | None,
+    ip: str | None,
+    new_fqdn: str | None,
+    new_ip: str | None,
+    outbound_only: bool | None,
+    throttle_as_server: bool | None,
+    treat_as_authenticated: bool | None,
+) -> None:
+    """Change the entry for a host in place: the flags given, or the host it names."""
+    host = one_host(fqdn, ip)
+    stage(
+        home,
+        lambda c: edits.set_host_authorization(
+            c,
+            host,
+            fqdn=new_fqdn,
+            ip=new_ip,
+            outbound_only=outbound_only,
+            throttle_as_server=throttle_as_server,
+            treat_as_authenticated=treat_as_authenticated,
+        ),
+        f"changed host authorization {_renamed(host, new_fqdn, new_ip)}",
+    )
+
+
 @hostauth_group.command("remove")
 @home_option()
 @host_options
@@ -111,6 +176,19 @@ def peer_subject_add(home: Path, name: str) -> None:
     stage(home, lambda c: edits.add_peer_subject(c, name), f"added TLS peer subject {name.lower()}")
 
 
+@peer_subject_group.command("set")
+@home_option()
+@click.argument("name")
+@click.option("--new-name", required=True, help="The subject to accept instead.")
+def peer_subject_set(home: Path, name: str, new_name: str) -> None:
+    """Accept the subject --new-name instead of NAME (e.g. after a certificate renewal)."""
+    stage(
+        home,
+        lambda c: edits.set_peer_subject(c, name, new_name),
+        f"changed TLS peer subject {name.lower()} to {new_name.lower()}",
+    )
+
+
 @peer_subject_group.command("remove")
 @home_option()
 @click.argument("name")
@@ -146,6 +224,25 @@ def acl_add(home: Path, fqdn: str | None, ip: str | None) -> None:
     """Trust a host (the seed: the OCS server's IP and FQDN)."""
     entry = AclEntry(fqdn, ip)
     stage(home, lambda c: edits.add_acl(c, entry), f"added ACL entry {entry.host}")
+
+
+@acl_group.command("set")
+@home_option()
+@host_options
+@_new_host_options
+def acl_set(
+    home: Path, fqdn: str | None, ip: str | None, new_fqdn: str | None, new_ip: str | None
+) -> None:
+    """Trust the host --new-fqdn or --new-ip instead, in the entry's place."""
+    host = one_host(fqdn, ip)
+    if new_fqdn is None and new_ip is None:
+        raise ConfigError("acl", "nothing to change", "give --new-fqdn or --new-ip")
+    entry = AclEntry(new_fqdn, new_ip)
+    stage(
+        home,
+        lambda c: edits.set_acl(c, host, entry),
+        f"changed ACL entry {_renamed(host, new_fqdn, new_ip)}",
+    )
 
 
 @acl_group.command("remove")

@@ -44,9 +44,29 @@ def user_group() -> None:
 )
 def user_add(home: Path, aor: str, password_file: IO[bytes]) -> None:
     """Home USER@DOMAIN here, enabled."""
-    lines = utf8(password_file, "--password-file").splitlines()
-    password = lines[0] if lines else ""
+    password = _password(password_file)
     stage(home, lambda c: edits.add_user(c, aor, password), f"added user {aor}")
+
+
+def _password(source: IO[bytes]) -> str:
+    """The first line of --password-file."""
+    lines = utf8(source, "--password-file").splitlines()
+    return lines[0] if lines else ""
+
+
+@user_group.command("set")
+@home_option()
+@click.argument("aor", metavar="USER@DOMAIN")
+@click.option(
+    "--password-file",
+    type=click.File("rb"),
+    required=True,
+    help="A file whose first line is the new password (- for standard input).",
+)
+def user_set(home: Path, aor: str, password_file: IO[bytes]) -> None:
+    """Give USER@DOMAIN a new password (enabled or not, it stays as it is)."""
+    password = _password(password_file)
+    stage(home, lambda c: edits.set_user_password(c, aor, password), f"changed user {aor}")
 
 
 @user_group.command("remove")
