@@ -446,8 +446,7 @@ def set_user_password(config: NodeConfig, aor: str, password: str) -> NodeConfig
     user = _user(config, aor)
     if not password:
         raise ConfigError("--password-file", "the password is empty", "write it in the file")
-    changed = user.with_password(password)
-    return _replace(config, users=_swap(config.users, user, changed))
+    return _replace(config, users=_swap(config.users, user, user.with_password(password)))
 
 
 def remove_user(config: NodeConfig, aor: str) -> NodeConfig:
@@ -483,8 +482,7 @@ def unblock_watcher(config: NodeConfig, aor: str, watcher: str) -> NodeConfig:
 
 
 def _with_user(config: NodeConfig, user: User, **changes: Any) -> NodeConfig:
-    changed = dataclasses.replace(user, **changes)
-    return _replace(config, users=tuple(changed if u is user else u for u in config.users))
+    return _replace(config, users=_swap(config.users, user, dataclasses.replace(user, **changes)))
 
 
 def _user(config: NodeConfig, aor: str) -> User:
