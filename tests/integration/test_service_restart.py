@@ -205,4 +205,5 @@ def test_status_shows_the_pending_change_and_reload_applies_it(tmp_path: Path) -
     finally:
         stopped = intrafed("service", "stop", "--home", str(home))
     assert stopped.returncode == 0
-    assert intrafed("service", "status", "--home", str(home)).stdout.startswith("stopped")
+    shown = intrafed("service", "status", "--home", str(home))
+    assert (shown.returncode, shown.stdout.splitlines()[0]) == (3, "stopped")

@@ -22,6 +22,7 @@ import click
 from intrafed.check.deployment import IMP_FQDN, OCS_FQDN, SIP_PORT
 from intrafed.cli.common import fail
 from intrafed.cli.ladder import arrow, ladder_heading
+from intrafed.cli.output import echo
 from intrafed.demo import (
     IMP_IP,
     OCS_IP,
@@ -34,8 +35,8 @@ from intrafed.demo import (
     short_call_id,
 )
 
-_PASS = click.style("PASS", fg="green", bold=True)
-_FAIL = click.style("FAIL", fg="red", bold=True)
+_PASS = ("PASS", "bold green")
+_FAIL = ("FAIL", "bold red")
 
 
 @contextlib.contextmanager
@@ -52,7 +53,7 @@ def _demo_root(home: Path | None) -> Iterator[Path]:
 
 
 def _print_step(step: StepResult, ladder: list[LadderEntry], left: str, right: str) -> None:
-    click.echo(f"{_PASS if step.ok else _FAIL}  {step.name}")
+    echo(_PASS if step.ok else _FAIL, f"  {step.name}")
     for part in step.detail.split("; "):
         click.echo(f"      {part}")
     if ladder:
@@ -77,7 +78,7 @@ def _print_report(report: DemoReport, left: str, right: str) -> None:
         f"{len(report.ladder) - rightwards} {right_name} -> {left_name}); "
         f"elapsed {report.elapsed:.2f} s"
     )
-    click.secho(summary, fg="green" if report.ok else "red", bold=True)
+    echo((summary, "bold green" if report.ok else "bold red"))
 
 
 async def _serve_until_signalled(endpoints: DemoEndpoints) -> None:
