@@ -59,7 +59,7 @@ COMMANDS = (
     LazyCommand(
         "trace",
         "intrafed.cli.trace_commands:trace_group",
-        "SIP trace of a running node: start and stop it, show it (records, raw, ladder, live).",
+        "SIP trace of a running node: start, stop, show.",
     ),
     LazyCommand(
         "ua",
