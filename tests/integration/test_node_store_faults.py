@@ -16,8 +16,7 @@ from intrafed.node import Node, NodeSettings
 from intrafed.sip import Request, Response, StreamFramer, parse_message
 from intrafed.sip.pidf import PresenceState, build_pidf, parse_pidf
 from intrafed.sip.responses import make_response
-from intrafed.store import ConfigStore
-from intrafed.store.sqlite import PublicationRow, SubscriptionRow
+from intrafed.store import PublicationRow, StateChanges, Store, SubscriptionRow, create_store
 from intrafed.transport import ListenerSpec
 from tests.integration.clients import connect
 from tests.store_faults import cap_size, make_room, set_read_only
@@ -29,8 +28,8 @@ USERS = 40
 PADDING = "p" * 600
 
 
-def node_with_store(home: Path) -> tuple[Node, ConfigStore]:
-    store = ConfigStore.create(home, NodeIdentity(Role.OCS, "ocs1.example.com", NODE_IP))
+def node_with_store(home: Path) -> tuple[Node, Store]:
+    store = create_store(home, NodeIdentity(Role.OCS, "ocs1.example.com", NODE_IP))
     users = frozenset({ALICE, *(f"user{n}@example.com" for n in range(USERS))})
     settings = NodeSettings(
         name="ocs1.example.com",
@@ -95,7 +94,7 @@ def test_a_register_the_full_store_refuses_gets_503_and_changes_nothing(
             make_room(store)
             client.writer.write(b"".join(register(n, 3) for n in refused))
             retried = await answers(client.reader, len(refused))
-            stored = {row[0] for row in store.load_bindings(time.time())}
+            stored = {row.aor for row in store.load_bindings(time.time())}
             return first, queried, retried, stored
         finally:
             for writer in opened:
@@ -230,13 +229,10 @@ def test_housekeeping_survives_a_store_error_and_still_expires_publications(
         port = server.sockets[0].getsockname()[1]
         node, store = node_with_store(tmp_path / "ocs1")
         now = time.time()
-        store.save_subscription(watched_by_bob(f"sip:bob@{WATCHER_IP}:{port};transport=tcp", now))
-        store.save_publication(
-            PublicationRow("busy", ALICE, PresenceState.BUSY.value, None, now, now + 1.5)
-        )
-        store.save_publication(
-            PublicationRow("away", ALICE, PresenceState.AWAY.value, None, now - 9, now + 3.5)
-        )
+        watched = watched_by_bob(f"sip:bob@{WATCHER_IP}:{port};transport=tcp", now)
+        busy = PublicationRow("busy", ALICE, PresenceState.BUSY.value, None, now, now + 1.5)
+        away = PublicationRow("away", ALICE, PresenceState.AWAY.value, None, now - 9, now + 3.5)
+        store.write(StateChanges(saved_subscriptions=(watched,), saved_publications=(busy, away)))
         await node.start()
         try:
             shown = [await watcher.next()]

@@ -1,6 +1,6 @@
 """``intrafed init`` and ``intrafed config …``: the node's settings, in the seed's words.
 
-Each command is a thin layer over ``intrafed.config.edits`` and ``ConfigStore.stage``:
+Each command is a thin layer over ``intrafed.config.edits`` and ``Configuration.stage``:
 edits change the staged configuration and ``intrafed service reload`` applies them (``restart``
 for listeners). A
 refusal prints the one-line ``ConfigError`` on standard error and exits with status 2.
@@ -41,7 +41,7 @@ from intrafed.config.model import (
     RoutingMode,
     StaticRoute,
 )
-from intrafed.store import ConfigStore, StagedEdit
+from intrafed.store import Configuration, StagedEdit, create_store, open_store
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -59,13 +59,13 @@ def _host_options(function: _F) -> _F:
 
 def _stage(home: Path, edit: StagedEdit, done: str | Callable[[NodeConfig], str]) -> None:
     """Apply ``edit`` to the staged configuration and say what was ``done``."""
-    with ConfigStore.open(home) as store:
+    with open_store(home) as store:
         config = store.stage(edit)
         staged = _staged_note(store, home)
     click.echo(f"{done if isinstance(done, str) else done(config)} ({staged})")
 
 
-def _staged_note(store: ConfigStore, home: Path) -> str:
+def _staged_note(store: Configuration, home: Path) -> str:
     """What applies the staged configuration: reload, or restart for listeners."""
     command = apply_command(store.load("running"), store.load("staged"))
     if command is None:
@@ -221,8 +221,8 @@ def init_command(
 ) -> None:
     """Make HOME the home of a new ocs or imp node, with no settings yet."""
     identity = NodeIdentity(Role(role), fqdn, ip, Edition(edition) if edition else None, pool_fqdn)
-    with ConfigStore.create(home, identity, db_url) as store:
-        path = store.path
+    with create_store(home, identity, db_url) as store:
+        path = store.location
     kind = f", {identity.edition.value} edition" if identity.edition else ""
     result = {"home": str(home), "store": str(path), "node": as_table(identity)}
     done(as_json, result, [
@@ -854,7 +854,7 @@ def fips(home: Path, state: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the document as JSON.")
 def show(home: Path, staged: bool, as_json: bool) -> None:
     """Show the configuration, and what a reload or restart would change."""
-    with ConfigStore.open(home) as store:
+    with open_store(home) as store:
         config = store.load("staged" if staged else "running")
         pending = store.pending_changes()
         command = apply_command(store.load("running"), store.load("staged"))
@@ -932,7 +932,7 @@ def import_(home: Path, source: IO[bytes]) -> None:
     The document is validated as a whole and applied all at once, or not at all.
     """
     config = from_toml(_utf8(source, "FILE"))
-    with ConfigStore.open(home) as store:
+    with open_store(home) as store:
         before = store.load("staged")
         store.replace_staged(config)
         staged = _staged_note(store, home)

@@ -29,7 +29,7 @@ from intrafed.cli.home_lock import HomeInUseError, HomeLock, holder
 from intrafed.config.model import ConfigError, NodeConfig
 from intrafed.node import Node, settings_with_tls, tls_contexts_of
 from intrafed.pki import PkiError
-from intrafed.store import ConfigStore
+from intrafed.store import Store, open_store
 from intrafed.transport import TransportError
 
 STARTUP_PROBE_DELAY = 3.0
@@ -41,9 +41,9 @@ START_TIMEOUT = 15.0
 STOP_GRACE = 10.0
 
 
-def _open(home: Path) -> ConfigStore:
+def _open(home: Path) -> Store:
     try:
-        return ConfigStore.open(home)
+        return open_store(home)
     except ConfigError as exc:
         fail(str(exc))
 
@@ -68,7 +68,7 @@ def _read_status(home: Path) -> dict[str, Any] | None:
 # -- serve ---------------------------------------------------------------------------
 
 
-async def _serve(home: Path, store: ConfigStore, config: NodeConfig) -> None:
+async def _serve(home: Path, store: Store, config: NodeConfig) -> None:
     tls = tls_contexts_of(home, config)
     node = Node(settings_with_tls(config, tls), state=store)
     try:
