@@ -41,3 +41,12 @@ def count_transactions(store: Store) -> list[str]:
         lambda statement: begun.append(statement) if statement == "BEGIN IMMEDIATE" else None
     )
     return begun
+
+
+def refuse_contact(store: Store, contact: str) -> None:
+    """Every write that stores a binding of ``contact`` fails ("this contact is refused"),
+    and with it the rest of its transaction."""
+    _connection(store).execute(
+        "CREATE TEMP TRIGGER refuse BEFORE INSERT ON bindings "
+        f"WHEN NEW.contact = '{contact}' BEGIN SELECT RAISE(ABORT, 'this contact is refused'); END"
+    )

@@ -19,7 +19,13 @@ from intrafed.sip.responses import make_response
 from intrafed.store import PublicationRow, StateChanges, Store, SubscriptionRow, create_store
 from intrafed.transport import ListenerSpec
 from tests.integration.clients import connect
-from tests.store_faults import cap_size, make_room, set_read_only
+from tests.store_faults import (
+    cap_size,
+    count_transactions,
+    make_room,
+    refuse_contact,
+    set_read_only,
+)
 
 NODE_IP, CLIENT_IP, WATCHER_IP = "127.0.0.171", "127.0.0.172", "127.0.0.173"
 ALICE = "alice@example.com"
@@ -134,6 +140,63 @@ def test_a_register_the_full_store_refuses_gets_503_and_changes_nothing(
         .startswith(f"writing to the state store works again ({len(refused) - 1} more failures")
     )
     assert all(r.exc_info is None for r in caplog.records)
+
+
+def test_a_burst_of_registers_is_stored_in_a_few_transactions_not_one_per_request(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> tuple[list[int], int, set[str]]:
+        node, store = node_with_store(tmp_path / "ocs1")
+        address = (await node.start())["TCP"]
+        opened: list[asyncio.StreamWriter] = []
+        try:
+            begun = count_transactions(store)
+            client = await connect(address, CLIENT_IP, opened)
+            client.writer.write(b"".join(register(n, 1) for n in range(USERS)))
+            statuses = [r.status for r in await answers(client.reader, USERS)]
+            stored = {row.aor for row in store.load_bindings(time.time())}
+            return statuses, len(begun), stored
+        finally:
+            for writer in opened:
+                writer.close()
+            await node.stop(grace=0.5)
+            store.close()
+
+    statuses, transactions, stored = asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert statuses == [200] * USERS
+    assert stored == {f"user{n}@example.com" for n in range(USERS)}
+    # One transaction per turn of the event loop: the 40 requests arrive in a few reads.
+    assert transactions <= USERS // 8
+
+
+def test_a_register_the_store_refuses_fails_alone_and_the_rest_of_its_burst_is_stored(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> tuple[list[Response], set[str]]:
+        node, store = node_with_store(tmp_path / "ocs1")
+        address = (await node.start())["TCP"]
+        opened: list[asyncio.StreamWriter] = []
+        try:
+            refuse_contact(store, f"sip:user7@{CLIENT_IP}:5070;x={PADDING}")
+            client = await connect(address, CLIENT_IP, opened)
+            client.writer.write(b"".join(register(n, 1) for n in range(USERS)))
+            found = await answers(client.reader, USERS)
+            return found, {row.aor for row in store.load_bindings(time.time())}
+        finally:
+            for writer in opened:
+                writer.close()
+            await node.stop(grace=0.5)
+            store.close()
+
+    found, stored = asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert {user_of(r): r.status for r in found} == {
+        n: 503 if n == 7 else 200 for n in range(USERS)
+    }
+    [refused] = [r for r in found if r.status == 503]
+    assert "the state store failed (this contact is refused)" in (
+        refused.headers.get("warning") or ""
+    )
+    assert stored == {f"user{n}@example.com" for n in range(USERS) if n != 7}
 
 
 def publish(cseq: int, state: PresenceState | None, if_match: str | None = None) -> bytes:

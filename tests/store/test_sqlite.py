@@ -1,4 +1,5 @@
-"""The SQLite configuration store: staged and running, atomic edits, where the file lives."""
+"""The SQLite store: where the file lives, its schema, and how SQLite's refusals read (what
+every store owes is in test_contract.py)."""
 
 from __future__ import annotations
 
@@ -28,41 +29,6 @@ def test_create_then_open_gives_equal_staged_and_running(tmp_path: Path) -> None
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
     db.close()
-
-
-def test_stage_changes_only_staged_until_promoted(tmp_path: Path) -> None:
-    with create_store(tmp_path, IDENTITY) as store:
-        staged = store.stage(lambda c: edits.add_domain(c, "example.com"))
-        assert store.load("staged") == staged
-        assert store.load("running").domains == ()
-        assert store.restart_pending() is True
-        assert store.pending_changes() == ["domains: added example.com"]
-        assert store.promote() == staged
-        assert store.load("running") == staged
-        assert store.restart_pending() is False
-
-
-def test_a_refused_edit_changes_nothing(tmp_path: Path) -> None:
-    with create_store(tmp_path, IDENTITY) as store:
-        store.stage(lambda c: edits.add_domain(c, "example.com"))
-        before = store.load("staged")
-        with pytest.raises(ConfigError):
-            store.stage(lambda c: edits.add_domain(edits.add_domain(c, "example.org"), "x"))
-        assert store.load("staged") == before
-
-
-def test_replace_staged_keeps_the_identity(tmp_path: Path) -> None:
-    other = NodeConfig(NodeIdentity(Role.IMP, "imp2.example.com", "127.0.0.4"))
-    with create_store(tmp_path, IDENTITY) as store:
-        with pytest.raises(ConfigError) as error:
-            store.replace_staged(other)
-        assert str(error.value).startswith(
-            "node: the document is for imp2.example.com (imp, 127.0.0.4), "
-            "this home is imp1.example.com (imp, 127.0.0.2)"
-        )
-        config = edits.add_domain(NodeConfig(IDENTITY), "example.com")
-        store.replace_staged(config)
-        assert store.load("staged") == config
 
 
 def test_create_refuses_an_existing_node_and_open_refuses_a_non_home(tmp_path: Path) -> None:
@@ -104,6 +70,18 @@ def test_postgresql_arrives_with_the_pool(url: str) -> None:
         database_path(Path("h"), url)
     assert str(error.value).startswith(
         '--db: the PostgreSQL back end arrives with the Enterprise pool (issue "pool")'
+    )
+
+
+@pytest.mark.parametrize("url", ["postgresql://db.example.com/intrafed", "postgres://u@h/d"])
+def test_a_home_whose_store_url_names_postgresql_is_refused_naming_that_file(
+    tmp_path: Path, url: str
+) -> None:
+    (tmp_path / LOCATOR).write_text(f"{url}\n")
+    with pytest.raises(ConfigError) as error:
+        open_store(tmp_path)
+    assert str(error.value).startswith(
+        f"{tmp_path / LOCATOR}: the PostgreSQL back end arrives with the Enterprise pool"
     )
 
 
