@@ -184,9 +184,12 @@ class StateWriter:
         changes = self._presence.take_store_changes()
         try:
             self._write({}, changes)
-        except StoreError as exc:
+        except Exception as exc:  # the rows wait; nothing else may stop (STYLE 17)
             self._presence.requeue_store_changes(changes)
-            self.faults.failed(exc.message)
+            if isinstance(exc, StoreError):
+                self.faults.failed(exc.message)
+            else:
+                self.faults.failed(repr(exc), exc)
 
     def _write(self, bindings: dict[str, tuple[BindingRow, ...]], presence: StoreChanges) -> None:
         store = self._store

@@ -17,14 +17,16 @@ from intrafed.store.base import (
     StoreError,
     SubscriptionRow,
 )
-from intrafed.store.sqlite import SqliteStore, home_containing
+from intrafed.store.sqlite import LOCATOR, SqliteStore, database_path, home_containing
 
 
 def open_store(home: Path) -> Store:
     """The store of the node at ``home``: the database its ``store.url`` names (a
     ``sqlite:///PATH`` URL), else ``HOME/intrafed.db``. ``ConfigError`` when ``home`` was
     never initialized or names a database this version cannot use."""
-    return SqliteStore.open(home)
+    locator = home / LOCATOR
+    url = locator.read_text().strip() if locator.exists() else None
+    return SqliteStore.open(home, database_path(home, url, str(locator)))
 
 
 def create_store(home: Path, identity: NodeIdentity, url: str | None = None) -> Store:

@@ -176,12 +176,9 @@ class SqliteStore:
             raise
 
     @classmethod
-    def open(cls, home: Path) -> SqliteStore:
-        """The store of an existing home; ``ConfigError`` when ``home`` was never
-        initialized or names a database this version cannot use."""
-        locator = home / LOCATOR
-        url = locator.read_text().strip() if locator.exists() else None
-        path = database_path(home, url, str(locator))
+    def open(cls, home: Path, path: Path) -> SqliteStore:
+        """The store of an existing home, in ``path``; ``ConfigError`` when ``home`` was
+        never initialized."""
         if not path.exists():
             raise ConfigError(
                 "--home",
