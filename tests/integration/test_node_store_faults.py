@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,7 @@ from intrafed.sip.pidf import PresenceState, build_pidf, parse_pidf
 from intrafed.sip.responses import make_response
 from intrafed.store import PublicationRow, StateChanges, Store, SubscriptionRow, create_store
 from intrafed.transport import ListenerSpec
-from tests.integration.clients import connect
+from tests.integration.clients import SipPeer, connect
 from tests.store_faults import (
     cap_size,
     count_transactions,
@@ -59,7 +61,7 @@ def register(n: int, cseq: int, *, contact: bool = True) -> bytes:
 
 async def answers(reader: asyncio.StreamReader, count: int) -> list[Response]:
     """Up to ``count`` responses, until the connection closes or 10 s pass with none."""
-    framer, found = StreamFramer(), []
+    framer, found = StreamFramer(), list[Response]()
     while len(found) < count:
         try:
             data = await asyncio.wait_for(reader.read(65536), 10)
@@ -142,25 +144,30 @@ def test_a_register_the_full_store_refuses_gets_503_and_changes_nothing(
     assert all(r.exc_info is None for r in caplog.records)
 
 
+@asynccontextmanager
+async def registering(home: Path) -> AsyncIterator[tuple[Store, SipPeer]]:
+    """A node on a new store at ``home``, and a client connected to it."""
+    node, store = node_with_store(home)
+    address = (await node.start())["TCP"]
+    opened: list[asyncio.StreamWriter] = []
+    try:
+        yield store, await connect(address, CLIENT_IP, opened)
+    finally:
+        for writer in opened:
+            writer.close()
+        await node.stop(grace=0.5)
+        store.close()
+
+
 def test_a_burst_of_registers_is_stored_in_a_few_transactions_not_one_per_request(
     tmp_path: Path,
 ) -> None:
     async def scenario() -> tuple[list[int], int, set[str]]:
-        node, store = node_with_store(tmp_path / "ocs1")
-        address = (await node.start())["TCP"]
-        opened: list[asyncio.StreamWriter] = []
-        try:
+        async with registering(tmp_path / "ocs1") as (store, client):
             begun = count_transactions(store)
-            client = await connect(address, CLIENT_IP, opened)
             client.writer.write(b"".join(register(n, 1) for n in range(USERS)))
             statuses = [r.status for r in await answers(client.reader, USERS)]
-            stored = {row.aor for row in store.load_bindings(time.time())}
-            return statuses, len(begun), stored
-        finally:
-            for writer in opened:
-                writer.close()
-            await node.stop(grace=0.5)
-            store.close()
+            return statuses, len(begun), {row.aor for row in store.load_bindings(time.time())}
 
     statuses, transactions, stored = asyncio.run(asyncio.wait_for(scenario(), 30))
     assert statuses == [200] * USERS
@@ -173,20 +180,11 @@ def test_a_register_the_store_refuses_fails_alone_and_the_rest_of_its_burst_is_s
     tmp_path: Path,
 ) -> None:
     async def scenario() -> tuple[list[Response], set[str]]:
-        node, store = node_with_store(tmp_path / "ocs1")
-        address = (await node.start())["TCP"]
-        opened: list[asyncio.StreamWriter] = []
-        try:
+        async with registering(tmp_path / "ocs1") as (store, client):
             refuse_contact(store, f"sip:user7@{CLIENT_IP}:5070;x={PADDING}")
-            client = await connect(address, CLIENT_IP, opened)
             client.writer.write(b"".join(register(n, 1) for n in range(USERS)))
             found = await answers(client.reader, USERS)
             return found, {row.aor for row in store.load_bindings(time.time())}
-        finally:
-            for writer in opened:
-                writer.close()
-            await node.stop(grace=0.5)
-            store.close()
 
     found, stored = asyncio.run(asyncio.wait_for(scenario(), 30))
     assert {user_of(r): r.status for r in found} == {
