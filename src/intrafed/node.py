@@ -63,7 +63,7 @@ from intrafed.services.proxy import (
     describe_failure,
     response_hop,
 )
-from intrafed.services.registrar import Binding, Registrar
+from intrafed.services.registrar import Registrar
 from intrafed.sip import RemoteSipError, Request, Response, SipUri, Uri, parse_message
 from intrafed.sip.digest import NonceIssuer
 from intrafed.sip.errors import FramingError, LocalSipError
@@ -330,10 +330,7 @@ class Node:
         if self._state is not None:
             rows = self._state.load_bindings(wall)
             restored = {row.aor for row in rows}
-            self.registrar.restore(
-                Binding(r.aor, r.contact, r.expires_at, r.q, r.call_id, r.cseq, r.flow_bound)
-                for r in rows
-            )
+            self.registrar.restore(rows)
             self.presence.restore(
                 self._state.load_subscriptions(wall), self._state.load_publications(wall)
             )

@@ -159,12 +159,7 @@ class StateWriter:
                     )
                     applied.append(registration)
                     for aor in registration.changed:
-                        bindings[aor] = tuple(
-                            BindingRow(
-                                b.aor, b.contact, b.expires_at, b.q, b.call_id, b.cseq, b.flow_bound
-                            )
-                            for b in registrar.bindings(aor, write.now)
-                        )
+                        bindings[aor] = tuple(registrar.bindings(aor, write.now))
                     settled.append(
                         Settled(write.request, registration.response, (), registration.changed)
                     )

@@ -283,7 +283,11 @@ class SqliteStore:
             db.executemany(
                 "INSERT INTO bindings (aor, contact, expires_at, q, call_id, cseq, flow_bound) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [astuple(row) for rows in changes.bindings.values() for row in rows],
+                [  # by name: the registrar's bindings add a field that is never stored
+                    (b.aor, b.contact, b.expires_at, b.q, b.call_id, b.cseq, b.flow_bound)
+                    for rows in changes.bindings.values()
+                    for b in rows
+                ],
             )
             db.executemany(
                 "INSERT OR REPLACE INTO subscriptions VALUES "
