@@ -55,6 +55,7 @@ from intrafed.services.presence import OutgoingNotify, PresenceAgent
 from intrafed.services.proxy import (
     Answer,
     Decision,
+    Deferred,
     Forward,
     Listener,
     Reject,
@@ -62,10 +63,10 @@ from intrafed.services.proxy import (
     describe_failure,
     response_hop,
 )
-from intrafed.services.registrar import Binding, Registrar
+from intrafed.services.registrar import Registrar
 from intrafed.sip import RemoteSipError, Request, Response, SipUri, Uri, parse_message
 from intrafed.sip.digest import NonceIssuer
-from intrafed.sip.errors import FramingError
+from intrafed.sip.errors import FramingError, LocalSipError
 from intrafed.sip.responses import local_tag, make_response, response_to_unparsable, warning_value
 from intrafed.sip.transaction import (
     MAGIC_COOKIE,
@@ -80,9 +81,10 @@ from intrafed.sip.transaction import (
     TransactionEvent,
     TransactionLayer,
     client_key,
+    server_key,
 )
-from intrafed.state_writes import StateStore, StateWriter
-from intrafed.store import ConfigStore
+from intrafed.state_writes import Settled, StateWriter
+from intrafed.store import StateStore, Store
 from intrafed.transport import (
     Destination,
     Flow,
@@ -276,7 +278,9 @@ class Node:
             ),
             via_for=self._via_for,
         )
-        self._writes = StateWriter(state, settings.name, self.registrar, self.presence)
+        self._writes = StateWriter(
+            state, settings.name, self.registrar, self.presence, self._settled
+        )
         self._house_faults = BurstLog(logger, "housekeeping")
         self._notifies: dict[ClientKey, str] = {}
         """Our own NOTIFY transactions -> the subscription each one serves."""
@@ -312,7 +316,7 @@ class Node:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
-    def from_home(cls, home: Path, store: ConfigStore, trace: Trace | None = None) -> Node:
+    def from_home(cls, home: Path, store: Store, trace: Trace | None = None) -> Node:
         """The node a home's running configuration describes, keeping its state in
         ``store`` (what ``intrafed serve`` runs)."""
         config = store.load("running")
@@ -325,8 +329,8 @@ class Node:
         restored: set[str] = set()
         if self._state is not None:
             rows = self._state.load_bindings(wall)
-            restored = {row[0] for row in rows}
-            self.registrar.restore(Binding(*row) for row in rows)
+            restored = {row.aor for row in rows}
+            self.registrar.restore(rows)
             self.presence.restore(
                 self._state.load_subscriptions(wall), self._state.load_publications(wall)
             )
@@ -495,12 +499,10 @@ class Node:
                 return Answer(self._options_answer(request))
             if request.method == "REGISTER" and uri.host.lower() in settings.domains:
                 source = self.transport.flow(flow)
-                registration = self._writes.register(
+                self._writes.register(
                     request, flow, now, source.remote if source is not None else None
                 )
-                for aor in registration.changed:
-                    self._registration_changed(aor, now)
-                return Answer(registration.response)
+                return Deferred()
         if request.to_addr.tag is not None and self.proxy is not None:
             if request.method == "SUBSCRIBE" and self.presence.owns_dialog(request):
                 return self._subscribe(request, flow, now)
@@ -555,22 +557,31 @@ class Node:
         user = uri.user if isinstance(uri, SipUri) else None
         assert self.proxy is not None
         contact = self.proxy.listener_for(flow).contact(user)
-        response, notifies = self._writes.presence_request(
+        self._writes.presence_request(
             request, lambda: self.presence.subscribe(request, flow, contact, now)
         )
-        self._outbox += notifies
-        return Answer(response)
+        return Deferred()
 
     def _publish(self, request: Request, aor: str, now: float) -> Decision:
         """RFC 3903: only the user publishes the user's presence."""
         publisher = request.from_addr.uri
         if not isinstance(publisher, SipUri) or publisher.aor != aor:
             return Reject(403, f"only {aor} may publish the presence of {aor}")
-        response, notifies = self._writes.presence_request(
-            request, lambda: self.presence.publish(request, now)
-        )
-        self._outbox += notifies
-        return Answer(response)
+        self._writes.presence_request(request, lambda: self.presence.publish(request, now))
+        return Deferred()
+
+    def _settled(self, settled: list[Settled]) -> None:
+        """Answers whose changes are stored (or refused), with what they cause."""
+        now, wall = self._now(), time.time()
+        for item in settled:
+            for aor in item.registered:
+                self._registration_changed(aor, wall)
+            self._outbox += item.notifies
+            try:
+                self.transactions.send_response(server_key(item.request), item.response, now)
+            except LocalSipError as exc:  # its connection closed meanwhile
+                logger.info("no answer to %s: %s", item.request.method, exc)
+        self._pump(now)
 
     def _registration_changed(self, aor: str, now: float) -> None:
         registered = bool(self.registrar.bindings(aor, now))

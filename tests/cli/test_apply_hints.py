@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from intrafed.cli import main
 from intrafed.node import Node, settings_with_tls, tls_contexts_of
-from intrafed.store import ConfigStore
+from intrafed.store import open_store
 from tests.integration.federation import build_partitions
 from tests.integration.peers import free_port
 
@@ -73,7 +73,7 @@ def test_an_edit_says_reload_exactly_when_a_reload_applies_it(
     said = hint([argument.format(**ports) for argument in arguments], home)
 
     async def reload_refusal() -> str | None:
-        with ConfigStore.open(home) as store:
+        with open_store(home) as store:
             node = Node.from_home(home, store)
             await node.start()
             try:

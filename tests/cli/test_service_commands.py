@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from intrafed.config.model import Connection, NodeIdentity, Role, StaticRoute
-from intrafed.store import ConfigStore
+from intrafed.store import create_store, open_store
 from tests.integration.peers import free_port
 from tests.integration.test_service_restart import intrafed
 
@@ -20,7 +20,7 @@ NODE_IP = "127.0.0.216"
 
 def make_home(home: Path) -> None:
     """An OCS node listening on one free TCP port, staged but never started."""
-    with ConfigStore.create(home, NodeIdentity(Role.OCS, "ocs1.example.com", NODE_IP)) as store:
+    with create_store(home, NodeIdentity(Role.OCS, "ocs1.example.com", NODE_IP)) as store:
         store.stage(
             lambda config: dataclasses.replace(
                 config,
@@ -90,7 +90,7 @@ def test_every_service_command_prints_one_json_object_and_its_errors_as_json(
         status = intrafed("service", "status", "--home", str(home), "--json")
         assert (status.returncode, as_json(status)["pid"]) == (0, pid)
 
-        with ConfigStore.open(home) as store:
+        with open_store(home) as store:
             store.stage(
                 lambda config: dataclasses.replace(
                     config, routes=(StaticRoute("example.com", "TCP", 5070, ip=NODE_IP),)
@@ -104,7 +104,7 @@ def test_every_service_command_prints_one_json_object_and_its_errors_as_json(
         assert (reload["ok"], reload["applied"]) == (True, ["routes: added example.com"])
         assert as_json(reloaded)["staged_is_running"] is True
 
-        with ConfigStore.open(home) as store:
+        with open_store(home) as store:
             store.stage(
                 lambda config: dataclasses.replace(
                     config,

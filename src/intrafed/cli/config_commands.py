@@ -1,6 +1,6 @@
 """``intrafed init`` and ``intrafed config …``: the node's settings, in the seed's words.
 
-Each command is a thin layer over ``intrafed.config.edits`` and ``ConfigStore.stage``:
+Each command is a thin layer over ``intrafed.config.edits`` and ``Configuration.stage``:
 edits change the staged configuration and ``intrafed service reload`` applies them (``restart``
 for listeners). A refusal prints the one-line ``ConfigError`` on standard error and exits
 with status 2. Routes, listeners, trusted peers and users have their own modules
@@ -52,7 +52,7 @@ from intrafed.config.document import (
     to_toml,
 )
 from intrafed.config.model import ConfigError, Edition, NodeConfig, NodeIdentity, Role
-from intrafed.store import ConfigStore
+from intrafed.store import create_store, open_store
 
 # ``intrafed init``
 
@@ -96,8 +96,8 @@ def init_command(
 ) -> None:
     """Make HOME the home of a new ocs or imp node, with no settings yet."""
     identity = NodeIdentity(Role(role), fqdn, ip, Edition(edition) if edition else None, pool_fqdn)
-    with ConfigStore.create(home, identity, db_url) as store:
-        path = store.path
+    with create_store(home, identity, db_url) as store:
+        path = store.location
     kind = f", {identity.edition.value} edition" if identity.edition else ""
     result = {"home": str(home), "store": str(path), "node": as_table(identity)}
     done(as_json, result, [
@@ -228,7 +228,7 @@ def fips(home: Path, state: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the document as JSON.")
 def show(home: Path, staged: bool, as_json: bool) -> None:
     """Show the configuration, and what a reload or restart would change."""
-    with ConfigStore.open(home) as store:
+    with open_store(home) as store:
         config = store.load("staged" if staged else "running")
         pending = store.pending_changes()
         command = apply_command(store.load("running"), store.load("staged"))
@@ -307,7 +307,7 @@ def import_(home: Path, source: IO[bytes]) -> None:
     The document is validated as a whole and applied all at once, or not at all.
     """
     config = from_toml(utf8(source, "FILE"))
-    with ConfigStore.open(home) as store:
+    with open_store(home) as store:
         before = store.load("staged")
         store.replace_staged(config)
         staged = staged_note(store, home)

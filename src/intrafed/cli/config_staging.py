@@ -13,7 +13,7 @@ import click
 from intrafed.cli.output import print_table
 from intrafed.config.document import apply_command
 from intrafed.config.model import ConfigError, NodeConfig
-from intrafed.store import ConfigStore, StagedEdit
+from intrafed.store import Configuration, StagedEdit, open_store
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -31,13 +31,13 @@ def host_options(function: F) -> F:
 
 def stage(home: Path, edit: StagedEdit, done: str | Callable[[NodeConfig], str]) -> None:
     """Apply ``edit`` to the staged configuration and say what was ``done``."""
-    with ConfigStore.open(home) as store:
+    with open_store(home) as store:
         config = store.stage(edit)
         staged = staged_note(store, home)
     click.echo(f"{done if isinstance(done, str) else done(config)} ({staged})")
 
 
-def staged_note(store: ConfigStore, home: Path) -> str:
+def staged_note(store: Configuration, home: Path) -> str:
     """What applies the staged configuration: reload, or restart for listeners."""
     command = apply_command(store.load("running"), store.load("staged"))
     if command is None:

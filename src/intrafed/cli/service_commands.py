@@ -31,7 +31,7 @@ from intrafed.config.document import apply_command, changes
 from intrafed.config.model import ConfigError, NodeConfig
 from intrafed.node import Node, settings_with_tls, tls_contexts_of
 from intrafed.pki import PkiError
-from intrafed.store import ConfigStore
+from intrafed.store import Store, open_store
 from intrafed.transport import TransportError
 
 STARTUP_PROBE_DELAY = 3.0
@@ -43,9 +43,9 @@ START_TIMEOUT = 15.0
 STOP_GRACE = 10.0
 
 
-def _open(home: Path) -> ConfigStore:
+def _open(home: Path) -> Store:
     try:
-        return ConfigStore.open(home)
+        return open_store(home)
     except ConfigError as exc:
         fail(str(exc))
 
@@ -70,7 +70,7 @@ def _read_status(home: Path) -> dict[str, Any] | None:
 # -- serve ---------------------------------------------------------------------------
 
 
-async def _serve(home: Path, store: ConfigStore, config: NodeConfig) -> None:
+async def _serve(home: Path, store: Store, config: NodeConfig) -> None:
     tls = tls_contexts_of(home, config)
     node = Node(settings_with_tls(config, tls), state=store)
     try:
@@ -213,7 +213,7 @@ def _state(home: Path) -> dict[str, Any]:
     """What every service command prints under --json: whether the node runs (pid,
     listeners), how the staged configuration differs from the running one, and the
     outcome of the last reload."""
-    with ConfigStore.open(home) as store:
+    with open_store(home) as store:
         running, staged = store.load("running"), store.load("staged")
     pending = changes(running, staged)
     pid = _running_pid(home)

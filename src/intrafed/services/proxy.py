@@ -90,7 +90,13 @@ class Answer:
     response: Response
 
 
-Decision = Forward | Fork | Reject | Answer
+@dataclass(frozen=True, slots=True)
+class Deferred:
+    """The service that took the request answers it later, on its server transaction (the
+    registrar once the bindings are stored)."""
+
+
+Decision = Forward | Fork | Reject | Answer | Deferred
 Decide = Callable[[Request, FlowId], Decision]
 
 
@@ -389,6 +395,8 @@ class StatefulProxy:
             return
         if isinstance(decision, Answer):
             self.transactions.send_response(key, decision.response, now)
+            return
+        if isinstance(decision, Deferred):
             return
         context = _ResponseContext(key, event.request, request, event.flow, loop)
         self._contexts[key] = context
