@@ -53,7 +53,7 @@ from intrafed.config.model import AclEntry, HostAuthorization, HostEntry, NodeCo
 from intrafed.node import Node
 from intrafed.pki import CertificateAuthority
 from intrafed.sip.pidf import PresenceState
-from intrafed.store import ConfigStore
+from intrafed.store import open_store
 from intrafed.ua import PresenceNotified, UaSettings, UserAgent
 from tests.integration.federation import build_partitions, challenge_md5_first
 from tests.integration.peers import UAC_IP, Chain, TlsLegs, free_port, run_sipp, stunnel
@@ -88,7 +88,7 @@ def serve_node(home: Path, ready: Queue[str]) -> None:
     logging.basicConfig(level=logging.ERROR)
 
     async def serve() -> None:
-        with ConfigStore.open(home) as store:
+        with open_store(home) as store:
             node = Node.from_home(home, store)
             await node.start()
             stopping = asyncio.Event()
@@ -162,7 +162,7 @@ def configure(deployment: SeedDeployment, transport: str) -> None:
             lambda c: edits.add_host_authorization(c, load),
         ]
     for home, steps in ((imp.home, imp_edits), (ocs.home, ocs_edits)):
-        with ConfigStore.open(home) as store:
+        with open_store(home) as store:
             for step in steps:
                 store.stage(step)
             store.promote()
@@ -174,7 +174,7 @@ def lift_client_rate_limit(deployment: SeedDeployment) -> None:
     class's limits (``intrafed config rate-limit set``), so the bench measures the nodes,
     not the per-address limit."""
     for node in deployment.nodes:
-        with ConfigStore.open(node.home) as store:
+        with open_store(node.home) as store:
             store.stage(
                 lambda c: edits.set_rate_limits(
                     c, client_rate=LOAD_CLIENT_RATE, client_burst=LOAD_CLIENT_BURST
@@ -273,7 +273,7 @@ def provision_watchers(deployment: SeedDeployment, count: int) -> list[tuple[str
             config = edits.add_user(config, aor, password)
         return config
 
-    with ConfigStore.open(deployment.ocs.home) as store:
+    with open_store(deployment.ocs.home) as store:
         store.stage(add_watchers)
         store.promote()
     return watchers

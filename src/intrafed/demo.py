@@ -31,7 +31,7 @@ from intrafed.pki import KeyType
 from intrafed.pki.certificates import common_names
 from intrafed.sip import RemoteSipError, Request, parse_message
 from intrafed.sip.pidf import PresenceState
-from intrafed.store import ConfigStore
+from intrafed.store import open_store
 from intrafed.transport import TransportError
 from intrafed.ua import (
     MessageReceived,
@@ -331,7 +331,7 @@ async def _start(
 ) -> DemoEndpoints:
     running: list[NodeEndpoints] = []
     for seed_node in deployment.nodes:
-        node = Node.from_home(seed_node.home, ConfigStore.open(seed_node.home), trace=trace.record)
+        node = Node.from_home(seed_node.home, open_store(seed_node.home), trace=trace.record)
         nodes.append(node)
         try:
             listeners = await node.start()

@@ -26,18 +26,19 @@ from intrafed.config.model import (
     RoutingMode,
     StaticRoute,
 )
-from intrafed.core import Alias, Connect, LogEvent, NodeCore, Peer, SavePresence, Send
+from intrafed.core import Alias, Connect, LogEvent, NodeCore, Peer, Persist, Send
+from intrafed.core.node_core import Schedule, Settle
 from intrafed.pki import CertificateStores, PkiError, TlsContexts
 from intrafed.policy import PeerTrust, StoredCredentials, TrustTable
 from intrafed.policy.admission import AdmissionLimits
 from intrafed.routing.health import ProbeTimings
 from intrafed.services.presence import PresenceAgent
 from intrafed.services.proxy import describe_failure
-from intrafed.services.registrar import Binding, Registrar
+from intrafed.services.registrar import Registrar
 from intrafed.sip.errors import FramingError
 from intrafed.sip.transaction import TimerConfig, TransactionLayer
-from intrafed.state_writes import StateStore, StateWriter
-from intrafed.store import ConfigStore
+from intrafed.state_writes import StateWriter
+from intrafed.store import StateStore, Store
 from intrafed.transport import (
     Destination,
     Flow,
@@ -199,7 +200,6 @@ class Node:
         self.settings = settings
         self._trace = trace
         self._state = state
-        self._writer: StateWriter | None = None
         self.core = NodeCore(settings, _SystemClock(), self._make_writer)
         self.transport = TransportLayer(
             on_message=self._on_message,
@@ -217,9 +217,10 @@ class Node:
         self._stopped = False
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def _make_writer(self, registrar: Registrar, presence: PresenceAgent) -> StateWriter:
-        self._writer = StateWriter(self._state, self.settings.name, registrar, presence)
-        return self._writer
+    def _make_writer(
+        self, registrar: Registrar, presence: PresenceAgent, settle: Settle, schedule: Schedule
+    ) -> StateWriter:
+        return StateWriter(self._state, self.settings.name, registrar, presence, settle, schedule)
 
     @property
     def registrar(self) -> Registrar:
@@ -237,7 +238,7 @@ class Node:
         return self.core.transactions
 
     @classmethod
-    def from_home(cls, home: Path, store: ConfigStore, trace: Trace | None = None) -> Node:
+    def from_home(cls, home: Path, store: Store, trace: Trace | None = None) -> Node:
         """The node a home's running configuration describes, keeping its state in
         ``store`` (what ``intrafed serve`` runs)."""
         config = store.load("running")
@@ -250,8 +251,8 @@ class Node:
         restored: set[str] = set()
         if self._state is not None:
             rows = self._state.load_bindings(wall)
-            restored = {row[0] for row in rows}
-            self.registrar.restore(Binding(*row) for row in rows)
+            restored = {row.aor for row in rows}
+            self.registrar.restore(rows)
             self.presence.restore(
                 self._state.load_subscriptions(wall), self._state.load_publications(wall)
             )
@@ -362,10 +363,9 @@ class Node:
                     self.transport.register_alias(flow, action.host, action.port)
             elif isinstance(action, LogEvent):
                 logger.log(action.level, "%s", action.message)
-            elif isinstance(action, SavePresence):
-                assert self._writer is not None
-                if not self._writer.save_presence():
-                    core.persist_failed(self._now())
+            elif isinstance(action, Persist):
+                assert self._loop is not None
+                self._loop.call_soon(self._persist)
         deadline = None if self._stopped else core.get_timer()
         if deadline == self._timer_deadline:
             return
@@ -376,6 +376,10 @@ class Node:
         if deadline is not None:
             assert self._loop is not None
             self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _persist(self) -> None:
+        self.core.persist(self._now())
+        self._run()
 
     def _on_timer(self) -> None:
         self._timer = None

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from intrafed.cli import main
 from intrafed.pki.stores import SELECTED
-from intrafed.store import ConfigStore
+from intrafed.store import open_store
 
 
 def intrafed(*arguments: str, home: Path | None = None) -> str:
@@ -55,5 +55,5 @@ def other_ca(root: Path) -> Path:
 
 def promote(home: Path) -> None:
     """What a restart does to the configuration: staged becomes running."""
-    with ConfigStore.open(home) as store:
+    with open_store(home) as store:
         store.promote()

@@ -11,7 +11,7 @@ from intrafed.check import SeedDeployment, build_seed_deployment
 from intrafed.node import Node, settings_from_config
 from intrafed.pki import CertificateStores, KeyType, server_context
 from intrafed.pki import client_context as tls_client_context
-from intrafed.store import ConfigStore
+from intrafed.store import open_store
 from tests.integration.peers import free_port
 
 PORT_OFFSETS = (0, 1, 2, 3)
@@ -53,7 +53,7 @@ async def serving(home: Path) -> AsyncIterator[Node]:
     """The node of ``home`` running its running configuration, with the selected
     certificate as it is (a certificate ``pki select`` would refuse is used all the same,
     as a node whose files were copied in by hand would)."""
-    with ConfigStore.open(home) as store:
+    with open_store(home) as store:
         config = store.load("running")
     stores = CertificateStores.of_home(home)
     selected = stores.selected()

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from intrafed.check import SeedDeployment, build_seed_deployment
 from intrafed.cli import main
 from intrafed.config.model import ConfigError, HostAuthorization, ImpListeners, Role, StaticRoute
-from intrafed.store import ConfigStore
+from intrafed.store import open_store
 
 
 def run(*arguments: str) -> str:
@@ -28,7 +28,7 @@ def test_both_certificates_validate_as_pki_validate_sees_them(pristine: SeedDepl
 
 
 def test_the_imp_node_is_configured_as_the_seed_says(pristine: SeedDeployment) -> None:
-    with ConfigStore.open(pristine.imp.home) as store:
+    with open_store(pristine.imp.home) as store:
         config = store.load("running")
         assert not store.restart_pending()
     assert config.role is Role.IMP
@@ -59,7 +59,7 @@ def test_the_ocs_server_is_configured_as_the_seed_says(pristine: SeedDeployment)
     assert (route["transport"], route["port"]) == ("TLS", 5061)
     assert not route["phone_uri"]
     assert not route["replace_host"]
-    with ConfigStore.open(pristine.ocs.home) as store:
+    with open_store(pristine.ocs.home) as store:
         config = store.load("running")
     assert config.host_authorizations == (
         HostAuthorization(fqdn="imp1.example.com"),
@@ -87,7 +87,7 @@ def test_base_port_shifts_every_port(tmp_path: Path) -> None:
         15063,
     )
     assert seed.ocs.client_tls_port == 15062
-    with ConfigStore.open(seed.ocs.home) as store:
+    with open_store(seed.ocs.home) as store:
         config = store.load("running")
     assert [c.port for c in config.connections] == [15060, 15061, 15062]
     assert config.routes[0].port == 15061

@@ -12,11 +12,38 @@ from click.testing import CliRunner
 
 from intrafed.cli import main
 from intrafed.node import Node, settings_with_tls, tls_contexts_of
-from intrafed.store import ConfigStore
+from intrafed.store import open_store
 from tests.integration.federation import build_partitions
+from tests.integration.peers import free_port
 
 EDITS = [
     (["config", "user", "add", "dave@example.com", "--password-file", "-"], "reload"),
+    (["config", "user", "set", "alice@example.com", "--password-file", "-"], "reload"),
+    (["config", "route", "set", "--domain", "example.com", "--port", "5070"], "reload"),
+    (["config", "hosts", "set", "ocs1.example.com", "127.0.0.99"], "reload"),
+    (
+        ["config", "peer-subject", "set", "ocs1.example.com", "--new-name", "p.example.com"],
+        "reload",
+    ),
+    (["config", "hostauth", "set", "--ip", "127.0.0.97", "--no-throttle-as-server"], "reload"),
+    (
+        [
+            "config",
+            "connection",
+            "set",
+            "--transport",
+            "TLS",
+            "--port",
+            "{client_tls}",
+            "--ip",
+            "127.0.0.98",
+            "--new-transport",
+            "MTLS",
+            "--new-port",
+            "{free}",
+        ],
+        "restart",
+    ),
     (["config", "hosts", "add", "ocs2.example.com", "127.0.0.99"], "reload"),
     (["config", "routing-mode", "advanced"], "reload"),
     (["config", "digest", "MD5"], "reload"),
@@ -40,11 +67,13 @@ def test_an_edit_says_reload_exactly_when_a_reload_applies_it(
     tmp_path: Path, arguments: list[str], expected: str
 ) -> None:
     deployment = build_partitions(tmp_path, "127.0.0.97", "127.0.0.98")
-    home = deployment.imp.home
-    said = hint(arguments, home)
+    ocs = arguments[1] in ("hostauth", "connection")
+    home = deployment.ocs.home if ocs else deployment.imp.home
+    ports = {"client_tls": deployment.ocs.client_tls_port, "free": free_port("127.0.0.98")}
+    said = hint([argument.format(**ports) for argument in arguments], home)
 
     async def reload_refusal() -> str | None:
-        with ConfigStore.open(home) as store:
+        with open_store(home) as store:
             node = Node.from_home(home, store)
             await node.start()
             try:

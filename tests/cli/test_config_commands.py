@@ -582,8 +582,8 @@ OCS_REFUSALS = [
         ("route", "add", "--domain", "example.com", "--transport", "TCP", "--port", "5060",
          "--ip", "127.0.0.9"),
         "--domain: a static route with the matching URI example.com already exists (next hop "
-        "TLS imp1.example.com:5061); duplicate matching URIs are refused — remove it first: "
-        "intrafed config route remove --domain example.com",
+        "TLS imp1.example.com:5061); duplicate matching URIs are refused — change it instead: "
+        "intrafed config route set --domain example.com",
     ),
     (
         ("route", "add", "--domain", "example.org", "--transport", "TCP", "--port", "5060",
@@ -633,7 +633,7 @@ OCS_REFUSALS = [
     (
         ("hostauth", "add", "--fqdn", "imp1.example.com"),
         "hostauth: imp1.example.com is already configured — see intrafed config hostauth list; "
-        "remove it first to change it",
+        "change it with intrafed config hostauth set",
     ),
     (
         ("hostauth", "add"),
@@ -696,8 +696,8 @@ OCS_REFUSALS = [
     ),
     (
         ("user", "add", "bob@example.com", "--password-file", "-"),
-        "user: bob@example.com is already configured — see intrafed config user list; remove "
-        "it first to change it",
+        "user: bob@example.com is already configured — see intrafed config user list; change "
+        "it with intrafed config user set",
     ),
     (
         ("user", "add", "eve", "--password-file", "-"),
@@ -712,7 +712,7 @@ OCS_REFUSALS = [
     (
         ("hosts", "add", "imp1.example.com", "127.0.0.5"),
         "hosts: imp1.example.com is already configured — see intrafed config hosts list; "
-        "remove it first to change it",
+        "change it with intrafed config hosts set",
     ),
     (("hosts", "add", "imp2", "127.0.0.5"), "FQDN: 'imp2' is not a fully qualified domain "
      "name — give a name such as imp1.example.com"),
@@ -769,7 +769,7 @@ IMP_REFUSALS = [
          "--ip", "127.0.0.9"),
         "--domain: a static route with the matching URI example.com at priority 1 already "
         "exists (next hop TLS ocs1.example.com:5061); duplicate matching URIs are refused — "
-        "remove it first: intrafed config route remove --domain example.com (or give a backup "
+        "change it instead: intrafed config route set --domain example.com (or give a backup "
         "route a higher --priority)",
     ),
     (
@@ -795,13 +795,14 @@ IMP_REFUSALS = [
         "config route list",
     ),
     (("peer-subject", "add", "ocs1.example.com"), "peer-subject: ocs1.example.com is already "
-     "configured — see intrafed config peer-subject list; remove it first to change it"),
+     "configured — see intrafed config peer-subject list; change it with intrafed config "
+     "peer-subject set"),
     (("peer-subject", "add", "ocs1"), "peer-subject: 'ocs1' is not a fully qualified domain "
      "name — give a name such as imp1.example.com"),
     (("peer-subject", "remove", "ocs2.example.com"), "peer-subject: TLS peer subject "
      "ocs2.example.com is not configured — see intrafed config peer-subject list"),
     (("acl", "add", "--ip", "127.0.0.3"), "acl: 127.0.0.3 is already configured — see "
-     "intrafed config acl list; remove it first to change it"),
+     "intrafed config acl list; change it with intrafed config acl set"),
     (("acl", "remove", "--fqdn", "ocs2.example.com"), "acl: incoming ACL entry for "
      "ocs2.example.com is not configured — see intrafed config acl list"),
     (("acl", "remove"), "--ip/--fqdn: name one host — give either --fqdn or --ip"),
@@ -947,7 +948,7 @@ def test_every_option_has_help_and_shows_its_default() -> None:
         return [(path, command)]
 
     found = [("init", init_command), *commands(config_group, "config")]
-    assert len(found) == 41
+    assert len(found) == 48
     for path, command in found:
         assert command.help, path
         names = [p.name for p in command.params]

@@ -21,14 +21,14 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from intrafed.cli import main
 from intrafed.config.model import NodeIdentity
 from intrafed.pki import CertificateAuthority, thumbprint
-from intrafed.store import ConfigStore
+from intrafed.store import create_store
 from tests.lab_pki import IMP, OCS, POOL_FE, issue
 
 
 def make_home(
     path: Path, identity: NodeIdentity = OCS, domains: tuple[str, ...] = ("example.com",)
 ) -> Path:
-    store = ConfigStore.create(path, identity)
+    store = create_store(path, identity)
     store.stage(lambda config: dataclasses.replace(config, domains=domains))
     store.close()
     return path

@@ -22,7 +22,8 @@ from intrafed.config.model import (
     Role,
     StaticRoute,
 )
-from intrafed.core import Action, Alias, Connect, LogEvent, NodeCore, Peer, SavePresence, Send
+from intrafed.core import Action, Alias, Connect, LogEvent, NodeCore, Peer, Persist, Send
+from intrafed.core.node_core import Schedule, Settle
 from intrafed.node import settings_from_config
 from intrafed.services.presence import PresenceAgent
 from intrafed.services.registrar import Registrar
@@ -101,6 +102,8 @@ class Network:
         self.partitions: dict[str, Partition] = {}
         self.wire: deque[tuple[End, bytes]] = deque()
         self._ports = itertools.count(40_000)
+        self.turn_ends: list[NodeCore] = []
+        """Cores that asked to ``persist`` once what is in flight is handled."""
         self.silent: set[str] = set()
         """Addresses that accept connections but never answer (a hung peer)."""
 
@@ -146,15 +149,15 @@ class Partition:
         self.pool: dict[tuple[str, str, int, str | None], End] = {}
         self.aliases: dict[tuple[str, str, int], End] = {}
         self.log: list[str] = []
-        self.writer: StateWriter | None = None
         self.core = NodeCore(settings_from_config(config), network.clock, self._writes)
         network.partitions[self.ip] = self
         bound = {kind: (self.ip, port) for kind, port in listeners.items()}
         self.core.start(bound, (), network.clock.now)
 
-    def _writes(self, registrar: Registrar, presence: PresenceAgent) -> StateWriter:
-        self.writer = StateWriter(None, self.fqdn, registrar, presence)
-        return self.writer
+    def _writes(
+        self, registrar: Registrar, presence: PresenceAgent, settle: Settle, schedule: Schedule
+    ) -> StateWriter:
+        return StateWriter(None, self.fqdn, registrar, presence, settle, schedule)
 
     def new_flow(self) -> int:
         return next(self._flows)
@@ -185,9 +188,8 @@ class Partition:
             self.aliases[(wire, action.host, action.port)] = end
         elif isinstance(action, LogEvent):
             self.log.append(action.message)
-        elif isinstance(action, SavePresence):
-            assert self.writer is not None
-            self.writer.save_presence()
+        elif isinstance(action, Persist):
+            self.network.turn_ends.append(self.core)
 
     def _connect(self, action: Connect, now: float) -> None:
         hop = action.hop
@@ -386,6 +388,11 @@ def pump(ocs: Partition, imp: Partition, clock: FakeClock, limit: int = 10_000) 
                 moved = True
             moved = part.run_actions() or moved
         moved = network.deliver_one() or moved
+        if not moved and network.turn_ends:
+            for core in network.turn_ends:
+                core.persist(clock.now)
+            network.turn_ends.clear()
+            moved = True
         if not moved:
             return
     raise AssertionError(f"still busy after {limit} rounds")

@@ -5,7 +5,9 @@ with ``intrafed`` being ``python -m intrafed`` of this checkout and real node pr
 
 How the commands are run, as a reader would type them:
 - a command exits 0, except a refusal: when the README shows a line ``--option: …`` under
-  it (the CLI's one-line refusal), it must exit 2 printing exactly that line;
+  it (the CLI's one-line refusal), it must exit 2 printing exactly that line; and
+  ``intrafed service status`` shown printing ``stopped`` must exit 3 (its documented status
+  for a node that does not run, the LSB and systemctl convention);
 - ``export NAME=VALUE`` sets the variable for the commands after it;
 - a command ending in ``&`` runs in the background, and the next command starts once it
   has printed as many lines as the README shows under it; ``wait`` waits for it (exit 0);
@@ -77,6 +79,13 @@ def commands(text: str) -> list[Command]:
                     shown.append(after)
                 found.append(Command(line.removeprefix("$ "), tuple(shown)))
     return found
+
+
+def documented_status(command: Command) -> int:
+    """The exit status the README's output implies: 3 for a ``service status`` shown
+    ``stopped``, else 0."""
+    stopped = command.shown[:1] == ("stopped",)
+    return 3 if stopped and command.line.startswith("intrafed service status ") else 0
 
 
 def walkthrough() -> list[Command]:
@@ -184,7 +193,7 @@ class Shell:
         if command.shown and REFUSAL.match(command.shown[0]):
             assert (result.returncode, result.stderr.strip()) == (2, command.shown[0]), said
         else:
-            assert result.returncode == 0, said
+            assert result.returncode == documented_status(command), said
 
     def start(self, command: Command, line: str) -> None:
         process = subprocess.Popen(
@@ -252,3 +261,5 @@ def test_the_walkthrough_extraction_finds_every_step() -> None:
     assert "wait" in lines
     refusals = [c for c in walkthrough() if c.shown and REFUSAL.match(c.shown[0])]
     assert [c.line.split()[:4] for c in refusals] == [["intrafed", "config", "route", "add"]]
+    stopped = [c.line for c in walkthrough() if documented_status(c) == 3]
+    assert stopped == ["intrafed service status --home ocs1"]

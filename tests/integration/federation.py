@@ -15,7 +15,7 @@ from intrafed.check import SeedDeployment, build_seed_deployment
 from intrafed.config import edits
 from intrafed.node import Node, Trace
 from intrafed.pki import KeyType
-from intrafed.store import ConfigStore
+from intrafed.store import open_store
 
 SEED_PORTS = 4
 """The seed deployment uses ``base_port`` .. ``base_port + 3`` on each node's address."""
@@ -54,7 +54,7 @@ def challenge_md5_first(deployment: SeedDeployment) -> None:
     challenge, and only with MD5 (SIPp/sipp#488), while the default offers SHA-256 first
     (RFC 8760)."""
     for node in deployment.nodes:
-        with ConfigStore.open(node.home) as store:
+        with open_store(node.home) as store:
             store.stage(lambda c: edits.set_digest_algorithms(c, ("MD5", "SHA-256")))
             store.promote()
 
@@ -78,8 +78,8 @@ async def running_partitions(
     runs them (with ``trace`` of every message each sends and receives); stopped after
     the block."""
     with (
-        ConfigStore.open(deployment.imp.home) as imp_store,
-        ConfigStore.open(deployment.ocs.home) as ocs_store,
+        open_store(deployment.imp.home) as imp_store,
+        open_store(deployment.ocs.home) as ocs_store,
     ):
         imp = Node.from_home(deployment.imp.home, imp_store, trace)
         ocs = Node.from_home(deployment.ocs.home, ocs_store, trace)

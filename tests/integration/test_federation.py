@@ -24,7 +24,7 @@ from intrafed.config.model import AclEntry, Role, StaticRoute
 from intrafed.node import Node, tls_contexts_of
 from intrafed.sip import Request, Response, parse_message
 from intrafed.sip.pidf import PresenceState
-from intrafed.store import ConfigStore
+from intrafed.store import open_store
 from intrafed.ua import (
     MessageReceived,
     PresenceNotified,
@@ -56,7 +56,7 @@ def build(root: Path, link: str) -> SeedDeployment:
     if link == "tcp":
         for node, peer in ((deployment.imp, deployment.ocs), (deployment.ocs, deployment.imp)):
             route = StaticRoute("example.com", "TCP", peer.tcp_port, ip=peer.ip)
-            with ConfigStore.open(node.home) as store:
+            with open_store(node.home) as store:
                 store.stage(lambda c: edits.remove_route(c, "example.com"))
                 store.stage(lambda c, route=route: edits.add_route(c, route))  # type: ignore[misc]
                 if node.role is Role.IMP:
@@ -117,7 +117,7 @@ async def start(home: Path, partitions: Partitions) -> Node:
             assert isinstance(message, Request)
             partitions.received.append((name, message))
 
-    node = Node.from_home(home, ConfigStore.open(home), trace=record)
+    node = Node.from_home(home, open_store(home), trace=record)
     await node.start()
     return node
 
@@ -294,7 +294,7 @@ def test_a_block_list_reloaded_makes_bob_appear_offline_to_alice_and_back(
 def test_the_other_partition_cannot_send_as_a_user_homed_here(tmp_path: Path) -> None:
     async def scenario(partitions: Partitions) -> None:
         imp, ocs = partitions.deployment.imp, partitions.deployment.ocs
-        with ConfigStore.open(imp.home) as store:
+        with open_store(imp.home) as store:
             tls = tls_contexts_of(imp.home, store.load("running"))
         assert tls is not None
         reader, writer = await asyncio.open_connection(

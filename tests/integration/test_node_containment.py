@@ -22,7 +22,7 @@ from intrafed.node import Node, NodeSettings
 from intrafed.policy import PeerTrust
 from intrafed.sip import Request, Response, StreamFramer, parse_message
 from intrafed.sip.responses import make_response
-from intrafed.store.sqlite import BindingRow
+from intrafed.store import BindingRow, PublicationRow, StateChanges, SubscriptionRow
 from intrafed.transport import ListenerSpec
 from tests.integration.clients import SipPeer, connect, message
 
@@ -173,28 +173,16 @@ def test_bytes_that_are_not_utf8_in_call_id_and_tag_are_answered_every_time() ->
 class FullDisk:
     """A state store on a full disk: every write fails, as the issue's fault run saw."""
 
-    def save_bindings(self, aor: str, rows: Sequence[BindingRow]) -> None:
+    def write(self, changes: StateChanges) -> None:
         raise OSError(28, "No space left on device")
 
     def load_bindings(self, now: float) -> list[BindingRow]:
         return []
 
-    def save_subscription(self, row: object) -> None:
-        raise OSError(28, "No space left on device")
-
-    def delete_subscription(self, subscription_id: str) -> None:
-        raise OSError(28, "No space left on device")
-
-    def load_subscriptions(self, now: float) -> list[object]:
+    def load_subscriptions(self, now: float) -> list[SubscriptionRow]:
         return []
 
-    def save_publication(self, row: object) -> None:
-        raise OSError(28, "No space left on device")
-
-    def delete_publication(self, etag: str) -> None:
-        raise OSError(28, "No space left on device")
-
-    def load_publications(self, now: float) -> list[object]:
+    def load_publications(self, now: float) -> list[PublicationRow]:
         return []
 
 
@@ -217,7 +205,7 @@ def test_a_request_whose_handling_fails_gets_5xx_and_leaves_no_stuck_transaction
                 domains=frozenset({"example.com"}),
                 users=frozenset({"alice@example.com", "carol@example.com"}),
             ),
-            FullDisk(),  # type: ignore[arg-type]
+            FullDisk(),
         )
         async with running(node) as (address, opened):
             alice = await connect(address, CLIENT_IP, opened)

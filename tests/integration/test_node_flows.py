@@ -13,7 +13,7 @@ from intrafed.config.model import NodeIdentity, Role
 from intrafed.node import Node, NodeSettings
 from intrafed.sip import Request, Response
 from intrafed.sip.responses import make_response
-from intrafed.store import ConfigStore
+from intrafed.store import Store, create_store
 from intrafed.transport import ListenerSpec
 from tests.integration.clients import SipPeer, message
 
@@ -152,7 +152,7 @@ def test_im_for_a_vanished_user_never_reaches_the_next_client_from_her_address()
 def test_im_after_a_restart_never_reaches_the_next_client_from_a_registered_address(
     tmp_path: Path,
 ) -> None:
-    async def scenario(store: ConfigStore) -> tuple[int, str]:
+    async def scenario(store: Store) -> tuple[int, str]:
         node = Node(settings(), store)
         address = (await node.start())["TCP"]
         alice = await connect_from(address, (USER_IP, 0))
@@ -172,7 +172,7 @@ def test_im_after_a_restart_never_reaches_the_next_client_from_a_registered_addr
                 mallory.writer.close()
             await restarted.stop(grace=0.5)
 
-    with ConfigStore.create(tmp_path, NodeIdentity(Role.IMP, "imp1.example.com", NODE_IP)) as store:
+    with create_store(tmp_path, NodeIdentity(Role.IMP, "imp1.example.com", NODE_IP)) as store:
         status, warning = asyncio.run(asyncio.wait_for(scenario(store), 30))
     assert status == 430
     assert "alice@example.com registered over is gone" in warning
@@ -237,7 +237,7 @@ def subscribe(local: tuple[str, int]) -> bytes:
 def test_notify_after_a_restart_never_reaches_whoever_listens_at_a_watchers_address(
     tmp_path: Path,
 ) -> None:
-    async def scenario(store: ConfigStore) -> tuple[int, int, list[object]]:
+    async def scenario(store: Store) -> tuple[int, int, list[object]]:
         node = Node(settings(), store)
         address = (await node.start())["TCP"]
         alice = await connect_from(address, (USER_IP, 0))
@@ -272,6 +272,6 @@ def test_notify_after_a_restart_never_reaches_whoever_listens_at_a_watchers_addr
             await restarted.stop(grace=0.5)
             await mallory.wait_closed()
 
-    with ConfigStore.create(tmp_path, NodeIdentity(Role.IMP, "imp1.example.com", NODE_IP)) as store:
+    with create_store(tmp_path, NodeIdentity(Role.IMP, "imp1.example.com", NODE_IP)) as store:
         pending, status, accepted = asyncio.run(asyncio.wait_for(scenario(store), 30))
     assert (pending, status, accepted) == (0, 430, [])

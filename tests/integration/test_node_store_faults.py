@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -16,11 +18,16 @@ from intrafed.node import Node, NodeSettings
 from intrafed.sip import Request, Response, StreamFramer, parse_message
 from intrafed.sip.pidf import PresenceState, build_pidf, parse_pidf
 from intrafed.sip.responses import make_response
-from intrafed.store import ConfigStore
-from intrafed.store.sqlite import PublicationRow, SubscriptionRow
+from intrafed.store import PublicationRow, StateChanges, Store, SubscriptionRow, create_store
 from intrafed.transport import ListenerSpec
-from tests.integration.clients import connect
-from tests.store_faults import cap_size, make_room, set_read_only
+from tests.integration.clients import SipPeer, connect
+from tests.store_faults import (
+    cap_size,
+    count_transactions,
+    make_room,
+    refuse_contact,
+    set_read_only,
+)
 
 NODE_IP, CLIENT_IP, WATCHER_IP = "127.0.0.171", "127.0.0.172", "127.0.0.173"
 ALICE = "alice@example.com"
@@ -29,8 +36,8 @@ USERS = 40
 PADDING = "p" * 600
 
 
-def node_with_store(home: Path) -> tuple[Node, ConfigStore]:
-    store = ConfigStore.create(home, NodeIdentity(Role.OCS, "ocs1.example.com", NODE_IP))
+def node_with_store(home: Path) -> tuple[Node, Store]:
+    store = create_store(home, NodeIdentity(Role.OCS, "ocs1.example.com", NODE_IP))
     users = frozenset({ALICE, *(f"user{n}@example.com" for n in range(USERS))})
     settings = NodeSettings(
         name="ocs1.example.com",
@@ -54,7 +61,7 @@ def register(n: int, cseq: int, *, contact: bool = True) -> bytes:
 
 async def answers(reader: asyncio.StreamReader, count: int) -> list[Response]:
     """Up to ``count`` responses, until the connection closes or 10 s pass with none."""
-    framer, found = StreamFramer(), []
+    framer, found = StreamFramer(), list[Response]()
     while len(found) < count:
         try:
             data = await asyncio.wait_for(reader.read(65536), 10)
@@ -95,7 +102,7 @@ def test_a_register_the_full_store_refuses_gets_503_and_changes_nothing(
             make_room(store)
             client.writer.write(b"".join(register(n, 3) for n in refused))
             retried = await answers(client.reader, len(refused))
-            stored = {row[0] for row in store.load_bindings(time.time())}
+            stored = {row.aor for row in store.load_bindings(time.time())}
             return first, queried, retried, stored
         finally:
             for writer in opened:
@@ -135,6 +142,59 @@ def test_a_register_the_full_store_refuses_gets_503_and_changes_nothing(
         .startswith(f"writing to the state store works again ({len(refused) - 1} more failures")
     )
     assert all(r.exc_info is None for r in caplog.records)
+
+
+@asynccontextmanager
+async def registering(home: Path) -> AsyncIterator[tuple[Store, SipPeer]]:
+    """A node on a new store at ``home``, and a client connected to it."""
+    node, store = node_with_store(home)
+    address = (await node.start())["TCP"]
+    opened: list[asyncio.StreamWriter] = []
+    try:
+        yield store, await connect(address, CLIENT_IP, opened)
+    finally:
+        for writer in opened:
+            writer.close()
+        await node.stop(grace=0.5)
+        store.close()
+
+
+def test_a_burst_of_registers_is_stored_in_a_few_transactions_not_one_per_request(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> tuple[list[int], int, set[str]]:
+        async with registering(tmp_path / "ocs1") as (store, client):
+            begun = count_transactions(store)
+            client.writer.write(b"".join(register(n, 1) for n in range(USERS)))
+            statuses = [r.status for r in await answers(client.reader, USERS)]
+            return statuses, len(begun), {row.aor for row in store.load_bindings(time.time())}
+
+    statuses, transactions, stored = asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert statuses == [200] * USERS
+    assert stored == {f"user{n}@example.com" for n in range(USERS)}
+    # One transaction per turn of the event loop: the 40 requests arrive in a few reads.
+    assert transactions <= USERS // 8
+
+
+def test_a_register_the_store_refuses_fails_alone_and_the_rest_of_its_burst_is_stored(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> tuple[list[Response], set[str]]:
+        async with registering(tmp_path / "ocs1") as (store, client):
+            refuse_contact(store, f"sip:user7@{CLIENT_IP}:5070;x={PADDING}")
+            client.writer.write(b"".join(register(n, 1) for n in range(USERS)))
+            found = await answers(client.reader, USERS)
+            return found, {row.aor for row in store.load_bindings(time.time())}
+
+    found, stored = asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert {user_of(r): r.status for r in found} == {
+        n: 503 if n == 7 else 200 for n in range(USERS)
+    }
+    [refused] = [r for r in found if r.status == 503]
+    assert "the state store failed (this contact is refused)" in (
+        refused.headers.get("warning") or ""
+    )
+    assert stored == {f"user{n}@example.com" for n in range(USERS) if n != 7}
 
 
 def publish(cseq: int, state: PresenceState | None, if_match: str | None = None) -> bytes:
@@ -230,13 +290,10 @@ def test_housekeeping_survives_a_store_error_and_still_expires_publications(
         port = server.sockets[0].getsockname()[1]
         node, store = node_with_store(tmp_path / "ocs1")
         now = time.time()
-        store.save_subscription(watched_by_bob(f"sip:bob@{WATCHER_IP}:{port};transport=tcp", now))
-        store.save_publication(
-            PublicationRow("busy", ALICE, PresenceState.BUSY.value, None, now, now + 1.5)
-        )
-        store.save_publication(
-            PublicationRow("away", ALICE, PresenceState.AWAY.value, None, now - 9, now + 3.5)
-        )
+        watched = watched_by_bob(f"sip:bob@{WATCHER_IP}:{port};transport=tcp", now)
+        busy = PublicationRow("busy", ALICE, PresenceState.BUSY.value, None, now, now + 1.5)
+        away = PublicationRow("away", ALICE, PresenceState.AWAY.value, None, now - 9, now + 3.5)
+        store.write(StateChanges(saved_subscriptions=(watched,), saved_publications=(busy, away)))
         await node.start()
         try:
             shown = [await watcher.next()]

@@ -21,7 +21,7 @@ from intrafed.check import SeedDeployment
 from intrafed.config import edits
 from intrafed.config.model import Role
 from intrafed.sip import Request, parse_message
-from intrafed.store import ConfigStore
+from intrafed.store import open_store
 from tests.integration.federation import build_partitions, running_partitions
 from tests.integration.real_clients import (
     Account,
@@ -44,7 +44,7 @@ def _clients_installed() -> None:
 
 def offer_only_md5(deployment: SeedDeployment, role: Role) -> None:
     """``intrafed config digest MD5`` on the node of ``role``, then what a restart does."""
-    with ConfigStore.open(deployment.node(role).home) as store:
+    with open_store(deployment.node(role).home) as store:
         store.stage(lambda c: edits.set_digest_algorithms(c, ("MD5",)))
         store.promote()
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from intrafed.config.model import Connection, NodeIdentity, Role, StaticRoute, User
 from intrafed.sip import StreamFramer, parse_message
-from intrafed.store import ConfigStore
+from intrafed.store import create_store, open_store
 from tests.integration.peers import free_port
 from tests.integration.uas import answer_200
 
@@ -58,7 +58,7 @@ def intrafed(*arguments: str) -> subprocess.CompletedProcess[str]:
 
 
 def make_home(home: Path, node_port: int, uas_port: int) -> None:
-    store = ConfigStore.create(home, NodeIdentity(Role.OCS, "ocs1.example.com", NODE_IP))
+    store = create_store(home, NodeIdentity(Role.OCS, "ocs1.example.com", NODE_IP))
     store.stage(
         lambda config: dataclasses.replace(
             config,
@@ -179,7 +179,7 @@ def test_status_shows_the_pending_change_and_reload_applies_it(tmp_path: Path) -
     make_home(home, free_port(NODE_IP), 5060)
     assert intrafed("service", "start", "--home", str(home)).returncode == 0
     try:
-        store = ConfigStore.open(home)
+        store = open_store(home)
         store.stage(
             lambda config: dataclasses.replace(
                 config, routes=(StaticRoute("example.com", "TCP", 5070, ip=UAS_IP),)
@@ -205,4 +205,5 @@ def test_status_shows_the_pending_change_and_reload_applies_it(tmp_path: Path) -
     finally:
         stopped = intrafed("service", "stop", "--home", str(home))
     assert stopped.returncode == 0
-    assert intrafed("service", "status", "--home", str(home)).stdout.startswith("stopped")
+    shown = intrafed("service", "status", "--home", str(home))
+    assert (shown.returncode, shown.stdout.splitlines()[0]) == (3, "stopped")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from intrafed.config.model import NodeIdentity, Role
-from intrafed.store import ConfigStore
+from intrafed.store import create_store
 from intrafed.store.sqlite import FILENAME
 
 IDENTITY = NodeIdentity(Role.OCS, "ocs1.example.com", "127.0.0.3")
@@ -35,7 +35,7 @@ def one_line(result: subprocess.CompletedProcess[str]) -> str:
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
     home = tmp_path / "ocs1"
-    ConfigStore.create(home, IDENTITY).close()
+    create_store(home, IDENTITY).close()
     return home
 
 

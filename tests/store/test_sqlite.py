@@ -1,4 +1,5 @@
-"""The SQLite configuration store: staged and running, atomic edits, where the file lives."""
+"""The SQLite store: where the file lives, its schema, and how SQLite's refusals read (what
+every store owes is in test_contract.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import pytest
 
 from intrafed.config import edits
 from intrafed.config.model import ConfigError, NodeConfig, NodeIdentity, Role
-from intrafed.store import ConfigStore, StoreError
-from intrafed.store.sqlite import FILENAME, LOCATOR, MIGRATIONS, BindingRow, database_path
+from intrafed.store import BindingRow, StateChanges, Store, StoreError, create_store, open_store
+from intrafed.store.sqlite import FILENAME, LOCATOR, MIGRATIONS, SqliteStore, database_path
 from tests.store_faults import cap_size, make_room, set_read_only
 
 IDENTITY = NodeIdentity(Role.IMP, "imp1.example.com", "127.0.0.2")
@@ -18,9 +19,9 @@ IDENTITY = NodeIdentity(Role.IMP, "imp1.example.com", "127.0.0.2")
 
 def test_create_then_open_gives_equal_staged_and_running(tmp_path: Path) -> None:
     home = tmp_path / "imp1"
-    with ConfigStore.create(home, IDENTITY) as store:
-        assert store.path == home / FILENAME
-    with ConfigStore.open(home) as store:
+    with create_store(home, IDENTITY) as store:
+        assert store.location == str(home / FILENAME)
+    with open_store(home) as store:
         assert store.load("staged") == store.load("running") == NodeConfig(IDENTITY)
         assert store.restart_pending() is False
         assert store.pending_changes() == []
@@ -30,61 +31,26 @@ def test_create_then_open_gives_equal_staged_and_running(tmp_path: Path) -> None
     db.close()
 
 
-def test_stage_changes_only_staged_until_promoted(tmp_path: Path) -> None:
-    with ConfigStore.create(tmp_path, IDENTITY) as store:
-        staged = store.stage(lambda c: edits.add_domain(c, "example.com"))
-        assert store.load("staged") == staged
-        assert store.load("running").domains == ()
-        assert store.restart_pending() is True
-        assert store.pending_changes() == ["domains: added example.com"]
-        assert store.promote() == staged
-        assert store.load("running") == staged
-        assert store.restart_pending() is False
-
-
-def test_a_refused_edit_changes_nothing(tmp_path: Path) -> None:
-    with ConfigStore.create(tmp_path, IDENTITY) as store:
-        store.stage(lambda c: edits.add_domain(c, "example.com"))
-        before = store.load("staged")
-        with pytest.raises(ConfigError):
-            store.stage(lambda c: edits.add_domain(edits.add_domain(c, "example.org"), "x"))
-        assert store.load("staged") == before
-
-
-def test_replace_staged_keeps_the_identity(tmp_path: Path) -> None:
-    other = NodeConfig(NodeIdentity(Role.IMP, "imp2.example.com", "127.0.0.4"))
-    with ConfigStore.create(tmp_path, IDENTITY) as store:
-        with pytest.raises(ConfigError) as error:
-            store.replace_staged(other)
-        assert str(error.value).startswith(
-            "node: the document is for imp2.example.com (imp, 127.0.0.4), "
-            "this home is imp1.example.com (imp, 127.0.0.2)"
-        )
-        config = edits.add_domain(NodeConfig(IDENTITY), "example.com")
-        store.replace_staged(config)
-        assert store.load("staged") == config
-
-
 def test_create_refuses_an_existing_node_and_open_refuses_a_non_home(tmp_path: Path) -> None:
-    ConfigStore.create(tmp_path / "a", IDENTITY).close()
+    create_store(tmp_path / "a", IDENTITY).close()
     with pytest.raises(ConfigError) as error:
-        ConfigStore.create(tmp_path / "a", IDENTITY)
+        create_store(tmp_path / "a", IDENTITY)
     assert "already holds a node" in str(error.value)
     with pytest.raises(ConfigError) as error:
-        ConfigStore.open(tmp_path / "b")
+        open_store(tmp_path / "b")
     assert str(error.value).startswith(f"--home: {tmp_path / 'b'} is not an intrafed home")
     assert "intrafed init --home" in str(error.value)
 
 
 def test_db_url_puts_the_file_elsewhere_and_the_home_remembers_it(tmp_path: Path) -> None:
     target = tmp_path / "data" / "imp1.db"
-    ConfigStore.create(tmp_path / "home", IDENTITY, f"sqlite:///{target}").close()
+    create_store(tmp_path / "home", IDENTITY, f"sqlite:///{target}").close()
     assert (tmp_path / "home" / LOCATOR).read_text() == f"sqlite:///{target}\n"
     assert not (tmp_path / "home" / FILENAME).exists()
-    with ConfigStore.open(tmp_path / "home") as store:
-        assert store.path == target
+    with open_store(tmp_path / "home") as store:
+        assert store.location == str(target)
     with pytest.raises(ConfigError) as error:
-        ConfigStore.create(tmp_path / "other", IDENTITY, f"sqlite:///{target}")
+        create_store(tmp_path / "other", IDENTITY, f"sqlite:///{target}")
     assert f"({target} exists)" in str(error.value)
     assert not (tmp_path / "other" / LOCATOR).exists()
 
@@ -107,6 +73,18 @@ def test_postgresql_arrives_with_the_pool(url: str) -> None:
     )
 
 
+@pytest.mark.parametrize("url", ["postgresql://db.example.com/intrafed", "postgres://u@h/d"])
+def test_a_home_whose_store_url_names_postgresql_is_refused_naming_that_file(
+    tmp_path: Path, url: str
+) -> None:
+    (tmp_path / LOCATOR).write_text(f"{url}\n")
+    with pytest.raises(ConfigError) as error:
+        open_store(tmp_path)
+    assert str(error.value).startswith(
+        f"{tmp_path / LOCATOR}: the PostgreSQL back end arrives with the Enterprise pool"
+    )
+
+
 @pytest.mark.parametrize("url", ["sqlite://x.db", "sqlite:///", "mysql://h/d", "x.db"])
 def test_other_urls_are_refused(url: str) -> None:
     with pytest.raises(ConfigError) as error:
@@ -117,27 +95,27 @@ def test_other_urls_are_refused(url: str) -> None:
 def test_a_damaged_or_newer_database_is_a_config_error(tmp_path: Path) -> None:
     (tmp_path / FILENAME).write_bytes(b"this is not SQLite" * 100)
     with pytest.raises(ConfigError) as error:
-        ConfigStore.open(tmp_path)
+        open_store(tmp_path)
     assert "cannot be used" in str(error.value)
     newer = tmp_path / "newer"
-    ConfigStore.create(newer, IDENTITY).close()
+    create_store(newer, IDENTITY).close()
     with sqlite3.connect(newer / FILENAME) as db:
         db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
     db.close()
     with pytest.raises(ConfigError) as error:
-        ConfigStore.open(newer)
+        open_store(newer)
     assert "newer than this intrafed knows" in str(error.value)
 
 
 def test_a_store_held_by_another_process_is_refused_after_the_busy_timeout(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ConfigStore.create(tmp_path, IDENTITY).close()
-    monkeypatch.setattr(ConfigStore, "busy_timeout", 0.05)
+    create_store(tmp_path, IDENTITY).close()
+    monkeypatch.setattr(SqliteStore, "busy_timeout", 0.05)
     other = sqlite3.connect(tmp_path / FILENAME, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
     try:
-        with ConfigStore.open(tmp_path) as store, pytest.raises(ConfigError) as error:
+        with open_store(tmp_path) as store, pytest.raises(ConfigError) as error:
             store.stage(lambda c: edits.add_domain(c, "example.com"))
         assert str(error.value).startswith(f"--home: {tmp_path / FILENAME} is busy")
     finally:
@@ -148,7 +126,7 @@ def test_a_store_held_by_another_process_is_refused_after_the_busy_timeout(
 def test_a_write_to_a_full_store_raises_store_error_and_the_store_recovers(
     tmp_path: Path,
 ) -> None:
-    with ConfigStore.create(tmp_path, IDENTITY) as store:
+    with create_store(tmp_path, IDENTITY) as store:
         cap_size(store)
         contact = "sip:alice@127.0.0.10:5070;x=" + "y" * 900
         stored, error = fill(store, contact)
@@ -158,34 +136,34 @@ def test_a_write_to_a_full_store_raises_store_error_and_the_store_recovers(
         assert len(store.load_bindings(0.0)) == stored
         assert store.load("staged") == NodeConfig(IDENTITY)
         make_room(store)
-        store.save_bindings(f"u{stored}@example.com", [row(stored, contact)])
+        store.write(StateChanges({f"u{stored}@example.com": (row(stored, contact),)}))
         assert len(store.load_bindings(0.0)) == stored + 1
 
 
 def test_a_read_only_store_raises_store_error_naming_the_file(tmp_path: Path) -> None:
-    with ConfigStore.create(tmp_path, IDENTITY) as store:
+    with create_store(tmp_path, IDENTITY) as store:
         set_read_only(store, True)
         with pytest.raises(StoreError) as error:
-            store.save_bindings("alice@example.com", [row(1, "sip:alice@127.0.0.10")])
+            store.write(StateChanges({"alice@example.com": (row(1, "sip:alice@127.0.0.10"),)}))
         assert error.value.reason == "attempt to write a readonly database"
         assert str(error.value).startswith(
             f"--home: {tmp_path / FILENAME} cannot be written by this user (attempt to write "
             "a readonly database) — give the user running intrafed write access"
         )
         set_read_only(store, False)
-        store.save_bindings("alice@example.com", [row(1, "sip:alice@127.0.0.10")])
+        store.write(StateChanges({"alice@example.com": (row(1, "sip:alice@127.0.0.10"),)}))
         assert len(store.load_bindings(0.0)) == 1
 
 
-def fill(store: ConfigStore, contact: str) -> tuple[int, StoreError]:
+def fill(store: Store, contact: str) -> tuple[int, StoreError]:
     """Registrations saved until the store refuses one: how many fitted, and the error."""
     for n in range(100):
         try:
-            store.save_bindings(f"u{n}@example.com", [row(n, contact)])
+            store.write(StateChanges({f"u{n}@example.com": (row(n, contact),)}))
         except StoreError as error:
             return n, error
     raise AssertionError("the capped store never filled up")
 
 
 def row(n: int, contact: str) -> BindingRow:
-    return (f"u{n}@example.com", contact, 5000.0, 1.0, f"call-{n}", 1, True)
+    return BindingRow(f"u{n}@example.com", contact, 5000.0, 1.0, f"call-{n}", 1, True)

@@ -164,6 +164,37 @@ def test_connect_that_gets_no_answer_times_out() -> None:
     run(scenario())
 
 
+def test_tls_connect_to_a_server_that_never_answers_the_hello_fails_at_the_handshake_timeout(
+    pki: Pki,
+) -> None:
+    async def scenario() -> None:
+        closed = asyncio.Event()
+
+        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await read_to_eof(reader)
+            closed.set()
+            writer.close()
+
+        server = await asyncio.start_server(silent, PEER_IP, 0)
+        port = server.sockets[0].getsockname()[1]
+        async with (
+            server,
+            Node(
+                client_ssl=node_client_context(pki.client, pki.ca),
+                limits=TransportLimits(tls_handshake_timeout=0.3),
+            ) as node,
+        ):
+            with pytest.raises(TransportError) as caught:
+                await node.layer.connect(Destination("TLS", PEER_IP, port, "ocs1.example.com"))
+            assert caught.value.reason == (
+                f"TLS handshake with ocs1.example.com ({PEER_IP}:{port}) failed: "
+                "timed out after 0.3 s"
+            )
+            await closed.wait()
+
+    run(scenario())
+
+
 def test_tls_connect_without_a_client_context_is_refused_with_a_reason() -> None:
     async def scenario() -> None:
         async with Node() as node:

@@ -34,7 +34,7 @@ from intrafed.pki import (
 from intrafed.pki.ca import CA_CERTIFICATE
 from intrafed.pki.certificates import certificates_pem
 from intrafed.pki.files import write_public
-from intrafed.store import ConfigStore, StagedEdit
+from intrafed.store import StagedEdit, create_store
 
 DOMAIN = "example.com"
 IMP_FQDN = "imp1.example.com"
@@ -202,7 +202,7 @@ def _build_node(
 ) -> NodeConfig:
     """``intrafed init``, the ``config`` edits, the TLS Encryption Configuration (trust the
     root, request, sign, import, select), then what a restart does: promote."""
-    with ConfigStore.create(node.home, NodeIdentity(node.role, node.fqdn, node.ip)) as store:
+    with create_store(node.home, NodeIdentity(node.role, node.fqdn, node.ip)) as store:
         for step in steps:
             config = store.stage(step)
         stores = CertificateStores.of_home(node.home)

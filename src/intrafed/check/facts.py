@@ -15,7 +15,7 @@ from cryptography import x509
 from intrafed.config.document import from_toml
 from intrafed.config.model import ConfigError, NodeConfig
 from intrafed.pki import CertificateStores, PkiError
-from intrafed.store import ConfigStore
+from intrafed.store import open_store
 
 DNS_TIMEOUT = 3.0
 """Seconds a DNS lookup may take before the name counts as unresolvable."""
@@ -119,7 +119,7 @@ def _resolutions(config: NodeConfig) -> dict[str, Resolution]:
 
 def load_home(home: Path) -> NodeFacts:
     """A node's facts from its home directory."""
-    with ConfigStore.open(home) as store:
+    with open_store(home) as store:
         config = store.load("staged")
         pending = tuple(store.pending_changes())
     return NodeFacts(config, home, pending, _certificates(home), _resolutions(config))

@@ -43,7 +43,7 @@ from intrafed.pki.certificates import (
 from intrafed.pki.validation import covers
 from intrafed.policy.peers import trusted_peer
 from intrafed.sip import FramingError, RemoteSipError, Response, StreamFramer, parse_message
-from intrafed.store import ConfigStore
+from intrafed.store import open_store
 
 READ_SIZE = 65536
 
@@ -119,7 +119,7 @@ class _Context:
 
 async def probe_home(home: Path, *, timeout: float = 5.0) -> ProbeReport:
     """Probe the running deployment from the node at ``home`` (its running configuration)."""
-    with ConfigStore.open(home) as store:
+    with open_store(home) as store:
         config = store.load("running")
     stores = CertificateStores.of_home(home)
     client, problem = _client_context(stores, config)

@@ -16,12 +16,13 @@ import click
 from intrafed.check import CheckReport, Step, check_homes
 from intrafed.check.probe import ProbeReport, probe_home
 from intrafed.cli.common import home_option
+from intrafed.cli.output import echo
 from intrafed.pki import Severity
 
 _MARKS = {
-    "ok": click.style("PASS", fg="green", bold=True),
-    Severity.WARNING: click.style("WARN", fg="yellow", bold=True),
-    Severity.ERROR: click.style("FAIL", fg="red", bold=True),
+    "ok": ("PASS", "bold green"),
+    Severity.WARNING: ("WARN", "bold yellow"),
+    Severity.ERROR: ("FAIL", "bold red"),
 }
 
 
@@ -41,18 +42,18 @@ def _print_check(report: CheckReport) -> None:
             if Severity.WARNING in severities
             else "ok"
         )
-        click.echo(f"{_MARKS[worst]}  {step.value}")
+        echo(_MARKS[worst], f"  {step.value}")
         for finding in findings:
-            colour = {Severity.ERROR: "red", Severity.WARNING: "yellow"}.get(finding.severity)
-            label = click.style(f"{finding.severity.value:<7}", fg=colour)
-            click.echo(f"      {label} {finding.rule.id:<32} {finding.node}: {finding.message}")
+            colour = {Severity.ERROR: "red", Severity.WARNING: "yellow"}.get(finding.severity, "")
+            label = (f"{finding.severity.value:<7}", colour)
+            echo("      ", label, f" {finding.rule.id:<32} {finding.node}: {finding.message}")
             click.echo(f"              fix: {finding.fix}")
     errors, warnings = len(report.errors), len(report.warnings)
     summary = (
         f"{_plural(errors, 'error')}, {_plural(warnings, 'warning')} "
         f"on {_plural(len(report.nodes), 'node')}"
     )
-    click.secho(summary, fg="red" if errors else "yellow" if warnings else "green", bold=True)
+    echo((summary, "bold red" if errors else "bold yellow" if warnings else "bold green"))
 
 
 @click.command("check")
@@ -81,14 +82,14 @@ def _print_probe(report: ProbeReport) -> None:
     click.echo(f"intrafed probe: from {report.node}")
     for result in report.results:
         mark = _MARKS["ok"] if result.ok else _MARKS[Severity.ERROR]
-        click.echo(f"{mark}  {result.check:<12} {result.target}: {result.message}")
+        echo(mark, f"  {result.check:<12} {result.target}: {result.message}")
         for name, value in result.details.items():
             click.echo(f"              {name}: {value}")
         if result.fix:
             click.echo(f"              fix: {result.fix}")
     failed = len([r for r in report.results if not r.ok])
     summary = f"{_plural(failed, 'failure')} in {_plural(len(report.results), 'check')}"
-    click.secho(summary, fg="red" if failed else "green", bold=True)
+    echo((summary, "bold red" if failed else "bold green"))
 
 
 @click.command("probe")

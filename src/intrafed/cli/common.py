@@ -73,9 +73,9 @@ def done(as_json: bool, result: dict[str, Any], lines: Sequence[str]) -> None:
 
 def load_staged(home: Path) -> NodeConfig:
     """The staged configuration of the node at ``home``."""
-    from intrafed.store import ConfigStore
+    from intrafed.store import open_store
 
-    with ConfigStore.open(home) as store:
+    with open_store(home) as store:
         return store.load("staged")
 
 

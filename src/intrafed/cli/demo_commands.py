@@ -21,6 +21,8 @@ import click
 
 from intrafed.check.deployment import IMP_FQDN, OCS_FQDN, SIP_PORT
 from intrafed.cli.common import fail
+from intrafed.cli.ladder import arrow, ladder_heading
+from intrafed.cli.output import echo
 from intrafed.demo import (
     IMP_IP,
     OCS_IP,
@@ -33,10 +35,8 @@ from intrafed.demo import (
     short_call_id,
 )
 
-_PASS = click.style("PASS", fg="green", bold=True)
-_FAIL = click.style("FAIL", fg="red", bold=True)
-_ARROW_WIDTH = 56
-"""Characters between the two node columns of the ladder."""
+_PASS = ("PASS", "bold green")
+_FAIL = ("FAIL", "bold red")
 
 
 @contextlib.contextmanager
@@ -52,23 +52,15 @@ def _demo_root(home: Path | None) -> Iterator[Path]:
     yield home
 
 
-def _arrow(entry: LadderEntry, left: str) -> str:
-    text = entry.first_line
-    if len(text) > _ARROW_WIDTH - 8:
-        text = text[: _ARROW_WIDTH - 11] + "..."
-    body = f"-- {text} ".ljust(_ARROW_WIDTH - 3, "-")
-    return f"|{body}>|" if entry.sender == left else f"|<{body}|"
-
-
 def _print_step(step: StepResult, ladder: list[LadderEntry], left: str, right: str) -> None:
-    click.echo(f"{_PASS if step.ok else _FAIL}  {step.name}")
+    echo(_PASS if step.ok else _FAIL, f"  {step.name}")
     for part in step.detail.split("; "):
         click.echo(f"      {part}")
     if ladder:
-        click.echo(f"      {'time':>7}  {left:<{_ARROW_WIDTH - len(right)}}{right}")
+        click.echo(f"      {ladder_heading(left, right)}")
         for entry in ladder:
-            arrow = _arrow(entry, left)
-            click.echo(f"      {entry.at:6.3f}s  {arrow}  {short_call_id(entry.call_id)}")
+            line = arrow(entry.first_line, entry.sender == left)
+            click.echo(f"      {entry.at:6.3f}s  {line}  {short_call_id(entry.call_id)}")
     click.echo()
 
 
@@ -86,7 +78,7 @@ def _print_report(report: DemoReport, left: str, right: str) -> None:
         f"{len(report.ladder) - rightwards} {right_name} -> {left_name}); "
         f"elapsed {report.elapsed:.2f} s"
     )
-    click.secho(summary, fg="green" if report.ok else "red", bold=True)
+    echo((summary, "bold green" if report.ok else "bold red"))
 
 
 async def _serve_until_signalled(endpoints: DemoEndpoints) -> None:

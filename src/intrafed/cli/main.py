@@ -57,6 +57,11 @@ COMMANDS = (
         "resolution, TCP, the TLS handshake with our certificate and an OPTIONS round trip.",
     ),
     LazyCommand(
+        "trace",
+        "intrafed.cli.trace_commands:trace_group",
+        "SIP trace of a running node: start, stop, show.",
+    ),
+    LazyCommand(
         "ua",
         "intrafed.cli.ua_commands:ua_group",
         "A small SIP client: one user over one TCP or TLS connection to its home node.",

@@ -16,6 +16,7 @@ import click
 from cryptography import x509
 
 from intrafed.cli.common import done, fail, home_option, json_option, load_staged
+from intrafed.cli.output import echo
 from intrafed.config.model import Edition, Role
 from intrafed.pki import (
     CertificateAuthority,
@@ -385,8 +386,8 @@ def list_command(as_json: bool, home: Path) -> None:
 
 
 def _print_entry(entry: dict[str, Any]) -> None:
-    mark = "  [selected]" if entry["selected"] else ""
-    click.echo(f"  {entry['thumbprint']}  {entry['subject']}{mark}")
+    mark = ("  [selected]", "bold green") if entry["selected"] else ""
+    echo(f"  {entry['thumbprint']}  {entry['subject']}", mark)
     fields = [
         ("SAN", ", ".join(entry["sans"]) or "(none)"),
         ("issuer", entry["issuer"]),
@@ -399,10 +400,11 @@ def _print_entry(entry: dict[str, Any]) -> None:
         ("valid", f"{entry['not_before']} to {entry['not_after']}"),
         ("key", entry["key"]),
     ]
-    if "has_private_key" in entry:
-        fields.append(("private key", "present" if entry["has_private_key"] else "MISSING"))
     for label, value in fields:
         click.echo(f"      {label:<12} {value}")
+    if "has_private_key" in entry:
+        key = ("present", "") if entry["has_private_key"] else ("MISSING", "bold red")
+        echo(f"      {'private key':<12} ", key)
 
 
 @pki_group.command("remove")

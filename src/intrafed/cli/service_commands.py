@@ -24,12 +24,14 @@ import click
 
 from intrafed.check import check_homes
 from intrafed.check.probe import probe_home
-from intrafed.cli.common import fail, home_option
+from intrafed.cli.common import done, fail, home_option, json_option
 from intrafed.cli.home_lock import HomeInUseError, HomeLock, holder
+from intrafed.cli.output import echo
+from intrafed.config.document import apply_command, changes
 from intrafed.config.model import ConfigError, NodeConfig
 from intrafed.node import Node, settings_with_tls, tls_contexts_of
 from intrafed.pki import PkiError
-from intrafed.store import ConfigStore
+from intrafed.store import Store, open_store
 from intrafed.transport import TransportError
 
 STARTUP_PROBE_DELAY = 3.0
@@ -41,9 +43,9 @@ START_TIMEOUT = 15.0
 STOP_GRACE = 10.0
 
 
-def _open(home: Path) -> ConfigStore:
+def _open(home: Path) -> Store:
     try:
-        return ConfigStore.open(home)
+        return open_store(home)
     except ConfigError as exc:
         fail(str(exc))
 
@@ -68,7 +70,7 @@ def _read_status(home: Path) -> dict[str, Any] | None:
 # -- serve ---------------------------------------------------------------------------
 
 
-async def _serve(home: Path, store: ConfigStore, config: NodeConfig) -> None:
+async def _serve(home: Path, store: Store, config: NodeConfig) -> None:
     tls = tls_contexts_of(home, config)
     node = Node(settings_with_tls(config, tls), state=store)
     try:
@@ -98,12 +100,14 @@ async def _serve(home: Path, store: ConfigStore, config: NodeConfig) -> None:
         temporary.replace(home / STATUS_FILE)
 
     def reload() -> None:
+        applied: list[str] = []
         try:
             staged = store.load("staged")
             reason = tls.reload(staged) if tls is not None else None
             if reason is None:
                 reason = node.reload(settings_with_tls(staged, tls))
             if reason is None:
+                applied = changes(store.load("running"), staged)
                 store.promote(staged)
         except ConfigError as exc:
             reason = str(exc)
@@ -111,7 +115,8 @@ async def _serve(home: Path, store: ConfigStore, config: NodeConfig) -> None:
             logging.getLogger(__name__).info("reloaded the staged configuration")
         else:
             logging.getLogger(__name__).warning("reload refused: %s", reason)
-        write_status({"ok": reason is None, "reason": reason, "at": time.time()})
+        outcome = {"ok": reason is None, "reason": reason, "applied": applied}
+        write_status({**outcome, "at": time.time()})
 
     loop.add_signal_handler(signal.SIGTERM, stopping.set)
     loop.add_signal_handler(signal.SIGINT, stopping.set)
@@ -163,7 +168,7 @@ async def _log_probe_failures(home: Path) -> None:
     "--log-level",
     default="INFO",
     show_default=True,
-    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
     help="Logging threshold.",
 )
 def serve_command(home: Path, log_level: str) -> None:
@@ -194,13 +199,40 @@ def serve_command(home: Path, log_level: str) -> None:
 
 # -- service ---------------------------------------------------------------------------
 
+STATUS_NOT_RUNNING = 3
+"""``service status`` of a node that does not run: the LSB init-script status that
+systemctl uses too (0: running, 1: the status cannot be told)."""
+
 
 @click.group("service")
 def service_group() -> None:
     """Start, stop, restart and reload the node in the background; show its status."""
 
 
-def _start(home: Path) -> None:
+def _state(home: Path) -> dict[str, Any]:
+    """What every service command prints under --json: whether the node runs (pid,
+    listeners), how the staged configuration differs from the running one, and the
+    outcome of the last reload."""
+    with open_store(home) as store:
+        running, staged = store.load("running"), store.load("staged")
+    pending = changes(running, staged)
+    pid = _running_pid(home)
+    status = _read_status(home) if pid is not None else None
+    return {
+        "status": "running" if pid is not None else "stopped",
+        "running": pid is not None,
+        "pid": pid,
+        "node": staged.identity.fqdn,
+        "listeners": status["listeners"] if status else {},
+        "staged_is_running": not pending,
+        "apply": apply_command(running, staged),
+        "restart_pending": bool(pending),
+        "pending_changes": pending,
+        "last_reload": status.get("reload") if status else None,
+    }
+
+
+def _start(home: Path) -> dict[str, Any]:
     log = (home / LOG_FILE).open("ab")
     process = subprocess.Popen(  # noqa: S603 (our own interpreter and command)
         [sys.executable, "-m", "intrafed", "serve", "--home", str(home)],
@@ -214,72 +246,93 @@ def _start(home: Path) -> None:
     while time.monotonic() < deadline:
         status = _read_status(home)
         if status is not None and status.get("pid") == process.pid:
-            listeners = ", ".join(f"{t} {a[0]}:{a[1]}" for t, a in status["listeners"].items())
-            click.echo(
-                f"started {status['fqdn']} (pid {process.pid}): {listeners or 'no listeners'}"
-            )
-            return
+            break
         if process.poll() is not None:
             (home / PID_FILE).unlink(missing_ok=True)
             # The node's last words are its one-line reason.
             lines = (home / LOG_FILE).read_text(errors="replace").strip().splitlines()
             fail(f"the node did not start: {lines[-1] if lines else 'no reason logged'}", 1)
         time.sleep(0.05)
-    fail(f"the node did not report ready within {START_TIMEOUT:g} s; see {home / LOG_FILE}", 1)
+    else:
+        fail(f"the node did not report ready within {START_TIMEOUT:g} s; see {home / LOG_FILE}", 1)
+    return _state(home)
 
 
-def _stop(home: Path, pid: int, timeout: float) -> None:
+def _started(state: dict[str, Any]) -> str:
+    listeners = ", ".join(f"{t} {a[0]}:{a[1]}" for t, a in state["listeners"].items())
+    return f"started {state['node']} (pid {state['pid']}): {listeners or 'no listeners'}"
+
+
+def _stop(home: Path, pid: int, timeout: float) -> bool:
+    """Stop the node gracefully; True when it had to be killed."""
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
+    killed = False
     while time.monotonic() < deadline:
         if _running_pid(home) != pid:
             break
         time.sleep(0.05)
     else:
         os.kill(pid, signal.SIGKILL)
+        killed = True
         click.echo(f"the node did not stop within {timeout:g} s; killed pid {pid}", err=True)
     (home / PID_FILE).unlink(missing_ok=True)
     (home / STATUS_FILE).unlink(missing_ok=True)
+    return killed
+
+
+_TIMEOUT = click.option(
+    "--timeout", default=STOP_GRACE + 5, show_default=True, help="Seconds before a kill."
+)
+_JSON_HELP = "Print one JSON object: the node's status after the command (see service status)."
 
 
 @service_group.command("start")
 @home_option()
-def start_command(home: Path) -> None:
+@json_option(_JSON_HELP)
+def start_command(home: Path, as_json: bool) -> None:
     """Start the node in the background (the staged configuration becomes running)."""
     _open(home).close()
     pid = _running_pid(home)
     if pid is not None:
         fail(f"already running (pid {pid}); use intrafed service restart to apply changes", 1)
-    _start(home)
+    state = _start(home)
+    done(as_json, state, [_started(state)])
 
 
 @service_group.command("stop")
 @home_option()
-@click.option("--timeout", default=STOP_GRACE + 5, show_default=True, help="Seconds before a kill.")
-def stop_command(home: Path, timeout: float) -> None:
+@_TIMEOUT
+@json_option(_JSON_HELP)
+def stop_command(home: Path, timeout: float, as_json: bool) -> None:
     """Stop gracefully: stop accepting, finish pending transactions, close."""
     pid = _running_pid(home)
     if pid is None:
         fail("not running", 1)
-    _stop(home, pid, timeout)
-    click.echo(f"stopped (pid {pid})")
+    killed = _stop(home, pid, timeout)
+    done(as_json, {**_state(home), "stopped_pid": pid, "killed": killed}, [f"stopped (pid {pid})"])
 
 
 @service_group.command("restart")
 @home_option()
-@click.option("--timeout", default=STOP_GRACE + 5, show_default=True, help="Seconds before a kill.")
-def restart_command(home: Path, timeout: float) -> None:
+@_TIMEOUT
+@json_option(_JSON_HELP)
+def restart_command(home: Path, timeout: float, as_json: bool) -> None:
     """Graceful stop, then start with the staged configuration."""
     _open(home).close()
     pid = _running_pid(home)
-    if pid is not None:
-        _stop(home, pid, timeout)
-    _start(home)
+    killed = _stop(home, pid, timeout) if pid is not None else False
+    state = _start(home)
+    done(as_json, {**state, "stopped_pid": pid, "killed": killed}, [_started(state)])
 
 
 @service_group.command("reload")
 @home_option()
-def reload_command(home: Path) -> None:
+@json_option(
+    "Print one JSON object: the node's status and, under reload, what the reload applied "
+    "(ok, applied) or why it was refused (reason)."
+)
+def reload_command(home: Path, as_json: bool) -> None:
     """Apply staged routes and hosts without dropping connections (listener changes need a
     restart)."""
     pid = _running_pid(home)
@@ -291,37 +344,45 @@ def reload_command(home: Path) -> None:
     while time.monotonic() < deadline:
         reload = (_read_status(home) or {}).get("reload")
         if reload and reload != previous:
+            state = {**_state(home), "reload": reload}
             if reload["ok"]:
-                click.echo("reloaded")
+                done(as_json, state, ["reloaded"])
                 return
-            fail(f"reload refused: {reload['reason']}", 1)
+            fail(f"reload refused: {reload['reason']}", 1, **state)
         time.sleep(0.05)
     fail(f"no answer to the reload within 10 s; see {home / LOG_FILE}", 1)
 
 
 @service_group.command("status")
 @home_option()
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@json_option(
+    "Print one JSON object: status (running or stopped), pid, listeners, staged_is_running, "
+    "apply (reload or restart), pending_changes, last_reload."
+)
 def status_command(home: Path, as_json: bool) -> None:
-    """Whether the node runs, where it listens, and whether a restart is pending."""
-    store = _open(home)
-    pending = store.pending_changes()
-    pid = _running_pid(home)
-    status = _read_status(home) if pid is not None else None
-    result = {
-        "running": pid is not None,
-        "pid": pid,
-        "listeners": status["listeners"] if status else {},
-        "restart_pending": bool(pending),
-        "pending_changes": pending,
-    }
+    """Whether the node runs, where it listens, and whether a reload or restart is pending.
+
+    \b
+    Exit status (the LSB and systemctl convention):
+      0  the node runs
+      3  the node does not run
+      1  the status cannot be told (e.g. HOME is not a node's readable home)
+    """
+    try:
+        state = _state(home)
+    except (ConfigError, OSError) as exc:
+        fail(str(exc) if isinstance(exc, ConfigError) else f"{home}: {exc.strerror or exc}", 1)
     if as_json:
-        click.echo(json.dumps(result))
-        return
-    click.echo(f"running (pid {pid})" if pid is not None else "stopped")
-    for transport, address in result["listeners"].items():
-        click.echo(f"  {transport} {address[0]}:{address[1]}")
-    if pending:
-        click.echo("restart pending:")
-        for line in pending:
-            click.echo(f"  {line}")
+        done(as_json, state, [])
+    else:
+        if state["running"]:
+            echo(("running", "bold green"), f" (pid {state['pid']})")
+        else:
+            echo(("stopped", "bold yellow"))
+        for transport, address in state["listeners"].items():
+            click.echo(f"  {transport} {address[0]}:{address[1]}")
+        if state["pending_changes"]:
+            echo((f"{'restart' if not state['running'] else state['apply']} pending:", "yellow"))
+            for line in state["pending_changes"]:
+                click.echo(f"  {line}")
+    sys.exit(0 if state["running"] else STATUS_NOT_RUNNING)

@@ -3,6 +3,8 @@
 Each takes a ``NodeConfig`` and returns a new, validated one, or raises ``ConfigError``
 naming the setting and the fix. A setting of the other role is refused naming the role
 that has it; removing something that is not there is an error, and so is adding it twice.
+The ``set_…`` edits change an entry in place (it keeps its place in its list), checked by
+the same rules, with the same messages, as adding it.
 """
 
 from __future__ import annotations
@@ -48,12 +50,27 @@ def _absent(setting: str, what: str) -> ConfigError:
     return ConfigError(setting, f"{what} is not configured", f"see intrafed config {setting} list")
 
 
+_SETTABLE = ("connection", "route", "hostauth", "peer-subject", "acl", "user", "hosts")
+"""The settings whose entries ``intrafed config SETTING set`` changes in place."""
+
+
 def _present(setting: str, what: str) -> ConfigError:
+    change = f"change it with intrafed config {setting} set"
     return ConfigError(
         setting,
         f"{what} is already configured",
-        f"see intrafed config {setting} list; remove it first to change it",
+        f"see intrafed config {setting} list; "
+        + (change if setting in _SETTABLE else "remove it first to change it"),
     )
+
+
+def _nothing(setting: str, options: str) -> ConfigError:
+    return ConfigError(setting, "nothing to change", f"give {options}")
+
+
+def _swap(entries: tuple[Any, ...], old: Any, new: Any) -> tuple[Any, ...]:
+    """``entries`` with ``old`` replaced by ``new`` in its place."""
+    return tuple(new if entry is old else entry for entry in entries)
 
 
 # Domains (both roles): the seed's "Domain Verification".
@@ -101,6 +118,19 @@ def remove_connection(config: NodeConfig, connection: Connection) -> NodeConfig:
     return _replace(config, connections=tuple(c for c in config.connections if c != connection))
 
 
+def set_connection(config: NodeConfig, connection: Connection, changed: Connection) -> NodeConfig:
+    """Listen on ``changed`` instead of exactly ``connection``, in its place."""
+    config.require_role("connection", Role.OCS)
+    if connection not in config.connections:
+        raise _absent("connection", _connection_text(connection))
+    if changed == connection:
+        raise _nothing("connection", "--new-transport, --new-port and/or --new-ip")
+    if changed in config.connections:
+        raise _present("connection", _connection_text(changed))
+    connections = tuple(changed if c == connection else c for c in config.connections)
+    return _replace(config, connections=connections)
+
+
 def _connection_text(connection: Connection) -> str:
     return f"{connection.transport} {connection.port} on {connection.ip}"
 
@@ -111,13 +141,20 @@ def _connection_text(connection: Connection) -> str:
 def add_route(config: NodeConfig, route: StaticRoute) -> NodeConfig:
     """Add a static route; a second route with the same matching URI (and, on IM&P, the
     same priority) is refused."""
+    _check_route(config, route, config.routes)
+    return _replace(config, routes=(*config.routes, route))
+
+
+def _check_route(config: NodeConfig, route: StaticRoute, others: Sequence[StaticRoute]) -> None:
+    """Refuse a route of the other role's kind, or one whose matching URI (and priority)
+    one of ``others`` has."""
     if route.priority != 1:
         config.require_role("--priority", Role.IMP)
     if route.phone_uri:
         config.require_role("--phone-uri", Role.OCS)
     if route.replace_host:
         config.require_role("--replace-host", Role.OCS)
-    for existing in config.routes:
+    for existing in others:
         if existing.key == route.key:
             at = f" at priority {route.priority}" if config.role is Role.IMP else ""
             raise ConfigError(
@@ -125,10 +162,62 @@ def add_route(config: NodeConfig, route: StaticRoute) -> NodeConfig:
                 f"a static route with the matching URI {route.domain}{at} already exists "
                 f"(next hop {existing.transport} {existing.next_hop}:{existing.port}); "
                 "duplicate matching URIs are refused",
-                f"remove it first: intrafed config route remove --domain {route.domain}"
+                f"change it instead: intrafed config route set --domain {route.domain}"
                 + (" (or give a backup route a higher --priority)" if at else ""),
             )
-    return _replace(config, routes=(*config.routes, route))
+
+
+def set_route(
+    config: NodeConfig,
+    domain: str,
+    priority: int = 1,
+    *,
+    transport: str | None = None,
+    port: int | None = None,
+    ip: str | None = None,
+    fqdn: str | None = None,
+    phone_uri: bool | None = None,
+    replace_host: bool | None = None,
+    new_priority: int | None = None,
+) -> NodeConfig:
+    """Change the route for ``domain`` (at ``priority``): the values given replace the
+    route's, a next hop given by ``ip`` or ``fqdn`` replaces the other."""
+    route = _route(config, domain, priority)
+    given = {
+        "transport": transport,
+        "port": port,
+        "ip": ip,
+        "fqdn": fqdn,
+        "phone_uri": phone_uri,
+        "replace_host": replace_host,
+        "priority": new_priority,
+    }
+    changes: dict[str, Any] = {name: value for name, value in given.items() if value is not None}
+    if not changes:
+        raise _nothing(
+            "route",
+            "--transport, --port, --ip or --fqdn, --phone-uri, --replace-host "
+            "and/or --new-priority",
+        )
+    if (ip is None) != (fqdn is None):  # a new next hop replaces the other kind
+        changes.setdefault("ip", None)
+        changes.setdefault("fqdn", None)
+    changed = StaticRoute(**{**_fields(route), **changes})
+    _check_route(config, changed, [r for r in config.routes if r is not route])
+    return _replace(config, routes=_swap(config.routes, route, changed))
+
+
+def _route(config: NodeConfig, domain: str, priority: int) -> StaticRoute:
+    key = (domain.lower(), priority)
+    for route in config.routes:
+        if route.key == key:
+            return route
+    at = f" at priority {priority}" if config.role is Role.IMP else ""
+    raise _absent("route", f"a static route for {key[0]}{at}")
+
+
+def _fields(entry: Any) -> dict[str, Any]:
+    return {item.name: getattr(entry, item.name) for item in dataclasses.fields(entry)}
 
 
 def remove_route(
@@ -142,12 +231,7 @@ def remove_route(
 ) -> NodeConfig:
     """Remove the route for ``domain`` (at ``priority``). The other arguments, when
     given, must describe that route: a guard against removing the wrong one."""
-    key = (domain.lower(), priority)
-    found = [route for route in config.routes if route.key == key]
-    if not found:
-        at = f" at priority {priority}" if config.role is Role.IMP else ""
-        raise _absent("route", f"a static route for {key[0]}{at}")
-    route = found[0]
+    route = _route(config, domain, priority)
     expected = (transport, port, next_hop)
     actual = (route.transport, route.port, route.next_hop)
     for given, value in zip(expected, actual, strict=True):
@@ -158,7 +242,7 @@ def remove_route(
                 f"{route.transport} {route.next_hop}:{route.port}, not {given}",
                 "check intrafed config route list, or give only --domain",
             )
-    return _replace(config, routes=tuple(r for r in config.routes if r.key != key))
+    return _replace(config, routes=tuple(r for r in config.routes if r is not route))
 
 
 # Host authorization (ocs): "Add Host Authorization on OCS".
@@ -180,6 +264,50 @@ def remove_host_authorization(config: NodeConfig, host: str) -> NodeConfig:
     if len(kept) == len(config.host_authorizations):
         raise _absent("hostauth", f"host authorization for {host}")
     return _replace(config, host_authorizations=kept)
+
+
+def set_host_authorization(
+    config: NodeConfig,
+    host: str,
+    *,
+    fqdn: str | None = None,
+    ip: str | None = None,
+    outbound_only: bool | None = None,
+    throttle_as_server: bool | None = None,
+    treat_as_authenticated: bool | None = None,
+) -> NodeConfig:
+    """Change the entry that names ``host``: its flags, or the host it names (``fqdn`` or
+    ``ip``)."""
+    config.require_role("hostauth", Role.OCS)
+    entry = _entry("hostauth", config.host_authorizations, host, "host authorization")
+    flags = {
+        "outbound_only": outbound_only,
+        "throttle_as_server": throttle_as_server,
+        "treat_as_authenticated": treat_as_authenticated,
+    }
+    changes: dict[str, Any] = {name: value for name, value in flags.items() if value is not None}
+    if fqdn is not None or ip is not None:
+        changes |= {"fqdn": fqdn, "ip": ip}
+    if not changes:
+        raise _nothing(
+            "hostauth",
+            "--new-fqdn or --new-ip, --outbound-only, --throttle-as-server "
+            "and/or --treat-as-authenticated",
+        )
+    changed = HostAuthorization(**{**_fields(entry), **changes})
+    entries = config.host_authorizations
+    if changed.host != entry.host and any(e.host == changed.host for e in entries):
+        raise _present("hostauth", changed.host)
+    return _replace(config, host_authorizations=_swap(entries, entry, changed))
+
+
+def _entry(setting: str, entries: Sequence[Any], host: str, what: str) -> Any:
+    """The entry of ``entries`` that names ``host`` (an FQDN or an IP)."""
+    host = _host(host)
+    for entry in entries:
+        if entry.host == host:
+            return entry
+    raise _absent(setting, f"{what} for {host}")
 
 
 # IM&P: application listeners, TLS peer subjects, incoming ACL, routing mode.
@@ -221,6 +349,18 @@ def remove_peer_subject(config: NodeConfig, name: str) -> NodeConfig:
     return _replace(config, peer_subjects=tuple(s for s in config.peer_subjects if s != name))
 
 
+def set_peer_subject(config: NodeConfig, name: str, new_name: str) -> NodeConfig:
+    """Accept ``new_name`` instead of ``name``, in its place."""
+    config.require_role("peer-subject", Role.IMP)
+    name, new_name = name.lower(), check_fqdn("peer-subject", new_name)
+    if name not in config.peer_subjects:
+        raise _absent("peer-subject", f"TLS peer subject {name}")
+    if new_name != name and new_name in config.peer_subjects:
+        raise _present("peer-subject", new_name)
+    subjects = tuple(new_name if s == name else s for s in config.peer_subjects)
+    return _replace(config, peer_subjects=subjects)
+
+
 def add_acl(config: NodeConfig, entry: AclEntry) -> NodeConfig:
     """Trust one more host's TCP requests without digest."""
     config.require_role("acl", Role.IMP)
@@ -237,6 +377,15 @@ def remove_acl(config: NodeConfig, host: str) -> NodeConfig:
     if len(kept) == len(config.acl):
         raise _absent("acl", f"incoming ACL entry for {host}")
     return _replace(config, acl=kept)
+
+
+def set_acl(config: NodeConfig, host: str, replacement: AclEntry) -> NodeConfig:
+    """Trust ``replacement`` instead of the entry that names ``host``, in its place."""
+    config.require_role("acl", Role.IMP)
+    entry = _entry("acl", config.acl, host, "incoming ACL entry")
+    if replacement.host != entry.host and any(e.host == replacement.host for e in config.acl):
+        raise _present("acl", replacement.host)
+    return _replace(config, acl=_swap(config.acl, entry, replacement))
 
 
 def set_routing_mode(config: NodeConfig, mode: RoutingMode) -> NodeConfig:
@@ -292,6 +441,14 @@ def add_user(config: NodeConfig, aor: str, password: str) -> NodeConfig:
     return _replace(config, users=(*config.users, user.with_password(password)))
 
 
+def set_user_password(config: NodeConfig, aor: str, password: str) -> NodeConfig:
+    """Replace the user's credentials with the HA1s of ``password``."""
+    user = _user(config, aor)
+    if not password:
+        raise ConfigError("--password-file", "the password is empty", "write it in the file")
+    return _replace(config, users=_swap(config.users, user, user.with_password(password)))
+
+
 def remove_user(config: NodeConfig, aor: str) -> NodeConfig:
     """Delete the user (requests for it may then cross to the other partition)."""
     aor = _user(config, aor).aor
@@ -325,8 +482,7 @@ def unblock_watcher(config: NodeConfig, aor: str, watcher: str) -> NodeConfig:
 
 
 def _with_user(config: NodeConfig, user: User, **changes: Any) -> NodeConfig:
-    changed = dataclasses.replace(user, **changes)
-    return _replace(config, users=tuple(changed if u is user else u for u in config.users))
+    return _replace(config, users=_swap(config.users, user, dataclasses.replace(user, **changes)))
 
 
 def _user(config: NodeConfig, aor: str) -> User:
@@ -345,6 +501,14 @@ def add_host(config: NodeConfig, entry: HostEntry) -> NodeConfig:
     if any(existing.fqdn == entry.fqdn for existing in config.hosts):
         raise _present("hosts", entry.fqdn)
     return _replace(config, hosts=(*config.hosts, entry))
+
+
+def set_host(config: NodeConfig, entry: HostEntry) -> NodeConfig:
+    """Resolve the listed ``entry.fqdn`` to a new address, ``entry.ip``."""
+    for existing in config.hosts:
+        if existing.fqdn == entry.fqdn:
+            return _replace(config, hosts=_swap(config.hosts, existing, entry))
+    raise _absent("hosts", entry.fqdn)
 
 
 def remove_host(config: NodeConfig, fqdn: str, ip: str | None = None) -> NodeConfig:

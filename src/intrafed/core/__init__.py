@@ -8,7 +8,7 @@ from intrafed.core.actions import (
     Connect,
     LogEvent,
     Peer,
-    SavePresence,
+    Persist,
     Send,
 )
 from intrafed.core.node_core import NodeCore
@@ -23,7 +23,7 @@ __all__ = [
     "LogEvent",
     "NodeCore",
     "Peer",
-    "SavePresence",
+    "Persist",
     "Send",
     "StateWrites",
 ]

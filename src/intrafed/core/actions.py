@@ -62,9 +62,9 @@ class Alias:
 
 
 @dataclass(frozen=True, slots=True)
-class SavePresence:
-    """Store what presence expiries and NOTIFY outcomes changed; when the store fails,
-    tell ``NodeCore.persist_failed`` (the rows wait for the next attempt)."""
+class Persist:
+    """The state writer has changes queued: call ``NodeCore.persist`` once this turn of
+    the event loop has handled what it received (one store transaction per turn)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,4 +75,4 @@ class LogEvent:
     message: str
 
 
-Action = Send | Connect | Alias | SavePresence | LogEvent
+Action = Send | Connect | Alias | Persist | LogEvent

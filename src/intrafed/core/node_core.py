@@ -13,10 +13,10 @@ import itertools
 import logging
 import os
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from intrafed.core.actions import Action, Alias, Clock, Connect, LogEvent, Peer, SavePresence, Send
-from intrafed.core.router import NodeRouter, StateWrites
+from intrafed.core.actions import Action, Alias, Clock, Connect, LogEvent, Peer, Persist, Send
+from intrafed.core.router import NodeRouter, Settlement, StateWrites
 from intrafed.core.settings import CoreSettings
 from intrafed.routing.probe import Prober, hop_of
 from intrafed.services.delivery import notify_target
@@ -25,7 +25,7 @@ from intrafed.services.proxy import StatefulProxy
 from intrafed.services.registrar import Registrar
 from intrafed.sip import RemoteSipError, Request, Response, parse_message
 from intrafed.sip.addressing import alias_address, listeners_of, resolve, response_hop
-from intrafed.sip.errors import FramingError
+from intrafed.sip.errors import FramingError, LocalSipError
 from intrafed.sip.responses import response_to_unparsable
 from intrafed.sip.transaction import (
     MAGIC_COOKIE,
@@ -39,13 +39,17 @@ from intrafed.sip.transaction import (
     TransactionEvent,
     TransactionLayer,
     client_key,
+    server_key,
 )
 
 STORE_RETRY = 1.0
 """Seconds after a failed background state write before the next attempt."""
 
-WritesFactory = Callable[[Registrar, PresenceAgent], StateWrites]
-"""Makes the state writer of a node's registrar and presence agent."""
+Settle = Callable[[Sequence[Settlement]], None]
+Schedule = Callable[[Callable[[], None]], None]
+WritesFactory = Callable[[Registrar, PresenceAgent, Settle, Schedule], StateWrites]
+"""Makes the state writer of a node's registrar and presence agent, answering through
+``settle`` and asking for its ``flush`` at the end of the turn through ``schedule``."""
 
 
 class NodeCore:
@@ -75,7 +79,9 @@ class NodeCore:
         self.router = NodeRouter(
             settings, clock, self._flows, self.registrar, self.presence, self._outbox, self._actions
         )
-        self.router.writes = writes(self.registrar, self.presence)
+        self._flush: Callable[[], None] | None = None
+        self._writes = writes(self.registrar, self.presence, self._settle, self._schedule)
+        self.router.writes = self._writes
         self.transactions = TransactionLayer(settings.timers)
         self._prober = Prober(self.router.hops, settings.name, self._via_for)
         self._probe_hops = [hop_of(route) for route in settings.routes]
@@ -190,9 +196,32 @@ class NodeCore:
             self.transactions.transport_failed(client_key(message), reason, now)
             self._pump(now)
 
-    def persist_failed(self, now: float) -> None:
-        """A ``SavePresence`` failed: the rows wait for another attempt."""
-        self._persist_at = now + STORE_RETRY
+    def persist(self, now: float) -> None:
+        """The turn that asked for ``Persist`` is over: store what the state writer queued
+        and answer its requests; rows a failed write put back are tried again later."""
+        self._now = self.router.now = now
+        flush, self._flush = self._flush, None
+        if flush is not None:
+            flush()
+        if self.presence.unsaved and self._persist_at is None:
+            self._persist_at = now + STORE_RETRY
+        self._pump(now)
+
+    def _schedule(self, flush: Callable[[], None]) -> None:
+        self._flush = flush
+        self._actions.append(Persist())
+
+    def _settle(self, settled: Sequence[Settlement]) -> None:
+        """Answers whose changes are stored (or refused), with what they cause."""
+        now, wall = self._now, self._clock.wall()
+        for item in settled:
+            for aor in item.registered:
+                self.router.registration_changed(aor, wall)
+            self._outbox += item.notifies
+            try:
+                self.transactions.send_response(server_key(item.request), item.response, now)
+            except LocalSipError as exc:  # its connection closed meanwhile
+                self._log(logging.INFO, f"no answer to {item.request.method}: {exc}")
 
     # -- time ----------------------------------------------------------------------------
 
@@ -221,11 +250,11 @@ class NodeCore:
             presence = self.presence.next_deadline()
             if presence is not None and presence <= wall:
                 self._outbox += self.presence.expire(wall)
-                self._actions.append(SavePresence())
+                self._writes.save_presence()
             self._house_wall = None
         if self._persist_at is not None and self._persist_at <= now:
             self._persist_at = None
-            self._actions.append(SavePresence())
+            self._writes.save_presence()
         if self._probe_at is not None and self._probe_at <= now:
             self._prober.probe(self.transactions, self.settings.routes, now)
             self._probe_at = self.router.hops.next_due(self._probe_hops, now)
@@ -349,7 +378,7 @@ class NodeCore:
         if subscription is None:
             return False
         self._outbox += self.presence.notify_outcome(subscription, status, self._clock.wall())
-        self._actions.append(SavePresence())
+        self._writes.save_presence()
         return True
 
     def _via_for(self, target: Target) -> str:

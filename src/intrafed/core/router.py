@@ -31,10 +31,10 @@ from intrafed.routing import HopHealth, Local, RoutingTables, ToPeer, decide
 from intrafed.routing.probe import hop_of
 from intrafed.services.delivery import dialog_target, to_bindings
 from intrafed.services.presence import OutgoingNotify, PresenceAgent
-from intrafed.services.registrar import Registrar, Registration
+from intrafed.services.registrar import Registrar
 from intrafed.sip import RemoteSipError, Request, Response, SipUri, Uri
 from intrafed.sip.addressing import Listener, choose_listener, listener_kind
-from intrafed.sip.decisions import Accepted, Answer, Decision, Forward, Reject, Verdict
+from intrafed.sip.decisions import Accepted, Answer, Decision, Deferred, Forward, Reject, Verdict
 from intrafed.sip.digest import NonceIssuer
 from intrafed.sip.responses import local_tag, make_response, warning_value
 from intrafed.sip.transaction import FlowId, Target
@@ -47,15 +47,30 @@ PresenceChange = Callable[[], tuple[Response, list[OutgoingNotify]]]
 
 class StateWrites(Protocol):
     """Registrar and presence changes stored before their answer leaves
-    (``state_writes.StateWriter``): a failed write answers 503 and changes nothing."""
+    (``state_writes.StateWriter``): a request is applied and stored with the others of its
+    turn, then answered through the core's ``settle``; a failed write answers 503 and
+    changes nothing."""
 
     def register(
         self, request: Request, flow: FlowId, now: float, source: tuple[str, int] | None
-    ) -> Registration: ...
+    ) -> None: ...
 
-    def presence_request(
-        self, request: Request, change: PresenceChange
-    ) -> tuple[Response, list[OutgoingNotify]]: ...
+    def presence_request(self, request: Request, change: PresenceChange) -> None: ...
+
+    def save_presence(self) -> None: ...
+
+
+class Settlement(Protocol):
+    """A request whose changes are stored (or refused): its answer and what it causes."""
+
+    @property
+    def request(self) -> Request: ...
+    @property
+    def response(self) -> Response: ...
+    @property
+    def notifies(self) -> tuple[OutgoingNotify, ...]: ...
+    @property
+    def registered(self) -> tuple[str, ...]: ...
 
 
 class NodeRouter:
@@ -314,14 +329,13 @@ class NodeRouter:
 
     # -- registrar and presence ------------------------------------------------------------
 
-    def _register(self, request: Request, flow: FlowId, wall: float) -> Answer:
+    def _register(self, request: Request, flow: FlowId, wall: float) -> Deferred:
+        """The registrar answers once the bindings are stored (``NodeCore`` settles it)."""
         assert self.writes is not None
         peer = self._flows.get(flow)
         source = (peer.ip, peer.port) if peer is not None else None
-        registration = self.writes.register(request, flow, wall, source)
-        for aor in registration.changed:
-            self.registration_changed(aor, wall)
-        return Answer(registration.response)
+        self.writes.register(request, flow, wall, source)
+        return Deferred()
 
     def registration_changed(self, aor: str, wall: float) -> None:
         """Tell the presence agent when ``aor`` went online or offline."""
@@ -344,18 +358,17 @@ class NodeRouter:
         for aor in list(self.registered):
             self.registration_changed(aor, wall)
 
-    def _subscribe(self, request: Request, flow: FlowId, wall: float) -> Answer:
+    def _subscribe(self, request: Request, flow: FlowId, wall: float) -> Deferred:
         """A SUBSCRIBE for a homed user (or within one of our subscriptions): the presence
-        agent answers; its NOTIFYs leave after the answer."""
+        agent answers once it is stored; its NOTIFYs leave after the answer."""
         assert self.writes is not None
         uri = request.uri
         user = uri.user if isinstance(uri, SipUri) else None
         contact = self.listener_for_flow(flow).contact(user)
-        response, notifies = self.writes.presence_request(
+        self.writes.presence_request(
             request, lambda: self.presence.subscribe(request, flow, contact, wall)
         )
-        self._outbox += notifies
-        return Answer(response)
+        return Deferred()
 
     def _publish(self, request: Request, aor: str, wall: float) -> Decision:
         """RFC 3903: only the user publishes the user's presence."""
@@ -363,8 +376,5 @@ class NodeRouter:
         publisher = request.from_addr.uri
         if not isinstance(publisher, SipUri) or publisher.aor != aor:
             return Reject(403, f"only {aor} may publish the presence of {aor}")
-        response, notifies = self.writes.presence_request(
-            request, lambda: self.presence.publish(request, wall)
-        )
-        self._outbox += notifies
-        return Answer(response)
+        self.writes.presence_request(request, lambda: self.presence.publish(request, wall))
+        return Deferred()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from intrafed.services.presence_notify import OutgoingNotify, PresenceNotifier
 from intrafed.services.presence_records import PresenceRecords, StoreChanges, Subscription, View
@@ -28,7 +28,7 @@ from intrafed.sip.pidf import PIDF_CONTENT_TYPE, PresenceState, parse_pidf
 from intrafed.sip.responses import local_tag, make_response, warning_value
 from intrafed.sip.transaction import FlowId, Target
 from intrafed.sip.uri import SipUri
-from intrafed.store.sqlite import PublicationRow, SubscriptionRow
+from intrafed.store.base import PublicationRow, SubscriptionRow
 
 __all__ = [
     "MAX_SUBSCRIBE_EXPIRES",
@@ -226,7 +226,8 @@ class PresenceAgent:
         if request.cseq.number <= row.remote_cseq:
             rule = "CSeq not higher than the last SUBSCRIBE of this dialog"
             return self._refuse(request, 500, rule), []
-        row = row._replace(
+        row = replace(
+            row,
             remote_target=remote_target or row.remote_target,
             expires_at=now + expires,
             remote_cseq=request.cseq.number,
@@ -386,8 +387,13 @@ class PresenceAgent:
         for publication in publications:
             self._records.add_publication(publication)
         for row in subscriptions:
-            restored = row._replace(local_cseq=row.local_cseq + RESTORE_CSEQ_STEP)
+            restored = replace(row, local_cseq=row.local_cseq + RESTORE_CSEQ_STEP)
             self._records.add(Subscription.from_row(restored, None))
+
+    @property
+    def unsaved(self) -> bool:
+        """Whether changes wait to be stored (a failed write put them back)."""
+        return self._records.unsaved
 
     def take_store_changes(self) -> StoreChanges:
         """What to save and delete since the last call (every 2xx survives a restart)."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import heapq
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from intrafed.sip.addressing import next_hop_for_uri
 from intrafed.sip.errors import LocalSipError
@@ -15,7 +15,7 @@ from intrafed.sip.header_values import parse_route
 from intrafed.sip.pidf import PresenceState
 from intrafed.sip.transaction import FlowId, NextHop
 from intrafed.sip.uri import SipUri, Uri, parse_uri
-from intrafed.store.sqlite import PublicationRow, SubscriptionRow
+from intrafed.store.base import PublicationRow, SubscriptionRow
 
 View = tuple[PresenceState, str | None]
 """What one watcher is shown: state and note."""
@@ -66,7 +66,7 @@ class Subscription:
 
     def current_row(self) -> SubscriptionRow:
         """The row with the CSeq number of the last NOTIFY."""
-        return self.row._replace(local_cseq=self.local_cseq)
+        return replace(self.row, local_cseq=self.local_cseq)
 
 
 @dataclass(slots=True)
@@ -221,6 +221,16 @@ class PresenceRecords:
         self._deleted_publications.add(etag)
 
     # -- store rows and undo -------------------------------------------------------
+
+    @property
+    def unsaved(self) -> bool:
+        """Whether changes wait to be taken (a failed write put them back)."""
+        return bool(
+            self._saved_subscriptions
+            or self._deleted_subscriptions
+            or self._saved_publications
+            or self._deleted_publications
+        )
 
     def take_store_changes(self) -> StoreChanges:
         """What to save and delete since the last call (every 2xx survives a restart)."""

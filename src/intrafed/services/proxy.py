@@ -28,7 +28,7 @@ from intrafed.sip.addressing import (
     uri_address,
     via_address,
 )
-from intrafed.sip.decisions import Answer, Decision, Fork, Forward, Reject, Verdict
+from intrafed.sip.decisions import Answer, Decision, Deferred, Fork, Forward, Reject, Verdict
 from intrafed.sip.errors import RemoteSipError
 from intrafed.sip.header_values import NameAddr, Via
 from intrafed.sip.headers import Headers
@@ -312,6 +312,8 @@ class StatefulProxy:
             return
         if isinstance(decision, Answer):
             self.transactions.send_response(key, decision.response, now)
+            return
+        if isinstance(decision, Deferred):
             return
         context = _ResponseContext(key, event.request, request, event.flow, loop)
         self._contexts[key] = context

@@ -16,6 +16,7 @@ from intrafed.sip.message import Request, Response
 from intrafed.sip.responses import local_tag, make_response, warning_value
 from intrafed.sip.transaction import FlowId
 from intrafed.sip.uri import SipUri, parse_uri, uri_equivalent
+from intrafed.store.base import BindingRow
 
 DEFAULT_EXPIRES = 3600
 MIN_EXPIRES = 60
@@ -23,20 +24,11 @@ MAX_EXPIRES = 86400
 
 
 @dataclass(frozen=True, slots=True)
-class Binding:
-    """One contact of an address of record, as the registrar keeps it."""
+class Binding(BindingRow):
+    """One contact of an address of record, as the registrar keeps it: what is stored, and
+    the connection. A flow-bound binding (``delivery.is_flow_bound``) whose connection is
+    gone (or after a restart) gets requests answered 430, never sent to its address."""
 
-    aor: str
-    contact: str
-    """The contact URI as registered."""
-    expires_at: float
-    """Wall-clock time (seconds since the epoch) when the binding lapses."""
-    q: float
-    call_id: str
-    cseq: int
-    flow_bound: bool = True
-    """Reachable only over the connection it was registered on (``delivery.is_flow_bound``):
-    once that is gone (or after a restart), requests for it get 430, never its address."""
     flow: FlowId | None = None
     """The connection the REGISTER came on (requests reach NAT-bound clients over it)."""
 
@@ -70,9 +62,12 @@ class Registrar:
         self._bindings: dict[str, list[Binding]] = {}
         self._by_contact: dict[str, Binding] = {}
 
-    def restore(self, bindings: Iterable[Binding]) -> None:
-        """Load saved bindings (after a restart)."""
-        for binding in bindings:
+    def restore(self, rows: Iterable[BindingRow]) -> None:
+        """Load saved bindings (after a restart: no connection yet)."""
+        for row in rows:
+            binding = Binding(
+                row.aor, row.contact, row.expires_at, row.q, row.call_id, row.cseq, row.flow_bound
+            )
             self._bindings.setdefault(binding.aor, []).append(binding)
             self._by_contact[binding.contact] = binding
 

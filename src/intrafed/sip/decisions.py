@@ -61,7 +61,13 @@ class Answer:
     response: Response
 
 
-Decision = Forward | Fork | Reject | Answer
+@dataclass(frozen=True, slots=True)
+class Deferred:
+    """The service that took the request answers it later, on its server transaction (the
+    registrar once the bindings are stored)."""
+
+
+Decision = Forward | Fork | Reject | Answer | Deferred
 """Where a request goes, or how it is answered."""
 Verdict = Accepted | Reject | Answer
 """Whether a request may proceed (authorization)."""

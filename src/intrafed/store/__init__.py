@@ -1,5 +1,51 @@
-"""Persistence: the node's configuration (staged and running), SQLite by default."""
+"""Persistence: the node's configuration (staged and running) and the state that survives a
+restart, behind ``store.base``; ``open_store`` gives the implementation a home names."""
 
-from intrafed.store.sqlite import ConfigStore, StagedEdit, StoreError, home_containing
+from __future__ import annotations
 
-__all__ = ["ConfigStore", "StagedEdit", "StoreError", "home_containing"]
+from pathlib import Path
+
+from intrafed.config.model import NodeIdentity
+from intrafed.store.base import (
+    BindingRow,
+    Configuration,
+    PublicationRow,
+    StagedEdit,
+    StateChanges,
+    StateStore,
+    Store,
+    StoreError,
+    SubscriptionRow,
+)
+from intrafed.store.sqlite import LOCATOR, SqliteStore, database_path, home_containing
+
+
+def open_store(home: Path) -> Store:
+    """The store of the node at ``home``: the database its ``store.url`` names (a
+    ``sqlite:///PATH`` URL), else ``HOME/intrafed.db``. ``ConfigError`` when ``home`` was
+    never initialized or names a database this version cannot use."""
+    locator = home / LOCATOR
+    url = locator.read_text().strip() if locator.exists() else None
+    return SqliteStore.open(home, database_path(home, url, str(locator)))
+
+
+def create_store(home: Path, identity: NodeIdentity, url: str | None = None) -> Store:
+    """Initialize ``home`` for a new node whose database is at ``url`` (``--db``; by
+    default ``HOME/intrafed.db``); refuses to overwrite an existing node."""
+    return SqliteStore.create(home, identity, url)
+
+
+__all__ = [
+    "BindingRow",
+    "Configuration",
+    "PublicationRow",
+    "StagedEdit",
+    "StateChanges",
+    "StateStore",
+    "Store",
+    "StoreError",
+    "SubscriptionRow",
+    "create_store",
+    "home_containing",
+    "open_store",
+]

@@ -1,8 +1,9 @@
-"""The configuration store: an SQLite file, by default ``intrafed.db`` in the node's home.
+"""The SQLite store (``store.base.Store``): a file, by default ``intrafed.db`` in the
+node's home.
 
-Two documents, ``staged`` (what edits change) and ``running`` (what the node runs with),
-kept as JSON text in one table so that the same narrow interface can later be served by
-PostgreSQL for an Enterprise pool. The schema version is SQLite's ``user_version``.
+The two configuration documents, ``staged`` and ``running``, are JSON text in one table;
+registrations, subscriptions and publications have a table each. The schema version is
+SQLite's ``user_version``.
 """
 
 from __future__ import annotations
@@ -11,18 +12,25 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from dataclasses import astuple
 from pathlib import Path
-from typing import NamedTuple
 
 from intrafed.config.document import changes, from_document, to_document
 from intrafed.config.model import ConfigError, NodeConfig, NodeIdentity
+from intrafed.store.base import (
+    BindingRow,
+    Kind,
+    PublicationRow,
+    StagedEdit,
+    StateChanges,
+    StoreError,
+    SubscriptionRow,
+)
 
 FILENAME = "intrafed.db"
 LOCATOR = "store.url"
 """A home whose database is not ``HOME/intrafed.db`` names it in this file (a URL)."""
-KINDS = ("staged", "running")
-StagedEdit = Callable[[NodeConfig], NodeConfig]
+KINDS: tuple[Kind, ...] = ("staged", "running")
 
 # Each entry moves the schema one version up; never edit an applied entry, append.
 MIGRATIONS = (
@@ -69,90 +77,48 @@ MIGRATIONS = (
     "ALTER TABLE bindings ADD COLUMN flow_bound INTEGER NOT NULL DEFAULT 1",
 )
 
-# A registration as stored: aor, contact, expires_at (epoch seconds), q, call_id, cseq,
-# flow_bound (reachable only over the connection it was registered on).
-BindingRow = tuple[str, str, float, float, str, int, bool]
+
+def _store_error(path: Path, error: sqlite3.Error) -> StoreError:
+    """What SQLite refused, for the administrator (the message names the file)."""
+    reason = str(error)
+    unwritable = _unwritable(path, error)
+    if unwritable is not None:
+        return StoreError(unwritable.setting, unwritable.message, unwritable.fix, reason)
+    if getattr(error, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY:
+        return StoreError(
+            "--home",
+            f"{path} is busy ({reason})",
+            "try again when the other intrafed command has finished",
+            reason,
+        )
+    return StoreError(
+        "--home",
+        f"{path} cannot be written ({reason})",
+        "free disk space, or make the file and its directory writable",
+        reason,
+    )
 
 
-class StoreError(ConfigError):
-    """A write to the store failed (disk full, read-only file, I/O error, busy) and nothing
-    of it was stored. ``reason`` is SQLite's words alone (a SIP Warning may carry them; the
-    message names the file, for the administrator)."""
-
-    def __init__(self, path: Path, error: sqlite3.Error) -> None:
-        reason = str(error)
-        unwritable = _unwritable(path, error)
-        if unwritable is not None:
-            super().__init__(unwritable.setting, unwritable.message, unwritable.fix)
-        elif getattr(error, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY:
-            super().__init__(
-                "--home",
-                f"{path} is busy ({reason})",
-                "try again when the other intrafed command has finished",
-            )
-        else:
-            super().__init__(
-                "--home",
-                f"{path} cannot be written ({reason})",
-                "free disk space, or make the file and its directory writable",
-            )
-        self.reason = reason
-
-
-class SubscriptionRow(NamedTuple):
-    """A presence subscription (RFC 6665 dialog on the notifier side) as stored."""
-
-    id: str
-    presentity: str
-    watcher: str
-    event: str
-    """The Event value the NOTIFYs carry (``presence``, with the subscriber's ``id``)."""
-    call_id: str
-    local_tag: str
-    remote_tag: str
-    local_party: str
-    """The To of the SUBSCRIBE without tag: the From of our NOTIFYs."""
-    remote_party: str
-    """The From of the SUBSCRIBE, tag included: the To of our NOTIFYs."""
-    remote_target: str
-    route_set: str
-    """The Record-Route values of the SUBSCRIBE in order, one per line."""
-    local_contact: str
-    expires_at: float
-    local_cseq: int
-    remote_cseq: int
-
-
-class PublicationRow(NamedTuple):
-    """A PUBLISHed presence state (RFC 3903 event state) as stored."""
-
-    etag: str
-    aor: str
-    state: str
-    """A ``PresenceState`` value."""
-    note: str | None
-    published_at: float
-    expires_at: float
-
-
-def database_path(home: Path, url: str | None) -> Path:
-    """The SQLite file a ``--db`` URL names (``sqlite:///PATH``; relative to the current
-    directory, ``sqlite:////abs`` absolute), or ``HOME/intrafed.db`` without one."""
+def database_path(home: Path, url: str | None, setting: str = "--db") -> Path:
+    """The SQLite file a database URL names (``sqlite:///PATH``; relative to the current
+    directory, ``sqlite:////abs`` absolute), or ``HOME/intrafed.db`` without one.
+    ``setting`` is where the URL came from, for the refusal of one this version cannot
+    use."""
     if url is None:
         return home / FILENAME
     scheme = url.partition(":")[0].lower()
     if scheme.startswith("postgres"):
         raise ConfigError(
-            "--db",
+            setting,
             'the PostgreSQL back end arrives with the Enterprise pool (issue "pool")',
-            "leave out --db (HOME/intrafed.db) or give sqlite:///PATH",
+            f"leave out {setting} (HOME/intrafed.db) or give sqlite:///PATH",
         )
     path = url.removeprefix("sqlite:///")
     if scheme != "sqlite" or path == url or not path:
         raise ConfigError(
-            "--db",
+            setting,
             f"{url!r} is not a database URL this version supports",
-            "give sqlite:///PATH, or leave out --db for HOME/intrafed.db",
+            f"give sqlite:///PATH, or leave out {setting} for HOME/intrafed.db",
         )
     return Path(path).absolute()
 
@@ -185,12 +151,12 @@ def home_containing(path: Path) -> Path | None:
     return None
 
 
-class ConfigStore:
-    """Staged and running configuration of one node. Use it as a context manager (or call
-    ``close()``)."""
+class SqliteStore:
+    """The store of one node in an SQLite file (``store.base.Store``). Use it as a context
+    manager (or call ``close()``)."""
 
     busy_timeout = 10.0
-    """Seconds an edit waits for another process's transaction before it is refused."""
+    """Seconds a write waits for another process's transaction before it is refused."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -210,10 +176,9 @@ class ConfigStore:
             raise
 
     @classmethod
-    def open(cls, home: Path) -> ConfigStore:
-        """The store of an existing home; ``ConfigError`` when ``home`` was never initialized."""
-        locator = home / LOCATOR
-        path = database_path(home, locator.read_text().strip() if locator.exists() else None)
+    def open(cls, home: Path, path: Path) -> SqliteStore:
+        """The store of an existing home, in ``path``; ``ConfigError`` when ``home`` was
+        never initialized."""
         if not path.exists():
             raise ConfigError(
                 "--home",
@@ -223,7 +188,7 @@ class ConfigStore:
         return cls(path)
 
     @classmethod
-    def create(cls, home: Path, identity: NodeIdentity, url: str | None = None) -> ConfigStore:
+    def create(cls, home: Path, identity: NodeIdentity, url: str | None = None) -> SqliteStore:
         """Initialize ``home`` for a new node, its database where ``url`` says (see
         ``database_path``); refuses to overwrite an existing node."""
         path = database_path(home, url)
@@ -244,7 +209,12 @@ class ConfigStore:
             (home / LOCATOR).write_text(f"sqlite:///{path}\n")
         return store
 
-    def __enter__(self) -> ConfigStore:
+    @property
+    def location(self) -> str:
+        """The database file."""
+        return str(self.path)
+
+    def __enter__(self) -> SqliteStore:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -254,7 +224,7 @@ class ConfigStore:
         """Close the database."""
         self._db.close()
 
-    def load(self, kind: str = "staged") -> NodeConfig:
+    def load(self, kind: Kind = "staged") -> NodeConfig:
         """The staged or running configuration."""
         row = self._db.execute("SELECT document FROM config WHERE kind = ?", (kind,)).fetchone()
         if row is None:
@@ -298,15 +268,43 @@ class ConfigStore:
         """Whether staged and running differ."""
         return self.load("staged") != self.load("running")
 
-    def save_bindings(self, aor: str, rows: Sequence[BindingRow]) -> None:
-        """Replace the stored registrations of ``aor`` (answered 2xx, so they must survive
-        a restart: DESIGN §8); ``StoreError`` when that failed and nothing changed."""
+    def pending_changes(self) -> list[str]:
+        """What a restart would change, one phrase per setting (empty when nothing)."""
+        return changes(self.load("running"), self.load("staged"))
+
+    def write(self, changes: StateChanges) -> None:
+        """Store ``changes`` in one transaction; ``StoreError`` when that failed and nothing
+        of it was stored."""
+        db = self._db
         with self._transaction():
-            self._db.execute("DELETE FROM bindings WHERE aor = ?", (aor,))
-            self._db.executemany(
+            db.executemany(
+                "DELETE FROM bindings WHERE aor = ?", [(aor,) for aor in changes.bindings]
+            )
+            db.executemany(
                 "INSERT INTO bindings (aor, contact, expires_at, q, call_id, cseq, flow_bound) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                rows,
+                [  # by name: the registrar's bindings add a field that is never stored
+                    (b.aor, b.contact, b.expires_at, b.q, b.call_id, b.cseq, b.flow_bound)
+                    for rows in changes.bindings.values()
+                    for b in rows
+                ],
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO subscriptions VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [astuple(row) for row in changes.saved_subscriptions],
+            )
+            db.executemany(
+                "DELETE FROM subscriptions WHERE id = ?",
+                [(key,) for key in changes.ended_subscriptions],
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO publications VALUES (?, ?, ?, ?, ?, ?)",
+                [astuple(row) for row in changes.saved_publications],
+            )
+            db.executemany(
+                "DELETE FROM publications WHERE etag = ?",
+                [(key,) for key in changes.ended_publications],
             )
 
     def load_bindings(self, now: float) -> list[BindingRow]:
@@ -316,41 +314,10 @@ class ConfigStore:
             "WHERE expires_at > ?",
             (now,),
         )
-        return [(*row[:6], bool(row[6])) for row in cursor.fetchall()]
-
-    def write_presence(
-        self,
-        subscriptions: Sequence[SubscriptionRow] = (),
-        ended_subscriptions: Sequence[str] = (),
-        publications: Sequence[PublicationRow] = (),
-        ended_publications: Sequence[str] = (),
-    ) -> None:
-        """In one transaction: save (insert or replace) subscriptions and publications and
-        forget ended ones by id and entity tag; ``StoreError`` when that failed and
-        nothing changed."""
-        with self._transaction():
-            self._db.executemany(
-                "INSERT OR REPLACE INTO subscriptions VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                subscriptions,
-            )
-            self._db.executemany(
-                "DELETE FROM subscriptions WHERE id = ?", [(key,) for key in ended_subscriptions]
-            )
-            self._db.executemany(
-                "INSERT OR REPLACE INTO publications VALUES (?, ?, ?, ?, ?, ?)", publications
-            )
-            self._db.executemany(
-                "DELETE FROM publications WHERE etag = ?", [(key,) for key in ended_publications]
-            )
-
-    def save_subscription(self, row: SubscriptionRow) -> None:
-        """Insert or replace one subscription (answered 2xx: it survives a restart)."""
-        self.write_presence(subscriptions=(row,))
-
-    def delete_subscription(self, subscription_id: str) -> None:
-        """Forget one subscription (terminated, or expired)."""
-        self.write_presence(ended_subscriptions=(subscription_id,))
+        return [
+            BindingRow(aor, contact, expires_at, q, call_id, cseq, bool(flow_bound))
+            for aor, contact, expires_at, q, call_id, cseq, flow_bound in cursor.fetchall()
+        ]
 
     def load_subscriptions(self, now: float) -> list[SubscriptionRow]:
         """Every stored subscription still live at ``now`` (epoch seconds)."""
@@ -362,14 +329,6 @@ class ConfigStore:
         )
         return [SubscriptionRow(*row) for row in cursor.fetchall()]
 
-    def save_publication(self, row: PublicationRow) -> None:
-        """Insert or replace one publication (answered 2xx: it survives a restart)."""
-        self.write_presence(publications=(row,))
-
-    def delete_publication(self, etag: str) -> None:
-        """Forget one publication (removed, replaced by a new entity tag, or expired)."""
-        self.write_presence(ended_publications=(etag,))
-
     def load_publications(self, now: float) -> list[PublicationRow]:
         """Every stored publication still live at ``now`` (epoch seconds)."""
         cursor = self._db.execute(
@@ -378,10 +337,6 @@ class ConfigStore:
             (now,),
         )
         return [PublicationRow(*row) for row in cursor.fetchall()]
-
-    def pending_changes(self) -> list[str]:
-        """What a restart would change, one phrase per setting (empty when nothing)."""
-        return changes(self.load("running"), self.load("staged"))
 
     def _write(self, kind: str, config: NodeConfig) -> None:
         self._db.execute(
@@ -438,4 +393,4 @@ class _Transaction:
             raise self._failed(failure) from None
 
     def _failed(self, error: sqlite3.Error) -> StoreError:
-        return StoreError(self._path, error)
+        return _store_error(self._path, error)

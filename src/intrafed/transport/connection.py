@@ -1,42 +1,31 @@
 """One connection: the ``Flow`` the node sees and the asyncio protocol behind it (TLS
-upgrade, framing, deadlines, backpressure)."""
+upgrade, framing, deadlines, backpressure). It reports to its ``ConnectionPool`` through
+the pool's public methods only."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import ssl
-from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from cryptography import x509
 
 from intrafed.pki.certificates import has_client_auth, proven_names
 from intrafed.sip import FramingError, StreamFramer
+from intrafed.transport.deadlines import Deadlines
 from intrafed.transport.errors import TransportError
 from intrafed.transport.flows import FlowId, PeerIdentity
+from intrafed.transport.pool import ConnectionPool, address_text
 from intrafed.transport.tls import os_reason, start_tls
-
-if TYPE_CHECKING:
-    from intrafed.transport.layer import TransportLayer
 
 # The transport layer's one logger, as before connections had their own module.
 _log = logging.getLogger("intrafed.transport.layer")
 MISSING_CLIENT_AUTH = "client certificate lacks Client Authentication EKU"
 
-MessageHandler = Callable[["Flow", bytes], None]
-BadStreamHandler = Callable[["Flow", FramingError], "bytes | None"]
-PoolKey = tuple[str, str, int, str | None]
-AliasKey = tuple[str, str, int]
 _STILL_READ = (b"SIP/2.0 ", b"ACK ", b"CANCEL ")
 """Frames still handled once the node stops reading new requests (responses, ACK, CANCEL)."""
-
-
-def address_text(address: tuple[str, int]) -> str:
-    """``ip:port`` as logs show it (IPv6 in brackets)."""
-    host, port = address
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class Flow:
@@ -59,7 +48,7 @@ class Flow:
 
     def __init__(
         self,
-        connection: _Connection,
+        connection: Connection,
         flow_id: FlowId,
         peer: PeerIdentity,
         local: tuple[str, int],
@@ -99,21 +88,21 @@ class Flow:
         return f"<Flow {self.id} {self.transport} {direction} {address_text(self.remote)}>"
 
 
-class _Connection(asyncio.Protocol):
+class Connection(asyncio.Protocol):
     """One socket: TLS upgrade, framing, deadlines and backpressure."""
 
     def __init__(
-        self, layer: TransportLayer, name: str, *, inbound: bool, tls: ssl.SSLContext | None
+        self, pool: ConnectionPool, name: str, *, inbound: bool, tls: ssl.SSLContext | None
     ) -> None:
-        self._layer = layer
-        self._on_message = layer._on_message
+        self._pool = pool
+        self._on_message = pool.on_message
         self._loop = asyncio.get_running_loop()
-        self._limits = layer.limits
+        self._limits = pool.limits
         self._name = name
         self._inbound = inbound
         self._tls = tls
         self._transport: asyncio.Transport | None = None
-        self._framer = StreamFramer(layer.limits.max_header_bytes, layer.limits.max_body_bytes)
+        self._framer = StreamFramer(pool.limits.max_header_bytes, pool.limits.max_body_bytes)
         self.flow: Flow | None = None
         self.closed = False
         self._ready = False
@@ -122,15 +111,11 @@ class _Connection(asyncio.Protocol):
         self.writing_paused = False
         self._pending: list[bytes] = []
         self._pending_size = 0
-        self._got_data = False
-        self._opened_at = 0.0
-        self._last_activity = 0.0
-        self._message_started: float | None = None
+        self._deadlines: Deadlines  # from connection_made on
+        self._handshake_expired: str | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._unread = 0
-        self.pool_keys: set[PoolKey] = set()
-        self.alias_keys: set[AliasKey] = set()
 
     # -- asyncio callbacks ------------------------------------------------------------------
 
@@ -139,13 +124,13 @@ class _Connection(asyncio.Protocol):
         self._transport = raw
         peername = raw.get_extra_info("peername")
         # Without a peername the peer reset before we could ask who it was.
-        if peername is None or self._layer._shut:
+        if peername is None or self._pool.shut:
             self.closed = self._released = True
             raw.abort()
             return
         remote = (str(peername[0]), int(peername[1]))
         if self._inbound:
-            if not self._layer._admit(remote):
+            if not self._pool.admit(remote):
                 self.closed = self._released = True
                 raw.abort()
                 return
@@ -153,26 +138,30 @@ class _Connection(asyncio.Protocol):
         sockname = raw.get_extra_info("sockname")
         self.flow = Flow(
             self,
-            self._layer._new_id(),
+            self._pool.opened(self),
             PeerIdentity(remote[0], remote[1], self._name),
             (str(sockname[0]), int(sockname[1])),
             outbound=not self._inbound,
         )
-        self._layer._connections.add(self)
-        self._last_activity = self._loop.time()
+        self._deadlines = Deadlines(
+            self._limits,
+            inbound=self._inbound,
+            handshake=self._tls is not None,
+            now=self._loop.time(),
+        )
         if self._tls is None:
             self._become_ready(raw, self.flow.peer)
             return
+        self._arm(self._deadlines.next_deadline())
         # start_tls() resumes reading once the TLS protocol is in place.
         raw.pause_reading()
         if self._inbound:
-            self._layer._spawn(self._accept_tls(raw))
+            self._pool.spawn(self._accept_tls(raw))
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
-        self._last_activity = self._loop.time()
-        self._got_data = True
+        self._deadlines.received(self._loop.time())
         self._framer.receive_data(data)
         # Before the flow is ready (a TLS client may send its first request together with
         # its Finished), bytes wait in the framer.
@@ -203,12 +192,12 @@ class _Connection(asyncio.Protocol):
         transport = self._transport
         if self.closed or transport is None:
             return False
-        self._last_activity = self._loop.time()
-        layer = self._layer
-        if layer.batching:
+        self._deadlines.sent(self._loop.time())
+        pool = self._pool
+        if pool.batching:
             # Handling a batch of frames: writes wait for its end, one per connection.
             if not self._pending:
-                layer.written.append(self)
+                pool.written.append(self)
             self._pending.append(data)
             self._pending_size += len(data)
             queued = self._pending_size + transport.get_write_buffer_size()
@@ -229,18 +218,19 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         _log.log(level, "closing %s: %s", self._describe(), reason)
         self._cancel_timer()
-        self._layer._forget(self)
+        if self.flow is not None:
+            self._pool.forget(self.flow)
         transport = self._transport
         if transport is None:
             return
-        self._flush()
+        self.flush()
         if self._unread:
             _log.info(
                 "%s: %d requests that came after the node stopped reading were not handled",
                 self._describe(),
                 self._unread,
             )
-        if self._layer._shut and transport.can_write_eof():
+        if self._pool.shut and transport.can_write_eof():
             # FIN after what is queued, and read (discarding) until the peer closes too:
             # closing with its requests unread would send it a reset instead.
             transport.write_eof()
@@ -263,28 +253,27 @@ class _Connection(asyncio.Protocol):
         """
         tls = cast(ssl.SSLContext, self._tls)
         timeout = self._limits.tls_handshake_timeout
+        problem: str | None
+        # When our timer aborted the socket, that is the reason, whatever start_tls saw.
         try:
-            async with asyncio.timeout(timeout):
-                upgraded = await start_tls(
-                    raw,
-                    self,
-                    tls,
-                    server_side=self._inbound,
-                    server_hostname=server_hostname,
-                    # asyncio's own handshake timer is only a backstop: ours names the reason.
-                    handshake_timeout=2 * timeout,
-                    # Bounds how long a closing flow waits for the peer's close_notify.
-                    shutdown_timeout=timeout,
-                )
-        except TimeoutError:
-            problem: str | None = f"timed out after {timeout} s"
+            upgraded = await start_tls(
+                raw,
+                self,
+                tls,
+                server_side=self._inbound,
+                server_hostname=server_hostname,
+                # asyncio's own handshake timer is only a backstop: ours names the reason.
+                handshake_timeout=2 * timeout,
+                # Bounds how long a closing flow waits for the peer's close_notify.
+                shutdown_timeout=timeout,
+            )
         except OSError as exc:
-            problem = os_reason(exc)
+            problem = self._handshake_expired or os_reason(exc)
         except asyncio.CancelledError:
             self._abandon()
             raise
         else:
-            problem = self._check_peer(upgraded)
+            problem = self._handshake_expired or self._check_peer(upgraded)
         if problem is not None:
             self._abandon()
             raise TransportError(problem)
@@ -317,7 +306,8 @@ class _Connection(asyncio.Protocol):
         # connection_lost while the handshake runs), so release here.
         self.closed = True
         self._cancel_timer()
-        self._layer._forget(self)
+        if self.flow is not None:
+            self._pool.forget(self.flow)
         if self._transport is not None:
             self._transport.close()
         self._release()
@@ -336,22 +326,25 @@ class _Connection(asyncio.Protocol):
         self._transport = transport
         transport.set_write_buffer_limits(high=self._limits.write_buffer_high)
         self._ready = True
-        self._opened_at = self._loop.time()
-        self._layer._flows[flow.id] = flow
-        self._arm(self._next_deadline())
-        if self._got_data:
+        deadlines = self._deadlines
+        deadlines.handshake_done(self._loop.time())
+        self._pool.ready(flow)
+        # The handshake's deadline (if any) is gone: arm for the next one.
+        self._cancel_timer()
+        self._arm(deadlines.next_deadline())
+        if deadlines.got_data:
             self._process()
 
     def _process(self) -> None:
         flow = cast(Flow, self.flow)
         framer = self._framer
         delivered = False
-        layer = self._layer
-        layer.batching += 1
+        pool = self._pool
+        pool.batching += 1
         try:
             while (frame := framer.next_frame()) is not None:
                 delivered = True
-                if layer._closing and not frame.startswith(_STILL_READ):
+                if pool.stopping and not frame.startswith(_STILL_READ):
                     # Shutting down: answers to our requests, ACK and CANCEL still come in;
                     # a new request is left unread (no answer), and the FIN that follows
                     # the answers tells the peer.
@@ -371,20 +364,17 @@ class _Connection(asyncio.Protocol):
             self.close("internal error while handling a message")
             return
         finally:
-            layer.batching -= 1
-            if not layer.batching:
-                layer.flush_written()
-        if framer.has_partial_message:
-            if delivered or self._message_started is None:
-                self._message_started = self._last_activity
-                self._arm(self._last_activity + self._limits.message_timeout)
-        else:
-            self._message_started = None
+            pool.batching -= 1
+            if not pool.batching:
+                pool.flush_written()
+        deadline = self._deadlines.after_read(delivered, framer.has_partial_message)
+        if deadline is not None:
+            self._arm(deadline)
 
     def _bad_stream(self, error: FramingError) -> None:
         flow = cast(Flow, self.flow)
         try:
-            reply = self._layer._on_bad_stream(flow, error)
+            reply = self._pool.on_bad_stream(flow, error)
         except Exception:
             _log.exception("bad-stream handler failed on %s", self._describe())
             reply = None
@@ -412,9 +402,10 @@ class _Connection(asyncio.Protocol):
         if not self._released:
             self._released = True
             self._cancel_timer()
-            self._layer._release(self)
+            self._pool.released(self, self._counted_ip)
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Write what a batch gathered for this connection."""
         pending = self._pending
         if pending and self._transport is not None:
             self._pending, self._pending_size = [], 0
@@ -425,17 +416,8 @@ class _Connection(asyncio.Protocol):
         direction = "to" if flow.outbound else "from"
         return f"flow {flow.id} {direction} {address_text(flow.remote)}"
 
-    # One timer per connection, re-armed lazily: data only moves deadlines later, except
-    # when a message starts, which may bring the message deadline forward.
-
-    def _next_deadline(self) -> float:
-        limits = self._limits
-        deadline = self._last_activity + limits.idle_timeout
-        if self._inbound and not self._got_data:
-            deadline = min(deadline, self._opened_at + limits.first_data_timeout)
-        if self._message_started is not None:
-            deadline = min(deadline, self._message_started + limits.message_timeout)
-        return deadline
+    # One timer per connection at the earliest deadline, re-armed lazily: data only moves
+    # deadlines later, except when a message starts, which may bring one forward.
 
     def _arm(self, deadline: float) -> None:
         if self._timer is not None:
@@ -456,17 +438,14 @@ class _Connection(asyncio.Protocol):
             return
         # asyncio may run a timer a hair early; it was set for _timer_at.
         now = max(self._loop.time(), self._timer_at)
-        limits = self._limits
-        started = self._message_started
-        if (
-            self._inbound
-            and not self._got_data
-            and now >= self._opened_at + limits.first_data_timeout
-        ):
-            self.close(f"no data within {limits.first_data_timeout} s of connecting")
-        elif started is not None and now >= started + limits.message_timeout:
-            self.close(f"message still incomplete after {limits.message_timeout} s")
-        elif now >= self._last_activity + limits.idle_timeout:
-            self.close(f"no traffic for {limits.idle_timeout} s")
+        deadlines = self._deadlines
+        reason = deadlines.expired(now)
+        if reason is None:
+            self._arm(deadlines.next_deadline())
+        elif deadlines.handshaking:
+            # handshake() wakes up as the socket goes and reports this reason.
+            self._handshake_expired = reason
+            if self._transport is not None:
+                self._transport.abort()
         else:
-            self._arm(self._next_deadline())
+            self.close(reason)

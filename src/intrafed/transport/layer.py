@@ -1,32 +1,29 @@
-"""The asyncio adapter: listeners, connections and the outbound pool (DESIGN §5, §8).
+"""The asyncio adapter: listeners, outbound connects and graceful close (DESIGN §5, §8).
 
 Bytes in: each connection feeds a ``StreamFramer`` and hands every whole frame to
 ``on_message`` with the ``Flow`` it came on. Bytes out: ``Flow.send``. Nothing here looks
-inside a message or decides where it goes.
+inside a message or decides where it goes. The open connections live in a
+``ConnectionPool``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
-import itertools
 import logging
 import ssl
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 
-from intrafed.transport.connection import (
-    MISSING_CLIENT_AUTH,
-    AliasKey,
-    BadStreamHandler,
-    Flow,
-    MessageHandler,
-    PoolKey,
-    _Connection,
-    address_text,
-)
+from intrafed.transport.connection import MISSING_CLIENT_AUTH, Connection, Flow
 from intrafed.transport.errors import TransportError
 from intrafed.transport.flows import Destination, FlowId, ListenerSpec, TransportLimits
+from intrafed.transport.pool import (
+    BadStreamHandler,
+    ConnectionPool,
+    MessageHandler,
+    PoolKey,
+    address_text,
+)
 from intrafed.transport.tls import os_reason
 
 __all__ = ["MISSING_CLIENT_AUTH", "Flow", "TransportLayer"]
@@ -68,33 +65,11 @@ class TransportLayer:
         # Outbound connections leave from the node's own address, so that peers that
         # authorize hosts by IP (OCS host authorization) see the node, not 127.0.0.1.
         self._local_addr = (source_ip, 0) if source_ip else None
-        self._on_message = on_message
-        self._on_bad_stream = on_bad_stream
-        self._on_closed = on_closed
+        self._pool = ConnectionPool(limits, on_message, on_bad_stream, on_closed)
         self._server_contexts = {"TLS": server_ssl, "MTLS": mtls_ssl}
         self._client_ssl = client_ssl
-        self._ids = itertools.count(1)
-        self._flows: dict[FlowId, Flow] = {}
-        self._pool: dict[PoolKey, Flow] = {}
-        self._aliases: dict[AliasKey, Flow] = {}
         self._connecting: dict[PoolKey, asyncio.Task[Flow]] = {}
-        self._connections: set[_Connection] = set()
-        self._per_ip: dict[str, int] = {}
         self._servers: list[tuple[ListenerSpec, tuple[str, int], asyncio.Server]] = []
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._closing = False
-        self._shut = False
-        self._all_released: asyncio.Future[None] | None = None
-        self.batching = 0
-        """Nonzero while frames are being handled: writes are gathered meanwhile."""
-        self.written: list[_Connection] = []
-        """Connections with gathered writes, flushed when the batch ends."""
-
-    def flush_written(self) -> None:
-        """Write what the batch gathered: one write per connection (DESIGN §9)."""
-        written, self.written = self.written, []
-        for connection in written:
-            connection._flush()
 
     @property
     def listeners(self) -> list[tuple[ListenerSpec, tuple[str, int]]]:
@@ -118,7 +93,7 @@ class TransportLayer:
 
     def flow(self, flow_id: FlowId) -> Flow | None:
         """The open flow with this id, or None."""
-        return self._flows.get(flow_id)
+        return self._pool.flow(flow_id)
 
     async def listen(self, spec: ListenerSpec) -> tuple[str, int]:
         """Start a listener and return the (ip, port) it is bound to.
@@ -126,7 +101,7 @@ class TransportLayer:
         TLS and MTLS listeners accept TCP and then run the handshake themselves, so every
         failed handshake is logged with the peer and the reason.
         """
-        if self._closing:
+        if self._pool.stopping:
             raise TransportError("the transport layer is shutting down")
         tls: ssl.SSLContext | None = None
         if spec.transport != "TCP":
@@ -141,8 +116,8 @@ class TransportLayer:
             server = await loop.create_server(
                 # The context is looked up per connection, so use_contexts() applies to
                 # the next one while live flows keep theirs.
-                lambda: _Connection(
-                    self,
+                lambda: Connection(
+                    self._pool,
                     spec.transport,
                     inbound=True,
                     tls=self._server_contexts.get(spec.transport),
@@ -164,16 +139,7 @@ class TransportLayer:
 
     def pooled(self, destination: Destination) -> Flow | None:
         """An open flow to ``destination`` (pooled, or an alias), without connecting."""
-        transport, host, port = destination.transport, destination.host, destination.port
-        flow = self._pool.get((transport, host, port, destination.server_name))
-        if flow is not None and not flow.closed:
-            return flow
-        flow = self._aliases.get((transport, host, port))
-        if flow is None or flow.closed:
-            return None
-        if transport == "TLS" and (destination.server_name or "").lower() not in flow.peer.fqdns:
-            return None
-        return flow
+        return self._pool.pooled(destination)
 
     async def connect(self, destination: Destination) -> Flow:
         """A flow to ``destination``: an open pooled or aliased one, else a new connection.
@@ -184,7 +150,7 @@ class TransportLayer:
         flow = self.pooled(destination)
         if flow is not None:
             return flow
-        if self._shut:
+        if self._pool.shut:
             raise TransportError("the transport layer is shut down")
         key = (destination.transport, destination.host, destination.port, destination.server_name)
         task = self._connecting.get(key)
@@ -195,7 +161,7 @@ class TransportLayer:
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
-            if task.cancelled() and self._shut:
+            if task.cancelled() and self._pool.shut:
                 raise TransportError("the transport layer is shut down") from None
             raise
 
@@ -208,9 +174,7 @@ class TransportLayer:
         """
         if flow.closed or (flow.transport == "TCP" and host != flow.peer.ip):
             return
-        key = ("TCP" if flow.transport == "TCP" else "TLS", host, port)
-        self._aliases[key] = flow
-        flow._connection.alias_keys.add(key)
+        self._pool.add_alias(("TCP" if flow.transport == "TCP" else "TLS", host, port), flow)
 
     async def close(self, grace: float = 5.0, idle: Callable[[], bool] | None = None) -> None:
         """Shut down gracefully: stop accepting and reading new requests, wait for ``idle``,
@@ -225,83 +189,27 @@ class TransportLayer:
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
-        self._closing = True
+        pool = self._pool
+        pool.stopping = True
         for _spec, _bound, server in self._servers:
             server.close()
         if idle is not None:
             while loop.time() < deadline and not self._idle(idle):
                 await asyncio.sleep(_IDLE_POLL)
-        self._shut = True
-        for task in [*self._tasks, *self._connecting.values()]:
+        pool.shut = True
+        pool.cancel_tasks()
+        for task in list(self._connecting.values()):
             task.cancel()
-        for connection in list(self._connections):
+        for connection in pool.connections:
             connection.close("the node is shutting down", logging.DEBUG)
-        if not await self._wait_released(max(deadline, loop.time() + _LINGER)):
-            for connection in list(self._connections):
+        if not await pool.wait_released(max(deadline, loop.time() + _LINGER)):
+            for connection in pool.connections:
                 connection.abort()
-            if not await self._wait_released(loop.time() + _ABORT_WAIT):
-                _log.warning("%d connections did not close", len(self._connections))
+            if not await pool.wait_released(loop.time() + _ABORT_WAIT):
+                _log.warning("%d connections did not close", len(pool.connections))
         for _spec, _bound, server in self._servers:
             await server.wait_closed()
         self._servers.clear()
-
-    # -- internals used by _Connection -------------------------------------------------------
-
-    def _new_id(self) -> FlowId:
-        return next(self._ids)
-
-    def _spawn(self, coroutine: Coroutine[object, object, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def _admit(self, remote: tuple[str, int]) -> bool:
-        ip = remote[0]
-        count = self._per_ip.get(ip, 0)
-        limit = self.limits.max_connections_per_ip
-        if count >= limit:
-            _log.warning(
-                "refusing connection from %s: %d connections from %s already open (limit %d)",
-                address_text(remote),
-                count,
-                ip,
-                limit,
-            )
-            return False
-        self._per_ip[ip] = count + 1
-        return True
-
-    def _forget(self, connection: _Connection) -> None:
-        """Stop handing out a closing flow (by id, from the pool, by alias)."""
-        flow = connection.flow
-        if flow is None:
-            return
-        if self._flows.get(flow.id) is flow:
-            del self._flows[flow.id]
-            try:
-                self._on_closed(flow)
-            except Exception:
-                _log.exception("closed-flow handler failed on %r", flow)
-        for pool_key in connection.pool_keys:
-            if self._pool.get(pool_key) is flow:
-                del self._pool[pool_key]
-        for alias_key in connection.alias_keys:
-            if self._aliases.get(alias_key) is flow:
-                del self._aliases[alias_key]
-
-    def _release(self, connection: _Connection) -> None:
-        """The socket is gone: stop counting it."""
-        self._connections.discard(connection)
-        ip = connection._counted_ip
-        if ip is not None:
-            left = self._per_ip[ip] - 1
-            if left:
-                self._per_ip[ip] = left
-            else:
-                del self._per_ip[ip]
-        waiter = self._all_released
-        if waiter is not None and not self._connections and not waiter.done():
-            waiter.set_result(None)
 
     # -- internals -----------------------------------------------------------------------------
 
@@ -313,7 +221,7 @@ class TransportLayer:
             if tls is None:
                 raise TransportError(f"cannot open TLS to {where}: no TLS client context")
         loop = asyncio.get_running_loop()
-        connection = _Connection(self, destination.transport, inbound=False, tls=tls)
+        connection = Connection(self._pool, destination.transport, inbound=False, tls=tls)
         timeout = self.limits.connect_timeout
         try:
             async with asyncio.timeout(timeout):
@@ -329,7 +237,7 @@ class TransportLayer:
             raise TransportError(f"connection refused by {where}") from None
         except OSError as exc:
             raise TransportError(f"cannot connect to {where}: {os_reason(exc)}") from None
-        if self._shut:
+        if self._pool.shut:
             connection.abort()
             raise TransportError("the transport layer is shut down")
         if tls is not None and not connection.closed:
@@ -342,8 +250,7 @@ class TransportLayer:
         flow = connection.flow
         if flow is None or flow.closed:
             raise TransportError(f"{where} closed the connection at once")
-        self._pool[key] = flow
-        connection.pool_keys.add(key)
+        self._pool.add_outbound(key, flow)
         _log.debug("opened %r", flow)
         return flow
 
@@ -352,16 +259,6 @@ class TransportLayer:
             del self._connecting[key]
         if not task.cancelled():
             task.exception()  # retrieved here: every waiter gets it through shield()
-
-    async def _wait_released(self, deadline: float) -> bool:
-        if not self._connections:
-            return True
-        loop = asyncio.get_running_loop()
-        self._all_released = loop.create_future()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout_at(deadline):
-                await self._all_released
-        return not self._connections
 
     @staticmethod
     def _idle(idle: Callable[[], bool]) -> bool:

@@ -15,9 +15,7 @@ import math
 import secrets
 import ssl
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TypeVar, overload
+from typing import overload
 
 from intrafed import __version__
 from intrafed.sip import (
@@ -33,209 +31,40 @@ from intrafed.sip import (
 from intrafed.sip.pidf import PIDF_CONTENT_TYPE, PresenceState, build_pidf, parse_pidf
 from intrafed.sip.responses import make_response, warning_value
 from intrafed.sip.transaction import ClientKey, ack_for, client_key
+from intrafed.ua.dialogs import ImSession, Subscription
+from intrafed.ua.events import (
+    E,
+    Event,
+    EventQueue,
+    MessageReceived,
+    PresenceNotified,
+    Reply,
+    SessionEnded,
+    SessionStarted,
+    SipError,
+    TypingReceived,
+    UaError,
+)
 from intrafed.ua.requests import (
     ALLOW,
-    ISCOMPOSING_CONTENT_TYPE,
     Dialog,
     Fields,
     LocalAddress,
     authorization,
     build_request,
     im_session_sdp,
-    iscomposing_body,
     new_branch,
     new_tag,
     sip_uri,
 )
+from intrafed.ua.settings import UaSettings, user_tls_context
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_TIMEOUT = 10.0
 USER_AGENT = f"intrafed-ua/{__version__}"
 # RFC 3261 §22.1: a request challenged again after an answer is only retried when the new
 # challenge says the nonce was stale; this bounds the rounds if a server keeps saying so.
 _MAX_AUTH_ROUNDS = 3
-
-
-class UaError(Exception):
-    """The user agent could not do what was asked (connection, TLS, timeout, refusal)."""
-
-
-class SipError(UaError):
-    """A request ended with a failure response (or a local 408 when none came in time)."""
-
-    def __init__(
-        self, method: str, uri: str, status: int, reason: str, warning: str | None
-    ) -> None:
-        self.method, self.uri = method, uri
-        self.status, self.reason, self.warning = status, reason, warning
-        text = f"{method} {uri}: {status} {reason}"
-        super().__init__(text + (f" ({warning})" if warning else ""))
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """The final response to a request: status, reason, the Warning text if any."""
-
-    status: int
-    reason: str
-    warning: str | None
-    response: Response = field(repr=False)
-
-    @classmethod
-    def of(cls, response: Response) -> Reply:
-        """The reply a response makes."""
-        return cls(response.status, response.reason, response.headers.get("warning"), response)
-
-
-@dataclass(frozen=True, slots=True)
-class UaSettings:
-    """Who the agent is and how it reaches its home node."""
-
-    aor: str
-    """The user's address of record, ``alice@example.com``."""
-    server: tuple[str, int]
-    """The node's address (IP or name) and port."""
-    password: str | None = None
-    """The digest password; None for a user provisioned without one."""
-    transport: str = "tcp"
-    """``tcp`` or ``tls``."""
-    server_name: str | None = None
-    """TLS: the node's FQDN, which its certificate must name (default: the server host)."""
-    ca_file: Path | None = None
-    """TLS: the CA certificate(s) that verify the node (PEM)."""
-    source_ip: str | None = None
-    """The local address to connect from (tests give each user its own 127.0.0.x)."""
-    timeout: float = DEFAULT_TIMEOUT
-    """Seconds to wait for a connection or for the final response to any request."""
-    algorithms: tuple[str, ...] = ("SHA-256", "MD5")
-    """Digest algorithms this client answers, among those the server offers."""
-
-
-def user_tls_context(ca_file: Path | None) -> ssl.SSLContext:
-    """A TLS 1.2+ client context verifying the node against ``ca_file`` (the system
-    roots when None), hostname checked, renegotiation off."""
-    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.options |= ssl.OP_NO_RENEGOTIATION
-    return context
-
-
-# -- events ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class MessageReceived:
-    """An instant message: pager mode (``session`` None) or inside an IM session."""
-
-    sender: str
-    text: str
-    content_type: str
-    session: ImSession | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class TypingReceived:
-    """An is-composing notice (INFO) inside an IM session."""
-
-    sender: str
-    session: ImSession
-
-
-@dataclass(frozen=True, slots=True)
-class SessionStarted:
-    """Someone invited us to an IM session; the agent accepted it."""
-
-    sender: str
-    session: ImSession
-
-
-@dataclass(frozen=True, slots=True)
-class SessionEnded:
-    """The other side ended an IM session (BYE)."""
-
-    sender: str
-    session: ImSession
-
-
-@dataclass(frozen=True, slots=True)
-class PresenceNotified:
-    """A NOTIFY of a presence subscription (``state`` None when it carried no PIDF)."""
-
-    presentity: str
-    state: PresenceState | None
-    note: str | None
-    subscription_state: str
-    subscription: Subscription
-
-
-Event = MessageReceived | TypingReceived | SessionStarted | SessionEnded | PresenceNotified
-E = TypeVar("E", bound=Event)
-
-
-# -- dialogs -----------------------------------------------------------------------------
-
-
-class ImSession:
-    """A session-mode IM dialog (INVITE with ``m=message``): MESSAGE, typing INFO, BYE."""
-
-    def __init__(self, agent: UserAgent, dialog: Dialog, peer: str) -> None:
-        self._agent = agent
-        self.dialog = dialog
-        self.peer = peer
-        """The other user's address of record."""
-        self.ended = False
-
-    async def message(self, text: str) -> Reply:
-        """Send ``text`` inside the session."""
-        headers = [("Content-Type", "text/plain;charset=UTF-8")]
-        return await self._agent.in_dialog(self.dialog, "MESSAGE", headers, text.encode())
-
-    async def typing(self, active: bool = True) -> Reply:
-        """Tell the peer we are typing (INFO with an is-composing document)."""
-        headers = [("Content-Type", ISCOMPOSING_CONTENT_TYPE)]
-        return await self._agent.in_dialog(self.dialog, "INFO", headers, iscomposing_body(active))
-
-    async def bye(self) -> Reply:
-        """End the session."""
-        self.ended = True
-        self._agent.forget_dialog(self.dialog.call_id)
-        return await self._agent.in_dialog(self.dialog, "BYE")
-
-
-class Subscription:
-    """A presence subscription (RFC 6665, event ``presence``) of one presentity."""
-
-    def __init__(self, agent: UserAgent, presentity: str, call_id: str) -> None:
-        self._agent = agent
-        self.presentity = presentity
-        self.call_id = call_id
-        self.dialog: Dialog | None = None
-        self.state = "pending"
-        """The last Subscription-State: pending, active or terminated."""
-
-    async def refresh(self, expires: int = 3600) -> Reply:
-        """Extend the subscription (SUBSCRIBE in the dialog); the node NOTIFYs again."""
-        return await self._resubscribe(expires)
-
-    async def unsubscribe(self) -> Reply:
-        """End the subscription (SUBSCRIBE with Expires: 0 in the dialog)."""
-        reply = await self._resubscribe(0)
-        self._agent.forget_dialog(self.call_id)
-        return reply
-
-    async def _resubscribe(self, expires: int) -> Reply:
-        if self.dialog is None:
-            raise UaError(f"the subscription to {self.presentity} has no dialog yet")
-        headers = [
-            ("Event", "presence"),
-            ("Expires", str(expires)),
-            ("Contact", self._agent.contact),
-        ]
-        return await self._agent.in_dialog(self.dialog, "SUBSCRIBE", headers)
-
-
-# -- the agent -----------------------------------------------------------------------------
 
 
 class UserAgent:
@@ -260,9 +89,7 @@ class UserAgent:
         self._local: LocalAddress | None = None
         self._pending: dict[ClientKey, asyncio.Future[Response]] = {}
         self._dialogs: dict[str, ImSession | Subscription] = {}
-        self._events: list[Event] = []
-        self._arrived = asyncio.Event()
-        self._closed_reason: str | None = None
+        self._events = EventQueue()
         self._cseq = secrets.randbelow(1000) + 1
         self._register_call_id = self._call_id()
         self._etag: str | None = None
@@ -313,7 +140,7 @@ class UserAgent:
         sockname = writer.get_extra_info("sockname")
         self._writer = writer
         self._local = LocalAddress(settings.transport, str(sockname[0]), int(sockname[1]))
-        self._closed_reason = None
+        self._events.reopen()
         self._read_task = asyncio.create_task(self._read_loop(reader))
 
     async def close(self) -> None:
@@ -473,10 +300,10 @@ class UserAgent:
         is gone and nothing is left."""
         waited = self.settings.timeout if timeout is None else timeout
         if math.isinf(waited):
-            return await self._take(kind)
+            return await self._events.take(kind)
         try:
             async with asyncio.timeout(waited):
-                return await self._take(kind)
+                return await self._events.take(kind)
         except TimeoutError:
             wanted = kind.__name__ if kind is not None else "event"
             raise TimeoutError(f"no {wanted} within {waited} s") from None
@@ -485,20 +312,9 @@ class UserAgent:
         """Every event as it comes, until the connection closes."""
         while True:
             try:
-                yield await self._take(None)
+                yield await self._events.take(None)
             except UaError:
                 return
-
-    async def _take(self, kind: type[object] | None) -> Event:
-        while True:
-            for index, event in enumerate(self._events):
-                if kind is None or isinstance(event, kind):
-                    del self._events[index]
-                    return event
-            if self._closed_reason is not None:
-                raise UaError(self._closed_reason)
-            self._arrived.clear()
-            await self._arrived.wait()
 
     # -- internals: sending ------------------------------------------------------------
 
@@ -606,8 +422,9 @@ class UserAgent:
         return response
 
     def _write(self, message: Request | Response) -> None:
-        if self._writer is None or self._closed_reason is not None:
-            raise UaError(self._closed_reason or "the user agent is not connected")
+        closed_reason = self._events.closed_reason
+        if self._writer is None or closed_reason is not None:
+            raise UaError(closed_reason or "the user agent is not connected")
         if self._trace is not None:
             self._trace("sent", message)
         self._writer.write(message.to_bytes())
@@ -651,16 +468,10 @@ class UserAgent:
             self._answer(message, 400, exc.reason, warning=exc.reason)
 
     def _connection_lost(self, reason: str) -> None:
-        if self._closed_reason is None:
-            self._closed_reason = reason
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(UaError(reason))
-        self._arrived.set()
-
-    def _emit(self, event: Event) -> None:
-        self._events.append(event)
-        self._arrived.set()
+        self._events.close(reason)
 
     def _answer(
         self,
@@ -696,7 +507,7 @@ class UserAgent:
             text = request.body.decode("utf-8", "replace")
             content_type = request.content_type.mime if request.content_type else "text/plain"
             self._answer(request, 200)
-            self._emit(MessageReceived(sender, text, content_type, session))
+            self._events.put(MessageReceived(sender, text, content_type, session))
         elif method in ("INFO", "BYE"):
             if not isinstance(dialog_user, ImSession):
                 self._answer(request, 481, warning="no IM session has this Call-ID")
@@ -705,9 +516,9 @@ class UserAgent:
             if method == "BYE":
                 dialog_user.ended = True
                 self.forget_dialog(request.call_id)
-                self._emit(SessionEnded(sender, dialog_user))
+                self._events.put(SessionEnded(sender, dialog_user))
             else:
-                self._emit(TypingReceived(sender, dialog_user))
+                self._events.put(TypingReceived(sender, dialog_user))
         elif method in ("OPTIONS", "CANCEL"):
             self._answer(request, 200, headers=[("Allow", ALLOW)])
         else:
@@ -736,7 +547,7 @@ class UserAgent:
         session = ImSession(self, Dialog.as_uas(request, tag, secrets.randbelow(1000)), sender)
         self._dialogs[request.call_id] = session
         self._answer(request, 200, headers=headers, body=sdp, to_tag=tag)
-        self._emit(SessionStarted(sender, session))
+        self._events.put(SessionStarted(sender, session))
 
     def _on_notify(self, request: Request, dialog_user: ImSession | Subscription | None) -> None:
         if not isinstance(dialog_user, Subscription):
@@ -754,7 +565,7 @@ class UserAgent:
         self._answer(request, 200)
         if dialog_user.state == "terminated":
             self.forget_dialog(request.call_id)
-        self._emit(
+        self._events.put(
             PresenceNotified(
                 dialog_user.presentity,
                 presence.state if presence is not None else None,

@@ -1,0 +1,1 @@
+"""Seeing inside a running node: SIP trace records, their files and pcap, ladders."""
