@@ -228,12 +228,20 @@ class NodeCore:
     def get_timer(self) -> float | None:
         """The one deadline at which ``handle_timer`` has work, or None."""
         deadline = self.transactions.get_timer()
-        if self.router.probe_soon:
-            self.router.probe_soon = False
-            self._probe_at = self.router.hops.next_due(self._probe_hops, self._now)
-        for other in (self._house_deadline(), self._probe_at, self._persist_at):
-            if other is not None and (deadline is None or other < deadline):
-                deadline = other
+        router = self.router
+        if router.probe_soon:
+            router.probe_soon = False
+            self._probe_at = router.hops.next_due(self._probe_hops, self._now)
+        # Written out, not looped: this runs after every message.
+        other = self._house_deadline()
+        if other is not None and (deadline is None or other < deadline):
+            deadline = other
+        other = self._probe_at
+        if other is not None and (deadline is None or other < deadline):
+            deadline = other
+        other = self._persist_at
+        if other is not None and (deadline is None or other < deadline):
+            deadline = other
         return deadline
 
     def handle_timer(self, now: float) -> None:
