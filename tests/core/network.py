@@ -283,11 +283,18 @@ class Client:
         return [m for m in self.inbox if isinstance(m, Request) and m.method == method]
 
     def new_request(
-        self, method: str, to: str, *, headers: tuple[tuple[str, str], ...] = (), body: bytes = b""
+        self,
+        method: str,
+        to: str,
+        *,
+        uri: str | None = None,
+        headers: tuple[tuple[str, str], ...] = (),
+        body: bytes = b"",
     ) -> Request:
+        """A request to ``to`` (at Request-URI ``uri``, by default ``to``'s)."""
         return build_request(
             method,
-            parse_uri(f"sip:{to}"),
+            parse_uri(f"sip:{uri or to}"),
             via=self.local.via(new_branch()),
             from_=f"<sip:{self.aor}>;tag={self.tag}",
             to=f"<sip:{to}>",
@@ -336,16 +343,7 @@ class Client:
         return finals[-1]
 
     def register(self, ocs: Partition, imp: Partition) -> Response:
-        register = build_request(
-            "REGISTER",
-            parse_uri(f"sip:{DOMAIN}"),
-            via=self.local.via(new_branch()),
-            from_=f"<sip:{self.aor}>;tag={self.tag}",
-            to=f"<sip:{self.aor}>",
-            call_id=f"register@{self.ip}",
-            cseq=next(self._cseq),
-            headers=(("Contact", self.local.contact(self.user)), ("Expires", "600")),
-        )
+        register = self.new_request("REGISTER", self.aor, uri=DOMAIN, headers=(("Expires", "600"),))
         return self.call(register, ocs, imp)
 
     def dialog(self, request: Request, response: Response) -> Dialog:
