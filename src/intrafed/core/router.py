@@ -215,7 +215,7 @@ class NodeRouter:
         elif response.status == 403:
             warning = response.headers.get("warning") or ""
             self._refused(request, peer, warning.partition(' "')[2].rstrip('"') or warning)
-        return Answer(response)
+        return verdict
 
     def _refused(self, request: Request, peer: Peer, rule: str) -> None:
         """One log line per authorization 403: the rule, the source and the user."""

@@ -3,7 +3,6 @@
 from intrafed.policy.authentication import (
     Challenge,
     Directory,
-    Refused,
     StoredCredentials,
     Unanswered,
     Verdict,
@@ -27,7 +26,6 @@ __all__ = [
     "Directory",
     "PartitionHops",
     "PeerTrust",
-    "Refused",
     "RouteStamp",
     "StoredCredentials",
     "TokenBuckets",

@@ -1,6 +1,7 @@
 """Who may send a request (DESIGN §4 "Authorize"), pure: the request, where it came from,
-the users' stored HA1s and a nonce issuer in; a verdict out: ``Accepted`` (with the
-identity proven, if any), ``Challenge`` or ``Refused`` (with the response to send)."""
+the users' stored HA1s and a nonce issuer in; a verdict out in ``sip.decisions``' words:
+``Accepted`` (with the identity proven, if any) or an ``Answer`` to send instead (a
+``Challenge`` for a 401/407; a 403, or 400 for malformed credentials, naming its rule)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from intrafed.policy.peers import PeerTrust
-from intrafed.sip.decisions import Accepted
+from intrafed.sip.decisions import Accepted, Answer
 from intrafed.sip.digest import (
     NONCE_LIFETIME,
     NonceIssuer,
@@ -18,7 +19,7 @@ from intrafed.sip.digest import (
 )
 from intrafed.sip.errors import RemoteSipError
 from intrafed.sip.headers import Headers
-from intrafed.sip.message import Request, Response
+from intrafed.sip.message import Request
 from intrafed.sip.responses import local_tag, make_response, warning_value
 from intrafed.sip.uri import SipUri, Uri, parse_uri, unescape, uri_equivalent
 
@@ -35,24 +36,15 @@ class StoredCredentials:
 
 
 @dataclass(frozen=True, slots=True)
-class Challenge:
+class Challenge(Answer):
     """The sender must prove who it is: the 401/407 to send (one challenge per algorithm).
     ``failed`` names the user whose credentials were offered and did not match (a wrong
     password), for the node's log."""
 
-    response: Response
     failed: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Refused:
-    """The request may not proceed: the 403 (400 for malformed credentials) to send, the
-    rule that fired in its Warning."""
-
-    response: Response
-
-
-Verdict = Accepted | Challenge | Refused
+Verdict = Accepted | Answer
 """What ``authenticate`` decides; nothing passes without an explicit ``Accepted``."""
 
 
@@ -189,7 +181,7 @@ def _partition_refusal(
     directory: Directory,
     trust: PeerTrust | None,
     agent: str,
-) -> Refused | None:
+) -> Answer | None:
     """403 when the other partition claims a sender who is not a user of the shared
     domains, or one who is homed here (its requests come from its own users)."""
     entry = trust.entry if trust is not None else "the peer partition"
@@ -387,9 +379,9 @@ def _same_resource(uri: str, request_uri: Uri, node_names: Collection[str]) -> b
 
 def _refuse(
     request: Request, status: int, rule: str, agent: str, reason: str | None = None
-) -> Refused:
+) -> Answer:
     warning = ("Warning", warning_value(agent, rule))
-    return Refused(make_response(request, status, reason, to_tag=_tag(request), headers=[warning]))
+    return Answer(make_response(request, status, reason, to_tag=_tag(request), headers=[warning]))
 
 
 def _tag(request: Request) -> str:
