@@ -200,7 +200,8 @@ class Node:
         self.settings = settings
         self._trace = trace
         self._state = state
-        self.core = NodeCore(settings, _SystemClock(), self._make_writer)
+        self._clock = _SystemClock()
+        self.core = NodeCore(settings, self._clock, self._make_writer)
         self.transport = TransportLayer(
             on_message=self._on_message,
             on_bad_stream=self._on_bad_stream,
@@ -247,7 +248,7 @@ class Node:
     async def start(self) -> dict[str, tuple[str, int]]:
         """Bind every listener; return the bound address per transport."""
         self._loop = asyncio.get_running_loop()
-        wall = time.time()
+        wall = self._clock.wall()
         restored: set[str] = set()
         if self._state is not None:
             rows = self._state.load_bindings(wall)
