@@ -180,8 +180,7 @@ def settings_from_config(
             listeners.append(spec)
         else:
             logger.warning(
-                "%s listener on port %d not started: no certificate selected "
-                "(intrafed pki select THUMBPRINT)",
+                "%s listener on port %d not started: no TLS (the line 'no TLS' says why)",
                 spec.transport,
                 spec.port,
             )
@@ -215,7 +214,7 @@ def tls_contexts_of(home: Path, config: NodeConfig) -> TlsContexts | None:
     try:
         return TlsContexts(CertificateStores.of_home(home), config)
     except (PkiError, ConfigError) as exc:
-        logger.warning("no TLS: %s", exc)
+        logger.error("no TLS: %s", exc)
         return None
 
 
