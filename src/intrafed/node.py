@@ -111,6 +111,8 @@ class NodeSettings:
     """The node's IP address: the host in Via and Record-Route of TCP legs."""
     listeners: tuple[ListenerSpec, ...]
     """The "connections": (ip All|address, transport TCP|TLS|MTLS, port)."""
+    aliases: tuple[str, ...] = ()
+    """Other names the node answers to as itself: an Enterprise front end's pool FQDN."""
     routes: tuple[StaticRoute, ...] = ()
     """Static routes (Matching URI, next hop, priority, phone URI, replace host)."""
     routing_mode: RoutingMode = RoutingMode.BASIC
@@ -187,6 +189,7 @@ def settings_from_config(
     return NodeSettings(
         name=identity.fqdn,
         address=identity.ip,
+        aliases=(identity.pool_fqdn,) if identity.pool_fqdn is not None else (),
         listeners=tuple(listeners),
         routes=config.routes,
         routing_mode=config.routing_mode,
@@ -239,7 +242,7 @@ def _routing_tables(settings: NodeSettings) -> RoutingTables:
 
 
 def _directory(settings: NodeSettings) -> Directory:
-    names = (settings.name.lower(), settings.address)
+    names = (settings.name.lower(), settings.address, *settings.aliases)
     return Directory(
         settings.domains, settings.users, settings.credentials, settings.digest_algorithms, names
     )
@@ -659,8 +662,7 @@ class Node:
     def _addresses_us(self, host: str) -> bool:
         """Whether a Request-URI host without a user part names this node or its domain."""
         host = host.lower().strip("[]")
-        settings = self.settings
-        return host in settings.domains or host in (settings.name.lower(), settings.address)
+        return host in self.settings.domains or host in self._directory.node_names
 
     def _options_answer(self, request: Request) -> Response:
         """OPTIONS to the node (RFC 3261 §11): what it does (the probe and keepalives)."""

@@ -118,7 +118,7 @@ def ocs_connection(seed: SeedDeployment, verb: str, transport: str, port: int, i
 def _(seed: SeedDeployment, tmp: Path) -> Checked:
     intrafed("config", "user", "remove", "alice@example.com", home=seed.imp.home)
     intrafed("config", "domain", "remove", "example.com", home=seed.imp.home)
-    return Checked(seed.imp.home, ())
+    return Checked(seed.imp.home, (seed.ocs.home,))
 
 
 @mistake("domain.mismatch")

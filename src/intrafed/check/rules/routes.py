@@ -90,9 +90,10 @@ def _named(fqdn: str, others: Sequence[NodeFacts]) -> NodeFacts | None:
     return next((o for o in others if any(covers(n, fqdn) for n in certificate_names(o))), None)
 
 
-def _missing_route_fix(node: NodeFacts, domain: str, others: Sequence[NodeFacts]) -> str:
-    """A route to the other side as its listeners and its routes to us say: TCP by IP when
-    it reaches us over TCP, else TLS by its certificate name to its Peer Auth / MTLS port."""
+def missing_route_fix(node: NodeFacts, domain: str, others: Sequence[NodeFacts]) -> str:
+    """The command that adds the missing route for ``domain``: to the other side as its
+    listeners and its routes to us say (TCP by IP when it reaches us over TCP, else TLS by
+    its certificate name to its Peer Auth / MTLS port), or the seed's route to fill in."""
     ip = node.config.identity.ip
     peer = others[0] if others else None
     if peer is None:
@@ -115,6 +116,11 @@ def _missing_route_fix(node: NodeFacts, domain: str, others: Sequence[NodeFacts]
     ) + _hosts_fix(node, name, peer.config.identity.ip)
 
 
+def unreachable(domain: str) -> str:
+    """What a missing route for ``domain`` does."""
+    return f"users of {domain} homed on the other side cannot be reached"
+
+
 def _peer_at(address: str | None, others: Sequence[NodeFacts]) -> NodeFacts | None:
     return next((other for other in others if other.config.identity.ip == address), None)
 
@@ -126,9 +132,8 @@ def check_routes(node: NodeFacts, others: Sequence[NodeFacts]) -> Iterator[Findi
         if not any(covers_domain(route, domain) for route in config.routes):
             yield rule("route.missing").finding(
                 node.name,
-                f"has no static route for {domain}: users of {domain} homed on the other side "
-                "are unreachable (408/404)",
-                _missing_route_fix(node, domain, others),
+                f"has no static route for {domain}: {unreachable(domain)}",
+                missing_route_fix(node, domain, others),
                 step=step,
             )
     for route in federation_routes(config):
