@@ -4,15 +4,19 @@ TOML peers, and the check a starting node logs."""
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner, Result
 
 from intrafed.check import SeedDeployment, Step
 from intrafed.cli import main
+from intrafed.node import settings_with_tls, tls_contexts_of
+from intrafed.store import ConfigStore
 from tests.check.mistakes import intrafed, promote
 from tests.check.running import seed_on_free_ports
 
@@ -127,3 +131,24 @@ def test_a_starting_node_logs_each_check_error_once_and_runs(tmp_path: Path) -> 
     [probed] = [line for line in log.splitlines() if "probe connect" in line]
     assert "ERROR" in probed
     assert "connection refused" in probed
+
+
+def test_a_node_with_the_legacy_profile_and_fips_on_says_why_it_starts_without_tls(
+    seed: SeedDeployment, caplog: pytest.LogCaptureFixture
+) -> None:
+    """It used to say "no certificate selected" with a perfectly good certificate."""
+    home = seed.ocs.home
+    intrafed("config", "tls-profile", "legacy-tls1", home=home)
+    promote(home)
+    with ConfigStore.open(home) as store:
+        config = store.load("running")
+    with caplog.at_level(logging.WARNING):
+        settings = settings_with_tls(config, tls_contexts_of(home, config))
+    assert [spec.transport for spec in settings.listeners] == ["TCP"]
+    [why] = [r for r in caplog.records if r.getMessage().startswith("no TLS: ")]
+    assert why.levelno == logging.ERROR
+    assert "legacy-tls1 admits TLS 1.0, which the FIPS policy (fips = on) refuses" in (
+        why.getMessage()
+    )
+    assert "intrafed config tls-profile default" in why.getMessage()
+    assert "no certificate selected" not in caplog.text

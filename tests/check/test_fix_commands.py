@@ -33,7 +33,6 @@ import pytest
 from click.testing import CliRunner
 
 from intrafed.check import RULES, SeedDeployment
-from intrafed.check.rules.certificates import CA_PLACEHOLDER
 from intrafed.cli import main
 from intrafed.node import Node
 from intrafed.pki import CertificateAuthority, Severity, read_csr
@@ -47,6 +46,8 @@ from tests.check.running import seed_on_free_ports
 
 IMP_IP, OCS_IP, ALICE_IP, BOB_IP = "127.0.0.155", "127.0.0.156", "127.0.0.157", "127.0.0.158"
 ALICE, BOB = "alice@example.com", "bob@example.com"
+CA_PLACEHOLDER = "<CA directory>"
+"""The one thing a printed fix leaves to the operator: the CA kept off the nodes."""
 UA_TIMEOUT = 5.0
 """Seconds a user waits for any answer: a MESSAGE that gets none has not crossed."""
 
@@ -317,3 +318,25 @@ def test_a_stopped_node_with_staged_changes_is_not_an_error(seed: SeedDeployment
     status, findings = check(Checked(seed.ocs.home, (seed.imp.home,)))
     assert "restart.pending" not in {f["rule"] for f in findings}
     assert status == 0
+
+
+def test_a_tcp_only_federation_by_ip_checks_clean_and_federates(seed: SeedDeployment) -> None:
+    """Both routes over TCP by IP, IM&P's ACL and OCS's host authorization by IP, no MTLS
+    connection (OCS keeps its TLS connection for users): nothing asks for MTLS."""
+    imp, ocs = seed.imp.home, seed.ocs.home
+    for home, peer in ((imp, seed.ocs), (ocs, seed.imp)):
+        intrafed("config", "route", "remove", "--domain", "example.com", home=home)
+        intrafed("config", "route", "add", "--domain", "example.com", "--transport", "TCP",
+                 "--port", str(peer.tcp_port), "--ip", peer.ip, home=home)  # fmt: skip
+    intrafed("config", "acl", "add", "--ip", seed.ocs.ip, home=imp)
+    intrafed("config", "peer-subject", "remove", seed.ocs.fqdn, home=imp)
+    intrafed("config", "hostauth", "remove", "--fqdn", seed.imp.fqdn, home=ocs)
+    intrafed("config", "connection", "remove", "--transport", "MTLS", "--port",
+             str(seed.ocs.tls_port), "--ip", seed.ocs.ip, home=ocs)  # fmt: skip
+    for node in seed.nodes:
+        promote(node.home)
+    for checked in (Checked(ocs, (imp,)), Checked(imp, (ocs,)), Checked(ocs, ()), Checked(imp, ())):
+        status, findings = check(checked)
+        assert [f for f in findings if f["severity"] != "info"] == [], findings
+        assert status == 0
+    assert federates(seed)

@@ -10,7 +10,7 @@ import pytest
 from intrafed.check import RULES, CheckReport, SeedDeployment, check_homes
 from intrafed.check.findings import Finding
 from intrafed.pki import Severity
-from tests.check.mistakes import MISTAKES, Checked, intrafed, promote
+from tests.check.mistakes import MISTAKES, OTHER_IP, Checked, intrafed, promote
 
 
 def problems(report: CheckReport) -> tuple[Finding, ...]:
@@ -124,3 +124,119 @@ def test_advanced_mode_with_an_empty_directory_names_the_import(seed: SeedDeploy
     assert finding.message.endswith(
         f"(or go back to basic: intrafed config routing-mode basic --home {seed.imp.home})"
     )
+
+
+def findings_of(report: CheckReport, rule: str) -> list[Finding]:
+    found = [f for f in report.findings if f.rule.id == rule]
+    assert found, [f.to_json() for f in report.findings]
+    return found
+
+
+def test_an_advanced_directory_missing_a_user_of_the_peer_side_is_an_error(
+    seed: SeedDeployment,
+) -> None:
+    """A MESSAGE from IM&P to the missing OCS user gets 404 (test_fix_commands lives it)."""
+    imp = seed.imp.home
+    intrafed("config", "routing-mode", "advanced", home=imp)
+    intrafed("config", "directory", "add", "carol@example.com", home=imp)
+    promote(imp)
+    report = check_homes(imp, (seed.ocs.home,))
+    [missing] = findings_of(report, "routing.directory-missing")
+    assert missing.severity is Severity.ERROR
+    assert not report.ok
+
+
+def test_the_legacy_tls_profile_with_fips_on_is_an_error_with_a_command_to_fix_it(
+    seed: SeedDeployment,
+) -> None:
+    ocs = seed.ocs.home
+    intrafed("config", "tls-profile", "legacy-tls1", home=ocs)
+    promote(ocs)
+    report = check_homes(ocs, (seed.imp.home,))
+    [finding] = findings_of(report, "tls.legacy-fips")
+    assert finding.severity is Severity.ERROR
+    assert "starts with no TLS or MTLS listener" in finding.message
+    assert finding.fix == f"intrafed config tls-profile default --home {ocs}"
+    assert "tls.legacy-profile" not in report.rule_ids()
+
+
+def test_fips_off_is_a_warning_that_says_what_is_really_offered(seed: SeedDeployment) -> None:
+    """FIPS off offers TLS 1.2 and 1.3 with OpenSSL's suites (never SSLv3): a FIPS peer and
+    this node still agree on TLS 1.2 (test_fix_commands sends a MESSAGE across)."""
+    intrafed("config", "fips", "off", home=seed.ocs.home)
+    promote(seed.ocs.home)
+    report = check_homes(seed.ocs.home, (seed.imp.home,))
+    [finding] = findings_of(report, "tls.fips")
+    assert finding.severity is Severity.WARNING
+    assert "SSLv3" not in finding.message
+    assert "TLS 1.3" in finding.message
+    assert report.ok
+
+
+def test_a_missing_route_fix_names_the_peers_real_port_name_and_address(
+    seed: SeedDeployment,
+) -> None:
+    ocs, imp = seed.ocs.home, seed.imp.home
+    intrafed("config", "listener", "set", "--peer-auth", "5071", home=imp)
+    intrafed("config", "route", "remove", "--domain", "example.com", home=ocs)
+    intrafed("config", "hosts", "remove", "imp1.example.com", home=ocs)
+    for node in seed.nodes:
+        promote(node.home)
+    [finding] = findings_of(check_homes(ocs, (imp,)), "route.missing")
+    assert finding.fix == (
+        f"intrafed config route add --home {ocs} --domain example.com --transport TLS "
+        f"--port 5071 --fqdn imp1.example.com && intrafed config hosts add imp1.example.com "
+        f"{seed.imp.ip} --home {ocs}"
+    )
+
+
+def test_a_missing_host_authorization_says_407_or_403_as_the_node_answers(
+    seed: SeedDeployment,
+) -> None:
+    """Not "challenged (401)": a peer that is not Treat as Authenticated gets 407, one
+    without any entry 403 (test_fix_commands shows both stop a MESSAGE)."""
+    ocs = seed.ocs.home
+    intrafed("config", "hostauth", "remove", "--ip", seed.imp.ip, home=ocs)
+    intrafed("config", "hostauth", "remove", "--fqdn", "imp1.example.com", home=ocs)
+    intrafed("config", "hostauth", "add", "--ip", seed.imp.ip, "--no-treat-as-authenticated",
+             home=ocs)  # fmt: skip
+    promote(ocs)
+    report = check_homes(ocs, (seed.imp.home,))
+    [challenged] = findings_of(report, "hostauth.treat-as-authenticated")
+    assert "challenged (407)" in challenged.message
+    assert "401" not in challenged.message
+    [no_fqdn] = findings_of(report, "hostauth.fqdn")
+    assert no_fqdn.severity is Severity.ERROR
+    intrafed("config", "hostauth", "remove", "--ip", seed.imp.ip, home=ocs)
+    promote(ocs)
+    [refused] = findings_of(check_homes(ocs, (seed.imp.home,)), "hostauth.ip")
+    assert "refused (403)" in refused.message
+
+
+def test_one_missing_host_authorization_entry_is_a_warning_while_the_other_trusts_the_peer(
+    seed: SeedDeployment,
+) -> None:
+    ocs = seed.ocs.home
+    intrafed("config", "hostauth", "remove", "--ip", seed.imp.ip, home=ocs)
+    promote(ocs)
+    report = check_homes(ocs, (seed.imp.home,))
+    [finding] = findings_of(report, "hostauth.ip")
+    assert finding.severity is Severity.WARNING
+    assert finding.fix == f"intrafed config hostauth add --ip {seed.imp.ip} --home {ocs}"
+    assert report.ok
+
+
+def test_a_wrong_hosts_entry_is_reported_and_its_address_never_authorized(
+    seed: SeedDeployment,
+) -> None:
+    ocs = seed.ocs.home
+    intrafed("config", "hosts", "remove", "imp1.example.com", home=ocs)
+    intrafed("config", "hosts", "add", "imp1.example.com", OTHER_IP, home=ocs)
+    promote(ocs)
+    report = check_homes(ocs, (seed.imp.home,))
+    [wrong] = findings_of(report, "route.address")
+    assert wrong.fix == (
+        f"intrafed config hosts remove imp1.example.com --home {ocs} && intrafed config hosts "
+        f"add imp1.example.com {seed.imp.ip} --home {ocs}"
+    )
+    assert not [f for f in report.findings if OTHER_IP in f.fix and f is not wrong]

@@ -34,10 +34,12 @@ def _refusal(config: NodeConfig, ip: str, names: tuple[str, ...]) -> str | None:
 
 
 def _hops(node: NodeFacts, others: Sequence[NodeFacts]) -> list[tuple[str, str, tuple[str, ...]]]:
-    """(name, IP, names proven) of every IM&P node OCS must trust: the next hops of its
-    routes and the nodes of the other side. Names count only where the sides speak TLS."""
+    """(name, IP, names proven) of every IM&P node OCS must trust: the nodes of the other
+    side when given (a route that leads elsewhere is ``route.address``'s, not an address to
+    authorize), else the next hops of its routes. Names count only where the sides speak
+    TLS."""
     hops: dict[str, tuple[str, str, tuple[str, ...]]] = {}
-    for route in federation_routes(node.config):
+    for route in federation_routes(node.config) if not others else ():
         address = route_address(node, route)
         if address is not None:
             proven: tuple[str, ...] = (route.fqdn,) if route.fqdn is not None else ()
