@@ -149,7 +149,7 @@ def check_routes(node: NodeFacts, others: Sequence[NodeFacts]) -> Iterator[Findi
             yield rule("route.replace-host").finding(
                 node.name,
                 f"route {_route_text(route)} has Replace host checked: the Request-URI reaches "
-                f"the peer as user@{route.next_hop}, a domain it does not serve",
+                f"the peer as user@{route.next_hop}, a domain it does not serve (403)",
                 _route_fix(node, route, **{"--replace-host": None}),
                 step=step,
             )

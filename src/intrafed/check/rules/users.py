@@ -26,7 +26,8 @@ def check_users(node: NodeFacts, others: Sequence[NodeFacts]) -> Iterator[Findin
                 stray, keeper = peer, node
                 state = (
                     f"enabled on {node.name}, which keeps it as its own, so {peer.name} "
-                    "delivers to a copy nobody registers (480)"
+                    "delivers to a copy nobody registers (480) and refuses its requests from "
+                    f"{node.name} as its own user's (403)"
                 )
             else:
                 stray, keeper = node, peer
