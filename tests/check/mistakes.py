@@ -222,15 +222,29 @@ def _(seed: SeedDeployment, tmp: Path) -> None:
     intrafed("config", "hostauth", "remove", "--fqdn", seed.imp.fqdn, home=ocs)
 
 
+IMP2 = "imp2.example.com"
+CAROL, CAROL_PASSWORD = "carol@example.com", "carol-secret"
+"""A second IM and Presence node (on ``OTHER_IP``, the seed's ports) and its user."""
+
+
 @mistake("hostauth.peer-node")
 def _(seed: SeedDeployment, tmp: Path) -> Checked:
-    imp2 = tmp / "imp2"
-    intrafed("init", "--role", "imp", "--fqdn", "imp2.example.com", "--ip", OTHER_IP, home=imp2)
+    """imp2, set up as the seed sets up imp1 (carol homed on it); OCS never authorized it."""
+    imp2 = seed.root / "imp2"
+    intrafed("init", "--role", "imp", "--fqdn", IMP2, "--ip", OTHER_IP, home=imp2)
     intrafed("config", "domain", "add", "example.com", home=imp2)
+    intrafed("config", "listener", "set", "--tcp", str(seed.imp.tcp_port), "--peer-auth",
+             str(seed.imp.tls_port), "--server-auth", str(seed.imp.client_tls_port),
+             home=imp2)  # fmt: skip
     intrafed("config", "route", "add", "--domain", "example.com", "--transport", "TLS",
              "--port", str(seed.ocs.tls_port), "--fqdn", seed.ocs.fqdn, home=imp2)  # fmt: skip
     intrafed("config", "hosts", "add", seed.ocs.fqdn, seed.ocs.ip, home=imp2)
     intrafed("config", "peer-subject", "add", seed.ocs.fqdn, home=imp2)
+    password = tmp / "carol.password"
+    password.write_text(f"{CAROL_PASSWORD}\n")
+    intrafed("config", "user", "add", CAROL, "--password-file", str(password), home=imp2)
+    intrafed("pki", "import", "--store", "trusted", str(seed.ca_certificate), home=imp2)
+    reissue(imp2, "imp", seed.ca_dir)
     promote(imp2)
     return Checked(seed.ocs.home, (seed.imp.home, imp2))
 

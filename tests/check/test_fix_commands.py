@@ -6,12 +6,12 @@ nodes, is filled in), and the finding is gone. Where the mistake can be lived on
 machine the two nodes run: a MESSAGE crosses the partition both ways after the fix, and
 before it exactly when the rule is not an error.
 
-Not lived here (checked statically above, and in test_rules.py): ``domain.none`` (a node
+Not lived (checked statically only, here and in test_rules.py): ``domain.none`` (a node
 without a domain has no users left to send from), ``domain.mismatch`` (only users of the
 extra domain are cut off, and the IM and Presence side then also needs its own route for
-it), ``hostauth.peer-node`` (a second IM and Presence node on another machine),
-``tls.fips-tls12`` (a note, not a mistake). ``restart.pending`` runs real background nodes
-(``intrafed service start``): the checker must see them run.
+it: a second finding), ``tls.fips-tls12`` (a note, not a mistake). ``hostauth.peer-node``
+(a second IM and Presence node, on another loopback address) and ``restart.pending`` (real
+background nodes: the checker must see them run) have tests of their own below.
 """
 
 from __future__ import annotations
@@ -41,7 +41,16 @@ from intrafed.store import ConfigStore
 from intrafed.transport import TransportError
 from intrafed.ua import UaSettings, UserAgent
 from intrafed.ua.agent import UaError
-from tests.check.mistakes import MISTAKES, Checked, force_select, intrafed, promote
+from tests.check.mistakes import (
+    CAROL,
+    CAROL_PASSWORD,
+    MISTAKES,
+    OTHER_IP,
+    Checked,
+    force_select,
+    intrafed,
+    promote,
+)
 from tests.check.running import seed_on_free_ports
 
 IMP_IP, OCS_IP, ALICE_IP, BOB_IP = "127.0.0.155", "127.0.0.156", "127.0.0.157", "127.0.0.158"
@@ -51,8 +60,8 @@ CA_PLACEHOLDER = "<CA directory>"
 UA_TIMEOUT = 5.0
 """Seconds a user waits for any answer: a MESSAGE that gets none has not crossed."""
 
-NOT_LIVED = {"domain.none", "domain.mismatch", "hostauth.peer-node", "tls.fips-tls12"}
-IN_BACKGROUND = {"restart.pending"}
+NOT_LIVED = {"domain.none", "domain.mismatch", "tls.fips-tls12"}
+OWN_TESTS = {"hostauth.peer-node", "restart.pending"}
 
 
 @pytest.fixture(scope="module")
@@ -123,14 +132,14 @@ def run_fix(words: list[str]) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running(seed: SeedDeployment) -> AsyncIterator[bool]:
-    """Both nodes started from their running configuration (IM&P first), as ``intrafed
-    service start`` does; yields whether both started."""
+async def running(*homes: Path) -> AsyncIterator[bool]:
+    """The nodes of ``homes`` started from their running configuration, in this order, as
+    ``intrafed service start`` does; yields whether all of them started."""
     async with contextlib.AsyncExitStack() as stack:
         started = True
-        for node in seed.nodes:
-            store = stack.enter_context(ConfigStore.open(node.home))
-            served = Node.from_home(node.home, store)
+        for home in homes:
+            store = stack.enter_context(ConfigStore.open(home))
+            served = Node.from_home(home, store)
             stack.push_async_callback(served.stop, 1.0)
             try:
                 await served.start()
@@ -192,7 +201,7 @@ def federates(seed: SeedDeployment) -> bool:
     for the other way: a connection left open by one direction must not carry the other."""
 
     async def scenario(sender: str, to: str) -> bool:
-        async with running(seed) as started:
+        async with running(seed.imp.home, seed.ocs.home) as started:
             return started and await crosses(seed, sender, to)
 
     return all(
@@ -263,7 +272,7 @@ def apply_fix(rule: str, findings: list[dict[str, Any]], seed: SeedDeployment) -
             run_fix(words)
 
 
-@pytest.mark.parametrize("rule", sorted(set(RULES) - {"tls.fips-tls12", *IN_BACKGROUND}))
+@pytest.mark.parametrize("rule", sorted(set(RULES) - {"tls.fips-tls12", *OWN_TESTS}))
 def test_each_rule_is_reported_with_its_severity_and_its_printed_fix_clears_it(
     rule: str, seed: SeedDeployment, tmp_path: Path
 ) -> None:
@@ -340,3 +349,40 @@ def test_a_tcp_only_federation_by_ip_checks_clean_and_federates(seed: SeedDeploy
         assert [f for f in findings if f["severity"] != "info"] == [], findings
         assert status == 0
     assert federates(seed)
+
+
+def test_a_second_imp_node_without_host_authorization_is_refused_until_the_printed_fix(
+    seed: SeedDeployment, tmp_path: Path
+) -> None:
+    """imp2 (carol's node) on another address: OCS refuses its requests until the fix."""
+    checked = MISTAKES["hostauth.peer-node"](seed, tmp_path)
+    assert checked is not None
+    imp2 = checked.peers[-1]
+
+    async def carol_reaches_bob() -> bool:
+        async with running(seed.imp.home, seed.ocs.home, imp2) as started:
+            assert started
+            bob = await register(seed, BOB)
+            carol = UserAgent(UaSettings(CAROL, (OTHER_IP, seed.imp.tcp_port),
+                                         password=CAROL_PASSWORD, timeout=UA_TIMEOUT))  # fmt: skip
+            try:
+                await carol.connect()
+                assert (await carol.register()).status == 200
+                return (await carol.message(BOB, "from imp2")).status == 200
+            except UaError:
+                return False
+            finally:
+                await carol.close()
+                if bob is not None:
+                    await bob.close()
+
+    assert not asyncio.run(asyncio.wait_for(carol_reaches_bob(), 60))
+    status, findings = check(checked)
+    assert {f["severity"] for f in findings if f["rule"] == "hostauth.peer-node"} == {"error"}
+    assert status == 1
+    apply_fix("hostauth.peer-node", findings, seed)
+    promote(seed.ocs.home)
+    status, findings = check(checked)
+    assert errors(findings) == set(), findings
+    assert status == 0
+    assert asyncio.run(asyncio.wait_for(carol_reaches_bob(), 60))
