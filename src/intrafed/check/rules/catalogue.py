@@ -163,7 +163,7 @@ RULES: dict[str, Rule] = {
             "tls.legacy-fips",
             Step.FIPS,
             "the legacy-tls1 profile with the FIPS policy on: the node builds no TLS context "
-            "and starts without TLS",
+            "and starts without TLS (a warning when the partitions speak TCP only)",
         ),
         Rule("tls.legacy-profile", Step.FIPS, "the legacy-tls1 profile admits TLS 1.0", WARNING),
         Rule(

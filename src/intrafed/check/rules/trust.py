@@ -89,14 +89,14 @@ def check_host_authorization(node: NodeFacts, others: Sequence[NodeFacts]) -> It
             f"intrafed config hostauth add {option} {entry.host} {node.home_arg}"
         )
         matched = [ip for _, ip, names in hops if entry.host == ip or entry.host in names]
-        broken = any(refused[ip] is not None for ip in matched)
-        severity = ERROR if broken else WARNING
+        effect = next((refused[ip] for ip in matched if refused[ip] is not None), None)
+        severity = ERROR if effect is not None else WARNING
+        then = f"; its requests are {effect}" if effect is not None else ""
         if entry.outbound_only:
             yield rule("hostauth.outbound-only").finding(
                 node.name,
                 f"host authorization {entry.host} is Outbound Only: connections the peer opens "
-                "get no trust from it"
-                + (f"; its requests are {refused[matched[0]]}" if broken else ""),
+                f"get no trust from it{then}",
                 readd,
                 severity=severity,
             )
@@ -104,8 +104,7 @@ def check_host_authorization(node: NodeFacts, others: Sequence[NodeFacts]) -> It
             yield rule("hostauth.treat-as-authenticated").finding(
                 node.name,
                 f"host authorization {entry.host} is not Treat as Authenticated: requests it "
-                "matches first are challenged (407)"
-                + (f"; its requests are {refused[matched[0]]}" if broken else ""),
+                f"matches first are challenged (407){then}",
                 readd,
                 severity=severity,
             )
@@ -172,16 +171,18 @@ def _acl_finding(node: NodeFacts, peer: str, ip: str) -> Finding:
 
 def check_tls_policy(node: NodeFacts, others: Sequence[NodeFacts]) -> Iterator[Finding]:
     config = node.config
+    federation = federates_over_tls(node, others)
     if config.tls_profile is TlsProfile.LEGACY_TLS1 and config.fips:
         yield rule("tls.legacy-fips").finding(
             node.name,
             "the legacy-tls1 profile admits TLS 1.0, which the FIPS policy refuses: the node "
             "builds no TLS context, so it starts with no TLS or MTLS listener and opens no TLS "
-            "connection",
+            "connection" + ("" if federation else " (federation is over TCP: users lose TLS)"),
             f"intrafed config tls-profile default {node.home_arg}",
+            severity=ERROR if federation else WARNING,
         )
         return
-    if not federates_over_tls(node, others):
+    if not federation:
         return
     if not config.fips:
         yield rule("tls.fips").finding(
