@@ -181,17 +181,17 @@ async def register(seed: SeedDeployment, aor: str) -> UserAgent | None:
 
 async def crosses(seed: SeedDeployment, sender: str, to: str) -> bool:
     """Whether a MESSAGE from ``sender`` reaches ``to`` (alice on imp1, bob on ocs1)."""
-    agents = [await register(seed, aor) for aor in (sender, to)]
+    source, target = await register(seed, sender), await register(seed, to)
     try:
-        if None in agents:
+        if source is None or target is None:
             return False
         try:
-            reply = await agents[0].message(to, "across the partition")  # type: ignore[union-attr]
+            reply = await source.message(to, "across the partition")
         except (UaError, OSError):
             return False
         return reply.status == 200
     finally:
-        for agent in agents:
+        for agent in (source, target):
             if agent is not None:
                 await agent.close()
 
