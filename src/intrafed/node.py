@@ -113,6 +113,8 @@ class NodeSettings:
     """The node's IP address: the host in Via and Record-Route of TCP legs."""
     listeners: tuple[ListenerSpec, ...]
     """The "connections": (ip All|address, transport TCP|TLS|MTLS, port)."""
+    aliases: tuple[str, ...] = ()
+    """Other names the node answers to as itself: an Enterprise front end's pool FQDN."""
     routes: tuple[StaticRoute, ...] = ()
     """Static routes (Matching URI, next hop, priority, phone URI, replace host)."""
     routing_mode: RoutingMode = RoutingMode.BASIC
@@ -182,14 +184,14 @@ def settings_from_config(
             listeners.append(spec)
         else:
             logger.warning(
-                "%s listener on port %d not started: no certificate selected "
-                "(intrafed pki select THUMBPRINT)",
+                "%s listener on port %d not started: no TLS (the line 'no TLS' says why)",
                 spec.transport,
                 spec.port,
             )
     return NodeSettings(
         name=identity.fqdn,
         address=identity.ip,
+        aliases=(identity.pool_fqdn,) if identity.pool_fqdn is not None else (),
         listeners=tuple(listeners),
         routes=config.routes,
         routing_mode=config.routing_mode,
@@ -217,7 +219,7 @@ def tls_contexts_of(home: Path, config: NodeConfig) -> TlsContexts | None:
     try:
         return TlsContexts(CertificateStores.of_home(home), config)
     except (PkiError, ConfigError) as exc:
-        logger.warning("no TLS: %s", exc)
+        logger.error("no TLS: %s", exc)
         return None
 
 
@@ -242,7 +244,7 @@ def _routing_tables(settings: NodeSettings) -> RoutingTables:
 
 
 def _directory(settings: NodeSettings) -> Directory:
-    names = (settings.name.lower(), settings.address)
+    names = (settings.name.lower(), settings.address, *settings.aliases)
     return Directory(
         settings.domains, settings.users, settings.credentials, settings.digest_algorithms, names
     )
@@ -671,8 +673,7 @@ class Node:
     def _addresses_us(self, host: str) -> bool:
         """Whether a Request-URI host without a user part names this node or its domain."""
         host = host.lower().strip("[]")
-        settings = self.settings
-        return host in settings.domains or host in (settings.name.lower(), settings.address)
+        return host in self.settings.domains or host in self._directory.node_names
 
     def _options_answer(self, request: Request) -> Response:
         """OPTIONS to the node (RFC 3261 §11): what it does (the probe and keepalives)."""
