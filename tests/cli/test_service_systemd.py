@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from intrafed.cli.systemd import notify
+from intrafed.cli.systemd import notify, render_unit
 from intrafed.config.model import Connection, NodeIdentity, Role
 from intrafed.store import ConfigStore
 from tests.integration.peers import free_port
@@ -187,3 +187,9 @@ def test_the_unit_grants_a_capability_only_for_ports_below_1024(tmp_path: Path) 
         assert "name the nodes' own user (--user NAME)" in by_owner.stderr
     else:
         assert f"User={owner}\n" in by_owner.stdout
+
+
+def test_homes_under_home_stay_readable_to_the_node() -> None:
+    unit = render_unit(Path("/home/sip/nodes"), "sip", 15, 10, privileged_ports=False)
+    assert "ProtectHome=read-only\n" in unit
+    assert "ReadWritePaths=/home/sip/nodes/%i\n" in unit

@@ -234,7 +234,8 @@ systemctl uses too (0: running, 1: the status cannot be told)."""
 
 @click.group("service")
 def service_group() -> None:
-    """Start, stop, restart and reload the node in the background; show its status."""
+    """Start, stop, restart and reload the node in the background; show its status; print
+    its systemd unit."""
 
 
 def _state(home: Path) -> dict[str, Any]:

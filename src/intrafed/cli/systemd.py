@@ -14,7 +14,7 @@ from pathlib import Path
 UNIT_NAME = "intrafed@.service"
 UNIT_DIR = Path("/etc/systemd/system")
 _HOME_TREES = ("/home", "/root", "/run/user")
-"""Where ProtectHome= hides directories: a home root inside them stays readable."""
+"""Where ProtectHome= hides directories; read-only instead when the nodes need one."""
 
 
 def notify(state: str) -> bool:
@@ -52,7 +52,11 @@ def render_unit(
         else "# No capabilities: every listener is on a port from 1024 (see --privileged-ports).\n"
         "CapabilityBoundingSet=\nAmbientCapabilities=\n"
     )
-    inside_home = any(root == tree or root.startswith(tree + "/") for tree in _HOME_TREES)
+    # The interpreter too (a venv, or pyenv's Python under /root) must stay visible.
+    needed = (root, sys.prefix, sys.base_prefix, str(Path(sys.executable).resolve()))
+    inside_home = any(
+        path == tree or path.startswith(tree + "/") for path in needed for tree in _HOME_TREES
+    )
     return template.format(
         home_root=root,
         user=user,
