@@ -25,7 +25,9 @@ def notify(state: str) -> bool:
         address = "\0" + address[1:]  # an abstract socket name
     elif not address.startswith("/"):
         return False
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+    # Non-blocking: the event loop calls this, and a full queue only loses the notice.
+    kind = socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK
+    with socket.socket(socket.AF_UNIX, kind) as sock:
         try:
             sock.connect(address)
             sock.sendall(state.encode())
