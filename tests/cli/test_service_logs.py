@@ -15,7 +15,7 @@ import pytest
 
 from intrafed.cli.logs import JsonFormatter, message_of
 from intrafed.config.model import Connection, NodeIdentity, Role
-from intrafed.store import ConfigStore
+from intrafed.store import create_store
 from tests.integration.peers import free_port
 from tests.integration.test_service_restart import intrafed
 
@@ -32,7 +32,7 @@ def test_a_background_node_logs_json_lines_and_follows_logrotate_moving_its_file
 ) -> None:
     home = tmp_path / "ocs1"
     port = free_port(NODE_IP)
-    with ConfigStore.create(home, NodeIdentity(Role.OCS, "ocs1.example.com", NODE_IP)) as store:
+    with create_store(home, NodeIdentity(Role.OCS, "ocs1.example.com", NODE_IP)) as store:
         store.stage(
             lambda config: dataclasses.replace(
                 config, domains=("example.com",), connections=(Connection("TCP", port, NODE_IP),)

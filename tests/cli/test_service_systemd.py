@@ -21,7 +21,7 @@ import pytest
 
 from intrafed.cli.systemd import notify, render_unit
 from intrafed.config.model import Connection, NodeIdentity, Role
-from intrafed.store import ConfigStore
+from intrafed.store import create_store
 from tests.integration.peers import free_port
 from tests.integration.test_service_restart import intrafed
 
@@ -56,7 +56,7 @@ def test_serve_tells_systemd_ready_reloading_and_stopping_and_logs_for_the_journ
     address, sock = notify_socket
     home = tmp_path / "ocs1"
     port = free_port(NODE_IP)
-    with ConfigStore.create(home, NodeIdentity(Role.OCS, "ocs1.example.com", NODE_IP)) as store:
+    with create_store(home, NodeIdentity(Role.OCS, "ocs1.example.com", NODE_IP)) as store:
         store.stage(
             lambda config: dataclasses.replace(
                 config, domains=("example.com",), connections=(Connection("TCP", port, NODE_IP),)

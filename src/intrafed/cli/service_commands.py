@@ -201,7 +201,7 @@ def serve_command(home: Path, log_level: str, log_format: str, log_file: Path | 
         sys.exit(code)
 
     try:
-        store = ConfigStore.open(home)
+        store = open_store(home)
     except ConfigError as exc:
         fatal(str(exc), 2)
     try:
