@@ -61,6 +61,8 @@ class NodeSettings:
     """The node's IP address: the host in Via and Record-Route of TCP legs."""
     listeners: tuple[ListenerSpec, ...]
     """The "connections": (ip All|address, transport TCP|TLS|MTLS, port)."""
+    aliases: tuple[str, ...] = ()
+    """Other names the node answers to as itself: an Enterprise front end's pool FQDN."""
     routes: tuple[StaticRoute, ...] = ()
     """Static routes (Matching URI, next hop, priority, phone URI, replace host)."""
     routing_mode: RoutingMode = RoutingMode.BASIC
@@ -130,14 +132,14 @@ def settings_from_config(
             listeners.append(spec)
         else:
             logger.warning(
-                "%s listener on port %d not started: no certificate selected "
-                "(intrafed pki select THUMBPRINT)",
+                "%s listener on port %d not started: no TLS (the line 'no TLS' says why)",
                 spec.transport,
                 spec.port,
             )
     return NodeSettings(
         name=identity.fqdn,
         address=identity.ip,
+        aliases=(identity.pool_fqdn,) if identity.pool_fqdn is not None else (),
         listeners=tuple(listeners),
         routes=config.routes,
         routing_mode=config.routing_mode,
@@ -165,7 +167,7 @@ def tls_contexts_of(home: Path, config: NodeConfig) -> TlsContexts | None:
     try:
         return TlsContexts(CertificateStores.of_home(home), config)
     except (PkiError, ConfigError) as exc:
-        logger.warning("no TLS: %s", exc)
+        logger.error("no TLS: %s", exc)
         return None
 
 

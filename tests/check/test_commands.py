@@ -4,15 +4,19 @@ TOML peers, and the check a starting node logs."""
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner, Result
 
 from intrafed.check import SeedDeployment, Step
 from intrafed.cli import main
+from intrafed.node import settings_with_tls, tls_contexts_of
+from intrafed.store import open_store
 from tests.check.mistakes import intrafed, promote
 from tests.check.running import seed_on_free_ports
 
@@ -37,7 +41,7 @@ def test_the_seed_deployment_checks_clean_in_json(pristine: SeedDeployment) -> N
 def test_a_mistake_is_a_finding_in_the_design_format_and_exit_status_1(
     seed: SeedDeployment,
 ) -> None:
-    intrafed("config", "fips", "off", home=seed.ocs.home)
+    intrafed("config", "tls-profile", "legacy-tls1", home=seed.ocs.home)
     promote(seed.ocs.home)
     result = check("--home", str(seed.ocs.home), "--peer", str(seed.imp.home), "--json")
     assert result.exit_code == 1
@@ -48,11 +52,12 @@ def test_a_mistake_is_a_finding_in_the_design_format_and_exit_status_1(
         "ok": False,
         "findings": [
             {
-                "rule": "tls.fips",
+                "rule": "tls.legacy-fips",
                 "severity": "error",
                 "node": "ocs1.example.com",
                 "message": document["findings"][0]["message"],
-                "fix": f"intrafed config fips on --home {seed.ocs.home} (seed: {Step.FIPS.value})",
+                "fix": f"intrafed config tls-profile default --home {seed.ocs.home} "
+                f"(seed: {Step.FIPS.value})",
             }
         ],
     }
@@ -66,11 +71,11 @@ def test_the_table_is_grouped_by_the_seed_steps(seed: SeedDeployment) -> None:
     assert lines[0] == "intrafed check: ocs1.example.com, imp1.example.com"
     assert f"PASS  {Step.DOMAINS.value}" in lines
     assert f"FAIL  {Step.OCS_ROUTE.value}" in lines
-    assert f"WARN  {Step.RESTART.value}" in lines
+    assert f"PASS  {Step.RESTART.value}" in lines
     route = lines.index(f"FAIL  {Step.OCS_ROUTE.value}")
     assert "route.missing" in lines[route + 1]
     assert lines[route + 2].strip().startswith("fix: intrafed config route add")
-    assert lines[-1] == "1 error, 1 warning on 2 nodes"
+    assert lines[-1] == "1 error, 0 warnings on 2 nodes"
 
 
 def test_an_exported_document_stands_in_for_a_peer_home(
@@ -104,6 +109,7 @@ def test_a_starting_node_logs_each_check_error_once_and_runs(tmp_path: Path) -> 
     seed = seed_on_free_ports(tmp_path, "127.0.0.68", "127.0.0.69")
     home = seed.ocs.home
     intrafed("config", "hostauth", "remove", "--ip", "127.0.0.68", home=home)
+    intrafed("config", "hostauth", "remove", "--fqdn", "imp1.example.com", home=home)
     command = [sys.executable, "-m", "intrafed", "service"]
     started = subprocess.run([*command, "start", "--home", str(home)], capture_output=True,
                              text=True, timeout=60, check=False)  # fmt: skip
@@ -125,3 +131,24 @@ def test_a_starting_node_logs_each_check_error_once_and_runs(tmp_path: Path) -> 
     [probed] = [line for line in log.splitlines() if "probe connect" in line]
     assert "ERROR" in probed
     assert "connection refused" in probed
+
+
+def test_a_node_with_the_legacy_profile_and_fips_on_says_why_it_starts_without_tls(
+    seed: SeedDeployment, caplog: pytest.LogCaptureFixture
+) -> None:
+    """It used to say "no certificate selected" with a perfectly good certificate."""
+    home = seed.ocs.home
+    intrafed("config", "tls-profile", "legacy-tls1", home=home)
+    promote(home)
+    with open_store(home) as store:
+        config = store.load("running")
+    with caplog.at_level(logging.WARNING):
+        settings = settings_with_tls(config, tls_contexts_of(home, config))
+    assert [spec.transport for spec in settings.listeners] == ["TCP"]
+    [why] = [r for r in caplog.records if r.getMessage().startswith("no TLS: ")]
+    assert why.levelno == logging.ERROR
+    assert "legacy-tls1 admits TLS 1.0, which the FIPS policy (fips = on) refuses" in (
+        why.getMessage()
+    )
+    assert "intrafed config tls-profile default" in why.getMessage()
+    assert "no certificate selected" not in caplog.text

@@ -62,7 +62,7 @@ def test_a_connection_on_all_that_takes_the_peer_nodes_port_on_one_machine_is_an
     assert f"TCP connection on All:{base}" in finding["message"]
     assert f"imp1.example.com's TCP listener on {IMP_IP}:{base}" in finding["message"]
     fix = finding["fix"].split(" (seed: ")[0]
-    for command in fix.split(", then "):
+    for command in fix.split(" && "):
         status, output = cli(*shlex.split(command.removeprefix("intrafed ")))
         assert status == 0, f"{command}: {output}"
     assert clash_findings(ocs, imp) == (0, [])

@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from intrafed.check import SeedDeployment
+from intrafed.check import SeedDeployment, build_seed_deployment
 from intrafed.check.probe import ProbeReport, probe_home
 from intrafed.cli import main
+from intrafed.pki import KeyType
 from tests.check.mistakes import force_select, intrafed, other_ca, promote, reissue
-from tests.check.running import seed_on_free_ports, serving
+from tests.check.running import free_base_port, seed_on_free_ports, serving
 from tests.integration.peers import free_port
 
 IMP_IP, OCS_IP = "127.0.0.66", "127.0.0.67"
@@ -150,3 +151,42 @@ def test_the_probe_command_prints_json_and_exits_1_on_a_failure(seed: SeedDeploy
     assert document["ok"] is False
     assert document["node"] == "ocs1.example.com"
     assert {"listener", "resolve", "connect"} <= {r["check"] for r in document["results"]}
+
+
+def test_the_probe_passes_against_a_correct_enterprise_pool(tmp_path: Path) -> None:
+    """IM and Presence routes to the pool FQDN: the front end answers OPTIONS to its pool
+    as to itself (it used to refuse it with 403)."""
+    pool = build_seed_deployment(
+        tmp_path,
+        imp_ip=IMP_IP,
+        ocs_ip=OCS_IP,
+        base_port=free_base_port(IMP_IP, OCS_IP),
+        key_type=KeyType.EC_P256,
+        pool_fqdn="pool.example.com",
+    )
+    for node in pool.nodes:
+        report = probe(node.home, pool.imp.home, pool.ocs.home)
+        assert report.ok, report.to_json()
+    [options] = [r for r in probe(pool.imp.home, pool.imp.home, pool.ocs.home).results
+                 if r.check == "options"]  # fmt: skip
+    assert options.target.startswith("route example.com → TLS pool.example.com:")
+    assert options.message.startswith("200 OK in ")
+
+
+def test_a_node_with_no_route_fails_the_probe_naming_the_missing_route(
+    seed: SeedDeployment,
+) -> None:
+    ocs = seed.ocs.home
+    intrafed("config", "route", "remove", "--domain", "example.com", home=ocs)
+    promote(ocs)
+    report = probe(ocs, seed.imp.home, ocs)
+    [missing] = report.failures()
+    assert missing.check == "route"
+    assert missing.message == (
+        "no static route for example.com: users of example.com homed on the other side "
+        "cannot be reached"
+    )
+    assert missing.fix == (
+        f"intrafed config route add --home {ocs} --domain example.com --transport TLS "
+        "--port 5061 --fqdn <IM and Presence node FQDN>"
+    )

@@ -3,47 +3,14 @@ intrafed commands, is reported with that rule's id; the correct deployment passe
 
 from __future__ import annotations
 
-import datetime
-import json
-import tomllib
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import tomli_w
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from intrafed.check import RULES, CheckReport, SeedDeployment, check_homes
 from intrafed.check.findings import Finding
-from intrafed.config.model import NodeIdentity, Role
-from intrafed.pki import CertificateAuthority, Severity, make_csr
-from intrafed.pki.certificates import certificates_pem, private_key_pem
-from tests.check.conftest import IMP_IP, OCS_IP
-from tests.check.mistakes import force_select, intrafed, other_ca, promote, reissue
-
-OTHER_IP = "127.0.0.79"
-
-
-@dataclass(frozen=True)
-class Checked:
-    """What a mistake asks to check: the home, its peers, and the moment."""
-
-    home: Path
-    peers: tuple[Path, ...]
-    now: datetime.datetime | None = None
-
-
-Mistake = Callable[[SeedDeployment, Path], Checked | None]
-MISTAKES: dict[str, Mistake] = {}
-
-
-def mistake(rule: str) -> Callable[[Mistake], Mistake]:
-    def register(function: Mistake) -> Mistake:
-        MISTAKES[rule] = function
-        return function
-
-    return register
+from intrafed.pki import Severity
+from tests.check.mistakes import MISTAKES, OTHER_IP, Checked, intrafed, promote
 
 
 def problems(report: CheckReport) -> tuple[Finding, ...]:
@@ -55,266 +22,6 @@ def both(seed: SeedDeployment) -> Checked:
     return Checked(seed.ocs.home, (seed.imp.home,))
 
 
-def replace_ocs_route(seed: SeedDeployment, *options: str) -> None:
-    ocs = seed.ocs.home
-    intrafed("config", "route", "remove", "--domain", "example.com", home=ocs)
-    intrafed("config", "route", "add", "--domain", "example.com", "--transport", "TLS", *options,
-             home=ocs)  # fmt: skip
-
-
-def replace_hostauth(seed: SeedDeployment, *flags: str) -> None:
-    ocs = seed.ocs.home
-    intrafed("config", "hostauth", "remove", "--ip", IMP_IP, home=ocs)
-    intrafed("config", "hostauth", "add", "--ip", IMP_IP, *flags, home=ocs)
-
-
-@mistake("domain.none")
-def _(seed: SeedDeployment, tmp: Path) -> Checked:
-    intrafed("config", "user", "remove", "alice@example.com", home=seed.imp.home)
-    intrafed("config", "domain", "remove", "example.com", home=seed.imp.home)
-    return Checked(seed.imp.home, ())
-
-
-@mistake("domain.mismatch")
-def _(seed: SeedDeployment, tmp: Path) -> None:
-    intrafed("config", "domain", "add", "sales.example.com", home=seed.imp.home)
-
-
-@mistake("listener.ocs-none")
-def _(seed: SeedDeployment, tmp: Path) -> None:
-    for transport, port in (("TCP", "5060"), ("MTLS", "5061")):
-        intrafed("config", "connection", "remove", "--transport", transport, "--port", port,
-                 "--ip", OCS_IP, home=seed.ocs.home)  # fmt: skip
-
-
-@mistake("listener.ocs-mtls")
-def _(seed: SeedDeployment, tmp: Path) -> None:
-    ocs = seed.ocs.home
-    intrafed("config", "connection", "remove", "--transport", "MTLS", "--port", "5061", "--ip",
-             OCS_IP, home=ocs)  # fmt: skip
-    intrafed("config", "connection", "add", "--transport", "TLS", "--port", "5061", "--ip",
-             OCS_IP, home=ocs)  # fmt: skip
-
-
-@mistake("listener.imp-server-auth")
-def _(seed: SeedDeployment, tmp: Path) -> None:
-    intrafed("config", "listener", "set", "--peer-auth", "5062", "--server-auth", "5061",
-             home=seed.imp.home)  # fmt: skip
-
-
-@mistake("listener.clash")
-def _(seed: SeedDeployment, tmp: Path) -> None:
-    ocs = seed.ocs.home
-    intrafed("config", "connection", "remove", "--transport", "TCP", "--port", "5060", "--ip",
-             OCS_IP, home=ocs)  # fmt: skip
-    intrafed("config", "connection", "add", "--transport", "TCP", "--port", "5060", "--ip", "All",
-             home=ocs)  # fmt: skip
-
-
-@mistake("route.missing")
-def _(seed: SeedDeployment, tmp: Path) -> None:
-    intrafed("config", "route", "remove", "--domain", "example.com", home=seed.ocs.home)
-
-
-@mistake("route.phone-uri")
-def _(seed: SeedDeployment, tmp: Path) -> None:
-    replace_ocs_route(seed, "--port", "5061", "--fqdn", "imp1.example.com", "--phone-uri")
-
-
-@mistake("route.replace-host")
-def _(seed: SeedDeployment, tmp: Path) -> None:
-    replace_ocs_route(seed, "--port", "5061", "--fqdn", "imp1.example.com", "--replace-host")
-
-
-@mistake("route.unresolved")
-def _(seed: SeedDeployment, tmp: Path) -> None:
-    intrafed("config", "hosts", "remove", "imp1.example.com", home=seed.ocs.home)
-
-
-@mistake("route.address")
-def _(seed: SeedDeployment, tmp: Path) -> None:
-    intrafed("config", "hosts", "remove", "imp1.example.com", home=seed.ocs.home)
-    intrafed("config", "hosts", "add", "imp1.example.com", OTHER_IP, home=seed.ocs.home)
-
-
-@mistake("route.principal")
-def _(seed: SeedDeployment, tmp: Path) -> None:
-    replace_ocs_route(seed, "--port", "5061", "--fqdn", "imp9.example.com")
-    intrafed("config", "hosts", "add", "imp9.example.com", IMP_IP, home=seed.ocs.home)
-
-
-@mistake("route.port")
-def _(seed: SeedDeployment, tmp: Path) -> None:
-    replace_ocs_route(seed, "--port", "5063", "--fqdn", "imp1.example.com")
-
-
-@mistake("hostauth.fqdn")
-def _(seed: SeedDeployment, tmp: Path) -> None:
-    intrafed("config", "hostauth", "remove", "--fqdn", "imp1.example.com", home=seed.ocs.home)
-
-
-@mistake("hostauth.ip")
-def _(seed: SeedDeployment, tmp: Path) -> None:
-    intrafed("config", "hostauth", "remove", "--ip", IMP_IP, home=seed.ocs.home)
-
-
-@mistake("hostauth.peer-node")
-def _(seed: SeedDeployment, tmp: Path) -> Checked:
-    imp2 = tmp / "imp2"
-    intrafed("init", "--role", "imp", "--fqdn", "imp2.example.com", "--ip", OTHER_IP, home=imp2)
-    intrafed("config", "domain", "add", "example.com", home=imp2)
-    intrafed("config", "route", "add", "--domain", "example.com", "--transport", "TLS",
-             "--port", "5061", "--fqdn", "ocs1.example.com", home=imp2)  # fmt: skip
-    intrafed("config", "hosts", "add", "ocs1.example.com", OCS_IP, home=imp2)
-    intrafed("config", "peer-subject", "add", "ocs1.example.com", home=imp2)
-    promote(imp2)
-    return Checked(seed.ocs.home, (seed.imp.home, imp2))
-
-
-@mistake("hostauth.outbound-only")
-def _(seed: SeedDeployment, tmp: Path) -> None:
-    replace_hostauth(seed, "--outbound-only")
-
-
-@mistake("hostauth.treat-as-authenticated")
-def _(seed: SeedDeployment, tmp: Path) -> None:
-    replace_hostauth(seed, "--no-treat-as-authenticated")
-
-
-@mistake("hostauth.throttle-as-server")
-def _(seed: SeedDeployment, tmp: Path) -> None:
-    replace_hostauth(seed, "--no-throttle-as-server")
-
-
-@mistake("trust.peer-subject")
-def _(seed: SeedDeployment, tmp: Path) -> None:
-    intrafed("config", "peer-subject", "remove", "ocs1.example.com", home=seed.imp.home)
-
-
-@mistake("trust.acl")
-def _(seed: SeedDeployment, tmp: Path) -> Checked:
-    imp = seed.imp.home
-    intrafed("config", "route", "remove", "--domain", "example.com", home=imp)
-    intrafed("config", "route", "add", "--domain", "example.com", "--transport", "TCP",
-             "--port", "5060", "--ip", OCS_IP, home=imp)  # fmt: skip
-    return Checked(imp, (seed.ocs.home,))
-
-
-@mistake("cert.none")
-def _(seed: SeedDeployment, tmp: Path) -> None:
-    (seed.ocs.home / "pki" / "selected").unlink()
-
-
-@mistake("cert.private-key")
-def _(seed: SeedDeployment, tmp: Path) -> None:
-    [key] = (seed.ocs.home / "pki" / "personal").glob("*.key")
-    key.unlink()
-
-
-@mistake("cert.expired")
-def _(seed: SeedDeployment, tmp: Path) -> Checked:
-    later = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=400)
-    return Checked(seed.ocs.home, (seed.imp.home,), later)
-
-
-@mistake("cert.expiring")
-def _(seed: SeedDeployment, tmp: Path) -> None:
-    reissue(seed.ocs.home, "ocs", seed.ca_dir, "--days", "10")
-
-
-@mistake("cert.eku")
-def _(seed: SeedDeployment, tmp: Path) -> None:
-    force_select(seed.ocs.home, reissue(seed.ocs.home, "ocs", seed.ca_dir, "--server-only",
-                                        select=False))  # fmt: skip
-
-
-@mistake("cert.name")
-def _(seed: SeedDeployment, tmp: Path) -> None:
-    """OCS given the certificate requested on the IM&P node."""
-    imp = seed.imp.home
-    intrafed("pki", "csr", "--role", "imp", "--replace", home=imp)
-    requests = imp / "pki" / "requests"
-    [request], [key] = requests.glob("*.csr"), requests.glob("*.key")
-    signed = tmp / "imp1-for-ocs.pem"
-    intrafed("pki", "sign", "--ca", str(seed.ca_dir), "--csr", str(request), "--out", str(signed))
-    import_and_force_select(seed.ocs.home, signed, key)
-
-
-@mistake("cert.key")
-def _(seed: SeedDeployment, tmp: Path) -> None:
-    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505
-    csr = make_csr(NodeIdentity(Role.OCS, "ocs1.example.com", OCS_IP), ["example.com"], weak)
-    signed, key = tmp / "weak.pem", tmp / "weak.key"
-    signed.write_bytes(certificates_pem([CertificateAuthority.load(seed.ca_dir).sign(csr)]))
-    key.write_bytes(private_key_pem(weak))
-    import_and_force_select(seed.ocs.home, signed, key)
-
-
-def import_and_force_select(home: Path, certificate: Path, key: Path) -> None:
-    intrafed("pki", "import", "--store", "personal", str(certificate), "--key", str(key),
-             home=home)  # fmt: skip
-    listing = json.loads(intrafed("pki", "list", "--json", home=home))
-    [new] = [c for c in listing["certificates"] if c["store"] == "personal" and not c["selected"]]
-    force_select(home, new["thumbprint"])
-
-
-@mistake("cert.chain")
-def _(seed: SeedDeployment, tmp: Path) -> None:
-    listing = json.loads(intrafed("pki", "list", "--json", home=seed.ocs.home))
-    [root] = [c for c in listing["certificates"] if c["store"] == "trusted"]
-    intrafed("pki", "remove", "--store", "trusted", root["thumbprint"], home=seed.ocs.home)
-
-
-@mistake("cert.peer-untrusted")
-def _(seed: SeedDeployment, tmp: Path) -> None:
-    ca = other_ca(tmp)
-    intrafed("pki", "import", "--store", "trusted", str(ca / "ca.pem"), home=seed.ocs.home)
-    reissue(seed.ocs.home, "ocs", ca)
-
-
-@mistake("tls.fips")
-def _(seed: SeedDeployment, tmp: Path) -> None:
-    intrafed("config", "fips", "off", home=seed.ocs.home)
-
-
-@mistake("tls.fips-tls12")
-def _(seed: SeedDeployment, tmp: Path) -> None:
-    """Not a mistake: the seed's FIPS policy, noted for what it leaves out (TLS 1.3)."""
-
-
-@mistake("tls.legacy-profile")
-def _(seed: SeedDeployment, tmp: Path) -> None:
-    document = tomllib.loads(intrafed("config", "export", home=seed.ocs.home))
-    document |= {"fips": False, "tls_profile": "legacy-tls1"}
-    edited = tmp / "legacy.toml"
-    edited.write_text(tomli_w.dumps(document))
-    intrafed("config", "import", str(edited), home=seed.ocs.home)
-
-
-@mistake("user.both-sides")
-def _(seed: SeedDeployment, tmp: Path) -> None:
-    password = tmp / "password"
-    password.write_text("another secret\n")
-    intrafed("config", "user", "add", "bob@example.com", "--password-file", str(password),
-             home=seed.imp.home)  # fmt: skip
-
-
-@mistake("routing.advanced")
-def _(seed: SeedDeployment, tmp: Path) -> None:
-    intrafed("config", "routing-mode", "advanced", home=seed.imp.home)
-
-
-@mistake("routing.directory-stale")
-def _(seed: SeedDeployment, tmp: Path) -> None:
-    intrafed("config", "routing-mode", "advanced", home=seed.imp.home)
-    intrafed("config", "directory", "add", "carol@example.com", home=seed.imp.home)
-
-
-@mistake("restart.pending")
-def _(seed: SeedDeployment, tmp: Path) -> None:
-    intrafed("config", "hosts", "add", "extra.example.com", OTHER_IP, home=seed.ocs.home)
-
-
 def make(rule: str, seed: SeedDeployment, tmp: Path) -> CheckReport:
     """Apply the mistake for ``rule``, apply staged edits as a restart would (except for
     the restart rule), and check."""
@@ -322,7 +29,9 @@ def make(rule: str, seed: SeedDeployment, tmp: Path) -> CheckReport:
     if rule != "restart.pending":
         for node in seed.nodes:
             promote(node.home)
-    return check_homes(checked.home, checked.peers, checked.now)
+    return check_homes(
+        checked.home, checked.peers, checked.now, is_running=lambda home: rule == "restart.pending"
+    )
 
 
 def test_every_rule_has_a_mistake() -> None:
@@ -366,20 +75,21 @@ def test_the_directory_is_checked_against_the_ocs_users_it_should_list(
     for node in seed.nodes:
         promote(node.home)
     stale = [f for f in check_homes(imp, (ocs,)).findings if f.rule.id.startswith("routing.")]
-    assert [(f.rule.id, f.message, f.fix) for f in stale] == [
+    refill = f"intrafed config directory import --from-home {ocs} --home {imp}"
+    assert [(f.rule.id, f.severity, f.message, f.fix) for f in stale] == [
         (
-            "routing.directory-stale",
-            "the directory lists carol@example.com, not provisioned on ocs1.example.com: "
-            "requests for them cross to the OCS side and come back 404",
-            f"intrafed config directory remove carol@example.com --home {imp} for each, or "
-            f"intrafed config directory import --from-home {ocs} --home {imp}",
+            "routing.directory-missing",
+            Severity.ERROR,
+            "the directory misses bob@example.com of ocs1.example.com: requests for them get 404 "
+            f"here instead of reaching the OCS side (or refill it: {refill})",
+            f"intrafed config directory add bob@example.com --home {imp}",
         ),
         (
             "routing.directory-stale",
-            "the directory misses bob@example.com of ocs1.example.com: requests for them get "
-            "404 here instead of reaching the OCS side",
-            f"intrafed config directory add bob@example.com --home {imp}, or intrafed config "
-            f"directory import --from-home {ocs} --home {imp}",
+            Severity.WARNING,
+            "the directory lists carol@example.com, not provisioned on ocs1.example.com: "
+            f"requests for them cross to the OCS side and come back 404 (or refill it: {refill})",
+            f"intrafed config directory remove carol@example.com --home {imp}",
         ),
     ]
     assert problems(check_homes(imp, ())) == ()
@@ -393,10 +103,13 @@ def test_the_directory_is_checked_against_the_ocs_users_it_should_list(
     intrafed("config", "directory", "add", "dave@example.com", home=imp)
     promote(imp)
     from_document = check_homes(imp, (exported,))
-    assert from_document.rule_ids() - {"tls.fips-tls12"} == {"routing.directory-stale"}
-    assert from_document.ok
-    assert [f.fix.rsplit(", or ", 1)[1] for f in problems(from_document)] == [
-        f"intrafed config directory import FILE --home {imp}"
+    assert from_document.rule_ids() - {"tls.fips-tls12"} == {
+        "routing.directory-missing",
+        "routing.directory-stale",
+    }
+    assert not from_document.ok
+    assert [f.message.rsplit("(or refill it: ", 1)[1] for f in problems(from_document)] == [
+        f"intrafed config directory import FILE --home {imp})"
     ] * 2
 
 
@@ -406,6 +119,124 @@ def test_advanced_mode_with_an_empty_directory_names_the_import(seed: SeedDeploy
     [finding] = problems(check_homes(seed.imp.home, (seed.ocs.home,)))
     assert finding.rule.id == "routing.advanced"
     assert finding.fix == (
-        f"intrafed config directory import --from-home {seed.ocs.home} --home {seed.imp.home} "
-        f"(or intrafed config routing-mode basic --home {seed.imp.home})"
+        f"intrafed config directory import --from-home {seed.ocs.home} --home {seed.imp.home}"
     )
+    assert finding.message.endswith(
+        f"(or go back to basic: intrafed config routing-mode basic --home {seed.imp.home})"
+    )
+
+
+def findings_of(report: CheckReport, rule: str) -> list[Finding]:
+    found = [f for f in report.findings if f.rule.id == rule]
+    assert found, [f.to_json() for f in report.findings]
+    return found
+
+
+def test_an_advanced_directory_missing_a_user_of_the_peer_side_is_an_error(
+    seed: SeedDeployment,
+) -> None:
+    """A MESSAGE from IM&P to the missing OCS user gets 404 (test_fix_commands lives it)."""
+    imp = seed.imp.home
+    intrafed("config", "routing-mode", "advanced", home=imp)
+    intrafed("config", "directory", "add", "carol@example.com", home=imp)
+    promote(imp)
+    report = check_homes(imp, (seed.ocs.home,))
+    [missing] = findings_of(report, "routing.directory-missing")
+    assert missing.severity is Severity.ERROR
+    assert not report.ok
+
+
+def test_the_legacy_tls_profile_with_fips_on_is_an_error_with_a_command_to_fix_it(
+    seed: SeedDeployment,
+) -> None:
+    ocs = seed.ocs.home
+    intrafed("config", "tls-profile", "legacy-tls1", home=ocs)
+    promote(ocs)
+    report = check_homes(ocs, (seed.imp.home,))
+    [finding] = findings_of(report, "tls.legacy-fips")
+    assert finding.severity is Severity.ERROR
+    assert "starts with no TLS or MTLS listener" in finding.message
+    assert finding.fix == f"intrafed config tls-profile default --home {ocs}"
+    assert "tls.legacy-profile" not in report.rule_ids()
+
+
+def test_fips_off_is_a_warning_that_says_what_is_really_offered(seed: SeedDeployment) -> None:
+    """FIPS off offers TLS 1.2 and 1.3 with OpenSSL's suites (never SSLv3): a FIPS peer and
+    this node still agree on TLS 1.2 (test_fix_commands sends a MESSAGE across)."""
+    intrafed("config", "fips", "off", home=seed.ocs.home)
+    promote(seed.ocs.home)
+    report = check_homes(seed.ocs.home, (seed.imp.home,))
+    [finding] = findings_of(report, "tls.fips")
+    assert finding.severity is Severity.WARNING
+    assert "SSLv3" not in finding.message
+    assert "TLS 1.3" in finding.message
+    assert report.ok
+
+
+def test_a_missing_route_fix_names_the_peers_real_port_name_and_address(
+    seed: SeedDeployment,
+) -> None:
+    ocs, imp = seed.ocs.home, seed.imp.home
+    intrafed("config", "listener", "set", "--peer-auth", "5071", home=imp)
+    intrafed("config", "route", "remove", "--domain", "example.com", home=ocs)
+    intrafed("config", "hosts", "remove", "imp1.example.com", home=ocs)
+    for node in seed.nodes:
+        promote(node.home)
+    [finding] = findings_of(check_homes(ocs, (imp,)), "route.missing")
+    assert finding.fix == (
+        f"intrafed config route add --home {ocs} --domain example.com --transport TLS "
+        f"--port 5071 --fqdn imp1.example.com && intrafed config hosts add imp1.example.com "
+        f"{seed.imp.ip} --home {ocs}"
+    )
+
+
+def test_a_missing_host_authorization_says_407_or_403_as_the_node_answers(
+    seed: SeedDeployment,
+) -> None:
+    """Not "challenged (401)": a peer that is not Treat as Authenticated gets 407, one
+    without any entry 403 (test_fix_commands shows both stop a MESSAGE)."""
+    ocs = seed.ocs.home
+    intrafed("config", "hostauth", "remove", "--ip", seed.imp.ip, home=ocs)
+    intrafed("config", "hostauth", "remove", "--fqdn", "imp1.example.com", home=ocs)
+    intrafed("config", "hostauth", "add", "--ip", seed.imp.ip, "--no-treat-as-authenticated",
+             home=ocs)  # fmt: skip
+    promote(ocs)
+    report = check_homes(ocs, (seed.imp.home,))
+    [challenged] = findings_of(report, "hostauth.treat-as-authenticated")
+    assert "challenged (407)" in challenged.message
+    assert "401" not in challenged.message
+    [no_fqdn] = findings_of(report, "hostauth.fqdn")
+    assert no_fqdn.severity is Severity.ERROR
+    intrafed("config", "hostauth", "remove", "--ip", seed.imp.ip, home=ocs)
+    promote(ocs)
+    [refused] = findings_of(check_homes(ocs, (seed.imp.home,)), "hostauth.ip")
+    assert "refused (403)" in refused.message
+
+
+def test_one_missing_host_authorization_entry_is_a_warning_while_the_other_trusts_the_peer(
+    seed: SeedDeployment,
+) -> None:
+    ocs = seed.ocs.home
+    intrafed("config", "hostauth", "remove", "--ip", seed.imp.ip, home=ocs)
+    promote(ocs)
+    report = check_homes(ocs, (seed.imp.home,))
+    [finding] = findings_of(report, "hostauth.ip")
+    assert finding.severity is Severity.WARNING
+    assert finding.fix == f"intrafed config hostauth add --ip {seed.imp.ip} --home {ocs}"
+    assert report.ok
+
+
+def test_a_wrong_hosts_entry_is_reported_and_its_address_never_authorized(
+    seed: SeedDeployment,
+) -> None:
+    ocs = seed.ocs.home
+    intrafed("config", "hosts", "remove", "imp1.example.com", home=ocs)
+    intrafed("config", "hosts", "add", "imp1.example.com", OTHER_IP, home=ocs)
+    promote(ocs)
+    report = check_homes(ocs, (seed.imp.home,))
+    [wrong] = findings_of(report, "route.address")
+    assert wrong.fix == (
+        f"intrafed config hosts remove imp1.example.com --home {ocs} && intrafed config hosts "
+        f"add imp1.example.com {seed.imp.ip} --home {ocs}"
+    )
+    assert not [f for f in report.findings if OTHER_IP in f.fix and f is not wrong]

@@ -461,6 +461,15 @@ def test_fips(ocs: str) -> None:
     assert staged(ocs)["fips"] is True
 
 
+def test_tls_profile(ocs: str) -> None:
+    assert config(ocs, "tls-profile", "Legacy-TLS1") == (
+        f"TLS profile: legacy-tls1 {applied_by(ocs)}\n"
+    )
+    assert staged(ocs)["tls_profile"] == "legacy-tls1"
+    config(ocs, "tls-profile", "default")
+    assert staged(ocs)["tls_profile"] == "default"
+
+
 def test_rate_limits_change_one_value_at_a_time_and_refuse_a_burst_below_the_rate(
     ocs: str,
 ) -> None:
@@ -948,7 +957,7 @@ def test_every_option_has_help_and_shows_its_default() -> None:
         return [(path, command)]
 
     found = [("init", init_command), *commands(config_group, "config")]
-    assert len(found) == 48
+    assert len(found) == 49
     for path, command in found:
         assert command.help, path
         names = [p.name for p in command.params]

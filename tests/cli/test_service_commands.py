@@ -51,6 +51,8 @@ def test_service_status_exits_3_for_a_stopped_node_and_1_when_it_cannot_tell(
         "status": "stopped",
         "running": False,
         "pid": None,
+        "uptime_seconds": None,
+        "live": None,
         "node": "ocs1.example.com",
         "listeners": {},
         "staged_is_running": False,

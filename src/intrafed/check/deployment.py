@@ -16,6 +16,7 @@ from pathlib import Path
 from intrafed.config import edits
 from intrafed.config.model import (
     Connection,
+    Edition,
     HostAuthorization,
     HostEntry,
     NodeConfig,
@@ -132,11 +133,14 @@ def build_seed_deployment(
     base_port: int | None = None,
     users: Sequence[tuple[str, Role]] = DEFAULT_USERS,
     key_type: KeyType = KeyType.RSA_2048,
+    pool_fqdn: str | None = None,
 ) -> SeedDeployment:
     """Create ``root/ca``, ``root/imp1`` and ``root/ocs1`` configured as the seed says.
 
     Ports are the seed's (TCP 5060, MTLS and Peer Auth 5061, OCS client TLS 5062, Server
-    Auth 5063), or shifted so that TCP is ``base_port``. ``ConfigError`` or ``PkiError``
+    Auth 5063), or shifted so that TCP is ``base_port``. With ``pool_fqdn``, ocs1 is a
+    front end of that Enterprise Edition pool: its certificate names the pool, and IM and
+    Presence routes to, resolves and trusts the pool FQDN. ``ConfigError`` or ``PkiError``
     when a home already exists.
     """
     tcp = SIP_PORT if base_port is None else base_port
@@ -149,22 +153,34 @@ def build_seed_deployment(
     ca = CertificateAuthority.create(CA_NAME, key_type=key_type)
     ca.save(ca_dir)
     seed_users = tuple(SeedUser(aor, secrets.token_urlsafe(12), role) for aor, role in users)
-    for node, peer, setup in ((imp, ocs, _imp_edits), (ocs, imp, _ocs_edits)):
+    identities = {
+        Role.IMP: NodeIdentity(Role.IMP, imp.fqdn, imp.ip),
+        Role.OCS: NodeIdentity(Role.OCS, ocs.fqdn, ocs.ip)
+        if pool_fqdn is None
+        else NodeIdentity(Role.OCS, ocs.fqdn, ocs.ip, Edition.ENTERPRISE, pool_fqdn),
+    }
+    steps = (
+        (imp, _imp_edits(imp, ocs, identities[Role.OCS].certificate_name)),
+        (ocs, _ocs_edits(ocs, imp)),
+    )
+    for node, setup in steps:
         own_users = [user for user in seed_users if user.role is node.role]
-        _build_node(node, [*setup(node, peer), *_user_edits(own_users)], ca, ca_dir, key_type)
+        staged = [*setup, *_user_edits(own_users)]
+        _build_node(node, identities[node.role], staged, ca, ca_dir, key_type)
     return SeedDeployment(root, DOMAIN, ca_dir, imp, ocs, seed_users)
 
 
-def _imp_edits(imp: SeedNode, ocs: SeedNode) -> list[StagedEdit]:
+def _imp_edits(imp: SeedNode, ocs: SeedNode, ocs_name: str) -> list[StagedEdit]:
     """IM&P: domain, application listeners (Server Auth off the Peer Auth port), static
-    route to OCS by FQDN over TLS, the OCS name in the hosts table, TLS peer subject."""
+    route to OCS (``ocs_name``: the server, or its pool) by FQDN over TLS, that name in the
+    hosts table, TLS peer subject."""
     ports = {"tcp": imp.tcp_port, "peer_auth": imp.tls_port, "server_auth": imp.client_tls_port}
     return [
         lambda c: edits.add_domain(c, DOMAIN),
         lambda c: edits.set_listeners(c, **ports),
-        lambda c: edits.add_route(c, StaticRoute(DOMAIN, "TLS", ocs.tls_port, fqdn=ocs.fqdn)),
-        lambda c: edits.add_host(c, HostEntry(ocs.fqdn, ocs.ip)),
-        lambda c: edits.add_peer_subject(c, ocs.fqdn),
+        lambda c: edits.add_route(c, StaticRoute(DOMAIN, "TLS", ocs.tls_port, fqdn=ocs_name)),
+        lambda c: edits.add_host(c, HostEntry(ocs_name, ocs.ip)),
+        lambda c: edits.add_peer_subject(c, ocs_name),
         lambda c: edits.set_fips(c, True),
     ]
 
@@ -195,6 +211,7 @@ def _user_edits(users: Sequence[SeedUser]) -> list[StagedEdit]:
 
 def _build_node(
     node: SeedNode,
+    identity: NodeIdentity,
     steps: Sequence[StagedEdit],
     ca: CertificateAuthority,
     ca_dir: Path,
@@ -202,7 +219,7 @@ def _build_node(
 ) -> NodeConfig:
     """``intrafed init``, the ``config`` edits, the TLS Encryption Configuration (trust the
     root, request, sign, import, select), then what a restart does: promote."""
-    with create_store(node.home, NodeIdentity(node.role, node.fqdn, node.ip)) as store:
+    with create_store(node.home, identity) as store:
         for step in steps:
             config = store.stage(step)
         stores = CertificateStores.of_home(node.home)

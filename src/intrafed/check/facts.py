@@ -7,14 +7,14 @@ from __future__ import annotations
 import concurrent.futures
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
 
-from intrafed.config.document import from_toml
+from intrafed.config.document import apply_command, from_toml
 from intrafed.config.model import ConfigError, NodeConfig
-from intrafed.pki import CertificateStores, PkiError
+from intrafed.pki import CertificateStores, PkiError, StoreName
 from intrafed.store import open_store
 
 DNS_TIMEOUT = 3.0
@@ -63,6 +63,9 @@ class CertificateFacts:
     """The trusted roots."""
     problem: str | None = None
     """Why nothing usable is selected."""
+    root_files: Mapping[str, Path] = field(default_factory=dict)
+    """The trusted store's files by their certificate's subject (RFC 4514), for fixes
+    that import a root elsewhere."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +82,10 @@ class NodeFacts:
     """None when the stores are unknown (an exported document)."""
     resolved: Mapping[str, Resolution] | None = None
     """Where each TLS route's FQDN resolves."""
+    running: bool = False
+    """Whether a node runs on the home (what it runs is the running configuration)."""
+    apply_command: str | None = None
+    """``reload`` or ``restart``: what makes the running configuration the staged one."""
 
     @property
     def name(self) -> str:
@@ -102,13 +109,15 @@ class NodeFacts:
 
 def _certificates(home: Path) -> CertificateFacts:
     stores = CertificateStores.of_home(home)
-    trusted = stores.trusted_roots()
+    stored = stores.certificates(StoreName.TRUSTED)
+    trusted = tuple(root.certificate for root in stored)
+    files = {root.certificate.subject.rfc4514_string(): root.path for root in stored}
     try:
         selected = stores.selected()
     except PkiError as exc:
-        return CertificateFacts(None, (), False, trusted, exc.message)
+        return CertificateFacts(None, (), False, trusted, exc.message, files)
     return CertificateFacts(
-        selected.certificate, selected.chain, selected.key_path is not None, trusted
+        selected.certificate, selected.chain, selected.key_path is not None, trusted, None, files
     )
 
 
@@ -117,18 +126,27 @@ def _resolutions(config: NodeConfig) -> dict[str, Resolution]:
     return {name: resolve_name(config, name) for name in sorted(names)}
 
 
-def load_home(home: Path) -> NodeFacts:
-    """A node's facts from its home directory."""
+def load_home(home: Path, *, running: bool = False) -> NodeFacts:
+    """A node's facts from its home directory; ``running`` when a node runs on it."""
     with open_store(home) as store:
         config = store.load("staged")
         pending = tuple(store.pending_changes())
-    return NodeFacts(config, home, pending, _certificates(home), _resolutions(config))
+        command = apply_command(store.load("running"), config)
+    return NodeFacts(
+        config,
+        home,
+        pending,
+        _certificates(home),
+        _resolutions(config),
+        running=running,
+        apply_command=command,
+    )
 
 
-def load_node(path: Path) -> NodeFacts:
+def load_node(path: Path, *, running: bool = False) -> NodeFacts:
     """A home directory, or a document written by ``intrafed config export``."""
     if path.is_dir():
-        return load_home(path)
+        return load_home(path, running=running)
     if not path.is_file():
         raise ConfigError(
             str(path),

@@ -11,110 +11,35 @@ administrators search for them: "connection refused", "certificate root not trus
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import datetime
 import secrets
 import ssl
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from cryptography import x509
-
-from intrafed.check.facts import resolve_name
+from intrafed.check.facts import NodeFacts, resolve_name
+from intrafed.check.probe_results import (
+    ProbeContext,
+    ProbeReport,
+    ProbeResult,
+    close,
+    connect_failure,
+    ssl_reason,
+)
+from intrafed.check.probe_tls import REFUSED_FIX, client_context, handshake
+from intrafed.check.rules.routes import missing_route_fix, unreachable
+from intrafed.check.rules.shared import covers_domain
 from intrafed.config.model import (
-    ConfigError,
     ImpListeners,
-    NodeConfig,
-    NodeIdentity,
     Role,
     StaticRoute,
 )
-from intrafed.pki import CertificateStores, PkiError, client_context, validate
-from intrafed.pki.certificates import (
-    CLIENT_AUTH,
-    SERVER_AUTH,
-    eku_name,
-    extended_key_usages,
-    proven_names,
-    subject_text,
-)
-from intrafed.pki.validation import covers
+from intrafed.pki import CertificateStores
 from intrafed.policy.peers import trusted_peer
 from intrafed.sip import FramingError, RemoteSipError, Response, StreamFramer, parse_message
 from intrafed.store import open_store
 
+__all__ = ["ProbeReport", "ProbeResult", "probe_home"]
+
 READ_SIZE = 65536
-
-
-@dataclass(frozen=True, slots=True)
-class ProbeResult:
-    """One live check: what was tried, against what, and how it went."""
-
-    check: str
-    """``listener``, ``resolve``, ``connect``, ``tls``, ``options`` or ``trust``."""
-    target: str
-    """What was probed (a listener, a route, a trust entry)."""
-    ok: bool
-    message: str
-    fix: str | None = None
-    details: Mapping[str, str] = field(default_factory=dict)
-    """What was seen (the peer certificate's subject, issuer, EKU, expiry; OPTIONS headers)."""
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready description."""
-        return {
-            "check": self.check,
-            "target": self.target,
-            "ok": self.ok,
-            "message": self.message,
-            "fix": self.fix,
-            "details": dict(self.details),
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class ProbeReport:
-    """Every result of one probe."""
-
-    node: str
-    results: tuple[ProbeResult, ...]
-
-    @property
-    def ok(self) -> bool:
-        """Every check passed."""
-        return all(result.ok for result in self.results)
-
-    def failures(self) -> tuple[ProbeResult, ...]:
-        """The checks that failed."""
-        return tuple(result for result in self.results if not result.ok)
-
-    def to_json(self) -> dict[str, Any]:
-        """``{"ok": bool, "node": fqdn, "results": [...]}``."""
-        return {
-            "ok": self.ok,
-            "node": self.node,
-            "results": [result.to_json() for result in self.results],
-        }
-
-
-@dataclass
-class _Context:
-    """What every probe of one node needs."""
-
-    home: Path
-    config: NodeConfig
-    stores: CertificateStores
-    timeout: float
-    client: ssl.SSLContext | None
-    client_problem: str | None
-    seen: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
-    """Peer certificate names seen per route next hop: (address, names)."""
-
-    @property
-    def home_arg(self) -> str:
-        return f"--home {self.home}"
 
 
 async def probe_home(home: Path, *, timeout: float = 5.0) -> ProbeReport:
@@ -122,37 +47,34 @@ async def probe_home(home: Path, *, timeout: float = 5.0) -> ProbeReport:
     with open_store(home) as store:
         config = store.load("running")
     stores = CertificateStores.of_home(home)
-    client, problem = _client_context(stores, config)
-    context = _Context(home, config, stores, timeout, client, problem)
+    client, problem = client_context(stores, config)
+    context = ProbeContext(home, config, stores, timeout, client, problem)
     results = await _listeners(context)
+    results += _missing_routes(context)
     for route in config.routes:
         results += await _route(context, route)
     results += _trust_entries(context)
     return ProbeReport(config.identity.fqdn, tuple(results))
 
 
-def _client_context(
-    stores: CertificateStores, config: NodeConfig
-) -> tuple[ssl.SSLContext | None, str | None]:
-    """Our outbound TLS context with the selected certificate, as the node builds it (but
-    without refusing a certificate that fails validation: the probe shows what happens)."""
-    try:
-        selected = stores.selected()
-        if selected.key_path is None:
-            return None, f"the selected certificate {selected.thumbprint} has no private key"
-        context = client_context(
-            selected.path,
-            selected.key_path,
-            stores.trusted_roots(),
-            fips=config.fips,
-            profile=config.tls_profile,
+def _missing_routes(context: ProbeContext) -> list[ProbeResult]:
+    """A domain we serve with no static route: nothing of it crosses to the other side."""
+    config = context.config
+    facts = NodeFacts(config, context.home)
+    return [
+        ProbeResult(
+            "route",
+            f"domain {domain}",
+            False,
+            f"no static route for {domain}: {unreachable(domain)}",
+            missing_route_fix(facts, domain, ()),
         )
-    except (PkiError, ConfigError) as exc:
-        return None, str(exc)
-    return context, None
+        for domain in config.domains
+        if not any(covers_domain(route, domain) for route in config.routes)
+    ]
 
 
-async def _listeners(context: _Context) -> list[ProbeResult]:
+async def _listeners(context: ProbeContext) -> list[ProbeResult]:
     config = context.config
     identity = config.identity
     if config.role is Role.OCS:
@@ -178,18 +100,18 @@ async def _listeners(context: _Context) -> list[ProbeResult]:
                     "listener",
                     target,
                     False,
-                    _connect_failure(exc, context.timeout),
+                    connect_failure(exc, context.timeout),
                     f"intrafed service start {context.home_arg} (or see "
                     f"{context.home / 'intrafed.log'})",
                 )
             )
             continue
-        await _close(writer)
+        await close(writer)
         results.append(ProbeResult("listener", target, True, "accepts connections"))
     return results
 
 
-async def _route(context: _Context, route: StaticRoute) -> list[ProbeResult]:
+async def _route(context: ProbeContext, route: StaticRoute) -> list[ProbeResult]:
     target = f"route {route.domain} → {route.transport} {route.next_hop}:{route.port}"
     results = []
     address = route.ip or ""
@@ -223,7 +145,7 @@ async def _route(context: _Context, route: StaticRoute) -> list[ProbeResult]:
                 "connect",
                 target,
                 False,
-                f"{_connect_failure(exc, context.timeout)} at {address}:{route.port}",
+                f"{connect_failure(exc, context.timeout)} at {address}:{route.port}",
                 "check that the peer runs (intrafed service status on it) and that the "
                 "route's port is its "
                 + ("Peer Auth / MTLS" if route.transport == "TLS" else "TCP")
@@ -234,184 +156,18 @@ async def _route(context: _Context, route: StaticRoute) -> list[ProbeResult]:
     results.append(ProbeResult("connect", target, True, f"TCP connected to {address}"))
     try:
         if route.fqdn is not None:
-            tls = await _handshake(context, route, address, writer, target)
+            tls = await handshake(context, route, address, writer, target)
             results.append(tls)
             if not tls.ok:
                 return results
         results.append(await _options(context, route, reader, writer, target))
     finally:
-        await _close(writer)
+        await close(writer)
     return results
 
 
-async def _handshake(
-    context: _Context,
-    route: StaticRoute,
-    address: str,
-    writer: asyncio.StreamWriter,
-    target: str,
-) -> ProbeResult:
-    """TLS with our certificate, verifying the peer's against our trusted store and the
-    route's FQDN; when it fails, a second look at the peer's certificate says why."""
-    fqdn = route.fqdn or ""
-    if context.client is None:
-        return ProbeResult(
-            "tls",
-            target,
-            False,
-            f"no usable certificate for TLS: {context.client_problem}",
-            f"intrafed pki validate {context.home_arg}; select a valid certificate: "
-            f"intrafed pki select THUMBPRINT {context.home_arg}",
-        )
-    try:
-        await writer.start_tls(
-            context.client, server_hostname=fqdn, ssl_handshake_timeout=context.timeout
-        )
-    except (ssl.SSLError, OSError, TimeoutError) as exc:
-        peer = await _peer_certificate(context, address, route.port, fqdn)
-        problems = _certificate_problems(context, peer, fqdn, address) if peer else []
-        reason = problems[0] if problems else f"TLS handshake failed: {_ssl_reason(exc)}"
-        fix = _tls_fix(reason, context)
-        if not problems and _ssl_reason(exc) in _REFUSED_US:
-            reason = f"the peer refused our certificate ({_ssl_reason(exc)})"
-            fix = _REFUSED_FIX.format(home=context.home_arg)
-        return ProbeResult(
-            "tls",
-            target,
-            False,
-            reason,
-            fix,
-            _certificate_details(context, peer, address) if peer else {},
-        )
-    ssl_object = writer.get_extra_info("ssl_object")
-    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
-    certificate = x509.load_der_x509_certificate(der) if der else None
-    details = _certificate_details(context, certificate, address) if certificate else {}
-    if certificate is not None:
-        context.seen[fqdn] = (address, proven_names(certificate))
-        problems = _certificate_problems(context, certificate, fqdn, address)
-        if problems:
-            return ProbeResult(
-                "tls", target, False, problems[0], _tls_fix(problems[0], context), details
-            )
-    version = ssl_object.version() if ssl_object is not None else "TLS"
-    return ProbeResult(
-        "tls", target, True, f"{version} handshake with {fqdn}, certificate trusted", None, details
-    )
-
-
-async def _peer_certificate(
-    context: _Context, address: str, port: int, fqdn: str
-) -> x509.Certificate | None:
-    """The certificate the peer presents, read over a handshake that verifies nothing."""
-    inspect = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    inspect.check_hostname = False
-    inspect.verify_mode = ssl.CERT_NONE
-    # Present our certificate when it loads, so that an MTLS listener lets us that far.
-    with contextlib.suppress(PkiError, ssl.SSLError, OSError):
-        selected = context.stores.selected()
-        if selected.key_path is not None:
-            inspect.load_cert_chain(selected.path, selected.key_path)
-    try:
-        _, writer = await asyncio.wait_for(
-            asyncio.open_connection(
-                address,
-                port,
-                ssl=inspect,
-                server_hostname=fqdn,
-                ssl_handshake_timeout=context.timeout,
-            ),
-            context.timeout,
-        )
-    except (OSError, ssl.SSLError, TimeoutError):
-        return None
-    try:
-        ssl_object = writer.get_extra_info("ssl_object")
-        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
-        return x509.load_der_x509_certificate(der) if der else None
-    finally:
-        await _close(writer)
-
-
-def _certificate_problems(
-    context: _Context, certificate: x509.Certificate, fqdn: str, address: str
-) -> list[str]:
-    """Why we (or the peer, for its client role) would refuse the peer's certificate."""
-    problems = []
-    trust = _trust_verdict(context, certificate, fqdn, address)
-    if trust is not None:
-        problems.append(f"certificate root not trusted: {trust}")
-    names = proven_names(certificate)
-    if not any(covers(name, fqdn) for name in names):
-        problems.append(
-            f"wrong principal: certificate names {', '.join(names)}, route expects {fqdn}"
-        )
-    usages = extended_key_usages(certificate) or ()
-    for oid, what in ((SERVER_AUTH, "Server"), (CLIENT_AUTH, "Client")):
-        if oid not in usages:
-            problems.append(
-                f"the peer's certificate ({subject_text(certificate)}) lacks {what} "
-                f"Authentication EKU"
-                + (": it cannot open MTLS to us" if oid == CLIENT_AUTH else "")
-            )
-    now = datetime.datetime.now(datetime.UTC)
-    if certificate.not_valid_after_utc < now:
-        problems.append(f"the peer's certificate expired on {certificate.not_valid_after_utc}")
-    return problems
-
-
-def _trust_verdict(
-    context: _Context, certificate: x509.Certificate, fqdn: str, address: str
-) -> str | None:
-    """Why our trusted store does not accept the peer's certificate, or None."""
-    # Judged as if it were the route's node's own certificate: only the chain finding
-    # matters here (names and EKU are judged as a peer's by the caller).
-    identity = NodeIdentity(Role.IMP, fqdn, address)
-    report = validate(certificate, identity=identity, trusted=context.stores.trusted_roots())
-    chain = [finding.message for finding in report.findings if finding.rule == "chain"]
-    return chain[0] if chain else None
-
-
-def _certificate_details(
-    context: _Context, certificate: x509.Certificate, address: str
-) -> dict[str, str]:
-    usages = extended_key_usages(certificate)
-    trust = _trust_verdict(context, certificate, _first_name(certificate), address)
-    return {
-        "subject": subject_text(certificate),
-        "issuer": certificate.issuer.rfc4514_string(),
-        "eku": "(none)" if usages is None else ", ".join(eku_name(oid) for oid in usages),
-        "expires": certificate.not_valid_after_utc.isoformat(),
-        "trusted by us": "yes" if trust is None else f"no ({trust})",
-    }
-
-
-def _first_name(certificate: x509.Certificate) -> str:
-    names = proven_names(certificate)
-    return names[0] if names else "unnamed.invalid"
-
-
-def _tls_fix(reason: str, context: _Context) -> str:
-    if reason.startswith("certificate root not trusted"):
-        return (
-            f"import the root of the CA that signed the peer: intrafed pki import --store "
-            f"trusted ROOT.pem {context.home_arg} (and ours into the peer's trusted store)"
-        )
-    if reason.startswith("wrong principal"):
-        return (
-            "name the peer by the FQDN on its certificate: intrafed config route remove/add "
-            f"{context.home_arg} --fqdn NAME, or give the peer a certificate for the route's FQDN"
-        )
-    if "EKU" in reason:
-        return (
-            "the peer needs a certificate with Server and Client Authentication: intrafed pki "
-            "csr, sign without --server-only, import and select it on the peer"
-        )
-    return f"intrafed pki validate {context.home_arg}, and the same on the peer"
-
-
 async def _options(
-    context: _Context,
+    context: ProbeContext,
     route: StaticRoute,
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
@@ -455,11 +211,11 @@ async def _options(
             False,
             "the peer closed the connection"
             + (
-                f" after the handshake: it refused our certificate ({_ssl_reason(exc)})"
+                f" after the handshake: it refused our certificate ({ssl_reason(exc)})"
                 if refused
-                else f" ({_ssl_reason(exc)})"
+                else f" ({ssl_reason(exc)})"
             ),
-            _REFUSED_FIX.format(home=context.home_arg) if refused else "check the peer's log",
+            REFUSED_FIX.format(home=context.home_arg) if refused else "check the peer's log",
         )
     except (FramingError, RemoteSipError) as exc:
         return ProbeResult(
@@ -506,7 +262,7 @@ async def _read_response(reader: asyncio.StreamReader) -> Response:
         framer.receive_data(data)
 
 
-def _trust_entries(context: _Context) -> list[ProbeResult]:
+def _trust_entries(context: ProbeContext) -> list[ProbeResult]:
     """Per host-authorization entry (OCS) or ACL entry and TLS peer subject (IM&P):
     whether requests from that peer would be trusted, and for each peer our routes reached,
     what its certificate proves."""
@@ -519,19 +275,22 @@ def _trust_entries(context: _Context) -> list[ProbeResult]:
                 if entry.ip is not None
                 else trusted_peer(config, "", (entry.host,))
             )
+            option = "--ip" if entry.ip is not None else "--fqdn"
             problems = []
             if verdict is None:
                 problems.append("it is Outbound Only, so its requests get no trust")
             if not entry.treat_as_authenticated:
-                problems.append("it is not Treat as Authenticated, so its requests are challenged")
+                problems.append(
+                    "it is not Treat as Authenticated, so its requests are challenged (407)"
+                )
             results.append(
                 ProbeResult(
                     "trust",
                     f"host authorization {entry.host}",
                     not problems,
                     "; ".join(problems) or f"requests from {entry.host} are trusted",
-                    f"intrafed config hostauth remove and add {entry.host} {context.home_arg} "
-                    "without --outbound-only, with --treat-as-authenticated"
+                    f"intrafed config hostauth remove {option} {entry.host} {context.home_arg} "
+                    f"&& intrafed config hostauth add {option} {entry.host} {context.home_arg}"
                     if problems
                     else None,
                 )
@@ -576,47 +335,3 @@ def _trust_entries(context: _Context) -> list[ProbeResult]:
             )
         )
     return results
-
-
-def _connect_failure(exc: BaseException, timeout: float) -> str:
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, TimeoutError):
-        return f"connection timed out after {timeout:g} s"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror.lower()
-    return str(exc) or type(exc).__name__
-
-
-# TLS alerts a peer sends when it refuses our certificate during the handshake (TLS 1.2;
-# with TLS 1.3 the refusal comes after it, on the first read).
-_REFUSED_US = frozenset(
-    {
-        "SSLV3_ALERT_BAD_CERTIFICATE",
-        "SSLV3_ALERT_CERTIFICATE_EXPIRED",
-        "SSLV3_ALERT_HANDSHAKE_FAILURE",
-        "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE",
-        "TLSV13_ALERT_CERTIFICATE_REQUIRED",
-        "TLSV1_ALERT_UNKNOWN_CA",
-    }
-)
-_REFUSED_FIX = (
-    "on the peer, import our CA root into its trusted store; our certificate needs "
-    "Client Authentication EKU: intrafed pki validate {home}"
-)
-
-
-def _ssl_reason(exc: BaseException) -> str:
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return exc.verify_message or str(exc)
-    if isinstance(exc, ssl.SSLError):
-        return exc.reason or str(exc)
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    return str(exc) or type(exc).__name__
-
-
-async def _close(writer: asyncio.StreamWriter) -> None:
-    writer.close()
-    with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
-        await asyncio.wait_for(writer.wait_closed(), 1.0)

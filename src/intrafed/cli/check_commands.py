@@ -16,6 +16,7 @@ import click
 from intrafed.check import CheckReport, Step, check_homes
 from intrafed.check.probe import ProbeReport, probe_home
 from intrafed.cli.common import home_option
+from intrafed.cli.home_lock import holder
 from intrafed.cli.output import echo
 from intrafed.pki import Severity
 
@@ -69,7 +70,7 @@ def _print_check(report: CheckReport) -> None:
 @click.option("--json", "as_json", is_flag=True, help='Print {"ok": …, "findings": […]}.')
 def check_command(home: Path, peers: tuple[Path, ...], as_json: bool) -> None:
     """Validate the seed's task list on one node, or across the deployment with --peer."""
-    report = check_homes(home, peers)
+    report = check_homes(home, peers, is_running=lambda path: holder(path) is not None)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
     else:

@@ -51,7 +51,7 @@ from intrafed.config.document import (
     to_document,
     to_toml,
 )
-from intrafed.config.model import ConfigError, Edition, NodeConfig, NodeIdentity, Role
+from intrafed.config.model import ConfigError, Edition, NodeConfig, NodeIdentity, Role, TlsProfile
 from intrafed.store import create_store, open_store
 
 # ``intrafed init``
@@ -216,6 +216,16 @@ def digest(home: Path, algorithms: tuple[str, ...]) -> None:
 def fips(home: Path, state: str) -> None:
     """The FIPS-approved-algorithms policy: on means TLS 1.2+ and approved suites only."""
     stage(home, lambda c: edits.set_fips(c, state == "on"), f"FIPS policy: {state}")
+
+
+@config_group.command("tls-profile")
+@home_option()
+@click.argument("profile", type=click.Choice([p.value for p in TlsProfile], case_sensitive=False))
+def tls_profile(home: Path, profile: str) -> None:
+    """The TLS versions allowed: default (TLS 1.2 and up) or legacy-tls1 (TLS 1.0 and up,
+    for old peers; it needs the FIPS policy off)."""
+    chosen = TlsProfile(profile.lower())
+    stage(home, lambda c: edits.set_tls_profile(c, chosen), f"TLS profile: {chosen.value}")
 
 
 @config_group.command("show")

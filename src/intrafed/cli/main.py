@@ -37,7 +37,8 @@ COMMANDS = (
     LazyCommand(
         "service",
         "intrafed.cli.service_commands:service_group",
-        "Start, stop, restart and reload the node in the background; show its status.",
+        "Start, stop, restart and reload the node in the background; show its status; print "
+        "its systemd unit.",
     ),
     LazyCommand(
         "serve",

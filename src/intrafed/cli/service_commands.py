@@ -18,17 +18,20 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from intrafed.check import check_homes
 from intrafed.check.probe import probe_home
+from intrafed.cli import logs, systemd
 from intrafed.cli.common import done, fail, home_option, json_option
 from intrafed.cli.home_lock import HomeInUseError, HomeLock, holder
 from intrafed.cli.output import echo
 from intrafed.config.document import apply_command, changes
 from intrafed.config.model import ConfigError, NodeConfig
+from intrafed.control.client import ask
+from intrafed.control.protocol import ControlError
 from intrafed.node import Node, settings_with_tls, tls_contexts_of
 from intrafed.pki import PkiError
 from intrafed.store import Store, open_store
@@ -41,6 +44,8 @@ LOG_FILE = "intrafed.log"
 STATUS_FILE = "status.json"
 START_TIMEOUT = 15.0
 STOP_GRACE = 10.0
+STOP_TIMEOUT = STOP_GRACE + 5
+"""Seconds a graceful stop may take before the node is killed (systemd's TimeoutStopSec)."""
 
 
 def _open(home: Path) -> Store:
@@ -85,6 +90,8 @@ async def _serve(home: Path, store: Store, config: NodeConfig) -> None:
     store.promote(config)
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
+    started = time.time()
+    listening = ", ".join(f"{transport} {host}:{port}" for transport, (host, port) in bound.items())
 
     def write_status(reload: dict[str, Any] | None = None) -> None:
         status = {
@@ -92,7 +99,7 @@ async def _serve(home: Path, store: Store, config: NodeConfig) -> None:
             "fqdn": config.identity.fqdn,
             "role": config.role.value,
             "listeners": {transport: list(address) for transport, address in bound.items()},
-            "started": time.time(),
+            "started": started,
             "reload": reload,
         }
         temporary = home / f".{STATUS_FILE}.tmp"
@@ -100,6 +107,7 @@ async def _serve(home: Path, store: Store, config: NodeConfig) -> None:
         temporary.replace(home / STATUS_FILE)
 
     def reload() -> None:
+        systemd.notify(systemd.reloading())
         applied: list[str] = []
         try:
             staged = store.load("staged")
@@ -117,15 +125,24 @@ async def _serve(home: Path, store: Store, config: NodeConfig) -> None:
             logging.getLogger(__name__).warning("reload refused: %s", reason)
         outcome = {"ok": reason is None, "reason": reason, "applied": applied}
         write_status({**outcome, "at": time.time()})
+        refused = "" if reason is None else f"; reload refused: {reason}"
+        systemd.notify(f"READY=1\nSTATUS=listening on {listening}{refused}")
 
     loop.add_signal_handler(signal.SIGTERM, stopping.set)
     loop.add_signal_handler(signal.SIGINT, stopping.set)
     loop.add_signal_handler(signal.SIGHUP, reload)
     write_status()
-    click.echo(json.dumps({"node": config.identity.fqdn, "listeners": bound}), err=True)
+    logging.getLogger(__name__).info(
+        "%s listening on %s",
+        config.identity.fqdn,
+        listening,
+        extra={"node": config.identity.fqdn, "listeners": bound},
+    )
+    systemd.notify(f"READY=1\nSTATUS=listening on {listening}")
     probing = loop.create_task(_log_probe_failures(home))
     await stopping.wait()
     probing.cancel()
+    systemd.notify("STOPPING=1\nSTATUS=finishing pending transactions")
     logging.getLogger(__name__).info("stopping: finishing pending transactions")
     await node.stop(grace=STOP_GRACE)
     (home / STATUS_FILE).unlink(missing_ok=True)
@@ -164,31 +181,42 @@ async def _log_probe_failures(home: Path) -> None:
 
 @click.command("serve")
 @home_option()
+@logs.log_options
 @click.option(
-    "--log-level",
-    default="INFO",
-    show_default=True,
-    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-    help="Logging threshold.",
+    "--log-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Append the log to this file (opened again once logrotate moves it) instead of stderr.",
 )
-def serve_command(home: Path, log_level: str) -> None:
+def serve_command(home: Path, log_level: str, log_format: str, log_file: Path | None) -> None:
     """Run the node in the foreground with the staged configuration (which becomes the
-    running one). SIGTERM or Ctrl-C stops it gracefully; SIGHUP reloads."""
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    store = _open(home)
+    running one). SIGTERM or Ctrl-C stops it gracefully; SIGHUP reloads. Under systemd
+    (intrafed service unit) it reports readiness, reloads and stopping to the manager, and
+    logs to the journal without timestamps of its own."""
+    logs.configure(log_level, log_format, log_file)
+
+    def fatal(message: str, code: int) -> NoReturn:
+        if log_file is None:
+            fail(message, code)
+        logging.getLogger(__name__).critical(message)  # the last line the starter reads
+        sys.exit(code)
+
+    try:
+        store = open_store(home)
+    except ConfigError as exc:
+        fatal(str(exc), 2)
     try:
         lock = HomeLock(home)
     except HomeInUseError as exc:
-        fail(f"{exc}: stop it first (intrafed service stop --home {home})", 1)
+        fatal(f"{exc}: stop it first (intrafed service stop --home {home})", 1)
     try:
         config = store.load("staged")
         _log_check_errors(home)
         asyncio.run(_serve(home, store, config))
     except ConfigError as exc:
-        fail(str(exc))
+        fatal(str(exc), 2)
     except (OSError, TransportError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        fail(
+        fatal(
             f"cannot start the node: {reason} — free the port or change the connection or "
             "listener (intrafed config show); the staged configuration stays pending",
             1,
@@ -206,7 +234,8 @@ systemctl uses too (0: running, 1: the status cannot be told)."""
 
 @click.group("service")
 def service_group() -> None:
-    """Start, stop, restart and reload the node in the background; show its status."""
+    """Start, stop, restart and reload the node in the background; show its status; print
+    its systemd unit."""
 
 
 def _state(home: Path) -> dict[str, Any]:
@@ -232,15 +261,20 @@ def _state(home: Path) -> dict[str, Any]:
     }
 
 
-def _start(home: Path) -> dict[str, Any]:
-    log = (home / LOG_FILE).open("ab")
-    process = subprocess.Popen(  # noqa: S603 (our own interpreter and command)
-        [sys.executable, "-m", "intrafed", "serve", "--home", str(home)],
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=log,
-        start_new_session=True,
-    )
+def _start(home: Path, log_level: str, log_format: str) -> dict[str, Any]:
+    log = home / LOG_FILE
+    # Output before the node's logging is set up (or if that fails) lands in its log too.
+    with log.open("ab") as early:
+        process = subprocess.Popen(  # noqa: S603 (our own interpreter and command)
+            [
+                *(sys.executable, "-m", "intrafed", "serve", "--home", str(home)),
+                *("--log-file", str(log), "--log-level", log_level, "--log-format", log_format),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=early,
+            stderr=early,
+            start_new_session=True,
+        )
     (home / PID_FILE).write_text(f"{process.pid}\n")
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
@@ -250,11 +284,12 @@ def _start(home: Path) -> dict[str, Any]:
         if process.poll() is not None:
             (home / PID_FILE).unlink(missing_ok=True)
             # The node's last words are its one-line reason.
-            lines = (home / LOG_FILE).read_text(errors="replace").strip().splitlines()
-            fail(f"the node did not start: {lines[-1] if lines else 'no reason logged'}", 1)
+            lines = log.read_text(errors="replace").strip().splitlines()
+            reason = logs.message_of(lines[-1]) if lines else "no reason logged"
+            fail(f"the node did not start: {reason}", 1)
         time.sleep(0.05)
     else:
-        fail(f"the node did not report ready within {START_TIMEOUT:g} s; see {home / LOG_FILE}", 1)
+        fail(f"the node did not report ready within {START_TIMEOUT:g} s; see {log}", 1)
     return _state(home)
 
 
@@ -282,21 +317,23 @@ def _stop(home: Path, pid: int, timeout: float) -> bool:
 
 
 _TIMEOUT = click.option(
-    "--timeout", default=STOP_GRACE + 5, show_default=True, help="Seconds before a kill."
+    "--timeout", default=STOP_TIMEOUT, show_default=True, help="Seconds before a kill."
 )
 _JSON_HELP = "Print one JSON object: the node's status after the command (see service status)."
 
 
 @service_group.command("start")
 @home_option()
+@logs.log_options
 @json_option(_JSON_HELP)
-def start_command(home: Path, as_json: bool) -> None:
-    """Start the node in the background (the staged configuration becomes running)."""
+def start_command(home: Path, log_level: str, log_format: str, as_json: bool) -> None:
+    """Start the node in the background (the staged configuration becomes running). It
+    logs to HOME/intrafed.log, opened again when logrotate moves it."""
     _open(home).close()
     pid = _running_pid(home)
     if pid is not None:
         fail(f"already running (pid {pid}); use intrafed service restart to apply changes", 1)
-    state = _start(home)
+    state = _start(home, log_level, log_format)
     done(as_json, state, [_started(state)])
 
 
@@ -316,13 +353,16 @@ def stop_command(home: Path, timeout: float, as_json: bool) -> None:
 @service_group.command("restart")
 @home_option()
 @_TIMEOUT
+@logs.log_options
 @json_option(_JSON_HELP)
-def restart_command(home: Path, timeout: float, as_json: bool) -> None:
+def restart_command(
+    home: Path, timeout: float, log_level: str, log_format: str, as_json: bool
+) -> None:
     """Graceful stop, then start with the staged configuration."""
     _open(home).close()
     pid = _running_pid(home)
     killed = _stop(home, pid, timeout) if pid is not None else False
-    state = _start(home)
+    state = _start(home, log_level, log_format)
     done(as_json, {**state, "stopped_pid": pid, "killed": killed}, [_started(state)])
 
 
@@ -353,14 +393,74 @@ def reload_command(home: Path, as_json: bool) -> None:
     fail(f"no answer to the reload within 10 s; see {home / LOG_FILE}", 1)
 
 
+def _live_status(home: Path) -> dict[str, Any] | None:
+    """The running node's own status over its control API; None when it does not answer."""
+    try:
+        answer = ask(home, "status", timeout=2.0)
+    except ControlError:
+        return None
+    return answer if isinstance(answer, dict) else None
+
+
+def _duration(seconds: int) -> str:
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{days}d {hours}h {minutes:02d}m" if days else f"{hours}h {minutes:02d}m {seconds:02d}s"
+
+
+@service_group.command("unit")
+@click.option(
+    "--home-root",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    required=True,
+    help="The directory holding one home per node: intrafed@NAME runs HOME-ROOT/NAME.",
+)
+@click.option("--user", help="The user the nodes run as.  [default: the owner of HOME-ROOT]")
+@click.option(
+    "--privileged-ports",
+    is_flag=True,
+    help="Grant CAP_NET_BIND_SERVICE, for listeners on ports below 1024 (5060 to 5063 need "
+    "nothing).",
+)
+@click.option("--install", is_flag=True, help="Write the unit into --unit-dir.")
+@click.option(
+    "--unit-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=systemd.UNIT_DIR,
+    show_default=True,
+    help="Where --install writes the unit.",
+)
+def unit_command(
+    home_root: Path, user: str | None, privileged_ports: bool, install: bool, unit_dir: Path
+) -> None:
+    """Print (or --install) the systemd unit template intrafed@.service: Type=notify,
+    systemctl reload without dropping connections, a graceful stop, and a sandbox that
+    writes only the node's home."""
+    home_root = home_root.absolute()
+    user = user or systemd.default_user(home_root)
+    if user in ("root", "0"):
+        fail(f"--user: {home_root} belongs to root; name the nodes' own user (--user NAME)")
+    unit = systemd.render_unit(home_root, user, STOP_TIMEOUT, STOP_GRACE, privileged_ports)
+    if not install:
+        click.echo(unit, nl=False)
+        return
+    target = unit_dir / systemd.UNIT_NAME
+    target.write_text(unit)
+    click.echo(f"installed {target}; for a node whose home is {home_root}/NAME:")
+    click.echo("  systemctl daemon-reload && systemctl enable --now intrafed@NAME")
+
+
 @service_group.command("status")
 @home_option()
 @json_option(
-    "Print one JSON object: status (running or stopped), pid, listeners, staged_is_running, "
+    "Print one JSON object: status (running or stopped), pid, uptime_seconds, listeners, "
+    "live (the running node's own status and counts, when it answers), staged_is_running, "
     "apply (reload or restart), pending_changes, last_reload."
 )
 def status_command(home: Path, as_json: bool) -> None:
-    """Whether the node runs, where it listens, and whether a reload or restart is pending.
+    """Whether the node runs (since when, with how many registrations, subscriptions and
+    connections), where it listens, and whether a reload or restart is pending.
 
     \b
     Exit status (the LSB and systemctl convention):
@@ -372,15 +472,26 @@ def status_command(home: Path, as_json: bool) -> None:
         state = _state(home)
     except (ConfigError, OSError) as exc:
         fail(str(exc) if isinstance(exc, ConfigError) else f"{home}: {exc.strerror or exc}", 1)
+    started = (_read_status(home) or {}).get("started") if state["running"] else None
+    state["uptime_seconds"] = round(time.time() - started) if started else None
+    state["live"] = _live_status(home) if state["running"] else None
     if as_json:
         done(as_json, state, [])
     else:
         if state["running"]:
-            echo(("running", "bold green"), f" (pid {state['pid']})")
+            up = f", up {_duration(state['uptime_seconds'])}" if started else ""
+            echo(("running", "bold green"), f" (pid {state['pid']}{up})")
         else:
             echo(("stopped", "bold yellow"))
         for transport, address in state["listeners"].items():
             click.echo(f"  {transport} {address[0]}:{address[1]}")
+        counts = {
+            name: value
+            for name, value in (state["live"] or {}).items()
+            if isinstance(value, int) and not isinstance(value, bool)
+        }
+        if counts:
+            click.echo("  " + ", ".join(f"{name} {value}" for name, value in counts.items()))
         if state["pending_changes"]:
             echo((f"{'restart' if not state['running'] else state['apply']} pending:", "yellow"))
             for line in state["pending_changes"]:

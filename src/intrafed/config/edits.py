@@ -27,6 +27,7 @@ from intrafed.config.model import (
     Role,
     RoutingMode,
     StaticRoute,
+    TlsProfile,
     User,
     check_aor,
     check_domain,
@@ -551,3 +552,9 @@ def set_digest_algorithms(config: NodeConfig, algorithms: Sequence[str]) -> Node
 def set_fips(config: NodeConfig, on: bool) -> NodeConfig:
     """Turn the FIPS-approved-algorithms policy on (TLS 1.2+, approved suites) or off."""
     return _replace(config, fips=on)
+
+
+def set_tls_profile(config: NodeConfig, profile: TlsProfile) -> NodeConfig:
+    """The TLS versions allowed: ``default`` (TLS 1.2+) or ``legacy-tls1`` (TLS 1.0+, for
+    old peers, never with the FIPS policy)."""
+    return _replace(config, tls_profile=profile)

@@ -116,7 +116,7 @@ class NodeRouter:
     def reload(self, settings: CoreSettings) -> None:
         """Use new routes, users, trust and limits from now on."""
         self.settings = settings
-        names = (settings.name.lower(), settings.address)
+        names = (settings.name.lower(), settings.address, *settings.aliases)
         self._directory = Directory(
             settings.domains,
             settings.users,
@@ -310,8 +310,7 @@ class NodeRouter:
     def _addresses_us(self, host: str) -> bool:
         """Whether a Request-URI host without a user part names this node or its domain."""
         host = host.lower().strip("[]")
-        settings = self.settings
-        return host in settings.domains or host in (settings.name.lower(), settings.address)
+        return host in self.settings.domains or host in self._directory.node_names
 
     def _options_answer(self, request: Request) -> Response:
         """OPTIONS to the node (RFC 3261 §11): what it does (the probe and keepalives)."""

@@ -55,8 +55,9 @@ def _apply_policy(context: ssl.SSLContext, *, fips: bool, profile: TlsProfile) -
         if fips:
             raise ConfigError(
                 "tls-profile",
-                "legacy-tls1 admits TLS 1.0, which the FIPS policy refuses",
-                "turn the FIPS policy off (intrafed config fips off), or use the default profile",
+                "legacy-tls1 admits TLS 1.0, which the FIPS policy (fips = on) refuses",
+                "intrafed config tls-profile default (or intrafed config fips off), then "
+                "intrafed service restart",
             )
         with warnings.catch_warnings():
             # Python deprecates TLS 1.0; this profile exists to allow it on request.

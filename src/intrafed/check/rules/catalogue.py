@@ -1,4 +1,11 @@
-"""The catalogue of the checker's rules: id, step of the seed, meaning, severity."""
+"""The catalogue of the checker's rules: id, step of the seed, meaning, severity.
+
+A rule is an error exactly when the mistake breaks federation (a MESSAGE or presence across
+the partition fails), a warning when federation still works. Where the effect depends on
+the rest of the configuration (another host authorization entry still trusting the peer, a
+certificate problem while the partitions speak TCP only) the finding is a warning then;
+the severity here is the one of the mistake that breaks federation.
+"""
 
 from __future__ import annotations
 
@@ -63,12 +70,14 @@ RULES: dict[str, Rule] = {
         Rule(
             "hostauth.fqdn",
             Step.HOST_AUTHORIZATION,
-            "a TLS route's next hop has no host authorization entry by FQDN",
+            "a TLS route's next hop has no host authorization entry by FQDN (a warning while "
+            "its IP entry trusts it)",
         ),
         Rule(
             "hostauth.ip",
             Step.HOST_AUTHORIZATION,
-            "a route's next hop has no host authorization entry by IP",
+            "a route's next hop has no host authorization entry by IP (a warning while its "
+            "FQDN entry trusts it over MTLS)",
         ),
         Rule(
             "hostauth.peer-node",
@@ -76,11 +85,17 @@ RULES: dict[str, Rule] = {
             "an IM and Presence node of the other side has no host authorization (IP, and FQDN "
             "for TLS)",
         ),
-        Rule("hostauth.outbound-only", Step.HOST_AUTHORIZATION, "an entry is Outbound Only"),
+        Rule(
+            "hostauth.outbound-only",
+            Step.HOST_AUTHORIZATION,
+            "an entry is Outbound Only: the peer's requests get no trust from it (403 unless "
+            "another entry trusts it)",
+        ),
         Rule(
             "hostauth.treat-as-authenticated",
             Step.HOST_AUTHORIZATION,
-            "an entry is not Treat as Authenticated",
+            "an entry is not Treat as Authenticated: the peer's requests it matches first are "
+            "challenged (407)",
         ),
         Rule(
             "hostauth.throttle-as-server",
@@ -100,7 +115,12 @@ RULES: dict[str, Rule] = {
             "IM and Presence would not trust the OCS server's TCP connections (no incoming ACL "
             "entry for its IP)",
         ),
-        Rule("cert.none", Step.OCS_CERTIFICATE, "TLS is used but no certificate is selected"),
+        Rule(
+            "cert.none",
+            Step.OCS_CERTIFICATE,
+            "no certificate is selected, so the node has no TLS (a warning when the partitions "
+            "speak TCP only)",
+        ),
         Rule("cert.private-key", Step.OCS_CERTIFICATE, "the selected certificate has no key"),
         Rule("cert.expired", Step.OCS_CERTIFICATE, "the selected certificate is not valid now"),
         Rule(
@@ -132,7 +152,19 @@ RULES: dict[str, Rule] = {
             "the other side's trusted store has no root for this side's certificate "
             '("certificate root not trusted")',
         ),
-        Rule("tls.fips", Step.FIPS, "TLS is used with the FIPS policy off"),
+        Rule(
+            "tls.fips",
+            Step.FIPS,
+            "TLS is used with the FIPS policy off: TLS 1.3 and suites outside FIPS 140 are "
+            "offered (a FIPS peer still agrees on TLS 1.2)",
+            WARNING,
+        ),
+        Rule(
+            "tls.legacy-fips",
+            Step.FIPS,
+            "the legacy-tls1 profile with the FIPS policy on: the node builds no TLS context "
+            "and starts without TLS (a warning when the partitions speak TCP only)",
+        ),
         Rule("tls.legacy-profile", Step.FIPS, "the legacy-tls1 profile admits TLS 1.0", WARNING),
         Rule(
             "tls.fips-tls12",
@@ -152,13 +184,22 @@ RULES: dict[str, Rule] = {
             "advanced routing mode with an empty directory of the other side's users",
         ),
         Rule(
+            "routing.directory-missing",
+            Step.USERS,
+            "the advanced routing mode directory misses users the OCS side has: requests for "
+            "them get 404",
+        ),
+        Rule(
             "routing.directory-stale",
             Step.USERS,
-            "the advanced routing mode directory lists users the OCS side does not have, or "
-            "misses some of its users",
+            "the advanced routing mode directory lists users the OCS side does not have",
             WARNING,
         ),
-        Rule("restart.pending", Step.RESTART, "staged settings are not running yet", WARNING),
+        Rule(
+            "restart.pending",
+            Step.RESTART,
+            "the node runs, but not the staged settings that were checked",
+        ),
     )
 }
 

@@ -8,9 +8,10 @@ from collections.abc import Iterator, Sequence
 
 from intrafed.check.facts import NodeFacts
 from intrafed.check.findings import Finding
-from intrafed.check.rules.catalogue import rule
-from intrafed.check.rules.shared import uses_tls
-from intrafed.config.model import ImpListeners, NodeConfig, Role
+from intrafed.check.rules.catalogue import ERROR, WARNING, rule
+from intrafed.check.rules.shared import federates_over_tls, federation_routes, route_address
+from intrafed.config.model import ImpListeners, NodeConfig, Role, StaticRoute
+from intrafed.policy.peers import peer_trust
 
 ANY_ADDRESS = "0.0.0.0"  # noqa: S104 - what a connection on All binds
 STANDARD_TLS_PORT = 5061
@@ -20,10 +21,11 @@ STANDARD_TLS_PORT = 5061
 def check_domains(node: NodeFacts, others: Sequence[NodeFacts]) -> Iterator[Finding]:
     config = node.config
     if not config.domains:
+        theirs = sorted({d for other in others for d in other.config.domains}) or ["<DOMAIN>"]
         yield rule("domain.none").finding(
             node.name,
-            "serves no SIP domain",
-            f"intrafed config domain add DOMAIN {node.home_arg}",
+            "serves no SIP domain: no user can be provisioned and nothing crosses",
+            " && ".join(f"intrafed config domain add {d} {node.home_arg}" for d in theirs),
         )
     for other in others:
         for domain in other.config.domains:
@@ -39,10 +41,29 @@ def check_domains(node: NodeFacts, others: Sequence[NodeFacts]) -> Iterator[Find
             )
             yield rule("domain.mismatch").finding(
                 node.name,
-                f"does not serve {domain}, which {other.name} serves{hint}",
-                f"intrafed config domain add {domain} {node.home_arg} (or remove it from "
-                f"{other.name}: intrafed config domain remove {domain} {other.home_arg})",
+                f"does not serve {domain}, which {other.name} serves{hint}: users of {domain} "
+                f"cannot cross (or remove it from {other.name}: intrafed config domain remove "
+                f"{domain} {other.home_arg})",
+                f"intrafed config domain add {domain} {node.home_arg}",
             )
+
+
+def _peer_routes_to(node: NodeFacts, others: Sequence[NodeFacts]) -> list[StaticRoute]:
+    """The other side's federation routes whose next hop is this node."""
+    ip = node.config.identity.ip
+    return [
+        route
+        for other in others
+        for route in federation_routes(other.config)
+        if route_address(other, route) == ip
+    ]
+
+
+def _free_server_auth(ports: ImpListeners, taken: int) -> int:
+    """A port for Server Auth off the standard TLS port and the other listeners."""
+    used = {ports.tcp, taken, STANDARD_TLS_PORT}
+    candidates: list[int] = [5063, 5062, *range(5064, 65536)]
+    return next(port for port in candidates if port not in used)
 
 
 def check_listeners(node: NodeFacts, others: Sequence[NodeFacts]) -> Iterator[Finding]:
@@ -53,35 +74,59 @@ def check_listeners(node: NodeFacts, others: Sequence[NodeFacts]) -> Iterator[Fi
             yield rule("listener.imp-server-auth").finding(
                 node.name,
                 f"Server Auth listens on {STANDARD_TLS_PORT} and Peer Auth on {ports.peer_auth}: "
-                "OCS routes to 5061 expecting Peer Auth (MTLS)",
-                f"intrafed config listener set --peer-auth 5061 --server-auth 5063 {node.home_arg}",
+                f"OCS routes to {STANDARD_TLS_PORT} expecting Peer Auth (MTLS), gets no client "
+                "certificate asked, and its requests are refused (403)",
+                f"intrafed config listener set --peer-auth {STANDARD_TLS_PORT} --server-auth "
+                f"{_free_server_auth(ports, STANDARD_TLS_PORT)} {node.home_arg}",
             )
         return
+    own = config.identity.ip
+    incoming = _peer_routes_to(node, others)
     transports = {c.transport for c in config.connections}
     if not transports & {"TCP", "MTLS"}:
+        tcp = [r.port for r in incoming if r.transport == "TCP"]
+        wanted, port = ("TCP", tcp[0]) if tcp else ("MTLS", _wanted_tls_port(incoming))
         yield rule("listener.ocs-none").finding(
             node.name,
             "has no TCP or MTLS connection, so IM and Presence cannot reach it",
-            f"intrafed config connection add --transport MTLS --port 5061 {node.home_arg} "
-            "(and/or --transport TCP --port 5060)",
+            f"intrafed config connection add --transport {wanted} --port {port} --ip {own} "
+            f"{node.home_arg}",
         )
         return
-    if "MTLS" not in transports and uses_tls(node, others):
-        tls = [c.port for c in config.connections if c.transport == "TLS"]
-        what = f"port {tls[0]} is TLS, not MTLS" if tls else "there is no MTLS connection"
-        port = tls[0] if tls else STANDARD_TLS_PORT
+    if "MTLS" not in transports and federates_over_tls(node, others):
+        tls = [c for c in config.connections if c.transport == "TLS"]
+        port = _wanted_tls_port(incoming)
+        replaced = next((c for c in tls if c.port == port), None)
+        what = f"port {port} is TLS, not MTLS" if replaced else "there is no MTLS connection"
+        peers = [o.config.identity.ip for o in others] or [
+            address for r in federation_routes(config) if (address := route_address(node, r))
+        ]
+        by_ip = [ip for ip in peers if (trust := peer_trust(config, ip)) and trust.authenticated]
+        broken = len(by_ip) < len(peers) or not peers
+        effect = (
+            "IM and Presence's requests are refused (403)"
+            if broken
+            else "IM and Presence is trusted by its IP only"
+        )
+        removal = (
+            f"intrafed config connection remove --transport TLS --port {port} --ip "
+            f"{replaced.ip} {node.home_arg} && "
+            if replaced
+            else ""
+        )
         yield rule("listener.ocs-mtls").finding(
             node.name,
             f"TLS is used with IM and Presence but {what}: the peer's certificate is never asked "
-            "for",
-            (
-                f"intrafed config connection remove --transport TLS --port {port} "
-                f"{node.home_arg}, then "
-                if tls
-                else ""
-            )
-            + f"intrafed config connection add --transport MTLS --port {port} {node.home_arg}",
+            f"for, so its name cannot be authorized: {effect}",
+            f"{removal}intrafed config connection add --transport MTLS --port {port} --ip "
+            f"{replaced.ip if replaced else own} {node.home_arg}",
+            severity=ERROR if broken else WARNING,
         )
+
+
+def _wanted_tls_port(incoming: Sequence[StaticRoute]) -> int:
+    """The port the other side's TLS routes to this node use (the seed's 5061 when none)."""
+    return next((r.port for r in incoming if r.transport == "TLS"), STANDARD_TLS_PORT)
 
 
 def _bound(config: NodeConfig) -> list[tuple[str, str, int]]:
@@ -136,14 +181,14 @@ def check_listener_clash(node: NodeFacts, others: Sequence[NodeFacts]) -> Iterat
                 if _taken(theirs, own, port) is None
                 else next(free for free in range(port + 1, 65536) if free not in used)
             )
-            moved = "" if new_port == port else f" (and move what uses port {port} to {new_port})"
+            moved = "" if new_port == port else f"; then point what uses port {port} to {new_port}"
             where = "All" if address == ANY_ADDRESS else address
             yield rule("listener.clash").finding(
                 node.name,
                 f"its {transport} connection on {where}:{port} takes the port of {peer.name}'s "
                 f"{clash[0]} listener on {clash[1]}:{port}, on the same machine: the node "
-                "started second cannot listen",
+                f"started second cannot listen{moved}",
                 f"intrafed config connection remove --transport {transport} --port {port}"
-                f"{ip_option} {node.home_arg}, then intrafed config connection add --transport "
-                f"{transport} --port {new_port} --ip {own} {node.home_arg}{moved}",
+                f"{ip_option} {node.home_arg} && intrafed config connection add --transport "
+                f"{transport} --port {new_port} --ip {own} {node.home_arg}",
             )

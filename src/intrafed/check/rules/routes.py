@@ -67,9 +67,58 @@ def _route_fix(node: NodeFacts, route: StaticRoute, **changes: object) -> str:
     ]
     priority = f" --priority {route.priority}" if route.priority != 1 else ""
     return (
-        f"intrafed config route remove {node.home_arg} --domain {route.domain}{priority}, then "
+        f"intrafed config route remove {node.home_arg} --domain {route.domain}{priority} && "
         f"intrafed config route add {node.home_arg} {' '.join(words)}"
     )
+
+
+def _hosts_fix(node: NodeFacts, fqdn: str, ip: str | None) -> str:
+    """`` && intrafed config hosts add FQDN IP`` when ``fqdn`` does not resolve to ``ip``
+    from ``node`` yet (remove a wrong entry first)."""
+    if ip is None or node.resolution(fqdn).address == ip:
+        return ""
+    remove = (
+        f" && intrafed config hosts remove {fqdn} {node.home_arg}"
+        if any(entry.fqdn == fqdn for entry in node.config.hosts)
+        else ""
+    )
+    return f"{remove} && intrafed config hosts add {fqdn} {ip} {node.home_arg}"
+
+
+def _named(fqdn: str, others: Sequence[NodeFacts]) -> NodeFacts | None:
+    """The node of the other side whose certificate (or configured names) carry ``fqdn``."""
+    return next((o for o in others if any(covers(n, fqdn) for n in certificate_names(o))), None)
+
+
+def missing_route_fix(node: NodeFacts, domain: str, others: Sequence[NodeFacts]) -> str:
+    """The command that adds the missing route for ``domain``: to the other side as its
+    listeners and its routes to us say (TCP by IP when it reaches us over TCP, else TLS by
+    its certificate name to its Peer Auth / MTLS port), or the seed's route to fill in."""
+    ip = node.config.identity.ip
+    peer = others[0] if others else None
+    if peer is None:
+        what = "IM and Presence node" if node.config.role is Role.OCS else "OCS server or pool"
+        return (
+            f"intrafed config route add {node.home_arg} --domain {domain} --transport TLS "
+            f"--port 5061 --fqdn <{what} FQDN>"
+        )
+    theirs = [r for r in federation_routes(peer.config) if route_address(peer, r) == ip]
+    tls_port, tcp_port = _tls_port(peer.config), _tcp_port(peer.config)
+    if ((theirs and theirs[0].transport == "TCP") or tls_port is None) and tcp_port is not None:
+        return (
+            f"intrafed config route add {node.home_arg} --domain {domain} --transport TCP "
+            f"--port {tcp_port} --ip {peer.config.identity.ip}"
+        )
+    name = peer.config.identity.certificate_name
+    return (
+        f"intrafed config route add {node.home_arg} --domain {domain} --transport TLS "
+        f"--port {tls_port or 5061} --fqdn {name}"
+    ) + _hosts_fix(node, name, peer.config.identity.ip)
+
+
+def unreachable(domain: str) -> str:
+    """What a missing route for ``domain`` does."""
+    return f"users of {domain} homed on the other side cannot be reached"
 
 
 def _peer_at(address: str | None, others: Sequence[NodeFacts]) -> NodeFacts | None:
@@ -79,15 +128,12 @@ def _peer_at(address: str | None, others: Sequence[NodeFacts]) -> NodeFacts | No
 def check_routes(node: NodeFacts, others: Sequence[NodeFacts]) -> Iterator[Finding]:
     config = node.config
     step = _route_step(config)
-    peer_role = "IM and Presence node" if config.role is Role.OCS else "OCS server or pool"
     for domain in config.domains:
         if not any(covers_domain(route, domain) for route in config.routes):
             yield rule("route.missing").finding(
                 node.name,
-                f"has no static route for {domain}: users of {domain} homed on the other side "
-                "are unreachable (408/404)",
-                f"intrafed config route add {node.home_arg} --domain {domain} --transport TLS "
-                f"--port 5061 --fqdn <{peer_role} FQDN>",
+                f"has no static route for {domain}: {unreachable(domain)}",
+                missing_route_fix(node, domain, others),
                 step=step,
             )
     for route in federation_routes(config):
@@ -103,7 +149,7 @@ def check_routes(node: NodeFacts, others: Sequence[NodeFacts]) -> Iterator[Findi
             yield rule("route.replace-host").finding(
                 node.name,
                 f"route {_route_text(route)} has Replace host checked: the Request-URI reaches "
-                f"the peer as user@{route.next_hop}, a domain it does not serve",
+                f"the peer as user@{route.next_hop}, a domain it does not serve (403)",
                 _route_fix(node, route, **{"--replace-host": None}),
                 step=step,
             )
@@ -118,12 +164,14 @@ def _route_target(
     if route.fqdn is not None:
         resolution = node.resolution(route.fqdn)
         if resolution.address is None:
+            named = _named(route.fqdn, others)
+            ip = named.config.identity.ip if named is not None else "<its IP>"
             yield rule("route.unresolved").finding(
                 node.name,
                 f"route {_route_text(route)}: {route.fqdn} does not resolve "
-                f"(not in the hosts table; {resolution.source})",
-                f"intrafed config hosts add {route.fqdn} <its IP> {node.home_arg}, or add it to "
-                "DNS",
+                f"(not in the hosts table; {resolution.source}): nothing crosses (or add it "
+                "to DNS)",
+                f"intrafed config hosts add {route.fqdn} {ip} {node.home_arg}",
                 step=step,
             )
             return
@@ -134,11 +182,16 @@ def _route_target(
     if peer is None:
         known = ", ".join(f"{o.name} ({o.config.identity.ip})" for o in others)
         how = f"{route.fqdn} resolves to {address}" if route.fqdn else f"next hop {address}"
+        named = _named(route.fqdn, others) if route.fqdn else None
+        named = named or (others[0] if len(others) == 1 else None)
+        ip = named.config.identity.ip if named is not None else "<the peer's IP>"
         fix = (
-            f"intrafed config hosts remove {route.fqdn} {node.home_arg}, then intrafed config "
-            f"hosts add {route.fqdn} <the peer's IP> {node.home_arg}"
+            f"intrafed config hosts remove {route.fqdn} {node.home_arg} && intrafed config "
+            f"hosts add {route.fqdn} {ip} {node.home_arg}"
+            if route.fqdn and any(entry.fqdn == route.fqdn for entry in node.config.hosts)
+            else f"intrafed config hosts add {route.fqdn} {ip} {node.home_arg}"
             if route.fqdn
-            else _route_fix(node, route, **{"--ip": "<the peer's IP>"})
+            else _route_fix(node, route, **{"--ip": ip})
         )
         yield rule("route.address").finding(
             node.name,
@@ -150,11 +203,13 @@ def _route_target(
     if route.fqdn is not None:
         names = certificate_names(peer)
         if not any(covers(name, route.fqdn) for name in names):
+            name = peer.config.identity.certificate_name
             yield rule("route.principal").finding(
                 node.name,
                 f"wrong principal: certificate of {peer.name} names {', '.join(names)}, route "
-                f"{route.domain} expects {route.fqdn}",
-                _route_fix(node, route, **{"--fqdn": peer.config.identity.certificate_name}),
+                f"{route.domain} expects {route.fqdn}: the TLS handshake is refused",
+                _route_fix(node, route, **{"--fqdn": name})
+                + _hosts_fix(node, name, peer.config.identity.ip),
                 step=step,
             )
     listener = _listener_at(peer.config, route.port)
@@ -167,7 +222,7 @@ def _route_target(
             _route_fix(node, route, **{"--port": right})
             if right is not None
             else f"intrafed config connection add --transport {wanted} --port {route.port} "
-            f"{peer.home_arg}"
+            f"--ip {peer.config.identity.ip} {peer.home_arg}"
         )
         yield rule("route.port").finding(
             node.name,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from intrafed.check.facts import NodeFacts
-from intrafed.config.model import NodeConfig, StaticRoute
+from intrafed.config.model import NodeConfig, Role, StaticRoute
 from intrafed.pki.certificates import proven_names
 
 
@@ -29,19 +29,37 @@ def route_address(node: NodeFacts, route: StaticRoute) -> str | None:
     return node.resolution(route.fqdn or "").address
 
 
-def uses_tls(node: NodeFacts, others: Sequence[NodeFacts]) -> bool:
-    """Whether the node opens or accepts TLS with the other side."""
-    config = node.config
-    if any(route.transport == "TLS" for route in config.routes):
+def federates_over_tls(node: NodeFacts, others: Sequence[NodeFacts]) -> bool:
+    """Whether the partitions speak TLS with each other: a federation route of this node
+    is TLS, or a route of the other side reaches this node over TLS (TLS connections for
+    users do not count)."""
+    if any(route.transport == "TLS" for route in federation_routes(node.config)):
         return True
-    if any(c.transport in ("TLS", "MTLS") for c in config.connections):
-        return True
-    ip = config.identity.ip
+    ip = node.config.identity.ip
     return any(
         route.transport == "TLS" and route_address(other, route) == ip
         for other in others
-        for route in other.config.routes
+        for route in federation_routes(other.config)
     )
+
+
+def opens_tls(sender: NodeFacts, receiver: NodeFacts) -> bool:
+    """Whether ``sender`` sends its requests to ``receiver`` over TLS (presenting its
+    certificate): its routes to ``receiver`` say so, else whether the sides speak TLS."""
+    ip = receiver.config.identity.ip
+    transports = {
+        route.transport
+        for route in federation_routes(sender.config)
+        if route_address(sender, route) == ip
+    }
+    return "TLS" in transports if transports else federates_over_tls(sender, [receiver])
+
+
+def has_tls_listeners(config: NodeConfig) -> bool:
+    """Whether the node listens for TLS at all (IM&P always does; OCS by its connections)."""
+    if config.role is Role.IMP:
+        return True
+    return any(c.transport in ("TLS", "MTLS") for c in config.connections)
 
 
 def certificate_names(node: NodeFacts) -> tuple[str, ...]:

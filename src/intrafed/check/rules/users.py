@@ -21,17 +21,26 @@ def check_users(node: NodeFacts, others: Sequence[NodeFacts]) -> Iterator[Findin
         for user in config.users:
             if user.aor not in theirs:
                 continue
-            state = (
-                "disabled but not deleted on OCS, which still treats it as its own, so "
-                "messages never reach IM and Presence (Disable before Delete)"
-                if not user.enabled
-                else "enabled on both"
-            )
+            if user.enabled:
+                # OCS keeps it as its own: the IM and Presence copy is the one nobody reaches.
+                stray, keeper = peer, node
+                state = (
+                    f"enabled on {node.name}, which keeps it as its own, so {peer.name} "
+                    "delivers to a copy nobody registers (480) and refuses its requests from "
+                    f"{node.name} as its own user's (403)"
+                )
+            else:
+                stray, keeper = node, peer
+                state = (
+                    f"disabled but not deleted on {node.name}, which still treats it as its "
+                    f"own, so messages never reach {peer.name} (Disable before Delete)"
+                )
             yield rule("user.both-sides").finding(
-                node.name,
-                f"{user.aor} is provisioned on {node.name} and on {peer.name}: {state}",
-                f"intrafed config user remove {user.aor} {node.home_arg} (or from {peer.name}: "
-                f"intrafed config user remove {user.aor} {peer.home_arg})",
+                stray.name,
+                f"{user.aor} is provisioned on {node.name} and on {peer.name}: {state} (if it "
+                f"belongs on {stray.name}: intrafed config user remove {user.aor} "
+                f"{keeper.home_arg})",
+                f"intrafed config user remove {user.aor} {stray.home_arg}",
             )
 
 
@@ -47,8 +56,9 @@ def _directory(node: NodeFacts, others: Sequence[NodeFacts]) -> Iterator[Finding
         yield rule("routing.advanced").finding(
             node.name,
             "advanced routing mode forwards only users listed in a directory of the OCS "
-            "side's users, and the directory is empty: every OCS user gets 404",
-            f"{refill} (or intrafed config routing-mode basic {node.home_arg})",
+            "side's users, and the directory is empty: every OCS user gets 404 (or go back "
+            f"to basic: intrafed config routing-mode basic {node.home_arg})",
+            refill,
         )
         return
     if not others:
@@ -61,23 +71,28 @@ def _directory(node: NodeFacts, others: Sequence[NodeFacts]) -> Iterator[Finding
         yield rule("routing.directory-stale").finding(
             node.name,
             f"the directory lists {', '.join(unknown)}, not provisioned on {sides}: requests "
-            "for them cross to the OCS side and come back 404",
-            f"intrafed config directory remove {unknown[0]} {node.home_arg} for each, or {refill}",
+            "for them cross to the OCS side and come back 404 (or refill it: "
+            f"{refill})",
+            " && ".join(
+                f"intrafed config directory remove {aor} {node.home_arg}" for aor in unknown
+            ),
         )
     missing = sorted(theirs - listed)
     if missing:
-        yield rule("routing.directory-stale").finding(
+        yield rule("routing.directory-missing").finding(
             node.name,
             f"the directory misses {', '.join(missing)} of {sides}: requests for them get 404 "
-            "here instead of reaching the OCS side",
-            f"intrafed config directory add {' '.join(missing)} {node.home_arg}, or {refill}",
+            f"here instead of reaching the OCS side (or refill it: {refill})",
+            f"intrafed config directory add {' '.join(missing)} {node.home_arg}",
         )
 
 
 def check_restart(node: NodeFacts, others: Sequence[NodeFacts]) -> Iterator[Finding]:
-    if node.pending:
+    """A running node runs its running configuration, not the staged one checked here (a
+    node that is stopped starts with the staged one)."""
+    if node.pending and node.running:
         yield rule("restart.pending").finding(
             node.name,
-            f"restart pending: {'; '.join(node.pending)}",
-            f"intrafed service restart {node.home_arg}",
+            f"the running node does not run what was checked; pending: {'; '.join(node.pending)}",
+            f"intrafed service {node.apply_command or 'restart'} {node.home_arg}",
         )
