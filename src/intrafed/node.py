@@ -183,6 +183,8 @@ def settings_with_tls(config: NodeConfig, tls: TlsContexts | None) -> NodeSettin
 
 Trace = Callable[[str, str, tuple[str, int], bytes], None]
 """Called with (node name, "received" | "sent", the other end's address, the message)."""
+Wire = Callable[[str, Flow, bytes], None]
+"""Called with ("in" | "out", the flow, the message) for each message on a connection."""
 
 
 class _SystemClock:
@@ -214,6 +216,8 @@ class Node:
             limits=settings.limits,
             source_ip=settings.address,
         )
+        self.wire: Wire | None = None
+        """Sees every message received or sent on a flow (the SIP trace), when set."""
         self._peers: dict[int, Peer] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_deadline: float | None = None
@@ -328,6 +332,8 @@ class Node:
     def _on_message(self, flow: Flow, frame: bytes) -> None:
         if self._trace is not None:
             self._trace(self.settings.name, "received", flow.remote, frame)
+        if self.wire is not None:
+            self.wire("in", flow, frame)
         self.core.receive(frame, flow.id, self._peer(flow), self._now())
         self._run()
 
@@ -395,6 +401,8 @@ class Node:
         if flow is not None and flow.send(action.data):
             if self._trace is not None:
                 self._trace(self.settings.name, "sent", flow.remote, action.data)
+            if self.wire is not None:
+                self.wire("out", flow, action.data)
             return
         self.core.undeliverable(action, "the flow is gone", self._now())
 
@@ -406,6 +414,8 @@ class Node:
         pooled = self.transport.pooled(destination)
         if pooled is not None and pooled.send(data):
             self.core.sent_on(hop, pooled.id, self._peer(pooled))
+            if self.wire is not None:
+                self.wire("out", pooled, data)
             return
         assert self._loop is not None
         self._loop.create_task(self._connect_and_send(action, destination))
@@ -415,6 +425,8 @@ class Node:
             flow = await self.transport.connect(destination)
             if flow.send(action.data):
                 self.core.sent_on(action.hop, flow.id, self._peer(flow))
+                if self.wire is not None:
+                    self.wire("out", flow, action.data)
                 return
             reason = f"connection to {destination.host}:{destination.port} closed"
         except TransportError as exc:

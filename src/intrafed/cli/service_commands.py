@@ -31,8 +31,10 @@ from intrafed.cli.output import echo
 from intrafed.config.document import apply_command, changes
 from intrafed.config.model import ConfigError, NodeConfig
 from intrafed.control.client import ask
-from intrafed.control.protocol import ControlError
+from intrafed.control.protocol import ControlError, Refused
+from intrafed.control.server import ControlServer
 from intrafed.node import Node, settings_with_tls, tls_contexts_of
+from intrafed.node_control import NodeControl, reload_staged
 from intrafed.pki import PkiError
 from intrafed.store import Store, open_store
 from intrafed.transport import TransportError
@@ -106,19 +108,11 @@ async def _serve(home: Path, store: Store, config: NodeConfig) -> None:
         temporary.write_text(json.dumps(status))
         temporary.replace(home / STATUS_FILE)
 
-    def reload() -> None:
+    def reload() -> dict[str, Any] | Refused:
         systemd.notify(systemd.reloading())
-        applied: list[str] = []
-        try:
-            staged = store.load("staged")
-            reason = tls.reload(staged) if tls is not None else None
-            if reason is None:
-                reason = node.reload(settings_with_tls(staged, tls))
-            if reason is None:
-                applied = changes(store.load("running"), staged)
-                store.promote(staged)
-        except ConfigError as exc:
-            reason = str(exc)
+        result = reload_staged(home, node, store, tls)
+        reason = result.reason if isinstance(result, Refused) else None
+        applied = [] if isinstance(result, Refused) else result["applied"]
         if reason is None:
             logging.getLogger(__name__).info("reloaded the staged configuration")
         else:
@@ -127,6 +121,10 @@ async def _serve(home: Path, store: Store, config: NodeConfig) -> None:
         write_status({**outcome, "at": time.time()})
         refused = "" if reason is None else f"; reload refused: {reason}"
         systemd.notify(f"READY=1\nSTATUS=listening on {listening}{refused}")
+        return result
+
+    control = NodeControl(home, node, started, reload)
+    control_server = ControlServer(home, control)
 
     loop.add_signal_handler(signal.SIGTERM, stopping.set)
     loop.add_signal_handler(signal.SIGINT, stopping.set)
@@ -138,10 +136,13 @@ async def _serve(home: Path, store: Store, config: NodeConfig) -> None:
         listening,
         extra={"node": config.identity.fqdn, "listeners": bound},
     )
+    await control_server.start()
     systemd.notify(f"READY=1\nSTATUS=listening on {listening}")
     probing = loop.create_task(_log_probe_failures(home))
     await stopping.wait()
     probing.cancel()
+    await control_server.close()
+    control.close()
     systemd.notify("STOPPING=1\nSTATUS=finishing pending transactions")
     logging.getLogger(__name__).info("stopping: finishing pending transactions")
     await node.stop(grace=STOP_GRACE)

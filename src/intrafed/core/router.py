@@ -280,6 +280,62 @@ class NodeRouter:
             return Forward(usable[0], decision.request_uri, tuple(usable[1:]))
         return decision
 
+    def explain(self, uri: Uri, source: str | None) -> dict[str, object]:
+        """How a request for ``uri`` from ``source`` (an IP address, or an FQDN a peer's
+        certificate proves; a client when None) is authorized and routed now, next-hop
+        health included: ``decide``'s own path, as JSON data."""
+        settings = self.settings
+        peer: Peer | None = None
+        if source is not None:
+            name = source.lower()
+            if name.replace(".", "").isdigit() or ":" in name:
+                peer = Peer(name, 0, "TCP")
+            else:
+                peer = Peer(settings.hosts.get(name, ""), 0, "MTLS", (name,))
+        trust = self.trust(peer) if peer is not None else None
+        if peer is None:
+            authorization = "a client: users of our domains authenticate by digest"
+        elif trust is not None:
+            rate = "server" if trust.server_class else "client"
+            authorization = f"trusted by {trust.entry} ({rate} rate class)"
+        elif peer.transport == "MTLS":
+            authorization = f"403: {source} matches no host authorization or TLS peer subject"
+        else:
+            authorization = f"{source} is not trusted: it is served as a client (digest)"
+        from_peer = peer is not None and self._is_partition(peer, trust)
+        decision = decide(uri, self._tables, from_peer=from_peer)
+        verdict: dict[str, object] = {
+            "uri": str(uri),
+            "source": source or "a client",
+            "authorization": authorization,
+            "from_peer_partition": from_peer,
+        }
+        if isinstance(decision, Local):
+            bindings = self.registrar.bindings(decision.aor, self._clock.wall())
+            verdict |= {"decision": "local", "aor": decision.aor, "contacts": len(bindings)}
+        elif isinstance(decision, ToPeer):
+            hops = []
+            for route in decision.routes:
+                hop = hop_of(route)
+                down = self.hops.down_reason(hop, self.now)
+                hops.append(
+                    {
+                        "next_hop": f"{hop.transport} {hop.host}:{hop.port}",
+                        "priority": route.priority,
+                        "up": down is None,
+                        "down_because": down[1] if down is not None else None,
+                    }
+                )
+            verdict |= {"decision": "forward", "next_hops": hops}
+            if decision.request_uri is not None:
+                verdict["request_uri"] = str(decision.request_uri)
+            if not any(hop["up"] for hop in hops):
+                verdict["answer"] = "503 Next Hop Down: every next hop is down"
+        else:
+            verdict |= {"decision": "refuse", "status": decision.status, "rule": decision.rule}
+        verdict["reasons"] = list(decision.reasons)
+        return verdict
+
     def dialog_target(self, uri: Uri) -> Target | Reject | None:
         """An in-dialog request to a remote target: over the connection of a contact
         registered here (430 when that is gone), else to the address the URI names."""

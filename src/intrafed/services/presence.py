@@ -104,6 +104,10 @@ class PresenceAgent:
             return False
         return (request.call_id, to_tag, from_tag) in self._records.dialogs
 
+    def subscription_rows(self) -> list[SubscriptionRow]:
+        """Every live subscription, as stored (the control API lists them)."""
+        return [subscription.current_row() for subscription in self._records.subscriptions.values()]
+
     def next_deadline(self) -> float | None:
         """When ``expire`` next has work: an expiry or a NOTIFY retry."""
         return self._records.next_deadline()

@@ -1,0 +1,170 @@
+"""The control API of a running node (``control.ControlTarget``): status, reload with a
+typed refusal, route explain through the node's own routing and authorization, the live
+registrations and subscriptions, and the SIP trace. ``intrafed serve`` serves it on the
+home's control socket; SIGHUP reloads through the same ``reload``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+from intrafed.config.document import changes
+from intrafed.config.model import ConfigError
+from intrafed.control.protocol import JsonObject, Refused
+from intrafed.node import Node, settings_with_tls
+from intrafed.observe.trace import TraceFilter, TraceRecord
+from intrafed.observe.trace_files import TraceWriter, trace_directory
+from intrafed.pki import TlsContexts
+from intrafed.sip import RemoteSipError, parse_uri
+from intrafed.store import Store
+from intrafed.transport import Flow
+
+logger = logging.getLogger(__name__)
+
+
+def reload_staged(
+    home: Path, node: Node, store: Store, tls: TlsContexts | None
+) -> JsonObject | Refused:
+    """Apply the staged configuration of ``store`` to ``node`` (and ``tls``) without
+    dropping connections, and make it the running one; refused, with nothing changed,
+    when it needs a restart or does not load."""
+    try:
+        staged = store.load("staged")
+        reason = tls.reload(staged) if tls is not None else None
+        if reason is None:
+            reason = node.reload(settings_with_tls(staged, tls))
+        if reason is None:
+            applied = changes(store.load("running"), staged)
+            store.promote(staged)
+            return {"applied": applied}
+    except ConfigError as exc:
+        reason = str(exc)
+    return Refused(reason, f"intrafed service restart --home {home}")
+
+
+class NodeControl:
+    """Answers control requests about ``node`` (of ``home``), up since ``started``;
+    ``reload`` applies the staged configuration."""
+
+    def __init__(
+        self, home: Path, node: Node, started: float, reload: Callable[[], JsonObject | Refused]
+    ) -> None:
+        self._home = home
+        self._node = node
+        self._started = started
+        self._reload = reload
+        self._trace: TraceWriter | None = None
+
+    def status(self) -> JsonObject:
+        """Who the node is, since when, and how much live state it holds."""
+        node, wall = self._node, time.time()
+        users = node.settings.users
+        return {
+            "name": node.settings.name,
+            "address": node.settings.address,
+            "uptime": round(wall - self._started),
+            "registered_users": sum(1 for aor in users if node.registrar.bindings(aor, wall)),
+            "registrations": sum(len(node.registrar.bindings(aor, wall)) for aor in users),
+            "subscriptions": len(node.presence.subscription_rows()),
+            "pending_transactions": node.transactions.pending,
+            "tracing": self._trace is not None,
+        }
+
+    def reload(self) -> JsonObject | Refused:
+        """Apply the staged configuration without dropping connections, or say why not
+        (what SIGHUP does)."""
+        return self._reload()
+
+    def explain(self, uri: str, source: str | None) -> JsonObject:
+        """How the node would authorize and route a request for ``uri`` from ``source``
+        right now (its own code path, next-hop health included)."""
+        try:
+            parsed = parse_uri(uri)
+        except RemoteSipError as exc:
+            return {"uri": uri, "decision": "refuse", "status": 416, "rule": exc.reason}
+        return self._node.core.router.explain(parsed, source)
+
+    def registrations(self, user: str | None) -> list[JsonObject]:
+        """The live bindings (of ``user`` only, when given), with whether the connection
+        each came over is still open."""
+        node, wall = self._node, time.time()
+        found = []
+        for aor in sorted(node.settings.users):
+            if user is not None and not _is(user, aor):
+                continue
+            for binding in node.registrar.bindings(aor, wall):
+                open_flow = binding.flow is not None and node.transport.flow(binding.flow)
+                found.append(
+                    {
+                        "aor": aor,
+                        "contact": binding.contact,
+                        "expires_in": binding.remaining(wall),
+                        "q": binding.q,
+                        "flow_bound": binding.flow_bound,
+                        "connected": bool(open_flow),
+                    }
+                )
+        return found
+
+    def subscriptions(self, user: str | None) -> list[JsonObject]:
+        """The live presence subscriptions (where ``user`` watches or is watched)."""
+        wall = time.time()
+        return [
+            {
+                "presentity": row.presentity,
+                "watcher": row.watcher,
+                "event": row.event,
+                "expires_in": max(0, round(row.expires_at - wall)),
+            }
+            for row in sorted(
+                self._node.presence.subscription_rows(), key=lambda r: (r.presentity, r.watcher)
+            )
+            if user is None or _is(user, row.presentity) or _is(user, row.watcher)
+        ]
+
+    def trace(self, on: bool, user: str | None, method: str | None) -> JsonObject:
+        """Start recording every message (or those of ``user`` / ``method``) into the
+        home's trace directory, or stop."""
+        if self._trace is not None:
+            self._trace.close()
+            self._trace = None
+            self._node.wire = None
+        directory = trace_directory(self._home)
+        if on:
+            self._trace = TraceWriter(directory, TraceFilter(user=user, method=method))
+            self._node.wire = self._record
+        return {"tracing": on, "directory": str(directory), "user": user, "method": method}
+
+    def close(self) -> None:
+        """Stop the trace, if any (the node is stopping)."""
+        self.trace(False, None, None)
+
+    def _record(self, direction: str, flow: Flow, message: bytes) -> None:
+        writer = self._trace
+        if writer is None:
+            return
+        way: Literal["in", "out"] = "in" if direction == "in" else "out"
+        record = TraceRecord(
+            time.time(),
+            self._node.settings.name,
+            way,
+            flow.transport,
+            flow.local,
+            flow.remote,
+            message,
+        )
+        try:
+            writer.write(record)
+        except OSError as exc:  # a full disk stops the trace, never the node
+            logger.warning("SIP trace stopped: %s", exc)
+            self.close()
+
+
+def _is(user: str, aor: str) -> bool:
+    """Whether ``user`` (an address, or a user part) names ``aor``."""
+    wanted = user.lower()
+    return aor.lower() == wanted or aor.lower().partition("@")[0] == wanted
