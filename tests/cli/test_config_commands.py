@@ -153,9 +153,9 @@ def test_init_with_an_sqlite_url(tmp_path: Path) -> None:
         ),
         (
             ("--role", "imp", "--fqdn", "imp1.example.com", "--ip", "127.0.0.2",
-             "--db", "postgresql://db.example.com/intrafed"),
-            '--db: the PostgreSQL back end arrives with the Enterprise pool (issue "pool") '
-            "— leave out --db (HOME/intrafed.db) or give sqlite:///PATH",
+             "--db", "postgresql://intrafed:s3cret@127.0.0.1:1/intrafed?bogus=1"),
+            "--db: 'postgresql://intrafed:***@127.0.0.1:1/intrafed?bogus=1' is not a PostgreSQL "
+            "URL — give postgresql://USER:PASSWORD@HOST:PORT/DATABASE",
         ),
     ],
 )  # fmt: skip
@@ -1056,10 +1056,15 @@ def test_real_processes_refuse_with_one_line_and_invalid_import_changes_nothing(
     done = intrafed("config", "peer-subject", "add", "imp1.example.com", "--home", home)
     assert (done.returncode, done.stderr.count("\n")) == (2, 1)
     assert "belongs to role imp" in done.stderr
-    done = intrafed("init", "--home", home, "--role", "imp", "--fqdn", "imp1.example.com",
-                    "--ip", "127.0.0.2", "--db", "postgresql://db/intrafed")  # fmt: skip
+    done = intrafed("init", "--home", str(tmp_path / "imp1"), "--role", "imp", "--fqdn",
+                    "imp1.example.com", "--ip", "127.0.0.2", "--db",
+                    "postgresql://intrafed:s3cret@127.0.0.1:1/intrafed")  # fmt: skip
     assert done.returncode == 2
-    assert "the PostgreSQL back end arrives with the Enterprise pool" in done.stderr
+    assert not (tmp_path / "imp1").exists()
+    assert done.stderr.startswith(
+        "--db: cannot connect to PostgreSQL at postgresql://intrafed:***@127.0.0.1:1/intrafed ("
+    )
+    assert "s3cret" not in done.stderr
     assert intrafed("config", "domain", "add", "example.com", "--home", home).returncode == 0
     before = intrafed("config", "export", "--home", home).stdout
     bad = tmp_path / "bad.toml"

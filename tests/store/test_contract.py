@@ -1,6 +1,6 @@
 """What every store implementation owes the node and the CLI (``store.base.Store``), run
-against each one: configuration staged and running, state that survives reopening, and a
-refused write that stores nothing. A new back end (PostgreSQL for the pool) joins
+against each one (SQLite, and a real PostgreSQL): configuration staged and running, state
+that survives reopening, and a refused write that stores nothing. A new back end joins
 ``IMPLEMENTATIONS``."""
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from intrafed.store import (
     create_store,
     open_store,
 )
-from tests.store_faults import set_read_only
+from tests import store_faults as sqlite_faults
+from tests.store import postgres as postgres_faults
 
 IDENTITY = NodeIdentity(Role.IMP, "imp1.example.com", "127.0.0.2")
 ALICE, BOB = "alice@example.com", "bob@example.com"
@@ -31,26 +32,47 @@ ALICE, BOB = "alice@example.com", "bob@example.com"
 
 @dataclass(frozen=True, slots=True)
 class Implementation:
-    """How a test makes, reopens and breaks one kind of store."""
+    """How a test makes and breaks one kind of store."""
 
     name: str
-    create: Callable[[Path, NodeIdentity], Store]
-    reopen: Callable[[Path], Store]
+    database: Callable[[pytest.FixtureRequest], str | None]
+    """The ``--db`` URL of a new store (None: ``HOME/intrafed.db``)."""
     refuse_writes: Callable[[Store, bool], None]
     """Make every write fail for real (True) or work again (False)."""
 
 
-IMPLEMENTATIONS = [Implementation("sqlite", create_store, open_store, set_read_only)]
+IMPLEMENTATIONS = [
+    Implementation("sqlite", lambda request: None, sqlite_faults.set_read_only),
+    Implementation(
+        "postgresql",
+        lambda request: request.getfixturevalue("postgres").url,
+        postgres_faults.set_read_only,
+    ),
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """One kind of store, for one test: make, reopen and break it."""
+
+    create: Callable[[Path, NodeIdentity], Store]
+    reopen: Callable[[Path], Store]
+    refuse_writes: Callable[[Store, bool], None]
 
 
 @pytest.fixture(params=IMPLEMENTATIONS, ids=lambda implementation: implementation.name)
-def kind(request: pytest.FixtureRequest) -> Implementation:
+def kind(request: pytest.FixtureRequest) -> Kind:
     implementation: Implementation = request.param
-    return implementation
+    url = implementation.database(request)
+    return Kind(
+        lambda home, identity: create_store(home, identity, url),
+        open_store,
+        implementation.refuse_writes,
+    )
 
 
 @pytest.fixture
-def store(kind: Implementation, tmp_path: Path) -> Iterator[Store]:
+def store(kind: Kind, tmp_path: Path) -> Iterator[Store]:
     with kind.create(tmp_path, IDENTITY) as store:
         yield store
 
@@ -84,7 +106,7 @@ def subscription(id_: str, expires_at: float, local_cseq: int = 1) -> Subscripti
 # -- configuration -------------------------------------------------------------------------
 
 
-def test_a_new_store_runs_what_is_staged(kind: Implementation, tmp_path: Path) -> None:
+def test_a_new_store_runs_what_is_staged(kind: Kind, tmp_path: Path) -> None:
     kind.create(tmp_path, IDENTITY).close()
     with kind.reopen(tmp_path) as store:
         assert store.load("staged") == store.load("running") == NodeConfig(IDENTITY)
@@ -129,7 +151,7 @@ def test_replace_staged_keeps_the_identity(store: Store) -> None:
 
 
 def test_a_flow_bound_binding_is_still_flow_bound_after_a_restart(
-    kind: Implementation, tmp_path: Path
+    kind: Kind, tmp_path: Path
 ) -> None:
     bound = binding(ALICE, "sip:alice@127.0.0.9:40000;transport=tcp")
     listening = binding(ALICE, "sip:alice@127.0.0.9:5060;transport=tcp", q=0.5, flow_bound=False)
@@ -153,7 +175,7 @@ def test_the_bindings_of_an_aor_are_replaced_whole_and_an_empty_set_forgets_it(
 
 
 def test_subscriptions_are_saved_replaced_deleted_and_filtered_by_expiry(
-    kind: Implementation, tmp_path: Path
+    kind: Kind, tmp_path: Path
 ) -> None:
     with kind.create(tmp_path, IDENTITY) as store:
         store.write(StateChanges(saved_subscriptions=(subscription("a", 2000.0),)))
@@ -169,9 +191,7 @@ def test_subscriptions_are_saved_replaced_deleted_and_filtered_by_expiry(
         assert store.load_subscriptions(1000.0) == [subscription("b", 1500.0)]
 
 
-def test_publications_are_saved_deleted_and_filtered_by_expiry(
-    kind: Implementation, tmp_path: Path
-) -> None:
+def test_publications_are_saved_deleted_and_filtered_by_expiry(kind: Kind, tmp_path: Path) -> None:
     busy = PublicationRow("e1", BOB, "busy", "in a meeting", 900.0, 2000.0)
     away = PublicationRow("e2", BOB, "away", None, 950.0, 1200.0)
     with kind.create(tmp_path, IDENTITY) as store:
@@ -183,9 +203,7 @@ def test_publications_are_saved_deleted_and_filtered_by_expiry(
         assert store.load_publications(1000.0) == [away]
 
 
-def test_a_write_the_store_refuses_stores_none_of_its_rows(
-    kind: Implementation, store: Store
-) -> None:
+def test_a_write_the_store_refuses_stores_none_of_its_rows(kind: Kind, store: Store) -> None:
     kept = binding(BOB, "sip:bob@127.0.0.7")
     store.write(StateChanges({BOB: (kept,)}))
     changes = StateChanges(

@@ -81,7 +81,9 @@ from intrafed.store import create_store, open_store
     "--db",
     "db_url",
     show_default="sqlite:///HOME/intrafed.db",
-    help="The configuration store: sqlite:///PATH (PostgreSQL comes with the Enterprise pool).",
+    help="The store of the configuration and state: sqlite:///PATH, or "
+    "postgresql://USER:PASSWORD@HOST:PORT/DATABASE (a database of its own, owned by USER; "
+    "the password is kept in HOME/store.url, readable by its owner alone).",
 )
 @json_option()
 def init_command(

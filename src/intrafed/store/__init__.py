@@ -18,20 +18,30 @@ from intrafed.store.base import (
     SubscriptionRow,
 )
 from intrafed.store.sqlite import LOCATOR, SqliteStore, database_path, home_containing
+from intrafed.store.urls import is_postgresql
 
 
 def open_store(home: Path) -> Store:
     """The store of the node at ``home``: the database its ``store.url`` names (a
-    ``sqlite:///PATH`` URL), else ``HOME/intrafed.db``. ``ConfigError`` when ``home`` was
-    never initialized or names a database this version cannot use."""
+    ``sqlite:///PATH`` or ``postgresql://`` URL), else ``HOME/intrafed.db``. ``ConfigError``
+    when ``home`` was never initialized or names a database this version cannot use."""
     locator = home / LOCATOR
     url = locator.read_text().strip() if locator.exists() else None
+    if url is not None and is_postgresql(url):
+        from intrafed.store.postgres import PostgresStore  # psycopg only when used
+
+        return PostgresStore.open(home, url)
     return SqliteStore.open(home, database_path(home, url, str(locator)))
 
 
 def create_store(home: Path, identity: NodeIdentity, url: str | None = None) -> Store:
-    """Initialize ``home`` for a new node whose database is at ``url`` (``--db``; by
-    default ``HOME/intrafed.db``); refuses to overwrite an existing node."""
+    """Initialize ``home`` for a new node whose database is at ``url`` (``--db``: an
+    ``sqlite:///PATH`` file, or a PostgreSQL database that holds no node yet; by default
+    ``HOME/intrafed.db``); refuses to overwrite an existing node."""
+    if url is not None and is_postgresql(url):
+        from intrafed.store.postgres import PostgresStore
+
+        return PostgresStore.create(home, identity, url)
     return SqliteStore.create(home, identity, url)
 
 

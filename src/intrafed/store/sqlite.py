@@ -26,6 +26,7 @@ from intrafed.store.base import (
     StoreError,
     SubscriptionRow,
 )
+from intrafed.store.urls import masked
 
 FILENAME = "intrafed.db"
 LOCATOR = "store.url"
@@ -101,24 +102,20 @@ def _store_error(path: Path, error: sqlite3.Error) -> StoreError:
 
 def database_path(home: Path, url: str | None, setting: str = "--db") -> Path:
     """The SQLite file a database URL names (``sqlite:///PATH``; relative to the current
-    directory, ``sqlite:////abs`` absolute), or ``HOME/intrafed.db`` without one.
+    directory, ``sqlite:////abs`` absolute), or ``HOME/intrafed.db`` without one
+    (PostgreSQL URLs go to ``store.postgres``).
     ``setting`` is where the URL came from, for the refusal of one this version cannot
     use."""
     if url is None:
         return home / FILENAME
     scheme = url.partition(":")[0].lower()
-    if scheme.startswith("postgres"):
-        raise ConfigError(
-            setting,
-            'the PostgreSQL back end arrives with the Enterprise pool (issue "pool")',
-            f"leave out {setting} (HOME/intrafed.db) or give sqlite:///PATH",
-        )
     path = url.removeprefix("sqlite:///")
     if scheme != "sqlite" or path == url or not path:
         raise ConfigError(
             setting,
-            f"{url!r} is not a database URL this version supports",
-            f"give sqlite:///PATH, or leave out {setting} for HOME/intrafed.db",
+            f"{masked(url)!r} is not a database URL this version supports",
+            "give sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DATABASE, "
+            f"or leave out {setting} for HOME/intrafed.db",
         )
     return Path(path).absolute()
 
