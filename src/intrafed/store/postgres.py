@@ -7,8 +7,8 @@ front end holds the client's flow or sends the NOTIFYs). Today a database holds 
 The schema version is the one row of ``schema_version``.
 
 A write never waits for a database that is down or has stopped answering: the server
-cancels a statement after ``WRITE_TIMEOUT``, the client gives up on a silent server at the
-same deadline, and either way the write fails with ``StoreError``. A broken connection is
+cancels a statement a little before ``WRITE_TIMEOUT``, the client gives up on a silent
+server at that deadline, and either way the write fails with ``StoreError``. A broken connection is
 made again in the background; until it is, every operation fails at once.
 """
 
@@ -143,8 +143,10 @@ def _conninfo(url: str, member: str, setting: str) -> tuple[str, str]:
             f"{masked(url)!r} is not a PostgreSQL URL",
             "give postgresql://USER:PASSWORD@HOST:PORT/DATABASE",
         ) from None
+    # The server gives up first when it is alive (a lock held elsewhere): its words, and
+    # a connection that stays usable.
     options = (
-        f"-c statement_timeout={int(WRITE_TIMEOUT * 1000)} "
+        f"-c statement_timeout={int(WRITE_TIMEOUT * 800)} "
         f"-c idle_in_transaction_session_timeout={int(IDLE_IN_TRANSACTION_TIMEOUT * 1000)}"
     )
     params["options"] = f"{params.get('options') or ''} {options}".strip()
