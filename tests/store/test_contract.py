@@ -5,6 +5,7 @@ that survives reopening, and a refused write that stores nothing. A new back end
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import FrozenInstanceError, dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from intrafed.store import (
     open_store,
 )
 from tests import store_faults as sqlite_faults
+from tests.config.test_document import IMP
 from tests.store import postgres as postgres_faults
 
 IDENTITY = NodeIdentity(Role.IMP, "imp1.example.com", "127.0.0.2")
@@ -145,6 +147,16 @@ def test_replace_staged_keeps_the_identity(store: Store) -> None:
     config = edits.add_domain(NodeConfig(IDENTITY), "example.com")
     store.replace_staged(config)
     assert store.load("staged") == config
+
+
+def test_every_kind_of_setting_comes_back_as_stored(kind: Kind, tmp_path: Path) -> None:
+    config = dataclasses.replace(IMP, identity=IDENTITY).validate()
+    with kind.create(tmp_path, IDENTITY) as store:
+        store.replace_staged(config)
+        store.promote()
+    with kind.reopen(tmp_path) as store:
+        assert store.load("staged") == store.load("running") == config
+        assert store.restart_pending() is False
 
 
 # -- state ---------------------------------------------------------------------------------

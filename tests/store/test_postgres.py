@@ -37,7 +37,7 @@ def invoke(*arguments: str) -> str:
 
 def rows(database: Database, query: str) -> list[tuple[object, ...]]:
     with psycopg.connect(database.url) as connection:
-        return connection.execute(query).fetchall()  # type: ignore[arg-type]
+        return connection.execute(query).fetchall()
 
 
 def test_init_with_a_postgresql_url_keeps_the_configuration_there_and_never_prints_the_password(

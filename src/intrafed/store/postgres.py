@@ -207,6 +207,7 @@ class _Link:
         with self._lock:
             self._closed.set()
             connection, self._connection = self._connection, None
+            self.why = "the store is closed"
         if connection is not None:
             connection.close()
 
@@ -343,7 +344,8 @@ class PostgresStore:
 
     def restart_pending(self) -> bool:
         """Whether staged and running differ."""
-        return bool(self.pending_changes())
+        with self._transaction(WRITE_TIMEOUT) as cursor:
+            return self._load(cursor, "staged") != self._load(cursor, "running")
 
     def pending_changes(self) -> list[str]:
         """What a restart would change, one phrase per setting (empty when nothing)."""
