@@ -151,11 +151,11 @@ def _conninfo(url: str, member: str, setting: str) -> tuple[str, str]:
     )
     params["options"] = f"{params.get('options') or ''} {options}".strip()
     params["connect_timeout"] = CONNECT_TIMEOUT
-    params["application_name"] = f"intrafed {member}"[:63]
+    params["application_name"] = f"intrafed {member}".rstrip()[:63]
     return make_conninfo("", **params), str(params.get("password") or "")
 
 
-RV = TypeVar("RV")
+_T = TypeVar("_T")
 
 
 class _Connection(psycopg.Connection[tuple[Any, ...]]):
@@ -164,7 +164,8 @@ class _Connection(psycopg.Connection[tuple[Any, ...]]):
 
     deadline = math.inf
 
-    def wait(self, gen: PQGen[RV], interval: float = 0.1, timeout: float | None = None) -> RV:
+    def wait(self, gen: PQGen[_T], interval: float = 0.1, timeout: float | None = None) -> _T:
+        # Every statement, COMMIT and ROLLBACK of a psycopg connection waits through here.
         if timeout is None and self.deadline < math.inf:
             timeout = max(self.deadline - time.monotonic(), 0.0)
         return super().wait(gen, interval, timeout)
