@@ -50,6 +50,14 @@ from multiprocessing.process import BaseProcess
 from multiprocessing.queues import Queue
 from pathlib import Path
 
+from bench.canary import (
+    CANARY_INTERVAL,
+    CANARY_IP,
+    FORWARDING_TIMEOUT,
+    Canary,
+    run_canary,
+    until_forwarding,
+)
 from bench.federation import LOAD_CLIENT_BURST, LOAD_CLIENT_RATE, wait_ready
 from bench.loadstats import (
     Latency,
@@ -77,19 +85,15 @@ from intrafed.config.model import (
 )
 from intrafed.node import Node, settings_from_config
 from intrafed.policy.admission import MAX_PENDING, AdmissionLimits
-from intrafed.sip import Response, StreamFramer, parse_message
-from tests.integration.clients import connect, message
 from tests.integration.peers import SIPP_NEXT_HOP, Chain, free_port, run_sipp, sipp_uas
 
-NODE_IP, UAS_IP, UAC_IP, CANARY_IP = "127.0.0.200", "127.0.0.201", "127.0.0.202", "127.0.0.203"
+NODE_IP, UAS_IP, UAC_IP = "127.0.0.200", "127.0.0.201", "127.0.0.202"
 NODE_NAME = "imp1.example.com"
 SENDER = "alice@example.com"
 """Provisioned on the node without a password: a client, accepted without a challenge."""
-RECIPIENT = "bob@example.com"
 """Homed on neither side: forwarded along the static route to the SIPp UAS."""
 RESULTS = Path(__file__).resolve().parent / "results"
 SAMPLE_INTERVAL = 0.5
-CANARY_INTERVAL = 0.1
 CANARY_P99_LIMIT_MS = 1000.0
 
 UAC_SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
@@ -142,7 +146,6 @@ Content-Length: 0
   </send>
 </scenario>
 """
-FORWARDING_TIMEOUT = 60.0
 
 
 def node_config(port: int, uas: tuple[str, int]) -> NodeConfig:
@@ -243,95 +246,6 @@ class Sampler:
         while time.monotonic() - self.origin < until:
             self.sample()
             await asyncio.sleep(SAMPLE_INTERVAL)
-
-
-@dataclass
-class Canary:
-    """A trusted host's MESSAGEs through the node: latencies and failures."""
-
-    latencies_ms: list[float] = field(default_factory=list)
-    statuses: dict[int, int] = field(default_factory=dict)
-    sent: int = 0
-    first_failure: str = ""
-    """The status line and Warning of the first answer that was not 200."""
-
-    @property
-    def failures(self) -> int:
-        return self.sent - self.statuses.get(200, 0)
-
-    @property
-    def latency(self) -> Latency:
-        return Latency.of(self.latencies_ms, self.sent - len(self.latencies_ms))
-
-
-def answer_line(response: Response) -> str:
-    """A response's status, reason and Warning, for the record."""
-    warning = response.headers.get("warning")
-    return f"{response.status} {response.reason}" + (f" ({warning})" if warning else "")
-
-
-async def until_forwarding(node: tuple[str, int]) -> float:
-    """Seconds until the node forwards a canary MESSAGE to the UAS and brings back its 200
-    (a ladder step beyond capacity may have left the next hop down until a probe)."""
-    opened: list[asyncio.StreamWriter] = []
-    began = time.monotonic()
-    try:
-        peer = await connect(node, CANARY_IP, opened)
-        for number in range(int(FORWARDING_TIMEOUT / 0.5)):
-            peer.writer.write(message(RECIPIENT, 1_000_000 + number, CANARY_IP))
-            answer = await peer.next()
-            if isinstance(answer, Response) and answer.status == 200:
-                return time.monotonic() - began
-            await asyncio.sleep(0.5)
-        last = answer_line(answer) if isinstance(answer, Response) else "a request"
-        raise RuntimeError(f"the node does not forward after {FORWARDING_TIMEOUT:g} s: {last}")
-    finally:
-        for writer in opened:
-            writer.close()
-
-
-async def run_canary(node: tuple[str, int], seconds: float, grace: float) -> Canary:
-    """Send one MESSAGE every ``CANARY_INTERVAL`` for ``seconds`` from ``CANARY_IP``;
-    wait ``grace`` seconds more for the last answers."""
-    canary = Canary()
-    reader, writer = await asyncio.open_connection(*node, local_addr=(CANARY_IP, 0))
-    sent_at: dict[str, float] = {}
-
-    async def read() -> None:
-        framer = StreamFramer()
-        while data := await reader.read(65536):
-            framer.receive_data(data)
-            while (frame := framer.next_frame()) is not None:
-                response = parse_message(frame, stream=True)
-                if not isinstance(response, Response) or response.status < 200:
-                    continue
-                started = sent_at.pop(response.call_id, None)
-                if started is None:
-                    continue
-                canary.statuses[response.status] = canary.statuses.get(response.status, 0) + 1
-                if response.status == 200:
-                    canary.latencies_ms.append((time.perf_counter() - started) * 1000)
-                elif not canary.first_failure:
-                    canary.first_failure = answer_line(response)
-
-    reading = asyncio.create_task(read())
-    try:
-        begun = time.perf_counter()
-        for number in range(int(seconds / CANARY_INTERVAL)):
-            await asyncio.sleep(max(0.0, begun + number * CANARY_INTERVAL - time.perf_counter()))
-            sent_at[f"m{number}@{CANARY_IP}"] = time.perf_counter()
-            writer.write(message(RECIPIENT, number, CANARY_IP))
-            canary.sent += 1
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(grace):
-                while sent_at:
-                    await asyncio.sleep(0.05)
-    finally:
-        reading.cancel()
-        with contextlib.suppress(asyncio.CancelledError, ConnectionError):
-            await reading
-        writer.close()
-    return canary
 
 
 @dataclass

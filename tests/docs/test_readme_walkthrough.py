@@ -251,6 +251,10 @@ def test_the_readme_walkthrough_works_as_written(tmp_path: Path) -> None:
     assert "MESSAGE to bob@example.com: 200 OK" in outputs
     [watch] = [line for line in shell.outputs if line.startswith("intrafed ua watch alice")]
     assert "alice@example.com: Busy" in shell.outputs[watch]
+    [ladder] = [line for line in shell.outputs if line.endswith("--ladder")]
+    arrows = shell.outputs[ladder].splitlines()[1:]
+    assert "|-- MESSAGE sip:bob@example.com" in arrows[0]
+    assert "|<-- 200 OK (MESSAGE)" in arrows[1]
 
 
 def test_the_walkthrough_extraction_finds_every_step() -> None:

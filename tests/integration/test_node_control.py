@@ -9,6 +9,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from click.testing import CliRunner
+
+from intrafed.cli.main import main
 from intrafed.config import edits
 from intrafed.config.model import ImpListeners
 from intrafed.control.client import ask
@@ -65,6 +68,23 @@ def test_a_running_node_answers_its_control_api(tmp_path: Path) -> None:
                     answers["back"] = await asked(
                         "explain", uri="sip:carol@example.com", source=deployment.ocs.fqdn
                     )
+                    answers["cli_live"] = await asyncio.to_thread(
+                        CliRunner().invoke,
+                        main,
+                        ["route", "explain", "--home", str(home), "sip:bob@example.com"],
+                    )
+                    answers["cli_staged"] = await asyncio.to_thread(
+                        CliRunner().invoke,
+                        main,
+                        [
+                            "route",
+                            "explain",
+                            "--home",
+                            str(home),
+                            "sip:bob@example.com",
+                            "--staged",
+                        ],
+                    )
                     answers["stranger"] = await asked(
                         "explain", uri="sip:bob@example.com", source="rogue.example.net"
                     )
@@ -99,6 +119,17 @@ def test_a_running_node_answers_its_control_api(tmp_path: Path) -> None:
         f"TLS {deployment.ocs.fqdn}:{deployment.ocs.tls_port}"
     ]
     assert forward["next_hops"][0]["up"] is True
+    live = answers["cli_live"].output.splitlines()
+    assert (
+        live[0]
+        == f"forward to TLS {deployment.ocs.fqdn}:{deployment.ocs.tls_port} (priority 1, up)"
+    )
+    assert live[-1].startswith("  (asked the running node")
+    assert (
+        answers["cli_staged"]
+        .output.splitlines()[-1]
+        .startswith("  (decided on the staged configuration")
+    )
     # From the peer partition, a user on neither side is refused, never sent back.
     back = answers["back"]
     assert (back["decision"], back["status"], back["from_peer_partition"]) == ("refuse", 404, True)

@@ -7,9 +7,9 @@ ARROW_WIDTH = 56
 """Characters between the two node columns."""
 
 
-def ladder_heading(left: str, right: str) -> str:
+def ladder_heading(left: str, right: str, time_width: int = 7) -> str:
     """The column heads: the left node's name over its column, the right's at the end."""
-    return f"{'time':>7}  {left:<{ARROW_WIDTH - len(right)}}{right}"
+    return f"{'time':>{time_width}}  {left:<{ARROW_WIDTH - len(right)}}{right}"
 
 
 def arrow(text: str, rightwards: bool) -> str:

@@ -97,7 +97,7 @@ def _print_ladder(records: list[TraceRecord]) -> None:
     if len(names) < 2:
         fail("a ladder needs the traces of two nodes: add --peer-home DIR of the other node")
     left, right = names[0], names[1]
-    click.echo(ladder_heading(left, right))
+    click.echo(ladder_heading(left, right, time_width=12))
     for row in ladder(records):
         click.echo(f"{_stamp(row.at)}  {arrow(row.first_line, row.sender == left)}  {row.call_id}")
 

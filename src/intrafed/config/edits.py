@@ -29,10 +29,8 @@ from intrafed.config.model import (
     StaticRoute,
     TlsProfile,
     User,
-    check_aor,
-    check_domain,
-    check_fqdn,
 )
+from intrafed.config.values import check_aor, check_domain, check_fqdn
 
 
 def _replace(config: NodeConfig, **changes: Any) -> NodeConfig:

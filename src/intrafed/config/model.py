@@ -14,15 +14,18 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
+from intrafed.config.values import (
+    CONNECTION_TRANSPORTS,
+    ROUTE_TRANSPORTS,
+    check_aor,
+    check_domain,
+    check_fqdn,
+    check_ip,
+    check_port,
+)
 
-class ConfigError(Exception):
-    """A setting that cannot be accepted: which setting, what is wrong, how to fix it."""
-
-    def __init__(self, setting: str, message: str, fix: str) -> None:
-        super().__init__(f"{setting}: {message} — {fix}")
-        self.setting = setting
-        self.message = message
-        self.fix = fix
+# ConfigError is part of this module's interface: every setting's error is raised from here.
+from intrafed.config.values import ConfigError as ConfigError
 
 
 class Role(enum.StrEnum):
@@ -53,63 +56,6 @@ class TlsProfile(enum.StrEnum):
     LEGACY_TLS1 = "legacy-tls1"
 
 
-CONNECTION_TRANSPORTS = ("TCP", "TLS", "MTLS")
-ROUTE_TRANSPORTS = ("TCP", "TLS")
-
-# RFC 1035 labels; a final label of letters (so an IP address is not a domain).
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_FQDN_RE = re.compile(rf"(?:{_LABEL}\.)+[A-Za-z](?:[A-Za-z0-9-]{{0,61}}[A-Za-z0-9])?")
-_USER_RE = re.compile(r"[A-Za-z0-9\-_.!~*'()&=+$,;?/%]+")
-
-
-def _ip(setting: str, value: str) -> str:
-    try:
-        return str(ipaddress.ip_address(value))
-    except ValueError:
-        raise ConfigError(
-            setting, f"{value!r} is not an IP address", "give an address such as 192.0.2.10"
-        ) from None
-
-
-def check_fqdn(setting: str, value: str) -> str:
-    """``value`` in lower case when it is a fully qualified domain name."""
-    if not _FQDN_RE.fullmatch(value) or len(value) > 253:
-        raise ConfigError(
-            setting,
-            f"{value!r} is not a fully qualified domain name",
-            "give a name such as imp1.example.com",
-        )
-    return value.lower()
-
-
-def check_domain(setting: str, value: str) -> str:
-    """A SIP domain such as ``example.com`` (lower case)."""
-    if not _FQDN_RE.fullmatch(value) or len(value) > 253:
-        raise ConfigError(
-            setting, f"{value!r} is not a domain", "give a domain such as example.com"
-        )
-    return value.lower()
-
-
-def check_aor(setting: str, value: str) -> str:
-    """An address of record ``user@domain`` (the domain in lower case)."""
-    user, at, domain = value.rpartition("@")
-    if not at or not _USER_RE.fullmatch(user):
-        raise ConfigError(
-            setting, f"{value!r} is not user@domain", "give an address such as alice@example.com"
-        )
-    return f"{user}@{check_domain(setting, domain)}"
-
-
-def check_port(setting: str, value: int) -> int:
-    """A TCP port, 1-65535."""
-    if not 1 <= value <= 65535:
-        raise ConfigError(
-            setting, f"port {value} is outside 1-65535", "choose a port between 1 and 65535"
-        )
-    return value
-
-
 @dataclass(frozen=True, slots=True)
 class NodeIdentity:
     """Who the node is: role, name and address, and for OCS its edition and pool."""
@@ -127,7 +73,7 @@ class NodeIdentity:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fqdn", check_fqdn("--fqdn", self.fqdn))
-        object.__setattr__(self, "ip", _ip("--ip", self.ip))
+        object.__setattr__(self, "ip", check_ip("--ip", self.ip))
         if self.role is Role.IMP:
             if self.edition is not None or self.pool_fqdn is not None:
                 raise ConfigError(
@@ -183,7 +129,7 @@ class Connection:
         if self.ip.lower() == "all":
             object.__setattr__(self, "ip", "All")
         else:
-            object.__setattr__(self, "ip", _ip("--ip", self.ip))
+            object.__setattr__(self, "ip", check_ip("--ip", self.ip))
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,7 +181,7 @@ class StaticRoute:
                 "--fqdn", "TCP static routes name the next hop by IP address", "use --ip"
             )
         if self.ip is not None:
-            object.__setattr__(self, "ip", _ip("--ip", self.ip))
+            object.__setattr__(self, "ip", check_ip("--ip", self.ip))
         if self.fqdn is not None:
             object.__setattr__(self, "fqdn", check_fqdn("--fqdn", self.fqdn))
         if self.priority < 1:
@@ -282,7 +228,7 @@ class HostAuthorization:
         if self.fqdn is not None:
             object.__setattr__(self, "fqdn", check_fqdn("--fqdn", self.fqdn))
         if self.ip is not None:
-            address = ipaddress.ip_address(_ip("--ip", self.ip))
+            address = ipaddress.ip_address(check_ip("--ip", self.ip))
             if address.is_unspecified or address.is_multicast:
                 raise ConfigError(
                     "--ip",
@@ -314,7 +260,7 @@ class AclEntry:
         if self.fqdn is not None:
             object.__setattr__(self, "fqdn", check_fqdn("--fqdn", self.fqdn))
         if self.ip is not None:
-            object.__setattr__(self, "ip", _ip("--ip", self.ip))
+            object.__setattr__(self, "ip", check_ip("--ip", self.ip))
 
     @property
     def host(self) -> str:
@@ -459,7 +405,7 @@ class HostEntry:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fqdn", check_fqdn("FQDN", self.fqdn))
-        object.__setattr__(self, "ip", _ip("ADDR", self.ip))
+        object.__setattr__(self, "ip", check_ip("ADDR", self.ip))
 
 
 @dataclass(frozen=True, slots=True)
