@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Literal
 
 from intrafed.config.document import changes
-from intrafed.config.model import ConfigError, check_aor
+from intrafed.config.model import ConfigError
+from intrafed.config.values import check_aor
 from intrafed.control.protocol import JsonObject, Refused
 from intrafed.node import Node, settings_with_tls
 from intrafed.observe.trace import TraceFilter, TraceRecord

@@ -12,7 +12,8 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from intrafed.config.model import ConfigError, NodeConfig, Role, RoutingMode, User, check_aor
+from intrafed.config.model import ConfigError, NodeConfig, Role, RoutingMode, User
+from intrafed.config.values import check_aor
 from intrafed.store import StateChanges, Store
 
 
