@@ -61,7 +61,7 @@ UA_TIMEOUT = 5.0
 """Seconds a user waits for any answer: a MESSAGE that gets none has not crossed."""
 
 NOT_LIVED = {"domain.none", "domain.mismatch", "tls.fips-tls12"}
-OWN_TESTS = {"hostauth.peer-node", "restart.pending"}
+OWN_TESTS = {"hostauth.peer-node", "restart.pending", "user.neither-side"}
 
 
 @pytest.fixture(scope="module")

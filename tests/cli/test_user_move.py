@@ -3,6 +3,7 @@ old side only, and a failed step leaving both stores as they were."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ def run(*arguments: str, stdin: str | None = None) -> Result:
 
 
 def homes(tmp_path: Path) -> tuple[Path, Path]:
-    """imp1 homing alice (blocking eve) in advanced routing mode with bob in its
+    """imp1 homing alice (blocking bob) in advanced routing mode with bob in its
     directory, and ocs1 homing bob; both stopped."""
     imp, ocs = tmp_path / "imp", tmp_path / "ocs"
     commands = [
@@ -34,7 +35,7 @@ def homes(tmp_path: Path) -> tuple[Path, Path]:
         (ocs, "config", "domain", "add", "example.com"),
         (imp, "config", "user", "import", "-"),
         (ocs, "config", "user", "import", "-"),
-        (imp, "config", "user", "block", ALICE, "eve@example.com"),
+        (imp, "config", "user", "block", ALICE, BOB),
         (imp, "config", "routing-mode", "advanced"),
         (imp, "config", "directory", "add", BOB),
     ]
@@ -141,3 +142,29 @@ def test_user_move_whose_delete_step_fails_puts_both_sides_back(tmp_path: Path) 
     assert result.exit_code == 2
     assert "the disk refuses" in result.stderr
     assert (staged(imp), staged(ocs)) == before
+
+
+def test_check_flags_a_user_deleted_on_the_old_side_and_never_added_on_the_new(
+    tmp_path: Path,
+) -> None:
+    imp, ocs = homes(tmp_path)
+    assert run("config", "user", "block", BOB, ALICE, "--home", str(ocs)).exit_code == 0
+    saved = run("config", "user", "export", "--csv", "--home", str(imp)).stdout
+    assert run("config", "user", "remove", ALICE, "--home", str(imp)).exit_code == 0
+    checked = run("check", "--home", str(ocs), "--peer", str(imp), "--json")
+    [finding] = [f for f in json.loads(checked.stdout)["findings"] if f["rule"].startswith("user.")]
+    assert finding["rule"] == "user.neither-side"
+    assert finding["severity"] == "warning"
+    assert finding["message"].startswith(
+        f"{ALICE} is provisioned on none of ocs1.example.com, imp1.example.com, yet the block "
+        f"list of {BOB} names it: if it is a user moved half-way, it has no home"
+    )
+    assert (
+        f"(if it left for good: intrafed config user unblock {BOB} {ALICE} --home {ocs})"
+        in (finding["message"])
+    )
+    assert finding["fix"].startswith("intrafed config user import USERS.csv --home <its new home>")
+    imported = run("config", "user", "import", "-", "--home", str(ocs), stdin=saved)
+    assert imported.exit_code == 0, imported.output
+    checked = run("check", "--home", str(ocs), "--peer", str(imp), "--json")
+    assert not [f for f in json.loads(checked.stdout)["findings"] if f["rule"].startswith("user.")]
