@@ -21,7 +21,7 @@ from intrafed.store import Store, open_store
 
 @click.group("user")
 def user_group() -> None:
-    """Users across the partitions."""
+    """Move users between the partitions (credentials, block lists, directory, watchers)."""
 
 
 _HOME = click.Path(file_okay=False, path_type=Path)
