@@ -3,7 +3,13 @@ checked, applied in one staged edit or not at all, and 100,000 users in one tran
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import pty
+import select
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -112,8 +118,32 @@ def test_user_import_of_100000_users_is_one_transaction(tmp_path: Path) -> None:
     started = time.perf_counter()
     result = run("config", "user", "import", str(source), "--home", str(home))
     assert result.stdout.startswith("added 0, changed 0, unchanged 100000"), result.stdout
+    assert result.stderr == ""  # no progress bar where standard error is no terminal
     print(f"re-import through the CLI (nothing changes): {time.perf_counter() - started:.1f} s")
     with open_store(home) as store:
         settings = settings_from_config(store.load("staged"))
     assert isinstance(settings.users, frozenset)
     assert len(settings.users) == 100_000
+
+
+def test_user_import_of_a_large_file_shows_a_progress_bar_on_a_terminal(tmp_path: Path) -> None:
+    home = ocs_home(tmp_path)
+    source = tmp_path / "users.csv"
+    lines = [f"user{i}@example.com,yes,,{'0' * 32}," for i in range(20_000)]
+    source.write_text("address,enabled,password,ha1_md5,ha1_sha256\n" + "\n".join(lines) + "\n")
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "intrafed", "config", "user", "import", str(source),
+         "--home", str(home)],
+        stdout=subprocess.PIPE, stderr=terminal, env={**os.environ, "COLUMNS": "100"},
+    )  # fmt: skip
+    os.close(terminal)
+    shown = b""
+    with contextlib.suppress(OSError):  # EIO once the process has closed the terminal
+        while select.select([controller], [], [], 30)[0] and (chunk := os.read(controller, 65536)):
+            shown += chunk
+    os.close(controller)
+    stdout, _ = process.communicate(timeout=60)
+    assert process.returncode == 0
+    assert stdout.decode().startswith("added 20000, changed 0, unchanged 0, refused 0")
+    assert b"checking users" in shown

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import sys
 import time
 from pathlib import Path
 from typing import IO
@@ -57,7 +58,8 @@ def move_command(
     subscriptions (terminated;reason=deactivated), and the new side's is reloaded: watchers
     subscribe again and reach the new home. Registrations are not ended: the next refresh
     on the old side gets 404 (not a user of this node) and the client registers at the
-    new home.
+    new home. Exits 1 when a running node could not be reloaded (the stores are moved;
+    the line says what to run).
     """
     wanted = [*aors, *(_addresses(utf8(source, "--csv")) if source is not None else [])]
     with open_store(from_) as old, open_store(to) as new:
@@ -71,11 +73,15 @@ def move_command(
         lines = [f"moved {', '.join(plan.aors)}", *lines]
         # The old side first: its NOTIFYs are sent as the users, which the new side
         # refuses from a peer once it homes them.
-        lines.append(_apply(from_, "old side"))
-        lines += _end_sessions(from_, plan, old)
+        reloads = [_apply(from_, "old side")]
+        lines += [reloads[0][0], *_end_sessions(from_, plan, old)]
         _settle(from_)
-        lines.append(_apply(to, "new side"))
-    done(as_json, {"users": list(plan.aors), "steps": lines}, lines)
+        reloads.append(_apply(to, "new side"))
+        lines.append(reloads[1][0])
+    applied = all(ok for _, ok in reloads)
+    done(as_json, {"users": list(plan.aors), "steps": lines, "applied": applied}, lines)
+    if not applied:
+        sys.exit(1)
 
 
 def _addresses(text: str) -> list[str]:
@@ -98,17 +104,19 @@ def _would_apply(home: Path) -> str:
     return "running: it would be reloaded"
 
 
-def _apply(home: Path, side: str) -> str:
-    """Reload the node of ``home`` when it runs; say truthfully what happened."""
+def _apply(home: Path, side: str) -> tuple[str, bool]:
+    """Reload the node of ``home`` when it runs; say truthfully what happened, and whether
+    the node now runs the move (a stopped node will when it starts)."""
     try:
         answer = ask(home, "reload", timeout=10.0)
     except NodeNotRunningError:
-        return f"{side} ({home}) is not running: its next start applies the move"
+        return f"{side} ({home}) is not running: its next start applies the move", True
     except ControlError as exc:
-        return f"{side} ({home}) not reloaded ({exc}): run intrafed service reload --home {home}"
+        fix = f"intrafed service reload --home {home}"
+        return f"{side} ({home}) not reloaded ({exc}): run {fix}", False
     if isinstance(answer, Refused):
-        return f"{side} ({home}) refused the reload: {answer.reason} — {answer.fix}"
-    return f"{side} ({home}) reloaded"
+        return f"{side} ({home}) refused the reload: {answer.reason} — {answer.fix}", False
+    return f"{side} ({home}) reloaded", True
 
 
 def _settle(home: Path, limit: float = 5.0) -> None:
