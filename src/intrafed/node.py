@@ -309,6 +309,12 @@ class Node:
             self._run()
         return None
 
+    def end_user(self, aor: str) -> int:
+        """End the presence subscriptions of ``aor``, who moved (``NodeCore.end_user``)."""
+        ended = self.core.end_user(aor, self._now())
+        self._run()
+        return ended
+
     async def stop(self, grace: float = 5.0) -> None:
         """Stop accepting, let pending transactions finish (up to ``grace`` s), close."""
         await self.transport.close(grace, idle=lambda: self.core.idle)

@@ -14,6 +14,7 @@ from typing import Literal
 
 from intrafed.config.document import changes
 from intrafed.config.model import ConfigError
+from intrafed.config.values import check_aor
 from intrafed.control.protocol import JsonObject, Refused
 from intrafed.node import Node, settings_with_tls
 from intrafed.observe.trace import TraceFilter, TraceRecord
@@ -138,6 +139,21 @@ class NodeControl:
             self._trace = TraceWriter(directory, TraceFilter(user=user, method=method))
             self._node.wire = self._record
         return {"tracing": on, "directory": str(directory), "user": user, "method": method}
+
+    def user_moved(self, user: str) -> JsonObject | Refused:
+        """End the presence subscriptions of ``user``, moved to the other partition: each
+        watcher gets terminated;reason=deactivated and subscribes again, reaching the new
+        home. Refused while ``user`` is still homed here (reload first)."""
+        try:
+            aor = check_aor("user", user)
+        except ConfigError as exc:
+            return Refused(str(exc), "give USER@DOMAIN")
+        if aor in self._node.settings.users:
+            return Refused(
+                f"{aor} is still a user of this node",
+                f"remove it and reload first: intrafed user move … --from {self._home}",
+            )
+        return {"user": aor, "ended": self._node.end_user(aor)}
 
     def close(self) -> None:
         """Stop the trace, if any (the node is stopping)."""

@@ -24,7 +24,11 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> SeedDeployment:
 @pytest.fixture
 def seed(pristine: SeedDeployment, tmp_path: Path) -> SeedDeployment:
     """A private copy of the correct deployment, for a test to make one mistake in."""
-    root = tmp_path / "seed"
+    return copy_of(pristine, tmp_path / "seed")
+
+
+def copy_of(pristine: SeedDeployment, root: Path) -> SeedDeployment:
+    """``pristine`` copied to ``root``, every path of it moved there."""
     shutil.copytree(pristine.root, root)
 
     def moved(path: Path) -> Path:

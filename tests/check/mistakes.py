@@ -394,6 +394,15 @@ def _(seed: SeedDeployment, tmp: Path) -> None:
              home=seed.imp.home)  # fmt: skip
 
 
+@mistake("user.neither-side")
+def _(seed: SeedDeployment, tmp: Path) -> Checked:
+    """bob was deleted on OCS and never added on IM and Presence; alice still blocks him."""
+    intrafed("config", "user", "block", "alice@example.com", "bob@example.com",
+             home=seed.imp.home)  # fmt: skip
+    intrafed("config", "user", "remove", "bob@example.com", home=seed.ocs.home)
+    return Checked(seed.imp.home, (seed.ocs.home,))
+
+
 @mistake("routing.advanced")
 def _(seed: SeedDeployment, tmp: Path) -> Checked:
     intrafed("config", "routing-mode", "advanced", home=seed.imp.home)

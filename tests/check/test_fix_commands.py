@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import datetime
 import json
 import shlex
-import shutil
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -41,6 +39,7 @@ from intrafed.store import open_store
 from intrafed.transport import TransportError
 from intrafed.ua import UaSettings, UserAgent
 from intrafed.ua.agent import UaError
+from tests.check.conftest import copy_of
 from tests.check.mistakes import (
     CAROL,
     CAROL_PASSWORD,
@@ -61,7 +60,7 @@ UA_TIMEOUT = 5.0
 """Seconds a user waits for any answer: a MESSAGE that gets none has not crossed."""
 
 NOT_LIVED = {"domain.none", "domain.mismatch", "tls.fips-tls12"}
-OWN_TESTS = {"hostauth.peer-node", "restart.pending"}
+OWN_TESTS = {"hostauth.peer-node", "restart.pending", "user.neither-side"}
 
 
 @pytest.fixture(scope="module")
@@ -73,19 +72,7 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> SeedDeployment:
 @pytest.fixture
 def seed(pristine: SeedDeployment, tmp_path: Path) -> SeedDeployment:
     """A private copy of the correct deployment, for one mistake."""
-    root = tmp_path / "seed"
-    shutil.copytree(pristine.root, root)
-
-    def moved(path: Path) -> Path:
-        return root / path.relative_to(pristine.root)
-
-    return dataclasses.replace(
-        pristine,
-        root=root,
-        ca_dir=moved(pristine.ca_dir),
-        imp=dataclasses.replace(pristine.imp, home=moved(pristine.imp.home)),
-        ocs=dataclasses.replace(pristine.ocs, home=moved(pristine.ocs.home)),
-    )
+    return copy_of(pristine, tmp_path / "seed")
 
 
 # -- the CLI, as an administrator runs it -------------------------------------------------

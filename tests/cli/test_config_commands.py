@@ -957,7 +957,7 @@ def test_every_option_has_help_and_shows_its_default() -> None:
         return [(path, command)]
 
     found = [("init", init_command), *commands(config_group, "config")]
-    assert len(found) == 49
+    assert len(found) == 51
     for path, command in found:
         assert command.help, path
         names = [p.name for p in command.params]

@@ -10,8 +10,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from intrafed.config.model import Connection, NodeIdentity, Role, StaticRoute
-from intrafed.store import create_store, open_store
+from intrafed.config.model import Connection, StaticRoute
+from intrafed.store import open_store
+from tests.homes import staged_ocs_home
 from tests.integration.peers import free_port
 from tests.integration.test_service_restart import intrafed
 
@@ -20,14 +21,7 @@ NODE_IP = "127.0.0.216"
 
 def make_home(home: Path) -> None:
     """An OCS node listening on one free TCP port, staged but never started."""
-    with create_store(home, NodeIdentity(Role.OCS, "ocs1.example.com", NODE_IP)) as store:
-        store.stage(
-            lambda config: dataclasses.replace(
-                config,
-                domains=("example.com",),
-                connections=(Connection("TCP", free_port(NODE_IP), NODE_IP),),
-            )
-        )
+    staged_ocs_home(home, NODE_IP, free_port(NODE_IP))
 
 
 def as_json(run: subprocess.CompletedProcess[str]) -> dict[str, Any]:

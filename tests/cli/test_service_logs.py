@@ -4,7 +4,6 @@ one), and ``service status`` telling how long the node has run."""
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import logging
@@ -14,8 +13,7 @@ from typing import Any
 import pytest
 
 from intrafed.cli.logs import JsonFormatter, message_of
-from intrafed.config.model import Connection, NodeIdentity, Role
-from intrafed.store import create_store
+from tests.homes import staged_ocs_home
 from tests.integration.peers import free_port
 from tests.integration.test_service_restart import intrafed
 
@@ -32,12 +30,7 @@ def test_a_background_node_logs_json_lines_and_follows_logrotate_moving_its_file
 ) -> None:
     home = tmp_path / "ocs1"
     port = free_port(NODE_IP)
-    with create_store(home, NodeIdentity(Role.OCS, "ocs1.example.com", NODE_IP)) as store:
-        store.stage(
-            lambda config: dataclasses.replace(
-                config, domains=("example.com",), connections=(Connection("TCP", port, NODE_IP),)
-            )
-        )
+    staged_ocs_home(home, NODE_IP, port)
     started = intrafed(
         "service", "start", "--home", str(home), "--log-format", "JSON", "--log-level", "debug"
     )

@@ -5,7 +5,6 @@ SIGTERM, on ``$NOTIFY_SOCKET``; log lines for the journal. The unit template tha
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import pwd
 import shutil
@@ -20,8 +19,7 @@ from pathlib import Path
 import pytest
 
 from intrafed.cli.systemd import notify, render_unit
-from intrafed.config.model import Connection, NodeIdentity, Role
-from intrafed.store import create_store
+from tests.homes import staged_ocs_home
 from tests.integration.peers import free_port
 from tests.integration.test_service_restart import intrafed
 
@@ -56,12 +54,7 @@ def test_serve_tells_systemd_ready_reloading_and_stopping_and_logs_for_the_journ
     address, sock = notify_socket
     home = tmp_path / "ocs1"
     port = free_port(NODE_IP)
-    with create_store(home, NodeIdentity(Role.OCS, "ocs1.example.com", NODE_IP)) as store:
-        store.stage(
-            lambda config: dataclasses.replace(
-                config, domains=("example.com",), connections=(Connection("TCP", port, NODE_IP),)
-            )
-        )
+    staged_ocs_home(home, NODE_IP, port)
     journal = tmp_path / "journal"
     with journal.open("wb") as stream:
         status = os.fstat(stream.fileno())

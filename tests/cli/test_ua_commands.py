@@ -408,3 +408,63 @@ def test_the_password_is_asked_for_on_a_terminal_and_not_echoed(tmp_path: Path) 
     assert "Password (empty for none): " in output
     assert PASSWORDS["alice"] not in output
     assert "REGISTER alice@example.com at <sip:alice@" in output
+
+
+def test_listen_prints_each_message_and_session_until_sigterm_then_unregisters(
+    tmp_path: Path,
+) -> None:
+    async def scenario(node: LabNode) -> tuple[int, list[dict[str, object]], int]:
+        host, port = node.tcp
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "intrafed", "ua", "listen", "--server", f"{host}:{port}",
+            "--user", "bob@example.com", "--source-ip", CLI_IP, "--json",
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            env=ua_environment(PASSWORDS["bob"]),
+        )  # fmt: skip
+        assert process.stdout is not None
+        lines = [json.loads(await asyncio.wait_for(process.stdout.readline(), 20))]
+        async with UserAgent(node.settings("alice", "127.0.0.95")) as alice:
+            assert (await alice.message("bob@example.com", "ping")).status == 200
+            lines.append(json.loads(await asyncio.wait_for(process.stdout.readline(), 20)))
+            session = await alice.invite_im("bob@example.com")
+            await session.message("in a session")
+            await session.bye()
+            for _ in range(3):
+                lines.append(json.loads(await asyncio.wait_for(process.stdout.readline(), 20)))
+        process.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(process.wait(), 20)
+        return code, lines, await message_to(node, "bob@example.com")
+
+    code, lines, after = with_node(tmp_path, scenario)
+    assert code == 0
+    assert lines == [
+        {"registered": "bob@example.com"},
+        {"event": "message", "from": "alice@example.com", "text": "ping",
+         "content_type": "text/plain", "session": False},
+        {"event": "session-started", "from": "alice@example.com"},
+        {"event": "message", "from": "alice@example.com", "text": "in a session",
+         "content_type": "text/plain", "session": True},
+        {"event": "session-ended", "from": "alice@example.com"},
+    ]  # fmt: skip
+    assert after == 480  # the registration went with the command
+
+
+def test_listen_with_count_prints_lines_and_stops(tmp_path: Path) -> None:
+    async def scenario(node: LabNode) -> Run:
+        arguments = ["listen", *tcp(node, "bob"), "--count", "1", "--timeout", "20"]
+        listening = asyncio.create_task(intrafed_ua(*arguments, password=PASSWORDS["bob"]))
+        async with UserAgent(node.settings("alice", "127.0.0.96")) as alice:
+            for _ in range(100):  # until the listener has registered
+                try:
+                    await alice.message("bob@example.com", "hello bob")
+                    break
+                except SipError:
+                    await asyncio.sleep(0.1)
+        return await listening
+
+    run = with_node(tmp_path, scenario)
+    assert run.code == 0, run.stderr
+    assert run.stdout.splitlines() == [
+        "REGISTER bob@example.com: 200 OK",
+        "MESSAGE from alice@example.com: hello bob",
+    ]

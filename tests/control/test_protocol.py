@@ -52,6 +52,10 @@ class FakeNode:
         self.asked.append(("trace", (on, user, method)))
         return {"tracing": on}
 
+    def user_moved(self, user: str) -> JsonObject:
+        self.asked.append(("user_moved", user))
+        return {"user": user, "ended": 1}
+
 
 def test_each_operation_reaches_the_target_with_its_arguments() -> None:
     node = FakeNode()

@@ -4,7 +4,6 @@ one line and leaves the staged configuration pending."""
 
 from __future__ import annotations
 
-import dataclasses
 import fcntl
 import json
 import socket
@@ -12,8 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from intrafed.config.model import Connection, NodeIdentity, Role
-from intrafed.store import create_store
+from tests.homes import staged_ocs_home
 from tests.integration.peers import free_port
 from tests.integration.test_service_restart import intrafed
 
@@ -22,12 +20,7 @@ NODE_IP = "127.0.0.176"
 
 def make_home(home: Path, port: int) -> None:
     """A node whose staged configuration (one TCP connection) differs from the running one."""
-    with create_store(home, NodeIdentity(Role.OCS, "ocs1.example.com", NODE_IP)) as store:
-        store.stage(
-            lambda config: dataclasses.replace(
-                config, domains=("example.com",), connections=(Connection("TCP", port, NODE_IP),)
-            )
-        )
+    staged_ocs_home(home, NODE_IP, port)
 
 
 def wait_until_locked(path: Path) -> None:

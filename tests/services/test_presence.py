@@ -245,6 +245,24 @@ def test_unsubscribe_sends_a_final_notify_and_forgets_the_dialog() -> None:
     assert "no such subscription" in refusal(again, 481)
 
 
+def test_a_moved_presentity_ends_its_subscriptions_with_reason_deactivated() -> None:
+    service = agent()
+    response, _ = subscribed(service)
+    subscribed(service, watcher="carol@example.com", call_id="sub-2", from_tag="w2")
+    published, _ = service.publish(publish(pidf(PresenceState.BUSY)), T0)
+    service.take_store_changes()
+    notifies = service.deactivate(BOB, T0 + 5)
+    assert [n.request.headers.get("subscription-state") for n in notifies] == [
+        "terminated;reason=deactivated"
+    ] * 2
+    assert not service.owns_dialog(subscribe(to_tag=response.to_addr.tag, cseq=2))
+    stored = service.take_store_changes()
+    assert sorted(stored.deleted_subscriptions) == sorted(n.subscription for n in notifies)
+    assert stored.deleted_publications == (published.headers.get("sip-etag"),)
+    assert service.subscription_rows() == []
+    assert service.deactivate(BOB, T0 + 6) == []
+
+
 def test_an_unknown_dialog_gets_481() -> None:
     response, notifies = agent().subscribe(subscribe(to_tag="nope"), FLOW, LOCAL_CONTACT, T0)
     refusal(response, 481)

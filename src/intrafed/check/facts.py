@@ -12,7 +12,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from intrafed.config.document import apply_command, from_toml
+from intrafed.config.document import apply_command, changes, from_toml
 from intrafed.config.model import ConfigError, NodeConfig
 from intrafed.pki import CertificateStores, PkiError, StoreName
 from intrafed.store import open_store
@@ -129,9 +129,8 @@ def _resolutions(config: NodeConfig) -> dict[str, Resolution]:
 def load_home(home: Path, *, running: bool = False) -> NodeFacts:
     """A node's facts from its home directory; ``running`` when a node runs on it."""
     with open_store(home) as store:
-        config = store.load("staged")
-        pending = tuple(store.pending_changes())
-        command = apply_command(store.load("running"), config)
+        config, current = store.load("staged"), store.load("running")
+    pending, command = tuple(changes(current, config)), apply_command(current, config)
     return NodeFacts(
         config,
         home,

@@ -4,15 +4,20 @@ OCS side's users (advanced routing mode)."""
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 import click
 
-from intrafed.cli.common import home_option, json_option, load_staged
-from intrafed.cli.config_staging import TABLE_JSON, Table, emit, stage, utf8, yes
+from intrafed.cli.common import fail, home_option, json_option, load_staged
+from intrafed.cli.config_staging import TABLE_JSON, Table, emit, stage, staged_note, utf8, yes
 from intrafed.config import edits
 from intrafed.config.model import ConfigError, NodeConfig, Role
+from intrafed.config.user_csv import UserImport, apply_users, read_users, write_users
+from intrafed.store import open_store
 
 
 def users_table(config: NodeConfig) -> Table:
@@ -118,6 +123,100 @@ def user_list(home: Path, as_json: bool) -> None:
     """List the homed users."""
     config = load_staged(home)
     emit(as_json, _user_entries(config), *users_table(config))
+
+
+@user_group.command("import")
+@home_option()
+@click.argument("source", metavar="FILE.csv", type=click.File("rb"))
+@click.option("--dry-run", is_flag=True, help="Check the file and print the summary only.")
+@json_option()
+def user_import(home: Path, source: IO[bytes], dry_run: bool, as_json: bool) -> None:
+    """Add or change the users of FILE.csv (- for standard input): all lines, or none.
+
+    \b
+    A header line names the columns, in any order:
+      address     USER@DOMAIN (required)
+      enabled     yes or no (empty: yes)
+      password    the password, or instead the HA1s of the realm (the address's domain):
+      ha1_md5     MD5(user:realm:password), 32 hex digits
+      ha1_sha256  SHA-256(user:realm:password), 64 hex digits
+    A configured user's line without credentials keeps them. When any line is refused
+    (each is listed with its line number and reason), nothing is applied.
+    intrafed config user export --csv writes the format (an empty home: the template).
+    """
+    text = utf8(source, "FILE.csv")
+    found: list[UserImport] = []
+
+    def edit(config: NodeConfig, progress: Callable[[int], None]) -> NodeConfig:
+        found.append(read_users(text, config, progress))
+        if found[0].refused:
+            raise ConfigError(
+                "FILE.csv",
+                f"{len(found[0].refused)} line(s) refused; nothing was applied",
+                "fix them and import again",
+            )
+        return apply_users(config, found[0])
+
+    with open_store(home) as store, _progress(text.count("\n")) as progress:
+        try:
+            if dry_run:
+                edit(store.load("staged"), progress)
+                note = "dry run: nothing was applied"
+            else:
+                store.stage(lambda config: edit(config, progress))
+                note = staged_note(store, home)
+        except ConfigError as exc:
+            if not found or not found[0].refused:
+                raise
+            note = str(exc)
+    result = found[0]
+    _import_summary(result, note, as_json)
+    if result.refused:
+        sys.exit(2)
+
+
+@contextmanager
+def _progress(lines: int) -> Iterator[Callable[[int], None]]:
+    """Tells a progress bar on standard error the line reached, for large files on a TTY."""
+    if lines < 10_000 or not sys.stderr.isatty():
+        yield lambda line: None
+        return
+    from rich.console import Console
+    from rich.progress import Progress
+
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("checking users", total=lines)
+
+        def advance(line: int) -> None:
+            if line % 1000 == 0:
+                bar.update(task, completed=line)
+
+        yield advance
+
+
+def _import_summary(result: UserImport, note: str, as_json: bool) -> None:
+    refused = [{"line": r.line, "reason": r.reason} for r in result.refused]
+    counts = {"added": len(result.added), "changed": len(result.changed)}
+    if as_json:
+        click.echo(json.dumps({"ok": not refused, **counts, "refused": refused, "note": note}))
+        return
+    for refusal in result.refused:
+        click.echo(f"line {refusal.line}: {refusal.reason}", err=bool(refused))
+    click.echo(
+        f"added {counts['added']}, changed {counts['changed']}, unchanged {result.unchanged}, "
+        f"refused {len(refused)} ({note})"
+    )
+
+
+@user_group.command("export")
+@home_option()
+@click.option("--csv", "as_csv", is_flag=True, help="Write CSV (the format of import).")
+def user_export(home: Path, as_csv: bool) -> None:
+    """Write the users as CSV with their HA1s (never a password): what import reads."""
+    if not as_csv:
+        fail("give --csv (the users file format; intrafed config export has the rest)")
+    for line in write_users(load_staged(home).users):
+        click.echo(line, nl=False)
 
 
 @click.group("directory")

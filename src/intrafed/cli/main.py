@@ -63,6 +63,11 @@ COMMANDS = (
         "SIP trace of a running node: start, stop, show.",
     ),
     LazyCommand(
+        "user",
+        "intrafed.cli.user_commands:user_group",
+        "Move users between the partitions (credentials, block lists, directory, watchers).",
+    ),
+    LazyCommand(
         "ua",
         "intrafed.cli.ua_commands:ua_group",
         "A small SIP client: one user over one TCP or TLS connection to its home node.",

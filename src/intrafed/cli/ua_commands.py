@@ -1,5 +1,5 @@
 """``intrafed ua``: a small SIP client for labs and scripts — one user over one TCP or TLS
-connection to its home node: register, message, options, publish, subscribe, watch."""
+connection to its home node: register, message, options, publish, subscribe, watch, listen."""
 
 from __future__ import annotations
 
@@ -20,9 +20,14 @@ from intrafed.cli.common import fail
 from intrafed.sip.pidf import PresenceState
 from intrafed.ua import (
     DEFAULT_TIMEOUT,
+    Event,
+    MessageReceived,
     PresenceNotified,
     Reply,
+    SessionEnded,
+    SessionStarted,
     SipError,
+    TypingReceived,
     UaError,
     UaSettings,
     UserAgent,
@@ -437,3 +442,75 @@ def watch_command(
         return {}
 
     _run(options, "watch", action, summary=False)
+
+
+@ua_group.command("listen")
+@_connection_options
+@click.option("--count", type=click.IntRange(1), help="Stop after N received requests.")
+@click.option(
+    "--timeout",
+    "duration",
+    type=click.FloatRange(min=0),
+    help="Stop after S seconds (default: run until --count, Ctrl-C or SIGTERM).",
+)
+@click.option(
+    "--expires",
+    type=click.IntRange(60),
+    default=600,
+    show_default=True,
+    help="Seconds of each registration; it is refreshed at half of that.",
+)
+def listen_command(count: int | None, duration: float | None, expires: int, **options: Any) -> None:
+    """Register the user and print each MESSAGE, IM session (INVITE, BYE, typing) and
+    NOTIFY it receives as it comes (one line, or one JSON object per line with --json),
+    until --count, --timeout, Ctrl-C or SIGTERM; the registration is removed on exit."""
+    as_json = options["as_json"]
+
+    def show(line: str, fields: dict[str, object]) -> None:
+        click.echo(json.dumps(fields) if as_json else line)
+
+    async def action(agent: UserAgent) -> dict[str, object]:
+        loop = asyncio.get_running_loop()
+        reply = await agent.register(expires)
+        show(_reply_line(f"REGISTER {agent.uri.aor}", reply), {"registered": agent.uri.aor})
+        refresh_at = loop.time() + expires / 2
+        deadline = loop.time() + duration if duration is not None else None
+        seen = 0
+        while count is None or seen < count:
+            left = refresh_at - loop.time()
+            if deadline is not None:
+                if deadline <= loop.time():
+                    break
+                left = min(left, deadline - loop.time())
+            try:
+                event = await agent.next_event(timeout=max(0.0, left))
+            except TimeoutError:
+                if loop.time() >= refresh_at:
+                    await agent.register(expires)
+                    refresh_at = loop.time() + expires / 2
+                continue
+            seen += 1
+            show(*_received(event))
+        if count is not None and seen < count:
+            raise UaError(f"{seen} of {count} requests within {duration} s")
+        return {}
+
+    _run(options, "listen", action, summary=False)
+
+
+def _received(event: Event) -> tuple[str, dict[str, object]]:
+    """What ``listen`` prints of an event: a line, and its JSON object."""
+    if isinstance(event, PresenceNotified):
+        return _presence_line(event), {"event": "notify", **_presence_fields(event)}
+    if isinstance(event, MessageReceived):
+        where = "in session " if event.session is not None else ""
+        fields: dict[str, object] = {"event": "message", "from": event.sender}
+        fields |= {"text": event.text, "content_type": event.content_type}
+        fields["session"] = event.session is not None
+        return f"MESSAGE {where}from {event.sender}: {event.text}", fields
+    name = {
+        SessionStarted: ("session-started", "INVITE from {}: IM session accepted"),
+        SessionEnded: ("session-ended", "BYE from {}: IM session ended"),
+        TypingReceived: ("typing", "{} is typing"),
+    }[type(event)]
+    return name[1].format(event.sender), {"event": name[0], "from": event.sender}

@@ -56,6 +56,10 @@ class ControlTarget(Protocol):
     def trace(self, on: bool, user: str | None, method: str | None) -> JsonObject:
         """Start (with a filter) or stop the node's SIP trace; where it writes."""
 
+    def user_moved(self, user: str) -> JsonObject | Refused:
+        """``user`` moved to the other partition (and the reload that deleted it here is
+        done): end its presence subscriptions as notifier, reason=deactivated."""
+
 
 def _optional_text(args: Mapping[str, Any], name: str) -> str | None:
     value = args.get(name)
@@ -91,6 +95,7 @@ OPERATIONS: dict[str, Operation] = {
     "trace": lambda target, args: target.trace(
         _switch(args), _optional_text(args, "user"), _optional_text(args, "method")
     ),
+    "user_moved": lambda target, args: target.user_moved(_required_text(args, "user")),
 }
 
 

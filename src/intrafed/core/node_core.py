@@ -137,6 +137,15 @@ class NodeCore:
         if self.proxy is not None:
             self._pump(now)
 
+    def end_user(self, aor: str, now: float) -> int:
+        """``aor`` moved to the other partition: its watchers are told its subscriptions
+        ended (reason=deactivated) and subscribe again at its new home; returns how many."""
+        notifies = self.presence.deactivate(aor, self._clock.wall())
+        self._outbox += notifies
+        self._writes.save_presence()
+        self._pump(now)
+        return len(notifies)
+
     @property
     def idle(self) -> bool:
         """Whether no transaction is pending but probes (a graceful stop may end)."""

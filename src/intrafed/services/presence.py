@@ -337,6 +337,21 @@ class PresenceAgent:
         """The block list of ``presentity`` changed: NOTIFY the watchers whose view did."""
         return self._notifier.fan_out(presentity, now)
 
+    def deactivate(self, presentity: str, now: float) -> list[OutgoingNotify]:
+        """``presentity`` moved to the other partition: end its subscriptions with
+        terminated;reason=deactivated (RFC 6665 §4.1.3: the watcher subscribes again at
+        once, and the new SUBSCRIBE reaches the new home) and drop its publications."""
+        record = self._records.presentities.get(presentity)
+        if record is None:
+            return []
+        notifies: list[OutgoingNotify] = []
+        for subscription in list(record.subscriptions.values()):
+            self._records.remove(subscription)
+            notifies += self._notifier.final_notify(subscription, now, "deactivated")
+        for etag in list(record.publications):
+            self._records.drop_publication(presentity, etag)
+        return notifies
+
     # -- NOTIFY outcomes, timers, restart --------------------------------------------
 
     def notify_outcome(self, subscription: str, status: int, now: float) -> list[OutgoingNotify]:

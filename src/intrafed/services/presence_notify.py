@@ -117,10 +117,12 @@ class PresenceNotifier:
         view = self._view(subscription, self.presence(subscription.row.presentity, now))
         return self._notify(subscription, view, {}, now)
 
-    def final_notify(self, subscription: Subscription, now: float) -> list[OutgoingNotify]:
-        """The NOTIFY that ends ``subscription`` (terminated;reason=timeout)."""
+    def final_notify(
+        self, subscription: Subscription, now: float, reason: str = "timeout"
+    ) -> list[OutgoingNotify]:
+        """The NOTIFY that ends ``subscription`` (terminated;reason=timeout, or ``reason``)."""
         view = self._view(subscription, self.presence(subscription.row.presentity, now))
-        state = "terminated;reason=timeout"
+        state = f"terminated;reason={reason}"
         return self._notify(subscription, view, {}, now, state)
 
     def _view(self, subscription: Subscription, presence: View) -> View:

@@ -179,6 +179,13 @@ RULES: dict[str, Rule] = {
             "a user is provisioned on both sides (a disabled OCS user still counts as OCS's)",
         ),
         Rule(
+            "user.neither-side",
+            Step.USERS,
+            "a user of the shared domain is named by a block list but provisioned on neither "
+            "side (a move that stopped half-way; the other users federate)",
+            WARNING,
+        ),
+        Rule(
             "routing.advanced",
             Step.USERS,
             "advanced routing mode with an empty directory of the other side's users",

@@ -13,6 +13,7 @@ from intrafed.config.model import Role, RoutingMode
 
 def check_users(node: NodeFacts, others: Sequence[NodeFacts]) -> Iterator[Finding]:
     config = node.config
+    yield from _blocked_nowhere(node, others)
     if config.role is Role.IMP:
         yield from _directory(node, others)
         return
@@ -42,6 +43,34 @@ def check_users(node: NodeFacts, others: Sequence[NodeFacts]) -> Iterator[Findin
                 f"{keeper.home_arg})",
                 f"intrafed config user remove {user.aor} {stray.home_arg}",
             )
+
+
+def _blocked_nowhere(node: NodeFacts, others: Sequence[NodeFacts]) -> Iterator[Finding]:
+    """Watchers of our domains that block lists name but no side provisions: a move that
+    stopped half-way (deleted on the old side, never added on the new one)."""
+    if not others:
+        return
+    config = node.config
+    served = set(config.domains)
+    known = {user.aor for side in (node, *others) for user in side.config.users}
+    owners: dict[str, list[str]] = {}
+    for user in config.users:
+        for watcher in user.blocked:
+            if watcher not in known and watcher.rpartition("@")[2] in served:
+                owners.setdefault(watcher, []).append(user.aor)
+    sides = ", ".join(side.name for side in (node, *others))
+    for watcher, blocking in owners.items():
+        unblock = " && ".join(
+            f"intrafed config user unblock {owner} {watcher} {node.home_arg}" for owner in blocking
+        )
+        yield rule("user.neither-side").finding(
+            node.name,
+            f"{watcher} is provisioned on none of {sides}, yet the block list of "
+            f"{', '.join(blocking)} names it: if it is a user moved half-way, it has no "
+            f"home and every request for it gets 404 (if it left for good: {unblock})",
+            "intrafed config user import USERS.csv --home <its new home> (its line of an "
+            "earlier intrafed config user export --csv)",
+        )
 
 
 def _directory(node: NodeFacts, others: Sequence[NodeFacts]) -> Iterator[Finding]:

@@ -1,0 +1,1 @@
+"""Administration across nodes: moving users between the partitions."""
