@@ -80,6 +80,16 @@ def test_a_database_that_holds_a_node_is_not_given_to_another(
     assert not (tmp_path / "imp2").exists()
 
 
+def test_a_home_that_cannot_be_made_leaves_the_database_to_another_init(
+    postgres: Database, tmp_path: Path
+) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    with pytest.raises(NotADirectoryError):
+        create_store(tmp_path / "file" / "imp1", IDENTITY, postgres.url)
+    assert rows(postgres, "SELECT member FROM config") == []
+    create_store(tmp_path / "imp1", IDENTITY, postgres.url).close()
+
+
 def test_a_database_that_cannot_be_reached_is_refused_without_its_password(
     tmp_path: Path,
 ) -> None:

@@ -271,6 +271,8 @@ class PostgresStore:
                     "choose an empty directory, or edit this node with intrafed config",
                 )
         store = cls(url, identity.fqdn, "--db")
+        locator = home / LOCATOR
+        created = False
         try:
             with store._transaction(WRITE_TIMEOUT) as cursor:
                 cursor.execute("LOCK TABLE config IN EXCLUSIVE MODE")
@@ -284,14 +286,17 @@ class PostgresStore:
                     )
                 for kind in KINDS:
                     store._save(cursor, kind, NodeConfig(identity))
-            store._setting = str(home / LOCATOR)
-            home.mkdir(parents=True, exist_ok=True)
-            locator = home / LOCATOR
-            locator.touch(mode=0o600)
-            locator.write_text(f"{url}\n")
+                # Before the commit: a home that cannot be written leaves the database empty.
+                home.mkdir(parents=True, exist_ok=True)
+                locator.touch(mode=0o600, exist_ok=False)
+                created = True
+                locator.write_text(f"{url}\n")
         except BaseException:
+            if created:
+                locator.unlink()
             store.close()
             raise
+        store._setting = str(locator)
         return store
 
     @property
