@@ -33,6 +33,7 @@ from intrafed.config.model import ConfigError, NodeConfig
 from intrafed.control.client import ask
 from intrafed.control.protocol import ControlError, Refused
 from intrafed.control.server import ControlServer
+from intrafed.core.meter import Meter
 from intrafed.node import Node, settings_with_tls, tls_contexts_of
 from intrafed.node_control import NodeControl, reload_staged
 from intrafed.pki import PkiError
@@ -79,7 +80,8 @@ def _read_status(home: Path) -> dict[str, Any] | None:
 
 async def _serve(home: Path, store: Store, config: NodeConfig) -> None:
     tls = tls_contexts_of(home, config)
-    node = Node(settings_with_tls(config, tls), state=store)
+    meter = Meter() if config.metrics is not None else None
+    node = Node(settings_with_tls(config, tls), state=store, meter=meter)
     try:
         bound = await node.start()
         if not bound:
@@ -137,11 +139,18 @@ async def _serve(home: Path, store: Store, config: NodeConfig) -> None:
         extra={"node": config.identity.fqdn, "listeners": bound},
     )
     await control_server.start()
+    metrics = None
+    if meter is not None and config.metrics is not None:
+        from intrafed.node_metrics import serve_metrics  # prometheus_client only when on
+
+        metrics = await serve_metrics(node, meter, config.metrics)
     systemd.notify(f"READY=1\nSTATUS=listening on {listening}")
     probing = loop.create_task(_log_probe_failures(home))
     await stopping.wait()
     probing.cancel()
     await control_server.close()
+    if metrics is not None:
+        await metrics.close()
     control.close()
     systemd.notify("STOPPING=1\nSTATUS=finishing pending transactions")
     logging.getLogger(__name__).info("stopping: finishing pending transactions")
