@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import ssl
 import tempfile
 import urllib.request
@@ -14,12 +15,16 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from intrafed import __version__
 from intrafed.core.meter import Meter
-from intrafed.node import Node
+from intrafed.node import Node, NodeSettings
 from intrafed.node_metrics import MetricsServer, registry_of
 from intrafed.store import open_store
+from intrafed.transport import ListenerSpec
 from intrafed.ua import UaSettings, UserAgent
 from tests.integration.federation import build_partitions
+from tests.integration.peers import free_port
+from tests.integration.test_service_restart import intrafed
 from tests.lab_pki import issue_host, make_ca
 
 IMP_IP, OCS_IP, ALICE_IP, BOB_IP, ROGUE_IP = (
@@ -156,3 +161,66 @@ def test_a_scrape_counts_the_cross_partition_message_and_untrusted_tls_clients(
     mtls = {"transport": "MTLS", "direction": "inbound"}
     assert value(imp, failures, reason="untrusted_certificate", **mtls) == 1
     assert value(imp, failures, reason="no_certificate", **mtls) == 1
+
+
+def test_the_metrics_listener_refuses_what_is_not_a_scrape_and_serves_the_next_one() -> None:
+    async def scenario() -> list[bytes]:
+        node = Node(
+            NodeSettings(
+                name="imp1.example.com",
+                address=IMP_IP,
+                listeners=(ListenerSpec(IMP_IP, "TCP", 0),),
+            ),
+            meter=Meter(),
+        )
+        meter = node.core.meter
+        assert meter is not None
+        server = MetricsServer(registry_of(node, meter), IMP_IP, 0)
+        host, port = await server.start()
+        answers = []
+        try:
+            for request in (
+                b"NOT HTTP\r\n\r\n",
+                b"POST /metrics HTTP/1.1\r\n\r\n",
+                b"GET /admin HTTP/1.1\r\n\r\n",
+                b"GET /metrics HTTP/1.1\r\nX: " + b"a" * 10_000 + b"\r\n\r\n",
+                b"GET /metrics HTTP/1.1\r\nAccept: text/plain\r\n\r\n",
+            ):
+                reader, writer = await asyncio.open_connection(host, port)
+                writer.write(request)
+                answers.append(await asyncio.wait_for(reader.read(), 10))
+                writer.close()
+        finally:
+            await server.close()
+        return answers
+
+    bad, post, elsewhere, huge, good = asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert bad.startswith(b"HTTP/1.1 400 ")
+    assert post.startswith(b"HTTP/1.1 405 ")
+    assert elsewhere.startswith(b"HTTP/1.1 404 ")
+    assert huge == b""  # a head over 8 KiB is not read to its end
+    assert good.startswith(b"HTTP/1.1 200 ")
+    assert b'\nintrafed_node_info{node="imp1.example.com"' in good
+
+
+def test_service_start_serves_the_configured_metrics_and_show_stats_counts(
+    tmp_path: Path,
+) -> None:
+    deployment = build_partitions(tmp_path / "seed", IMP_IP, OCS_IP)
+    home = str(deployment.imp.home)
+    port = free_port(IMP_IP)
+    staged = intrafed("config", "metrics", "--home", home, "--listen", f"{IMP_IP}:{port}")
+    assert staged.returncode == 0, staged.stderr
+    assert f"apply with intrafed service restart --home {home}" in staged.stdout
+    started = intrafed("service", "start", "--home", home)
+    assert started.returncode == 0, started.stderr
+    try:
+        samples = scrape((IMP_IP, port))
+        stats = intrafed("show", "stats", "--home", home, "--json")
+    finally:
+        stopped = intrafed("service", "stop", "--home", home)
+    assert stopped.returncode == 0, stopped.stderr
+    assert value(samples, "intrafed_node_info", node="imp1.example.com", version=__version__) == 1
+    assert value(samples, "intrafed_registrations") == 0
+    assert stats.returncode == 0, stats.stderr
+    assert json.loads(stats.stdout)["counted"]["store_errors"] == 0

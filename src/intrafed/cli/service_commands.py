@@ -128,6 +128,11 @@ async def _serve(home: Path, store: Store, config: NodeConfig) -> None:
     control = NodeControl(home, node, started, reload)
     control_server = ControlServer(home, control)
 
+    metrics = None
+    if meter is not None and config.metrics is not None:
+        from intrafed.node_metrics import serve_metrics  # prometheus_client only when on
+
+        metrics = await serve_metrics(node, meter, config.metrics)
     loop.add_signal_handler(signal.SIGTERM, stopping.set)
     loop.add_signal_handler(signal.SIGINT, stopping.set)
     loop.add_signal_handler(signal.SIGHUP, reload)
@@ -139,11 +144,6 @@ async def _serve(home: Path, store: Store, config: NodeConfig) -> None:
         extra={"node": config.identity.fqdn, "listeners": bound},
     )
     await control_server.start()
-    metrics = None
-    if meter is not None and config.metrics is not None:
-        from intrafed.node_metrics import serve_metrics  # prometheus_client only when on
-
-        metrics = await serve_metrics(node, meter, config.metrics)
     systemd.notify(f"READY=1\nSTATUS=listening on {listening}")
     probing = loop.create_task(_log_probe_failures(home))
     await stopping.wait()
