@@ -14,6 +14,7 @@ from intrafed.sip.transaction import (
     ClientKey,
     FlowId,
     NextHop,
+    ResponseReceived,
     ServerKey,
     State,
     Target,
@@ -61,18 +62,14 @@ def status_class(status: int) -> str:
 
 
 class Histogram:
-    """Observations in cumulative-at-scrape buckets: counts per bucket, the sum."""
+    """Observations counted per bucket of ``LATENCY_BUCKETS`` (made cumulative when
+    scraped), and their sum."""
 
     __slots__ = ("counts", "total")
 
     def __init__(self) -> None:
         self.counts = [0] * (len(LATENCY_BUCKETS) + 1)
         self.total = 0.0
-
-    def observe(self, value: float) -> None:
-        """Add one observation."""
-        self.counts[bisect.bisect_left(LATENCY_BUCKETS, value)] += 1
-        self.total += value
 
 
 class Meter:
@@ -96,13 +93,6 @@ class Meter:
         """A TLS handshake failed (``transport.tls.failure_kind`` words ``kind``)."""
         self.tls_failures[transport, direction, kind] += 1
 
-    def observe_latency(self, method: str, party: str, seconds: float) -> None:
-        """One client transaction got its final response after ``seconds``."""
-        histogram = self.latency.get((method, party))
-        if histogram is None:
-            histogram = self.latency[(method, party)] = Histogram()
-        histogram.observe(seconds)
-
 
 class MeteredTransactions(TransactionLayer):
     """The transaction layer, counting every request and response received or sent (by
@@ -121,7 +111,7 @@ class MeteredTransactions(TransactionLayer):
         self._party_of_flow = party_of_flow
         self._party_of_hop = party_of_hop
         self._parties: dict[FlowId, str] = {}
-        self._started: dict[ClientKey, tuple[float, str, str]] = {}
+        self._started: dict[ClientKey, tuple[float, Histogram]] = {}
         self._prune_at = 1024
 
     def forget_parties(self) -> None:
@@ -136,45 +126,61 @@ class MeteredTransactions(TransactionLayer):
             party = self._parties[target] = self._party_of_flow(target)
         return party
 
+    # The overrides call the base class directly (cheaper than super() on this path).
+
     def receive_request(self, request: Request, flow: FlowId, now: float) -> None:
-        self._meter.requests["in", method_label(request.method), self._party(flow)] += 1
-        super().receive_request(request, flow, now)
+        method = request.method
+        party = self._parties.get(flow) or self._party(flow)
+        self._meter.requests["in", method if method in METHODS else "other", party] += 1
+        TransactionLayer.receive_request(self, request, flow, now)
 
     def receive_response(self, response: Response, flow: FlowId, now: float) -> None:
         status = response.status
-        method = method_label(response.cseq.method)
-        party = self._party(flow)
+        method = response.cseq.method
+        party = self._parties.get(flow) or self._party(flow)
+        method = method if method in METHODS else "other"
         self._meter.responses["in", method, status_class(status), party] += 1
-        if status >= 200 and self._started:
-            started = self._started.pop((response.top_via.branch or "", response.cseq.method), None)
-            if started is not None:
-                at, sent_method, sent_to = started
-                self._meter.observe_latency(sent_method, sent_to, now - at)
-        super().receive_response(response, flow, now)
+        events = self._events
+        queued = len(events)
+        TransactionLayer.receive_response(self, response, flow, now)
+        if status >= 200 and len(events) > queued:
+            event = events[-1]
+            if isinstance(event, ResponseReceived):
+                started = self._started.pop(event.transaction, None)
+                if started is not None:
+                    at, histogram = started
+                    seconds = now - at
+                    histogram.counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+                    histogram.total += seconds
 
     def send_request(self, request: Request, target: Target, now: float) -> ClientKey:
-        key = super().send_request(request, target, now)
+        key = TransactionLayer.send_request(self, request, target, now)
         method, party = method_label(request.method), self._party(target)
-        self._meter.requests["out", method, party] += 1
+        meter = self._meter
+        meter.requests["out", method, party] += 1
         started = self._started
         if len(started) >= self._prune_at:
             # Transactions that timed out or failed never got a final response.
             for stale in [k for k in started if self.client_state(k) is State.TERMINATED]:
                 del started[stale]
             self._prune_at = 2 * len(started) + 1024
-        started[key] = (now, method, party)
+        histogram = meter.latency.get((method, party))
+        if histogram is None:
+            histogram = meter.latency[(method, party)] = Histogram()
+        started[key] = (now, histogram)
         return key
 
     def send_response(self, key: ServerKey, response: Response, now: float) -> None:
         # Looked up first: a final response may end the transaction.
         transaction = self._servers.get(key)
-        super().send_response(key, response, now)
+        TransactionLayer.send_response(self, key, response, now)
         party = self._party(transaction.target) if transaction is not None else OTHER
-        method = method_label(response.cseq.method)
+        method = response.cseq.method
+        method = method if method in METHODS else "other"
         self._meter.responses["out", method, status_class(response.status), party] += 1
 
     def send_stateless(self, target: Target, message: Request | Response) -> None:
-        super().send_stateless(target, message)
+        TransactionLayer.send_stateless(self, target, message)
         party = self._party(target)
         if isinstance(message, Request):
             self._meter.requests["out", method_label(message.method), party] += 1
@@ -184,4 +190,4 @@ class MeteredTransactions(TransactionLayer):
 
     def flow_closed(self, flow: FlowId, now: float) -> None:
         self._parties.pop(flow, None)
-        super().flow_closed(flow, now)
+        TransactionLayer.flow_closed(self, flow, now)
