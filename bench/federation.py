@@ -23,6 +23,9 @@ on ocs1 (``intrafed.ua`` agents over TCP, 250 per source address) each subscribe
 presence across the static route; alice then publishes Busy on imp1, and the time runs
 until every watcher has received the NOTIFY that says so.
 
+``--metrics``: both nodes serve Prometheus metrics (``intrafed config metrics``) and are
+scraped every ``SCRAPE_INTERVAL`` s during the run, to compare with a run without.
+
 Run from the repository root: .venv/bin/python -m bench.federation [--transport tls|tcp|both]
 """
 
@@ -46,11 +49,21 @@ from multiprocessing.process import BaseProcess
 from multiprocessing.queues import Queue
 from pathlib import Path
 
+from bench.cpu import Probe
 from bench.steps import Step, print_best, step_options, step_up
 from intrafed.check import SeedDeployment
 from intrafed.config import edits
-from intrafed.config.model import AclEntry, HostAuthorization, HostEntry, NodeConfig, StaticRoute
+from intrafed.config.model import (
+    AclEntry,
+    HostAuthorization,
+    HostEntry,
+    MetricsListener,
+    NodeConfig,
+    StaticRoute,
+)
+from intrafed.core.meter import Meter
 from intrafed.node import Node
+from intrafed.node_metrics import serve_metrics
 from intrafed.pki import CertificateAuthority
 from intrafed.sip.pidf import PresenceState
 from intrafed.store import open_store
@@ -77,6 +90,8 @@ TLS_LOAD_IP = "127.0.0.1"
 ALICE_PC = "alice-pc.example.com"
 """The name of alice's contact over TLS (stunnel's certificate, imp1's hosts table)."""
 NODE_START_TIMEOUT = 30.0
+SCRAPE_INTERVAL = 1.0
+"""Seconds between two scrapes of each node under --metrics (Prometheus defaults to 15)."""
 LOAD_CLIENT_RATE, LOAD_CLIENT_BURST = 50_000, 100_000
 """SIPp sends from one address: the bench lifts the client class to the server one (what
 ``intrafed config rate-limit set`` does) so it measures the nodes, not the limit."""
@@ -89,12 +104,19 @@ def serve_node(home: Path, ready: Queue[str]) -> None:
 
     async def serve() -> None:
         with open_store(home) as store:
-            node = Node.from_home(home, store)
+            listener = store.load("running").metrics
+            meter = Meter() if listener is not None else None
+            node = Node.from_home(home, store, meter=meter)
             await node.start()
+            metrics = None
+            if meter is not None and listener is not None:
+                metrics = await serve_metrics(node, meter, listener)
             stopping = asyncio.Event()
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
             ready.put(node.settings.name)
             await stopping.wait()
+            if metrics is not None:
+                await metrics.close()
             await node.stop(grace=1.0)
 
     asyncio.run(serve())
@@ -226,30 +248,66 @@ async def federation_chain(
         yield Chain(legs.uac_accept, uas_local, contact)
 
 
+def serve_metrics_on(deployment: SeedDeployment) -> list[MetricsListener]:
+    """Both nodes serve metrics on a free port of their own address."""
+    listeners = []
+    for node in deployment.nodes:
+        listener = MetricsListener(node.ip, free_port(node.ip))
+        with open_store(node.home) as store:
+            store.stage(lambda c, listener=listener: edits.set_metrics(c, listener))  # type: ignore[misc]
+            store.promote()
+        listeners.append(listener)
+    return listeners
+
+
+async def scrape_every(listeners: Sequence[MetricsListener], interval: float) -> None:
+    """GET /metrics of every listener each ``interval`` s, as Prometheus would, until
+    cancelled."""
+    while True:
+        for listener in listeners:
+            reader, writer = await asyncio.open_connection(listener.ip, listener.port)
+            writer.write(b"GET /metrics HTTP/1.1\r\nHost: bench\r\n\r\n")
+            answer = await reader.read()
+            writer.close()
+            if not answer.startswith(b"HTTP/1.1 200 "):
+                raise RuntimeError(f"scraping {listener} failed: {answer[:80]!r}")
+        await asyncio.sleep(interval)
+
+
 @contextlib.asynccontextmanager
 async def running_federation(
-    transport: str, workdir: Path
+    transport: str, workdir: Path, metrics: bool = False
 ) -> AsyncIterator[tuple[Chain, dict[str, int]]]:
     """ocs1 and imp1 in their own processes, alice registered on imp1 at SIPp's UAS:
-    the chain into ocs1, and the pids of ocs1 ("A", where the chain enters) and imp1 ("B")."""
+    the chain into ocs1, and the pids of ocs1 ("A", where the chain enters) and imp1 ("B").
+    With ``metrics``, both serve them and are scraped while the block runs."""
     deployment = build_partitions(workdir / "seed", IMP_IP, OCS_IP)
     configure(deployment, transport)
     challenge_md5_first(deployment)
+    listeners = serve_metrics_on(deployment) if metrics else []
     async with (
         node_processes(deployment) as pids,
         federation_chain(deployment, transport, workdir) as chain,
     ):
-        yield chain, {"A": pids[deployment.ocs.fqdn], "B": pids[deployment.imp.fqdn]}
+        scraping = asyncio.create_task(scrape_every(listeners, SCRAPE_INTERVAL))
+        try:
+            yield chain, {"A": pids[deployment.ocs.fqdn], "B": pids[deployment.imp.fqdn]}
+        finally:
+            scraping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await scraping
 
 
 UAC_KEYS = {"user": RECIPIENT, "sender": SENDER}
 """The MESSAGE of ``uac_message_challenged.xml``: from a user homed on neither node to alice."""
 
 
-async def measure_messages(transport: str, rates: list[int], seconds: float) -> list[Step]:
+async def measure_messages(
+    transport: str, rates: list[int], seconds: float, metrics: bool = False
+) -> list[Step]:
     """Step the offered rate up across the two partitions until a step fails."""
     workdir = Path(tempfile.mkdtemp(prefix=f"intrafed-bench-federation-{transport}-"))
-    async with running_federation(transport, workdir) as (chain, _):
+    async with running_federation(transport, workdir, metrics) as (chain, pids):
         return await step_up(
             chain,
             rates,
@@ -257,6 +315,7 @@ async def measure_messages(transport: str, rates: list[int], seconds: float) -> 
             workdir,
             uac_scenario="uac_message_challenged.xml",
             uac_keys=UAC_KEYS,
+            probe=Probe(pids),
         )
 
 
@@ -361,18 +420,27 @@ def main() -> int:
     arguments.add_argument(
         "--watchers", type=int, default=1000, help="presence watchers of the fan-out (0: none)"
     )
+    arguments.add_argument(
+        "--metrics",
+        action="store_true",
+        help=f"both nodes serve Prometheus metrics, scraped every {SCRAPE_INTERVAL:g} s",
+    )
     options = arguments.parse_args()
     logging.basicConfig(level=logging.ERROR)
     rates = [int(rate) for rate in options.rates.split(",")]
     transports = ["tls", "tcp"] if options.transport == "both" else [options.transport]
     for transport in transports:
         label = "TLS/MTLS" if transport == "tls" else "TCP"
+        metrics = ", metrics on" if options.metrics else ""
         print(
             f"{label}: SIPp UAC -> ocs1 -> imp1 -> SIPp UAS, MESSAGE, "
-            f"{options.step_seconds:g} s per step (load average {os.getloadavg()[0]:.2f})",
+            f"{options.step_seconds:g} s per step{metrics} "
+            f"(load average {os.getloadavg()[0]:.2f})",
             flush=True,
         )
-        steps = asyncio.run(measure_messages(transport, rates, options.step_seconds))
+        steps = asyncio.run(
+            measure_messages(transport, rates, options.step_seconds, options.metrics)
+        )
         print_best(f"{label} cross-partition", steps)
     if options.watchers:
         print(

@@ -30,10 +30,13 @@ class BurstLog:
         self._counting_since: float | None = None
         """When the current count started (None: no burst)."""
         self._more = 0
+        self.failures = 0
+        """Every failure since the start (the metrics count them)."""
 
     def failed(self, reason: str, error: BaseException | None = None) -> None:
         """One more failure; ``error`` adds its traceback to the burst's first line (for
         faults nobody expected)."""
+        self.failures += 1
         now = self._clock()
         since = self._counting_since
         if since is None:

@@ -27,6 +27,7 @@ from intrafed.config.model import (
     StaticRoute,
 )
 from intrafed.core import Alias, Connect, LogEvent, NodeCore, Peer, Persist, Send
+from intrafed.core.meter import Meter
 from intrafed.core.node_core import Schedule, Settle
 from intrafed.pki import CertificateStores, PkiError, TlsContexts
 from intrafed.policy import PeerTrust, StoredCredentials, TrustTable
@@ -199,13 +200,18 @@ class Node:
     """A running node; ``start()`` binds the listeners, ``stop()`` shuts down gracefully."""
 
     def __init__(
-        self, settings: NodeSettings, state: StateStore | None = None, trace: Trace | None = None
+        self,
+        settings: NodeSettings,
+        state: StateStore | None = None,
+        trace: Trace | None = None,
+        meter: Meter | None = None,
     ) -> None:
         self.settings = settings
         self._trace = trace
         self._state = state
         self._clock = _SystemClock()
-        self.core = NodeCore(settings, self._clock, self._make_writer)
+        self.state_writer: StateWriter | None = None
+        self.core = NodeCore(settings, self._clock, self._make_writer, meter)
         self.transport = TransportLayer(
             on_message=self._on_message,
             on_bad_stream=self._on_bad_stream,
@@ -216,6 +222,8 @@ class Node:
             limits=settings.limits,
             source_ip=settings.address,
         )
+        if meter is not None:
+            self.transport.on_tls_failure(meter.tls_failed)
         self.wire: Wire | None = None
         """Sees every message received or sent on a flow (the SIP trace), when set."""
         self._peers: dict[int, Peer] = {}
@@ -227,7 +235,10 @@ class Node:
     def _make_writer(
         self, registrar: Registrar, presence: PresenceAgent, settle: Settle, schedule: Schedule
     ) -> StateWriter:
-        return StateWriter(self._state, self.settings.name, registrar, presence, settle, schedule)
+        self.state_writer = StateWriter(
+            self._state, self.settings.name, registrar, presence, settle, schedule
+        )
+        return self.state_writer
 
     @property
     def registrar(self) -> Registrar:
@@ -245,11 +256,14 @@ class Node:
         return self.core.transactions
 
     @classmethod
-    def from_home(cls, home: Path, store: Store, trace: Trace | None = None) -> Node:
+    def from_home(
+        cls, home: Path, store: Store, trace: Trace | None = None, meter: Meter | None = None
+    ) -> Node:
         """The node a home's running configuration describes, keeping its state in
         ``store`` (what ``intrafed serve`` runs)."""
         config = store.load("running")
-        return cls(settings_with_tls(config, tls_contexts_of(home, config)), store, trace)
+        settings = settings_with_tls(config, tls_contexts_of(home, config))
+        return cls(settings, store, trace, meter)
 
     async def start(self) -> dict[str, tuple[str, int]]:
         """Bind every listener; return the bound address per transport."""

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from intrafed.config.document import changes
 from intrafed.config.model import ConfigError
@@ -23,8 +23,10 @@ from intrafed.pki import TlsContexts
 from intrafed.sip import RemoteSipError, parse_uri
 from intrafed.store import Store
 from intrafed.transport import Flow
+from intrafed.transport.pool import address_text
 
 logger = logging.getLogger(__name__)
+_Labels = TypeVar("_Labels", bound=tuple[str, ...])
 
 
 def reload_staged(
@@ -35,7 +37,11 @@ def reload_staged(
     when it needs a restart or does not load."""
     try:
         staged = store.load("staged")
-        reason = tls.reload(staged) if tls is not None else None
+        reason = None
+        if staged.metrics != store.load("running").metrics:
+            reason = "the metrics listener changed: use intrafed service restart"
+        if reason is None and tls is not None:
+            reason = tls.reload(staged)
         if reason is None:
             reason = node.reload(settings_with_tls(staged, tls))
         if reason is None:
@@ -127,6 +133,61 @@ class NodeControl:
             if user is None or _is(user, row.presentity) or _is(user, row.watcher)
         ]
 
+    def publications(self, user: str | None) -> list[JsonObject]:
+        """The live publications (of ``user`` only, when given)."""
+        wall = time.time()
+        return [
+            {
+                "aor": row.aor,
+                "etag": row.etag,
+                "state": row.state,
+                "note": row.note,
+                "expires_in": max(0, round(row.expires_at - wall)),
+            }
+            for row in sorted(self._node.presence.publication_rows(wall), key=lambda r: r.aor)
+            if user is None or _is(user, row.aor)
+        ]
+
+    def connections(self) -> list[JsonObject]:
+        """The open connections, oldest first."""
+        return [
+            {
+                "flow": flow.id,
+                "transport": flow.transport,
+                "direction": "outbound" if flow.outbound else "inbound",
+                "local": address_text(flow.local),
+                "remote": address_text(flow.remote),
+                "names": list(flow.peer.fqdns),
+            }
+            for flow in sorted(self._node.transport.open_flows(), key=lambda flow: flow.id)
+        ]
+
+    def stats(self) -> JsonObject:
+        """The live counts, and the counters of the node's meter (None when metrics are
+        off: nothing is counted then)."""
+        node = self._node
+        live = self.status()
+        live["connections"] = node.transport.connection_count
+        meter = node.core.meter
+        writer = node.state_writer
+        counted: JsonObject | None = None
+        if meter is not None:
+            proxy = node.core.proxy
+            counted = {
+                "requests": _rows(meter.requests, ("direction", "method", "party")),
+                "responses": _rows(
+                    meter.responses, ("direction", "method", "status_class", "party")
+                ),
+                "authorization": _rows(meter.authorization, ("decision", "rule")),
+                "rate_limited": dict(meter.rate_limited),
+                "tls_handshake_failures": _rows(
+                    meter.tls_failures, ("transport", "direction", "reason")
+                ),
+                "route_failovers": sum(proxy.failovers.values()) if proxy is not None else 0,
+                "store_errors": writer.faults.failures if writer is not None else 0,
+            }
+        return {"live": live, "counted": counted}
+
     def trace(self, on: bool, user: str | None, method: str | None) -> JsonObject:
         """Start recording every message (or those of ``user`` / ``method``) into the
         home's trace directory, or stop."""
@@ -178,6 +239,12 @@ class NodeControl:
         except OSError as exc:  # a full disk stops the trace, never the node
             logger.warning("SIP trace stopped: %s", exc)
             self.close()
+
+
+def _rows(counts: Mapping[_Labels, int], names: tuple[str, ...]) -> list[JsonObject]:
+    """``counts`` as rows of named labels and a count, the largest first."""
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return [{**dict(zip(names, labels, strict=True)), "count": count} for labels, count in ranked]
 
 
 def _is(user: str, aor: str) -> bool:

@@ -510,6 +510,7 @@ def test_show_summarizes_and_says_what_a_restart_would_change(ocs: str) -> None:
         "rate limits: client 200/s (burst 400) per address, "
         "server 50000/s (burst 100000) per trusted peer\n"
         "digest algorithms: SHA-256, MD5\n"
+        "metrics: off\n"
         "connections:\n"
         "  IP   TRANSPORT  PORT\n"
         "  All  MTLS       5061\n"
@@ -957,7 +958,7 @@ def test_every_option_has_help_and_shows_its_default() -> None:
         return [(path, command)]
 
     found = [("init", init_command), *commands(config_group, "config")]
-    assert len(found) == 51
+    assert len(found) == 52
     for path, command in found:
         assert command.help, path
         names = [p.name for p in command.params]

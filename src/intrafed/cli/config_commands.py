@@ -51,7 +51,15 @@ from intrafed.config.document import (
     to_document,
     to_toml,
 )
-from intrafed.config.model import ConfigError, Edition, NodeConfig, NodeIdentity, Role, TlsProfile
+from intrafed.config.model import (
+    ConfigError,
+    Edition,
+    MetricsListener,
+    NodeConfig,
+    NodeIdentity,
+    Role,
+    TlsProfile,
+)
 from intrafed.store import create_store, open_store
 
 # ``intrafed init``
@@ -212,6 +220,29 @@ def digest(home: Path, algorithms: tuple[str, ...]) -> None:
     )
 
 
+@config_group.command("metrics")
+@home_option()
+@click.argument("state", required=False, type=click.Choice(["off"], case_sensitive=False))
+@click.option(
+    "--listen",
+    metavar="IP:PORT",
+    help="Serve http://IP:PORT/metrics (port 9464 when left out); bind nothing else.",
+)
+def metrics(home: Path, state: str | None, listen: str | None) -> None:
+    """Serve Prometheus metrics on --listen (the node counts messages only then), or turn
+    them off. A restart applies it."""
+    if (state is None) == (listen is None):
+        raise ConfigError(
+            "metrics", "give either --listen IP:PORT or off", "e.g. --listen 127.0.0.1:9464"
+        )
+    listener = MetricsListener.parse(listen) if listen is not None else None
+    stage(home, lambda c: edits.set_metrics(c, listener), f"metrics: {_metrics_text(listener)}")
+
+
+def _metrics_text(listener: MetricsListener | None) -> str:
+    return f"served on http://{listener}/metrics" if listener is not None else "off"
+
+
 @config_group.command("fips")
 @home_option()
 @click.argument("state", type=click.Choice(["on", "off"], case_sensitive=False))
@@ -274,6 +305,7 @@ def show(home: Path, staged: bool, as_json: bool) -> None:
     click.echo(f"FIPS policy: {'on' if config.fips else 'off'}")
     click.echo(f"rate limits: {_rate_limits_text(config)}")
     click.echo(f"digest algorithms: {', '.join(config.digest_algorithms)}")
+    click.echo(f"metrics: {_metrics_text(config.metrics)}")
     tables += [("users", users_table(config)), ("hosts", hosts_table(config))]
     for title, (headers, rows) in tables:
         click.echo(f"{title}:")

@@ -58,6 +58,12 @@ COMMANDS = (
         "resolution, TCP, the TLS handshake with our certificate and an OPTIONS round trip.",
     ),
     LazyCommand(
+        "show",
+        "intrafed.cli.show_commands:show_group",
+        "Live state of the running node: registrations, subscriptions, publications, "
+        "connections, stats.",
+    ),
+    LazyCommand(
         "trace",
         "intrafed.cli.trace_commands:trace_group",
         "SIP trace of a running node: start, stop, show.",

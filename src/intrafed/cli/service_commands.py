@@ -33,6 +33,7 @@ from intrafed.config.model import ConfigError, NodeConfig
 from intrafed.control.client import ask
 from intrafed.control.protocol import ControlError, Refused
 from intrafed.control.server import ControlServer
+from intrafed.core.meter import Meter
 from intrafed.node import Node, settings_with_tls, tls_contexts_of
 from intrafed.node_control import NodeControl, reload_staged
 from intrafed.pki import PkiError
@@ -79,7 +80,8 @@ def _read_status(home: Path) -> dict[str, Any] | None:
 
 async def _serve(home: Path, store: Store, config: NodeConfig) -> None:
     tls = tls_contexts_of(home, config)
-    node = Node(settings_with_tls(config, tls), state=store)
+    meter = Meter() if config.metrics is not None else None
+    node = Node(settings_with_tls(config, tls), state=store, meter=meter)
     try:
         bound = await node.start()
         if not bound:
@@ -126,6 +128,11 @@ async def _serve(home: Path, store: Store, config: NodeConfig) -> None:
     control = NodeControl(home, node, started, reload)
     control_server = ControlServer(home, control)
 
+    metrics = None
+    if meter is not None and config.metrics is not None:
+        from intrafed.node_metrics import serve_metrics  # prometheus_client only when on
+
+        metrics = await serve_metrics(node, meter, config.metrics)
     loop.add_signal_handler(signal.SIGTERM, stopping.set)
     loop.add_signal_handler(signal.SIGINT, stopping.set)
     loop.add_signal_handler(signal.SIGHUP, reload)
@@ -142,6 +149,8 @@ async def _serve(home: Path, store: Store, config: NodeConfig) -> None:
     await stopping.wait()
     probing.cancel()
     await control_server.close()
+    if metrics is not None:
+        await metrics.close()
     control.close()
     systemd.notify("STOPPING=1\nSTATUS=finishing pending transactions")
     logging.getLogger(__name__).info("stopping: finishing pending transactions")

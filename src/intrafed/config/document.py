@@ -83,6 +83,8 @@ def to_document(config: NodeConfig) -> dict[str, Any]:
             "client": as_table(config.rate_limits.client),
             "server": as_table(config.rate_limits.server),
         }
+    if config.metrics is not None:
+        document["metrics"] = as_table(config.metrics)
     if config.role is Role.OCS:
         document["connections"] = [as_table(c) for c in config.connections]
         document["host_authorizations"] = [as_table(h) for h in config.host_authorizations]
@@ -163,9 +165,9 @@ def changes(old: NodeConfig, new: NodeConfig) -> list[str]:
     return found
 
 
-RESTART_SETTINGS = ("node", "connections", "listeners")
-"""What only a restart applies (where the node listens, and who it is); a reload applies
-every other setting (DESIGN §6, ``Node.reload``)."""
+RESTART_SETTINGS = ("node", "connections", "listeners", "metrics")
+"""What only a restart applies (where the node listens, its metrics listener too, and who
+it is); a reload applies every other setting (DESIGN §6, ``Node.reload``)."""
 
 
 def apply_command(old: NodeConfig, new: NodeConfig) -> str | None:

@@ -21,6 +21,7 @@ from intrafed.config.model import (
     HostAuthorization,
     HostEntry,
     ImpListeners,
+    MetricsListener,
     NodeConfig,
     RateClass,
     RateLimits,
@@ -545,6 +546,11 @@ def set_rate_limits(
 def set_digest_algorithms(config: NodeConfig, algorithms: Sequence[str]) -> NodeConfig:
     """Offer (and accept) these digest algorithms, most preferred first."""
     return _replace(config, digest_algorithms=tuple(algorithms))
+
+
+def set_metrics(config: NodeConfig, listener: MetricsListener | None) -> NodeConfig:
+    """Serve Prometheus metrics on ``listener`` (IP and port), or not at all (None)."""
+    return _replace(config, metrics=listener)
 
 
 def set_fips(config: NodeConfig, on: bool) -> NodeConfig:

@@ -304,6 +304,37 @@ class RateLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsListener:
+    """Where the node serves Prometheus metrics (``GET /metrics``, plain HTTP)."""
+
+    ip: str
+    port: int = 9464
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ip", check_ip("--listen", self.ip))
+        check_port("--listen", self.port)
+
+    def __str__(self) -> str:
+        return f"[{self.ip}]:{self.port}" if ":" in self.ip else f"{self.ip}:{self.port}"
+
+    @classmethod
+    def parse(cls, text: str) -> MetricsListener:
+        """``IP:PORT``, ``[IPv6]:PORT`` or a bare IP (port 9464)."""
+        host, port = text, "9464"
+        if text.startswith("["):
+            host, _, rest = text[1:].partition("]")
+            if rest:
+                port = rest.removeprefix(":")
+        elif text.count(":") == 1:
+            host, _, port = text.partition(":")
+        if not port.isdigit():
+            raise ConfigError(
+                "--listen", f"{text!r} has no valid port", "give IP:PORT, e.g. 127.0.0.1:9464"
+            )
+        return cls(host, int(port))
+
+
+@dataclass(frozen=True, slots=True)
 class ImpListeners:
     """IM&P application listeners. Server Auth must differ from Peer Auth (the seed moves it)."""
 
@@ -446,6 +477,8 @@ class NodeConfig:
     digest_algorithms: tuple[str, ...] = DIGEST_ALGORITHMS
     """Digest algorithms offered in challenges, in this order, and the only ones accepted
     (RFC 8760: SHA-256 first; MD5 for clients that know nothing else)."""
+    metrics: MetricsListener | None = None
+    """Where Prometheus metrics are served; None: they are off (nothing is counted)."""
 
     def __post_init__(self) -> None:
         domains = tuple(check_domain("domain", domain) for domain in self.domains)

@@ -53,6 +53,15 @@ class ControlTarget(Protocol):
     def subscriptions(self, user: str | None) -> list[JsonObject]:
         """Live presence subscriptions where ``user`` is watcher or presentity."""
 
+    def publications(self, user: str | None) -> list[JsonObject]:
+        """Live presence publications (PUBLISH), of ``user`` only when given."""
+
+    def connections(self) -> list[JsonObject]:
+        """Open connections: transport, who opened them, addresses, proven names."""
+
+    def stats(self) -> JsonObject:
+        """Live counts, and what the node counted since it started (when metrics are on)."""
+
     def trace(self, on: bool, user: str | None, method: str | None) -> JsonObject:
         """Start (with a filter) or stop the node's SIP trace; where it writes."""
 
@@ -92,6 +101,9 @@ OPERATIONS: dict[str, Operation] = {
     ),
     "registrations": lambda target, args: target.registrations(_optional_text(args, "user")),
     "subscriptions": lambda target, args: target.subscriptions(_optional_text(args, "user")),
+    "publications": lambda target, args: target.publications(_optional_text(args, "user")),
+    "connections": lambda target, args: target.connections(),
+    "stats": lambda target, args: target.stats(),
     "trace": lambda target, args: target.trace(
         _switch(args), _optional_text(args, "user"), _optional_text(args, "method")
     ),

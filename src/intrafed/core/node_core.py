@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from intrafed.core.actions import Action, Alias, Clock, Connect, LogEvent, Peer, Persist, Send
+from intrafed.core.meter import OTHER, Meter, MeteredTransactions
 from intrafed.core.router import NodeRouter, Settlement, StateWrites
 from intrafed.core.settings import CoreSettings
 from intrafed.routing.probe import Prober, hop_of
@@ -57,7 +58,13 @@ class NodeCore:
     the runner: ``start``, then ``receive``/``handle_timer`` and the flow events; after
     each call, ``next_action`` until None and re-arm the timer at ``get_timer``."""
 
-    def __init__(self, settings: CoreSettings, clock: Clock, writes: WritesFactory) -> None:
+    def __init__(
+        self,
+        settings: CoreSettings,
+        clock: Clock,
+        writes: WritesFactory,
+        meter: Meter | None = None,
+    ) -> None:
         self.settings = settings
         self._clock = clock
         self._flows: dict[FlowId, Peer] = {}
@@ -82,7 +89,14 @@ class NodeCore:
         self._flush: Callable[[], None] | None = None
         self._writes = writes(self.registrar, self.presence, self._settle, self._schedule)
         self.router.writes = self._writes
-        self.transactions = TransactionLayer(settings.timers)
+        self.router.meter = self.meter = meter
+        self.transactions = (
+            TransactionLayer(settings.timers)
+            if meter is None
+            else MeteredTransactions(
+                settings.timers, meter, self._party_of_flow, self.router.party_of_hop
+            )
+        )
         self._prober = Prober(self.router.hops, settings.name, self._via_for)
         self._probe_hops = [hop_of(route) for route in settings.routes]
         self._probe_at: float | None = None
@@ -128,6 +142,8 @@ class NodeCore:
         (the watcher now sees Offline, or again the real state)."""
         current, self.settings = self.settings, settings
         self.router.reload(settings)
+        if isinstance(self.transactions, MeteredTransactions):
+            self.transactions.forget_parties()
         self._probe_hops = [hop_of(route) for route in settings.routes]
         self._probe_at = self.router.hops.next_due(self._probe_hops, now)
         wall = self._clock.wall()
@@ -329,6 +345,10 @@ class NodeCore:
 
     def _log(self, level: int, message: str) -> None:
         self._actions.append(LogEvent(level, message))
+
+    def _party_of_flow(self, flow: FlowId) -> str:
+        peer = self._flows.get(flow)
+        return OTHER if peer is None else self.router.party(peer)
 
     def _note_source(self, request: Request, flow: FlowId, peer: Peer) -> Request:
         """RFC 3261 §18.2.1 received, RFC 3581 rport and RFC 5923 alias for the top Via."""

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from intrafed import __version__
 from intrafed.core.actions import Action, Clock, LogEvent, Peer
+from intrafed.core.meter import CLIENT, OTHER, PEER_PARTITION, Meter
 from intrafed.core.settings import CoreSettings
 from intrafed.policy import (
     Challenge,
@@ -37,7 +38,7 @@ from intrafed.sip.addressing import Listener, choose_listener, listener_kind
 from intrafed.sip.decisions import Accepted, Answer, Decision, Deferred, Forward, Reject, Verdict
 from intrafed.sip.digest import NonceIssuer
 from intrafed.sip.responses import local_tag, make_response, warning_value
-from intrafed.sip.transaction import FlowId, Target
+from intrafed.sip.transaction import FlowId, NextHop, Target
 
 ALLOWED_METHODS = (
     "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, MESSAGE, INFO, SUBSCRIBE, NOTIFY, PUBLISH"
@@ -111,6 +112,8 @@ class NodeRouter:
         self.registered: set[str] = set()
         self.lapse_at: float | None = None
         """Wall time at or after which a registered user may have lapsed (early is fine)."""
+        self.meter: Meter | None = None
+        """Counts authorization decisions and rate-limit refusals, when set."""
         self.reload(settings)
 
     def reload(self, settings: CoreSettings) -> None:
@@ -153,6 +156,17 @@ class NodeRouter:
         partition (other trusted hosts, such as gateways, are not)."""
         return trust is not None and self._partition.route_for(peer.ip, peer.fqdns) is not None
 
+    def party(self, peer: Peer) -> str:
+        """Whom ``peer`` is, for the metrics: the peer partition, a client, or other."""
+        trust = self.trust(peer)
+        if trust is None:
+            return CLIENT
+        return PEER_PARTITION if self._is_partition(peer, trust) else OTHER
+
+    def party_of_hop(self, hop: NextHop) -> str:
+        """Whom a request sent to ``hop`` goes to, for the metrics."""
+        return PEER_PARTITION if self._partition.route_for(hop.host, (hop.host,)) else OTHER
+
     def listener_kind(self, flow: FlowId) -> str:
         """The listener a flow arrived on; our own TLS connections advertise MTLS."""
         peer = self._flows.get(flow)
@@ -170,6 +184,7 @@ class NodeRouter:
         peer; then digest authentication of clients. A 403 is logged with its rule."""
         peer = self._flows.get(flow)
         if peer is None:
+            self._count("reject", "connection_gone")
             return Reject(503, f"the connection of flow {flow} is gone")
         trust = self.trust(peer)
         if trust is None and peer.transport == "MTLS":
@@ -178,6 +193,7 @@ class NodeRouter:
                 f"MTLS peer {peer.ip} ({names}) matches no host authorization or TLS peer subject"
             )
             self._refused(request, peer, rule)
+            self._count("reject", "untrusted_mtls_peer")
             return Reject(403, rule)
         wall = self._clock.wall()
         server_class = trust is not None and trust.server_class
@@ -185,7 +201,11 @@ class NodeRouter:
             trust.entry if trust is not None and server_class else peer.ip, server_class, wall
         )
         if wait is not None:
-            rule = f"{'server' if server_class else 'client'} rate limit of {peer.ip} exceeded"
+            rate_class = "server" if server_class else "client"
+            if self.meter is not None:
+                self.meter.rate_limited[rate_class] += 1
+            self._count("reject", "rate_limit")
+            rule = f"{rate_class} rate limit of {peer.ip} exceeded"
             return self.unavailable(request, "Rate Limit Exceeded", wait, rule)
         verdict = authenticate(
             request,
@@ -204,18 +224,33 @@ class NodeRouter:
         if isinstance(verdict, Accepted):
             if verdict.identity is not None:
                 self._authenticated[flow] = verdict.identity
+                self._count("accept", "digest")
+            else:
+                self._count("accept", "no_challenge" if trust is None else "trusted_peer")
             return verdict
         response = verdict.response
-        if isinstance(verdict, Challenge) and verdict.failed is not None:
-            self._log(
-                logging.WARNING,
-                f"authentication failed: {verdict.failed} from {peer.ip}:{peer.port} "
-                f"({request.method}): wrong credentials",
+        if isinstance(verdict, Challenge):
+            if verdict.failed is not None:
+                self._log(
+                    logging.WARNING,
+                    f"authentication failed: {verdict.failed} from {peer.ip}:{peer.port} "
+                    f"({request.method}): wrong credentials",
+                )
+            self._count(
+                "challenge",
+                "credentials_required" if verdict.failed is None else "wrong_credentials",
             )
         elif response.status == 403:
             warning = response.headers.get("warning") or ""
             self._refused(request, peer, warning.partition(' "')[2].rstrip('"') or warning)
+            self._count("reject", "not_authorized")
+        else:
+            self._count("reject", "bad_credentials")
         return verdict
+
+    def _count(self, decision: str, rule: str) -> None:
+        if self.meter is not None:
+            self.meter.authorization[decision, rule] += 1
 
     def _refused(self, request: Request, peer: Peer, rule: str) -> None:
         """One log line per authorization 403: the rule, the source and the user."""

@@ -108,6 +108,15 @@ class PresenceAgent:
         """Every live subscription, as stored (the control API lists them)."""
         return [subscription.current_row() for subscription in self._records.subscriptions.values()]
 
+    def publication_rows(self, now: float) -> list[PublicationRow]:
+        """Every live publication (the control API lists them)."""
+        return [
+            row
+            for presentity in self._records.presentities.values()
+            for row in presentity.publications.values()
+            if row.expires_at > now
+        ]
+
     def next_deadline(self) -> float | None:
         """When ``expire`` next has work: an expiry or a NOTIFY retry."""
         return self._records.next_deadline()

@@ -14,6 +14,7 @@ import hashlib
 import itertools
 import logging
 import traceback
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -159,6 +160,8 @@ class StatefulProxy:
         self._by_client: dict[ClientKey, _ResponseContext] = {}
         self._our_cancels: set[ClientKey] = set()
         self._counter = itertools.count(1)
+        self.failovers: Counter[Target] = Counter()
+        """Per next hop, how often a request to it went to the next alternative instead."""
 
     def handle(self, event: TransactionEvent, now: float) -> None:
         """Act on one transaction event."""
@@ -512,6 +515,7 @@ class StatefulProxy:
             logger.info(
                 "next hop %s unreachable (%s); trying %s", branch.target, rule, alternatives[0]
             )
+            self.failovers[branch.target] += 1
             failover = Forward(alternatives[0], branch.forward.request_uri, alternatives[1:])
             self._fork(context, context.routed, failover, context.flow, context.loop, now)
             return

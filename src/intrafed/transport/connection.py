@@ -18,11 +18,18 @@ from intrafed.transport.deadlines import Deadlines
 from intrafed.transport.errors import TransportError
 from intrafed.transport.flows import FlowId, PeerIdentity
 from intrafed.transport.pool import ConnectionPool, address_text
-from intrafed.transport.tls import os_reason, start_tls
+from intrafed.transport.tls import failure_kind, os_reason, start_tls
 
 # The transport layer's one logger, as before connections had their own module.
 _log = logging.getLogger("intrafed.transport.layer")
 MISSING_CLIENT_AUTH = "client certificate lacks Client Authentication EKU"
+
+_PEER_CHECK_KINDS = {
+    MISSING_CLIENT_AUTH: "missing_client_auth",
+    "no client certificate": "no_certificate",
+    "the peer closed the connection": "connection_lost",
+}
+"""``failure_kind`` of the refusals of ``Connection._check_peer`` (else bad_certificate)."""
 
 _STILL_READ = (b"SIP/2.0 ", b"ACK ", b"CANCEL ")
 """Frames still handled once the node stops reading new requests (responses, ACK, CANCEL)."""
@@ -254,6 +261,7 @@ class Connection(asyncio.Protocol):
         tls = cast(ssl.SSLContext, self._tls)
         timeout = self._limits.tls_handshake_timeout
         problem: str | None
+        kind = "timeout"
         # When our timer aborted the socket, that is the reason, whatever start_tls saw.
         try:
             upgraded = await start_tls(
@@ -269,14 +277,18 @@ class Connection(asyncio.Protocol):
             )
         except OSError as exc:
             problem = self._handshake_expired or os_reason(exc)
+            if self._handshake_expired is None:
+                kind = failure_kind(exc)
         except asyncio.CancelledError:
             self._abandon()
             raise
         else:
             problem = self._handshake_expired or self._check_peer(upgraded)
+            if self._handshake_expired is None:
+                kind = _PEER_CHECK_KINDS.get(problem or "", "bad_certificate")
         if problem is not None:
             self._abandon()
-            raise TransportError(problem)
+            raise TransportError(problem, kind)
 
     def _check_peer(self, upgraded: asyncio.BaseTransport | None) -> str | None:
         """Make the flow ready on the TLS transport, or say why the peer is refused."""
@@ -317,6 +329,7 @@ class Connection(asyncio.Protocol):
             await self.handshake(raw, None)
         except TransportError as exc:
             _log.warning("closing %s: TLS handshake failed: %s", self._describe(), exc.reason)
+            self._pool.tls_failed(self._name, "inbound", exc.kind)
 
     # -- internals ------------------------------------------------------------------------------
 

@@ -95,6 +95,20 @@ class TransportLayer:
         """The open flow with this id, or None."""
         return self._pool.flow(flow_id)
 
+    def on_tls_failure(self, handler: Callable[[str, str, str], None] | None) -> None:
+        """Call ``handler(transport, "inbound" | "outbound", kind)`` on each failed TLS
+        handshake (``transport.tls.failure_kind`` words the kind)."""
+        self._pool.on_tls_failure = handler
+
+    def open_flows(self) -> list[Flow]:
+        """Every open flow (a connection once its handshake is done)."""
+        return self._pool.open_flows
+
+    @property
+    def connection_count(self) -> int:
+        """Sockets open, those still in their TLS handshake included."""
+        return len(self._pool.connections)
+
     async def listen(self, spec: ListenerSpec) -> tuple[str, int]:
         """Start a listener and return the (ip, port) it is bound to.
 
@@ -244,8 +258,10 @@ class TransportLayer:
             try:
                 await connection.handshake(raw, destination.server_name)
             except TransportError as exc:
+                self._pool.tls_failed("TLS", "outbound", exc.kind)
                 raise TransportError(
-                    f"TLS handshake with {destination.server_name} ({where}) failed: {exc.reason}"
+                    f"TLS handshake with {destination.server_name} ({where}) failed: {exc.reason}",
+                    exc.kind,
                 ) from None
         flow = connection.flow
         if flow is None or flow.closed:

@@ -60,6 +60,9 @@ class ConnectionPool:
         """Nonzero while frames are being handled: writes are gathered meanwhile."""
         self.written: list[Connection] = []
         """Connections with gathered writes, flushed when the batch ends."""
+        self.on_tls_failure: Callable[[str, str, str], None] | None = None
+        """Told (transport, "inbound" | "outbound", ``failure_kind``) of each failed TLS
+        handshake."""
         self._ids = itertools.count(1)
         self._flows: dict[FlowId, Flow] = {}
         self._outbound: dict[PoolKey, Flow] = {}
@@ -111,6 +114,11 @@ class ConnectionPool:
         """The connections whose socket is not yet released."""
         return list(self._connections)
 
+    @property
+    def open_flows(self) -> list[Flow]:
+        """The flows handed out and not yet closed."""
+        return list(self._flows.values())
+
     def cancel_tasks(self) -> None:
         """Cancel the handshakes still running for inbound connections."""
         for task in self._tasks:
@@ -155,6 +163,11 @@ class ConnectionPool:
     def ready(self, flow: Flow) -> None:
         """The flow is ready (after any handshake): hand it out by id."""
         self._flows[flow.id] = flow
+
+    def tls_failed(self, transport: str, direction: str, kind: str) -> None:
+        """A TLS handshake failed (``on_tls_failure`` counts it)."""
+        if self.on_tls_failure is not None:
+            self.on_tls_failure(transport, direction, kind)
 
     def spawn(self, coroutine: Coroutine[object, object, None]) -> None:
         """Run a connection's task, cancelled by ``cancel_tasks``."""

@@ -23,6 +23,42 @@ def ssl_reason(exc: ssl.SSLError) -> str:
     return f"{match.group(1)} ({exc.reason})" if exc.reason else match.group(1)
 
 
+_FAILURE_KINDS = {
+    "PEER_DID_NOT_RETURN_A_CERTIFICATE": "no_certificate",
+    "TLSV13_ALERT_CERTIFICATE_REQUIRED": "no_certificate",
+    "CERTIFICATE_VERIFY_FAILED": "untrusted_certificate",
+    "TLSV1_ALERT_UNKNOWN_CA": "certificate_refused_by_peer",
+    "SSLV3_ALERT_BAD_CERTIFICATE": "certificate_refused_by_peer",
+    "SSLV3_ALERT_CERTIFICATE_UNKNOWN": "certificate_refused_by_peer",
+    "SSLV3_ALERT_CERTIFICATE_EXPIRED": "certificate_refused_by_peer",
+    "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE": "certificate_refused_by_peer",
+    "WRONG_VERSION_NUMBER": "not_tls",
+    "HTTP_REQUEST": "not_tls",
+    "HTTPS_PROXY_REQUEST": "not_tls",
+    "UNKNOWN_PROTOCOL": "not_tls",
+    "PACKET_LENGTH_TOO_LONG": "not_tls",
+    "RECORD_LAYER_FAILURE": "not_tls",
+    "UNSUPPORTED_PROTOCOL": "protocol_version",
+    "TLSV1_ALERT_PROTOCOL_VERSION": "protocol_version",
+    "NO_PROTOCOLS_AVAILABLE": "protocol_version",
+    "NO_SHARED_CIPHER": "no_shared_cipher",
+    "SSLV3_ALERT_HANDSHAKE_FAILURE": "no_shared_cipher",
+}
+"""OpenSSL's reason codes, in the few words the metrics count handshake failures by."""
+_VERIFY_KINDS = {10: "certificate_expired", 62: "hostname_mismatch", 64: "hostname_mismatch"}
+"""X509 verify codes with a kind of their own (expired; host name or IP mismatch)."""
+
+
+def failure_kind(exc: OSError) -> str:
+    """Why a handshake failed, from a small fixed set (a metric label): ``no_certificate``,
+    ``untrusted_certificate``, ``not_tls`` …, ``connection_lost``, else ``other``."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return _VERIFY_KINDS.get(exc.verify_code, "untrusted_certificate")
+    if isinstance(exc, ssl.SSLError):
+        return _FAILURE_KINDS.get(exc.reason or "", "other")
+    return "connection_lost"
+
+
 def os_reason(exc: OSError) -> str:
     """A socket or TLS error in one line."""
     if isinstance(exc, ssl.SSLError):
