@@ -23,6 +23,14 @@ from bench.steps import describe, run_step
 
 SAMPLE_RATE = 250
 """Samples per second (py-spy's default is 100)."""
+
+
+def cpu_split(pid: int) -> tuple[int, int]:
+    """User and system clock ticks of ``pid`` so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return int(fields[11]), int(fields[12])
+
+
 SUFFIXES = {"flamegraph": "svg", "raw": "txt", "speedscope": "json"}
 
 
@@ -52,6 +60,7 @@ async def profile(options: argparse.Namespace) -> None:
                 "--duration",
                 str(int(options.seconds)),
                 "--nonblocking",
+                *(["--gil"] if options.gil else []),
                 "--format",
                 options.format,
                 "--output",
@@ -61,6 +70,7 @@ async def profile(options: argparse.Namespace) -> None:
             )
             for name, pid in pids.items()
         ]
+        before = {name: cpu_split(pid) for name, pid in pids.items()}
         step = await run_step(
             options.rate,
             options.seconds,
@@ -70,18 +80,27 @@ async def profile(options: argparse.Namespace) -> None:
             uac_keys=federation.UAC_KEYS,
             probe=probe,
         )
+        after = {name: cpu_split(pid) for name, pid in pids.items()}
         for spy in spies:
             await spy.wait()
         print(describe(step), flush=True)
+        for name in pids:
+            user = after[name][0] - before[name][0]
+            system = after[name][1] - before[name][1]
+            share = 100 * system / max(1, user + system)
+            print(f"  {name}: {user} user + {system} system ticks ({share:.0f}% system)")
 
 
 def main() -> int:
     arguments = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    arguments.add_argument("--py-spy", required=True, help="the py-spy executable")
+    arguments.add_argument("--py-spy", default="py-spy", help="the py-spy executable")
     arguments.add_argument("--transport", choices=["tcp", "tls"], default="tcp")
     arguments.add_argument("--rate", type=int, default=2000)
     arguments.add_argument("--seconds", type=float, default=10.0)
     arguments.add_argument("--out", default="bench/profiles")
+    arguments.add_argument(
+        "--gil", action="store_true", help="sample only while the GIL is held (CPU, not waits)"
+    )
     arguments.add_argument(
         "--format", choices=list(SUFFIXES), default="flamegraph", help="py-spy's output format"
     )
