@@ -67,6 +67,7 @@ from intrafed.node_metrics import serve_metrics
 from intrafed.pki import CertificateAuthority
 from intrafed.sip.pidf import PresenceState
 from intrafed.store import open_store
+from intrafed.transport import eventloop
 from intrafed.ua import PresenceNotified, UaSettings, UserAgent
 from tests.integration.federation import build_partitions, challenge_md5_first
 from tests.integration.peers import UAC_IP, Chain, TlsLegs, free_port, run_sipp, stunnel
@@ -119,7 +120,7 @@ def serve_node(home: Path, ready: Queue[str]) -> None:
                 await metrics.close()
             await node.stop(grace=1.0)
 
-    asyncio.run(serve())
+    eventloop.run(serve())
 
 
 def wait_ready(processes: Sequence[BaseProcess], ready: Queue[str]) -> None:

@@ -26,7 +26,7 @@ TABLES = RoutingTables(
 
 
 def route(uri: str, *, from_peer: bool = False, tables: RoutingTables = TABLES) -> object:
-    return decide(parse_uri(uri), tables, from_peer=from_peer)
+    return decide(parse_uri(uri), tables, from_peer=from_peer, explain=True)
 
 
 def test_a_provisioned_user_is_local() -> None:
@@ -134,3 +134,14 @@ def test_every_decision_explains_itself() -> None:
         "bob@example.com is not provisioned here",
         "static route example.com (priority 1) → TLS ocs1.example.com:5061",
     )
+
+
+def test_the_per_request_decision_formats_no_reasons_but_decides_the_same() -> None:
+    """Route explain asks for the sentences; the proxy's path (once per message) does not
+    pay for them."""
+    for uri in ("sip:alice@example.com", "sip:bob@example.com", "sip:carol@partner.test"):
+        for from_peer in (False, True):
+            explained = route(uri, from_peer=from_peer)
+            quiet = decide(parse_uri(uri), TABLES, from_peer=from_peer)
+            assert quiet.reasons == ()
+            assert dataclasses.replace(explained, reasons=()) == quiet

@@ -154,6 +154,30 @@ def test_mtls_peer_with_a_ca_signed_client_certificate_is_served_with_its_names(
     run(scenario())
 
 
+@pytest.mark.parametrize("transport", ["TLS", "MTLS"])
+def test_client_hello_read_before_the_tls_upgrade_is_not_lost_on_uvloop(
+    pki: Pki, transport: str
+) -> None:
+    """uvloop starts reading after ``connection_made`` even when the protocol paused: the
+    ClientHello went to the SIP framer and the handshake timed out (TLS served nobody)."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def scenario() -> None:
+        async with tls_node(pki) as node:
+            address = await node.layer.listen(ListenerSpec(SERVER_IP, transport, 0))
+            context = peer_client_context(pki.ca, pki.client)
+            async with client(address, context=context, server_hostname=SERVER_NAME) as (
+                reader,
+                writer,
+            ):
+                await roundtrip(reader, writer, "on-uvloop")
+            flow, _frame = node.messages.get_nowait()
+            assert flow.transport == transport
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(asyncio.wait_for(scenario(), 4.0))
+
+
 @pytest.mark.parametrize(
     ("leaf", "reason", "alert"),
     [

@@ -71,7 +71,7 @@ def explain_command(home: Path, uri: str, source: str | None, as_json: bool, sta
         hosts = {entry.fqdn: entry.ip for entry in config.hosts}
         route = peer_partition_route(config.routes, config.domains, hosts, ip, names)
     from_peer = trust is not None and route is not None
-    decision = decide(target, RoutingTables.from_config(config), from_peer=from_peer)
+    decision = decide(target, RoutingTables.from_config(config), from_peer=from_peer, explain=True)
     if source is None:
         peer = "request from a client"
     elif trust is None:

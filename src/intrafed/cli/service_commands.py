@@ -38,7 +38,7 @@ from intrafed.node import Node, settings_with_tls, tls_contexts_of
 from intrafed.node_control import NodeControl, reload_staged
 from intrafed.pki import PkiError
 from intrafed.store import Store, open_store
-from intrafed.transport import TransportError
+from intrafed.transport import TransportError, eventloop
 
 STARTUP_PROBE_DELAY = 3.0
 """Seconds after start before the live probe runs (both sides often start together)."""
@@ -221,7 +221,7 @@ def serve_command(home: Path, log_level: str, log_format: str, log_file: Path | 
     try:
         config = store.load("staged")
         _log_check_errors(home)
-        asyncio.run(_serve(home, store, config))
+        eventloop.run(_serve(home, store, config))
     except ConfigError as exc:
         fatal(str(exc), 2)
     except (OSError, TransportError) as exc:

@@ -338,7 +338,7 @@ class NodeRouter:
         else:
             authorization = f"{source} is not trusted: it is served as a client (digest)"
         from_peer = peer is not None and self._is_partition(peer, trust)
-        decision = decide(uri, self._tables, from_peer=from_peer)
+        decision = decide(uri, self._tables, from_peer=from_peer, explain=True)
         verdict: dict[str, object] = {
             "uri": str(uri),
             "source": source or "a client",

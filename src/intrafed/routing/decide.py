@@ -97,8 +97,12 @@ def _replace_host(uri: Uri, route: StaticRoute) -> Uri | None:
     return uri._replace(host=route.next_hop, port=route.port)
 
 
-def decide(uri: Uri, tables: RoutingTables, *, from_peer: bool = False) -> RouteDecision:
-    """Where a request for ``uri`` goes. ``from_peer``: it arrived from the peer partition."""
+def decide(
+    uri: Uri, tables: RoutingTables, *, from_peer: bool = False, explain: bool = False
+) -> RouteDecision:
+    """Where a request for ``uri`` goes. ``from_peer``: it arrived from the peer partition.
+    ``explain``: the decision carries its ``reasons`` (route explain); the per-request path
+    leaves them out, so that no sentence is formatted for each message."""
     if not isinstance(uri, SipUri | TelUri):
         return Reject(416, f"Request-URI scheme {uri.scheme}: is not supported")
     phone = uri.is_phone
@@ -106,28 +110,36 @@ def decide(uri: Uri, tables: RoutingTables, *, from_peer: bool = False) -> Route
     reasons: list[str] = []
     if isinstance(uri, SipUri) and host in tables.domains:
         aor = uri.aor
-        reasons.append(f"{host} is one of our domains")
+        if explain:
+            reasons.append(f"{host} is one of our domains")
         if aor in tables.users:
-            return Local(aor, (*reasons, f"{aor} is provisioned here"))
-        reasons.append(f"{aor} is not provisioned here")
+            if explain:
+                reasons.append(f"{aor} is provisioned here")
+            return Local(aor, tuple(reasons))
+        if explain:
+            reasons.append(f"{aor} is not provisioned here")
         if from_peer:
+            if explain:
+                reasons.append("a request from the peer partition is never sent back to it")
             return Reject(
                 404,
                 f"{aor} is not provisioned here and the request came from the peer partition",
-                reasons=(*reasons, "a request from the peer partition is never sent back to it"),
+                reasons=tuple(reasons),
             )
         if tables.routing_mode is RoutingMode.ADVANCED:
             listed = aor in tables.peer_directory
-            reasons.append(
-                f"advanced routing mode: {aor} is {'' if listed else 'not '}in the peer directory"
-            )
+            if explain:
+                reasons.append(
+                    f"advanced routing mode: {aor} is {'' if listed else 'not '}in the peer "
+                    "directory"
+                )
             if not listed:
                 return Reject(
                     404,
                     f"{aor} is not in the peer partition's directory (advanced routing mode)",
                     reasons=tuple(reasons),
                 )
-    elif isinstance(uri, SipUri):
+    elif isinstance(uri, SipUri) and explain:
         reasons.append(f"{host} is not one of our domains")
     routes = (
         matching_routes(tables.routes, host, phone)
@@ -138,10 +150,11 @@ def decide(uri: Uri, tables: RoutingTables, *, from_peer: bool = False) -> Route
     )
     if routes:
         first = routes[0]
-        reasons.append(
-            f"static route {first.domain} (priority {first.priority}) → "
-            f"{first.transport} {first.next_hop}:{first.port}"
-        )
+        if explain:
+            reasons.append(
+                f"static route {first.domain} (priority {first.priority}) → "
+                f"{first.transport} {first.next_hop}:{first.port}"
+            )
         return ToPeer(routes, _replace_host(uri, first), tuple(reasons))
     if isinstance(uri, SipUri) and host in tables.domains:
         return Reject(

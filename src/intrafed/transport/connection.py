@@ -18,7 +18,7 @@ from intrafed.transport.deadlines import Deadlines
 from intrafed.transport.errors import TransportError
 from intrafed.transport.flows import FlowId, PeerIdentity
 from intrafed.transport.pool import ConnectionPool, address_text
-from intrafed.transport.tls import failure_kind, os_reason, start_tls
+from intrafed.transport.tls import TlsUpgrade, failure_kind, os_reason
 
 # The transport layer's one logger, as before connections had their own module.
 _log = logging.getLogger("intrafed.transport.layer")
@@ -160,10 +160,11 @@ class Connection(asyncio.Protocol):
             self._become_ready(raw, self.flow.peer)
             return
         self._arm(self._deadlines.next_deadline())
-        # start_tls() resumes reading once the TLS protocol is in place.
-        raw.pause_reading()
         if self._inbound:
-            self._pool.spawn(self._accept_tls(raw))
+            self._pool.spawn(self._accept_tls(self._begin_tls(raw, None)))
+        else:
+            # The TLS upgrade (``handshake``) resumes reading once it is in place.
+            raw.pause_reading()
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
@@ -258,23 +259,28 @@ class Connection(asyncio.Protocol):
         On failure the connection is closed and released, and nothing is logged: the caller
         words the reason (the log for an inbound peer, the exception for ``connect``).
         """
-        tls = cast(ssl.SSLContext, self._tls)
+        await self._finish_handshake(self._begin_tls(raw, server_hostname))
+
+    def _begin_tls(self, raw: asyncio.Transport, server_hostname: str | None) -> TlsUpgrade:
         timeout = self._limits.tls_handshake_timeout
+        return TlsUpgrade(
+            raw,
+            self,
+            cast(ssl.SSLContext, self._tls),
+            server_side=self._inbound,
+            server_hostname=server_hostname,
+            # asyncio's own handshake timer is only a backstop: ours names the reason.
+            handshake_timeout=2 * timeout,
+            # Bounds how long a closing flow waits for the peer's close_notify.
+            shutdown_timeout=timeout,
+        )
+
+    async def _finish_handshake(self, upgrade: TlsUpgrade) -> None:
         problem: str | None
         kind = "timeout"
-        # When our timer aborted the socket, that is the reason, whatever start_tls saw.
+        # When our timer aborted the socket, that is the reason, whatever the upgrade saw.
         try:
-            upgraded = await start_tls(
-                raw,
-                self,
-                tls,
-                server_side=self._inbound,
-                server_hostname=server_hostname,
-                # asyncio's own handshake timer is only a backstop: ours names the reason.
-                handshake_timeout=2 * timeout,
-                # Bounds how long a closing flow waits for the peer's close_notify.
-                shutdown_timeout=timeout,
-            )
+            upgraded = await upgrade.transport()
         except OSError as exc:
             problem = self._handshake_expired or os_reason(exc)
             if self._handshake_expired is None:
@@ -324,9 +330,9 @@ class Connection(asyncio.Protocol):
             self._transport.close()
         self._release()
 
-    async def _accept_tls(self, raw: asyncio.Transport) -> None:
+    async def _accept_tls(self, upgrade: TlsUpgrade) -> None:
         try:
-            await self.handshake(raw, None)
+            await self._finish_handshake(upgrade)
         except TransportError as exc:
             _log.warning("closing %s: TLS handshake failed: %s", self._describe(), exc.reason)
             self._pool.tls_failed(self._name, "inbound", exc.kind)

@@ -82,41 +82,48 @@ class _AlertingProtocol(sslproto.SSLProtocol):
         super()._on_handshake_complete(handshake_exc)
 
 
-async def start_tls(
-    raw: asyncio.Transport,
-    protocol: asyncio.Protocol,
-    context: ssl.SSLContext,
-    *,
-    server_side: bool,
-    server_hostname: str | None,
-    handshake_timeout: float,
-    shutdown_timeout: float,
-) -> asyncio.Transport:
-    """``loop.start_tls`` (asyncio 3.11's steps) with ``_AlertingProtocol``: the TLS
-    transport ``protocol`` uses from now on; the ``ssl.SSLError`` when the handshake fails."""
-    loop = asyncio.get_running_loop()
-    waiter: asyncio.Future[None] = loop.create_future()
-    tls = _AlertingProtocol(
-        loop,
-        protocol,
-        context,
-        waiter,
-        server_side,
-        server_hostname,
-        ssl_handshake_timeout=handshake_timeout,  # type: ignore[arg-type]  # a float works
-        ssl_shutdown_timeout=shutdown_timeout,
-        call_connection_made=False,
-    )
-    # Paused so that the TLS protocol gets no data before its connection_made.
-    raw.pause_reading()
-    raw.set_protocol(tls)
-    made = loop.call_soon(tls.connection_made, raw)
-    resumed = loop.call_soon(raw.resume_reading)
-    try:
-        await waiter
-    except BaseException:
-        raw.close()
-        made.cancel()
-        resumed.cancel()
-        raise
-    return tls._app_transport
+class TlsUpgrade:
+    """TLS over ``raw`` for ``protocol`` (asyncio 3.11's ``start_tls`` steps, with
+    ``_AlertingProtocol``), started at once: bytes read from now on go to the handshake,
+    even on a loop (uvloop) that starts reading after ``connection_made`` whatever the
+    protocol paused. ``transport()`` waits for the handshake."""
+
+    def __init__(
+        self,
+        raw: asyncio.Transport,
+        protocol: asyncio.Protocol,
+        context: ssl.SSLContext,
+        *,
+        server_side: bool,
+        server_hostname: str | None,
+        handshake_timeout: float,
+        shutdown_timeout: float,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        self._raw = raw
+        self._waiter: asyncio.Future[None] = loop.create_future()
+        self._tls = _AlertingProtocol(
+            loop,
+            protocol,
+            context,
+            self._waiter,
+            server_side,
+            server_hostname,
+            ssl_handshake_timeout=handshake_timeout,  # type: ignore[arg-type]  # a float works
+            ssl_shutdown_timeout=shutdown_timeout,
+            call_connection_made=False,
+        )
+        raw.set_protocol(self._tls)
+        self._tls.connection_made(raw)
+        raw.resume_reading()
+
+    async def transport(self) -> asyncio.Transport:
+        """The TLS transport the protocol uses from now on; the ``ssl.SSLError`` when the
+        handshake fails."""
+        try:
+            await self._waiter
+        except BaseException:
+            self._raw.close()
+            raise
+        tls = self._tls
+        return tls._app_transport
