@@ -25,6 +25,7 @@ until every watcher has received the NOTIFY that says so.
 
 ``--metrics``: both nodes serve Prometheus metrics (``intrafed config metrics``) and are
 scraped every ``SCRAPE_INTERVAL`` s during the run, to compare with a run without.
+``--trace``: both nodes write their SIP trace (every message, JSON lines and pcap).
 
 Run from the repository root: .venv/bin/python -m bench.federation [--transport tls|tcp|both]
 """
@@ -63,6 +64,7 @@ from intrafed.config.model import (
 )
 from intrafed.core.meter import Meter
 from intrafed.node import Node
+from intrafed.node_control import NodeControl
 from intrafed.node_metrics import serve_metrics
 from intrafed.pki import CertificateAuthority
 from intrafed.sip.pidf import PresenceState
@@ -98,9 +100,10 @@ LOAD_CLIENT_RATE, LOAD_CLIENT_BURST = 50_000, 100_000
 ``intrafed config rate-limit set`` does) so it measures the nodes, not the limit."""
 
 
-def serve_node(home: Path, ready: Queue[str]) -> None:
+def serve_node(home: Path, ready: Queue[str], trace: bool = False) -> None:
     """A node process: run the node of ``home`` until SIGTERM (as ``intrafed serve``
-    does); put its FQDN on ``ready`` once it listens."""
+    does), with its SIP trace on when ``trace``; put its FQDN on ``ready`` once it
+    listens."""
     logging.basicConfig(level=logging.ERROR)
 
     async def serve() -> None:
@@ -109,6 +112,8 @@ def serve_node(home: Path, ready: Queue[str]) -> None:
             meter = Meter() if listener is not None else None
             node = Node.from_home(home, store, meter=meter)
             await node.start()
+            control = NodeControl(home, node, time.time(), dict)
+            control.trace(trace, None, None)
             metrics = None
             if meter is not None and listener is not None:
                 metrics = await serve_metrics(node, meter, listener)
@@ -118,6 +123,7 @@ def serve_node(home: Path, ready: Queue[str]) -> None:
             await stopping.wait()
             if metrics is not None:
                 await metrics.close()
+            control.close()
             await node.stop(grace=1.0)
 
     eventloop.run(serve())
@@ -138,13 +144,15 @@ def wait_ready(processes: Sequence[BaseProcess], ready: Queue[str]) -> None:
 
 
 @contextlib.asynccontextmanager
-async def node_processes(deployment: SeedDeployment) -> AsyncIterator[dict[str, int]]:
-    """imp1 and ocs1, each in a process of its own, until the block ends; yields each
-    node's FQDN -> pid."""
+async def node_processes(
+    deployment: SeedDeployment, trace: bool = False
+) -> AsyncIterator[dict[str, int]]:
+    """imp1 and ocs1, each in a process of its own (tracing when ``trace``), until the
+    block ends; yields each node's FQDN -> pid."""
     context = multiprocessing.get_context("spawn")
     ready: Queue[str] = context.Queue()
     processes = [
-        context.Process(target=serve_node, args=(node.home, ready), name=node.fqdn)
+        context.Process(target=serve_node, args=(node.home, ready, trace), name=node.fqdn)
         for node in deployment.nodes
     ]
     for process in processes:
@@ -277,17 +285,18 @@ async def scrape_every(listeners: Sequence[MetricsListener], interval: float) ->
 
 @contextlib.asynccontextmanager
 async def running_federation(
-    transport: str, workdir: Path, metrics: bool = False
+    transport: str, workdir: Path, metrics: bool = False, trace: bool = False
 ) -> AsyncIterator[tuple[Chain, dict[str, int]]]:
     """ocs1 and imp1 in their own processes, alice registered on imp1 at SIPp's UAS:
     the chain into ocs1, and the pids of ocs1 ("A", where the chain enters) and imp1 ("B").
-    With ``metrics``, both serve them and are scraped while the block runs."""
+    With ``metrics``, both serve them and are scraped while the block runs; with
+    ``trace``, both write their SIP trace."""
     deployment = build_partitions(workdir / "seed", IMP_IP, OCS_IP)
     configure(deployment, transport)
     challenge_md5_first(deployment)
     listeners = serve_metrics_on(deployment) if metrics else []
     async with (
-        node_processes(deployment) as pids,
+        node_processes(deployment, trace) as pids,
         federation_chain(deployment, transport, workdir) as chain,
     ):
         scraping = asyncio.create_task(scrape_every(listeners, SCRAPE_INTERVAL))
@@ -304,11 +313,11 @@ UAC_KEYS = {"user": RECIPIENT, "sender": SENDER}
 
 
 async def measure_messages(
-    transport: str, rates: list[int], seconds: float, metrics: bool = False
+    transport: str, rates: list[int], seconds: float, metrics: bool = False, trace: bool = False
 ) -> list[Step]:
     """Step the offered rate up across the two partitions until a step fails."""
     workdir = Path(tempfile.mkdtemp(prefix=f"intrafed-bench-federation-{transport}-"))
-    async with running_federation(transport, workdir, metrics) as (chain, pids):
+    async with running_federation(transport, workdir, metrics, trace) as (chain, pids):
         return await step_up(
             chain,
             rates,
@@ -426,6 +435,9 @@ def main() -> int:
         action="store_true",
         help=f"both nodes serve Prometheus metrics, scraped every {SCRAPE_INTERVAL:g} s",
     )
+    arguments.add_argument(
+        "--trace", action="store_true", help="both nodes write their SIP trace (JSON lines, pcap)"
+    )
     options = arguments.parse_args()
     logging.basicConfig(level=logging.ERROR)
     rates = [int(rate) for rate in options.rates.split(",")]
@@ -433,6 +445,7 @@ def main() -> int:
     for transport in transports:
         label = "TLS/MTLS" if transport == "tls" else "TCP"
         metrics = ", metrics on" if options.metrics else ""
+        metrics += ", trace on" if options.trace else ""
         print(
             f"{label}: SIPp UAC -> ocs1 -> imp1 -> SIPp UAS, MESSAGE, "
             f"{options.step_seconds:g} s per step{metrics} "
@@ -440,7 +453,7 @@ def main() -> int:
             flush=True,
         )
         steps = asyncio.run(
-            measure_messages(transport, rates, options.step_seconds, options.metrics)
+            measure_messages(transport, rates, options.step_seconds, options.metrics, options.trace)
         )
         print_best(f"{label} cross-partition", steps)
     if options.watchers:
