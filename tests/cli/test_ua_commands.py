@@ -263,6 +263,12 @@ def test_register_leaves_no_binding_behind_when_the_command_ends(tmp_path: Path)
     assert status == 480
 
 
+def as_on_a_terminal() -> None:
+    """Ctrl-C reaches a command run from a terminal: a test run started in the background
+    of a shell (which ignores SIGINT there, and children inherit it) must not hide that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
 def test_a_stopped_watch_removes_its_registration(tmp_path: Path, stop: signal.Signals) -> None:
     async def scenario(node: LabNode) -> tuple[int, int, int]:
@@ -271,7 +277,7 @@ def test_a_stopped_watch_removes_its_registration(tmp_path: Path, stop: signal.S
             sys.executable, "-m", "intrafed", "ua", "watch", "alice@example.com", "--register",
             "--server", f"{host}:{port}", "--user", "bob@example.com", "--source-ip", CLI_IP,
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            env=ua_environment(PASSWORDS["bob"]),
+            env=ua_environment(PASSWORDS["bob"]), preexec_fn=as_on_a_terminal,
         )  # fmt: skip
         assert process.stdout is not None
         await asyncio.wait_for(process.stdout.readline(), 20)  # REGISTER ...: 200 OK
