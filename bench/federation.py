@@ -24,7 +24,8 @@ presence across the static route; alice then publishes Busy on imp1, and the tim
 until every watcher has received the NOTIFY that says so.
 
 ``--metrics``: both nodes serve Prometheus metrics (``intrafed config metrics``) and are
-scraped every ``SCRAPE_INTERVAL`` s during the run, to compare with a run without.
+scraped every ``--scrape-interval`` s during the run (15 by default, as Prometheus is
+commonly set up), to compare with a run without.
 ``--trace``: both nodes write their SIP trace (every message, JSON lines and pcap).
 
 Run from the repository root: .venv/bin/python -m bench.federation [--transport tls|tcp|both]
@@ -93,8 +94,8 @@ TLS_LOAD_IP = "127.0.0.1"
 ALICE_PC = "alice-pc.example.com"
 """The name of alice's contact over TLS (stunnel's certificate, imp1's hosts table)."""
 NODE_START_TIMEOUT = 30.0
-SCRAPE_INTERVAL = 1.0
-"""Seconds between two scrapes of each node under --metrics (Prometheus defaults to 15)."""
+SCRAPE_INTERVAL = 15.0
+"""Seconds between two scrapes of each node under --metrics (a common Prometheus setting)."""
 LOAD_CLIENT_RATE, LOAD_CLIENT_BURST = 50_000, 100_000
 """SIPp sends from one address: the bench lifts the client class to the server one (what
 ``intrafed config rate-limit set`` does) so it measures the nodes, not the limit."""
@@ -285,21 +286,21 @@ async def scrape_every(listeners: Sequence[MetricsListener], interval: float) ->
 
 @contextlib.asynccontextmanager
 async def running_federation(
-    transport: str, workdir: Path, metrics: bool = False, trace: bool = False
+    transport: str, workdir: Path, scrape: float | None = None, trace: bool = False
 ) -> AsyncIterator[tuple[Chain, dict[str, int]]]:
     """ocs1 and imp1 in their own processes, alice registered on imp1 at SIPp's UAS:
     the chain into ocs1, and the pids of ocs1 ("A", where the chain enters) and imp1 ("B").
-    With ``metrics``, both serve them and are scraped while the block runs; with
+    With ``scrape``, both serve metrics, scraped every ``scrape`` s while the block runs; with
     ``trace``, both write their SIP trace."""
     deployment = build_partitions(workdir / "seed", IMP_IP, OCS_IP)
     configure(deployment, transport)
     challenge_md5_first(deployment)
-    listeners = serve_metrics_on(deployment) if metrics else []
+    listeners = serve_metrics_on(deployment) if scrape is not None else []
     async with (
         node_processes(deployment, trace) as pids,
         federation_chain(deployment, transport, workdir) as chain,
     ):
-        scraping = asyncio.create_task(scrape_every(listeners, SCRAPE_INTERVAL))
+        scraping = asyncio.create_task(scrape_every(listeners, scrape or SCRAPE_INTERVAL))
         try:
             yield chain, {"A": pids[deployment.ocs.fqdn], "B": pids[deployment.imp.fqdn]}
         finally:
@@ -313,11 +314,15 @@ UAC_KEYS = {"user": RECIPIENT, "sender": SENDER}
 
 
 async def measure_messages(
-    transport: str, rates: list[int], seconds: float, metrics: bool = False, trace: bool = False
+    transport: str,
+    rates: list[int],
+    seconds: float,
+    scrape: float | None = None,
+    trace: bool = False,
 ) -> list[Step]:
     """Step the offered rate up across the two partitions until a step fails."""
     workdir = Path(tempfile.mkdtemp(prefix=f"intrafed-bench-federation-{transport}-"))
-    async with running_federation(transport, workdir, metrics, trace) as (chain, pids):
+    async with running_federation(transport, workdir, scrape, trace) as (chain, pids):
         return await step_up(
             chain,
             rates,
@@ -433,7 +438,13 @@ def main() -> int:
     arguments.add_argument(
         "--metrics",
         action="store_true",
-        help=f"both nodes serve Prometheus metrics, scraped every {SCRAPE_INTERVAL:g} s",
+        help="both nodes serve Prometheus metrics, scraped every --scrape-interval s",
+    )
+    arguments.add_argument(
+        "--scrape-interval",
+        type=float,
+        default=SCRAPE_INTERVAL,
+        help=f"seconds between two scrapes under --metrics (default {SCRAPE_INTERVAL:g})",
     )
     arguments.add_argument(
         "--trace", action="store_true", help="both nodes write their SIP trace (JSON lines, pcap)"
@@ -444,7 +455,8 @@ def main() -> int:
     transports = ["tls", "tcp"] if options.transport == "both" else [options.transport]
     for transport in transports:
         label = "TLS/MTLS" if transport == "tls" else "TCP"
-        metrics = ", metrics on" if options.metrics else ""
+        scrape = options.scrape_interval if options.metrics else None
+        metrics = f", metrics on (scraped every {scrape:g} s)" if scrape is not None else ""
         metrics += ", trace on" if options.trace else ""
         print(
             f"{label}: SIPp UAC -> ocs1 -> imp1 -> SIPp UAS, MESSAGE, "
@@ -453,7 +465,7 @@ def main() -> int:
             flush=True,
         )
         steps = asyncio.run(
-            measure_messages(transport, rates, options.step_seconds, options.metrics, options.trace)
+            measure_messages(transport, rates, options.step_seconds, scrape, options.trace)
         )
         print_best(f"{label} cross-partition", steps)
     if options.watchers:
