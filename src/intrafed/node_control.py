@@ -6,6 +6,7 @@ home's control socket; SIGHUP reloads through the same ``reload``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -65,6 +66,7 @@ class NodeControl:
         self._started = started
         self._reload = reload
         self._trace: TraceWriter | None = None
+        self._flush_scheduled = False
 
     def status(self) -> JsonObject:
         """Who the node is, since when, and how much live state it holds."""
@@ -239,6 +241,19 @@ class NodeControl:
         except OSError as exc:  # a full disk stops the trace, never the node
             logger.warning("SIP trace stopped: %s", exc)
             self.close()
+            return
+        if not self._flush_scheduled:  # once per loop turn, not once per message
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_trace)
+
+    def _flush_trace(self) -> None:
+        self._flush_scheduled = False
+        if self._trace is not None:
+            try:
+                self._trace.flush()
+            except OSError as exc:
+                logger.warning("SIP trace stopped: %s", exc)
+                self.close()
 
 
 def _rows(counts: Mapping[_Labels, int], names: tuple[str, ...]) -> list[JsonObject]:

@@ -81,6 +81,7 @@ def test_follow_sees_new_records_and_survives_a_rotation(tmp_path: Path) -> None
     # One rotation while following (after the 4th record): a follower loses nothing then.
     writer = TraceWriter(tmp_path, max_bytes=4 * line)
     writer.write(record("n", "in", OCS, IMP, sip_message(call_id="hist")))
+    writer.flush()
     seen: list[str] = []
     done = threading.Event()
 
@@ -96,6 +97,7 @@ def test_follow_sees_new_records_and_survives_a_rotation(tmp_path: Path) -> None
     thread.start()
     for n in range(6):
         writer.write(record("n", "in", OCS, IMP, sip_message(call_id=f"new{n}")))
+        writer.flush()
     thread.join(timeout=20)
     done.set()
     writer.close()

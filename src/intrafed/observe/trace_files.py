@@ -53,15 +53,19 @@ class TraceWriter:
         return records, capture
 
     def write(self, record: TraceRecord) -> None:
-        """Write ``record`` if the filter keeps it; flushed, so a follower sees it."""
+        """Write ``record`` if the filter keeps it (buffered: ``flush`` makes what was
+        written visible to a follower)."""
         if not self.filter.matches(record.message):
             return
         self._records.write(record.to_json_line().encode() + b"\n")
         self._capture.write(self._encoder.packets(record))
-        self._records.flush()
-        self._capture.flush()
         if self._records.tell() >= self._max_bytes:
             self._rotate()
+
+    def flush(self) -> None:
+        """Hand what was written to the files."""
+        self._records.flush()
+        self._capture.flush()
 
     def _rotate(self) -> None:
         self.close()
