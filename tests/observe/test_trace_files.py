@@ -104,3 +104,11 @@ def test_follow_sees_new_records_and_survives_a_rotation(tmp_path: Path) -> None
     assert seen == [f"new{n}" for n in range(6)]
     assert (tmp_path / f"{RECORDS}.1").exists()
     assert not (tmp_path / f"{RECORDS}.2").exists()
+
+
+def test_a_record_between_ipv6_addresses_is_left_out_of_the_capture_only() -> None:
+    from intrafed.observe.pcap import PcapEncoder
+
+    ipv6 = TraceRecord(1.0, "n", "in", "TCP", ("::1", 5060), ("::1", 40000), sip_message())
+    assert PcapEncoder().packets(ipv6) == b""
+    assert TraceRecord.from_json_line(ipv6.to_json_line()) == ipv6

@@ -4,6 +4,7 @@ the record's addresses (TLS flows are written as the plaintext they carried)."""
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import struct
 
@@ -29,6 +30,16 @@ def _checksum(header: bytes) -> int:
     return int(~total & 0xFFFF)
 
 
+@functools.lru_cache(maxsize=4096)
+def _packed(ip: str) -> bytes | None:
+    """The four bytes of an IPv4 address; None for anything else (a node sees few
+    addresses, so each is parsed once)."""
+    try:
+        return ipaddress.IPv4Address(ip).packed
+    except ValueError:
+        return None
+
+
 def _ipv4(source: Address, destination: Address, protocol: int, payload: bytes) -> bytes:
     header = struct.pack(
         "!BBHHHBBH4s4s",
@@ -40,8 +51,8 @@ def _ipv4(source: Address, destination: Address, protocol: int, payload: bytes) 
         64,
         protocol,
         0,
-        ipaddress.IPv4Address(source[0]).packed,
-        ipaddress.IPv4Address(destination[0]).packed,
+        _packed(source[0]),
+        _packed(destination[0]),
     )
     checksum = _checksum(header)
     return header[:10] + struct.pack("!H", checksum) + header[12:] + payload
@@ -61,10 +72,7 @@ class PcapEncoder:
             source, destination = record.remote, record.local
         else:
             source, destination = record.local, record.remote
-        try:
-            ipaddress.IPv4Address(source[0])
-            ipaddress.IPv4Address(destination[0])
-        except ValueError:
+        if _packed(source[0]) is None or _packed(destination[0]) is None:
             return b""
         seconds, micros = int(record.at), int((record.at % 1) * 1_000_000)
         if record.transport == "UDP":
