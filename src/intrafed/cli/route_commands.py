@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from pathlib import Path
 
 import click
 
 from intrafed.cli.common import fail, home_option, load_staged
+from intrafed.config.values import is_ip_address
 from intrafed.control.client import NodeNotRunningError, ask
 from intrafed.control.protocol import ControlError
 from intrafed.policy import peer_partition_route, trusted_peer
@@ -20,14 +20,6 @@ from intrafed.sip.decisions import Reject
 @click.group("route")
 def route_group() -> None:
     """Routing decisions of the node."""
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 @route_group.command("explain")
@@ -66,7 +58,7 @@ def explain_command(home: Path, uri: str, source: str | None, as_json: bool, sta
     config = load_staged(home)
     trust, route = None, None
     if source is not None:
-        ip, names = (source, ()) if _is_ip(source) else ("", (source,))
+        ip, names = (source, ()) if is_ip_address(source) else ("", (source,))
         trust = trusted_peer(config, ip, names)
         hosts = {entry.fqdn: entry.ip for entry in config.hosts}
         route = peer_partition_route(config.routes, config.domains, hosts, ip, names)

@@ -17,6 +17,7 @@ from typing import IO, Any, TypeVar
 import click
 
 from intrafed.cli.common import fail
+from intrafed.config.values import is_ip_address
 from intrafed.sip.pidf import PresenceState
 from intrafed.ua import (
     DEFAULT_TIMEOUT,
@@ -134,7 +135,7 @@ def _ua_settings(options: dict[str, Any]) -> UaSettings:
         address = (node_ip or node_fqdn, options["port"] or _DEFAULT_PORTS[transport])
     else:
         fail(f"--server: {_WHERE}")
-    if transport == "tls" and node_fqdn is None and _is_ip(address[0]):
+    if transport == "tls" and node_fqdn is None and is_ip_address(address[0]):
         fail("--node: TLS verifies the node's certificate by name; add --node FQDN")
     return UaSettings(
         aor.removeprefix("sip:"),
@@ -146,14 +147,6 @@ def _ua_settings(options: dict[str, Any]) -> UaSettings:
         source_ip=options["source_ip"],
         timeout=options["request_timeout"],
     )
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def _password(source: IO[bytes] | None) -> str | None:

@@ -73,3 +73,12 @@ def check_port(setting: str, value: int) -> int:
             setting, f"port {value} is outside 1-65535", "choose a port between 1 and 65535"
         )
     return value
+
+
+def is_ip_address(host: str) -> bool:
+    """Whether ``host`` is an IPv4 or IPv6 address (else a name)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from intrafed import __version__
+from intrafed.config.values import is_ip_address
 from intrafed.core.actions import Action, Clock, LogEvent, Peer
 from intrafed.core.meter import CLIENT, OTHER, PEER_PARTITION, Meter
 from intrafed.core.settings import CoreSettings
@@ -323,7 +324,7 @@ class NodeRouter:
         peer: Peer | None = None
         if source is not None:
             name = source.lower()
-            if name.replace(".", "").isdigit() or ":" in name:
+            if is_ip_address(name):
                 peer = Peer(name, 0, "TCP")
             else:
                 peer = Peer(settings.hosts.get(name, ""), 0, "MTLS", (name,))
