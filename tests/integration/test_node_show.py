@@ -6,21 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner
 
 from intrafed.cli import main
-from intrafed.control.server import ControlServer
 from intrafed.core.meter import Meter
-from intrafed.node import Node
-from intrafed.node_control import NodeControl
 from intrafed.sip.pidf import PresenceState
-from intrafed.store import open_store
 from intrafed.ua import UaSettings, UserAgent
 from tests.integration.federation import build_partitions
+from tests.integration.serving import serving
 
 IMP_IP, OCS_IP, ALICE_IP = "127.0.0.206", "127.0.0.207", "127.0.0.208"
 
@@ -39,11 +35,7 @@ def test_show_registrations_lists_a_registered_ua_and_not_after_it_unregisters(
 
     async def scenario() -> dict[str, Any]:
         seen: dict[str, Any] = {}
-        with open_store(home) as store:
-            node = Node.from_home(home, store, meter=Meter())
-            await node.start()
-            server = ControlServer(home, NodeControl(home, node, time.time(), dict))
-            assert await server.start()
+        async with serving(home, Meter()):
 
             async def shown(*args: str) -> tuple[int, str]:
                 return await asyncio.to_thread(show, home, *args)
@@ -56,22 +48,18 @@ def test_show_registrations_lists_a_registered_ua_and_not_after_it_unregisters(
                     source_ip=ALICE_IP,
                 )
             )
-            try:
-                async with alice:
-                    assert (await alice.register()).status == 200
-                    assert (await alice.publish(PresenceState.AWAY, "at lunch")).status == 200
-                    seen["table"] = await shown("registrations")
-                    seen["json"] = await shown("registrations", "--user", "alice", "--json")
-                    seen["other"] = await shown("registrations", "--user", "carol", "--json")
-                    seen["publications"] = await shown("publications", "--json")
-                    seen["connections"] = await shown("connections", "--json")
-                    seen["stats"] = await shown("stats", "--json")
-                    seen["stats_text"] = await shown("stats")
-                    assert (await alice.unregister()).status == 200
-                    seen["after"] = await shown("registrations", "--json")
-            finally:
-                await server.close()
-                await node.stop(grace=0.5)
+            async with alice:
+                assert (await alice.register()).status == 200
+                assert (await alice.publish(PresenceState.AWAY, "at lunch")).status == 200
+                seen["table"] = await shown("registrations")
+                seen["json"] = await shown("registrations", "--user", "alice", "--json")
+                seen["other"] = await shown("registrations", "--user", "carol", "--json")
+                seen["publications"] = await shown("publications", "--json")
+                seen["connections"] = await shown("connections", "--json")
+                seen["stats"] = await shown("stats", "--json")
+                seen["stats_text"] = await shown("stats")
+                assert (await alice.unregister()).status == 200
+                seen["after"] = await shown("registrations", "--json")
         return seen
 
     seen = asyncio.run(asyncio.wait_for(scenario(), 60))

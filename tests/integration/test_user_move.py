@@ -7,10 +7,7 @@ refresh 404, she registers at OCS with the moved HA1s, a new IM reaches her ther
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +17,7 @@ from click.testing import CliRunner, Result
 from intrafed.check.deployment import SeedDeployment
 from intrafed.cli import main
 from intrafed.control.client import ask
-from intrafed.control.server import ControlServer
-from intrafed.node import Node, tls_contexts_of
-from intrafed.node_control import NodeControl, reload_staged
 from intrafed.sip.pidf import PresenceState
-from intrafed.store import open_store
 from intrafed.ua import (
     MessageReceived,
     PresenceNotified,
@@ -34,29 +27,10 @@ from intrafed.ua import (
     UserAgent,
 )
 from tests.integration.federation import build_partitions
+from tests.integration.serving import serving
 
 IMP_IP, OCS_IP, ALICE_IP, BOB_IP = "127.0.0.230", "127.0.0.231", "127.0.0.232", "127.0.0.233"
 ALICE, BOB = "alice@example.com", "bob@example.com"
-
-
-@contextlib.asynccontextmanager
-async def serving(home: Path) -> AsyncIterator[Node]:
-    """The node of ``home`` with its control API, as ``intrafed serve`` runs it."""
-    with open_store(home) as store:
-        tls = tls_contexts_of(home, store.load("running"))
-        node = Node.from_home(home, store)
-        await node.start()
-        control = NodeControl(
-            home, node, time.time(), lambda: reload_staged(home, node, store, tls)
-        )
-        server = ControlServer(home, control)
-        assert await server.start()
-        try:
-            yield node
-        finally:
-            await server.close()
-            control.close()
-            await node.stop(grace=1.0)
 
 
 def agent(deployment: SeedDeployment, aor: str, fqdn: str, source_ip: str) -> UserAgent:
