@@ -319,8 +319,10 @@ async def measure_messages(
     seconds: float,
     scrape: float | None = None,
     trace: bool = False,
+    noisy_retries: int = 0,
 ) -> list[Step]:
-    """Step the offered rate up across the two partitions until a step fails."""
+    """Step the offered rate up across the two partitions until a step fails (a noisy
+    step is run again up to ``noisy_retries`` times, 2 s later)."""
     workdir = Path(tempfile.mkdtemp(prefix=f"intrafed-bench-federation-{transport}-"))
     async with running_federation(transport, workdir, scrape, trace) as (chain, pids):
         return await step_up(
@@ -331,6 +333,8 @@ async def measure_messages(
             uac_scenario="uac_message_challenged.xml",
             uac_keys=UAC_KEYS,
             probe=Probe(pids),
+            noisy_retries=noisy_retries,
+            noisy_pause=2.0,
         )
 
 

@@ -11,10 +11,29 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from intrafed.config.model import ConfigError, NodeConfig, Role, RoutingMode, User
 from intrafed.config.values import check_aor
-from intrafed.store import StateChanges, Store
+from intrafed.store import StagedEdit, StateChanges, Store
+from intrafed.store.base import Kind
+
+
+class StagedConfiguration(Protocol):
+    """What a move edits on each side: a node's store, an exported configuration file, or
+    a pool's database."""
+
+    def load(self, kind: Kind = "staged") -> NodeConfig:
+        """The staged configuration."""
+        ...
+
+    def stage(self, edit: StagedEdit) -> NodeConfig:
+        """Apply ``edit`` to the staged configuration atomically."""
+        ...
+
+    def replace_staged(self, config: NodeConfig) -> None:
+        """Make ``config`` the staged configuration."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +169,7 @@ def deleted_out(config: NodeConfig, plan: MovePlan) -> NodeConfig:
     return dataclasses.replace(config, users=users, peer_directory=directory).validate()
 
 
-def apply_move(source: Store, target: Store, plan: MovePlan) -> None:
+def apply_move(source: StagedConfiguration, target: StagedConfiguration, plan: MovePlan) -> None:
     """Stage the move: the users provisioned on ``target``, then disabled and deleted on
     ``source``, each a transaction of its store. When a step fails, both stores are put
     back as they were and the error raised."""

@@ -11,8 +11,6 @@ the rest of the settings, ``config show``, ``export`` and ``import``.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import IO
 
@@ -50,6 +48,7 @@ from intrafed.config.document import (
     from_toml,
     to_document,
     to_toml,
+    write_toml,
 )
 from intrafed.config.model import (
     ConfigError,
@@ -326,19 +325,11 @@ def show(home: Path, staged: bool, as_json: bool) -> None:
 )
 def export(home: Path, target: Path | None) -> None:
     """Print (or write) the staged configuration as a TOML document."""
-    text = to_toml(load_staged(home))
+    config = load_staged(home)
     if target is None:
-        click.echo(text, nl=False)
+        click.echo(to_toml(config), nl=False)
         return
-    try:
-        handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temporary, target)
-    except OSError as exc:
-        raise ConfigError(
-            "--file", f"cannot write {target}: {exc.strerror}", "choose a writable path"
-        ) from None
+    write_toml(target, config, "--file")
     click.echo(f"exported the staged configuration to {target}")
 
 

@@ -3,21 +3,30 @@ lists and the IM&P directory, the running nodes reloaded and the watchers re-sub
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 import click
 
-from intrafed.admin.user_move import MovePlan, apply_move, forget_state, plan_move
+from intrafed.admin.user_move import (
+    MovePlan,
+    StagedConfiguration,
+    apply_move,
+    forget_state,
+    plan_move,
+)
 from intrafed.cli.common import done, json_option
 from intrafed.cli.config_staging import utf8
+from intrafed.config.document import DocumentFile
 from intrafed.control.client import NodeNotRunningError, ask
 from intrafed.control.protocol import ControlError, Refused
-from intrafed.store import Store, open_store
+from intrafed.store import Store, open_database, open_store
 
 
 @click.group("user")
@@ -25,13 +34,39 @@ def user_group() -> None:
     """Move users between the partitions (credentials, block lists, directory, watchers)."""
 
 
-_HOME = click.Path(file_okay=False, path_type=Path)
+_SIDE_HELP = (
+    "a node's home (its running node is reloaded), a file written by intrafed config "
+    "export --file (edited in place: import it where that node runs), or a database URL "
+    "(sqlite:///PATH, or postgresql://… of an Enterprise pool or an IM and Presence cluster)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Side:
+    """One side of a move, and how its nodes learn of it: a home's node is reloaded; an
+    exported file or a database is applied by its own administrator."""
+
+    where: str
+    configuration: StagedConfiguration
+    home: Path | None = None
+    store: Store | None = None
+
+
+def _open_side(value: str, option: str, stack: contextlib.ExitStack) -> _Side:
+    if "://" in value:
+        store = stack.enter_context(open_database(value, option))
+        return _Side(store.location, store, store=store)
+    path = Path(value)
+    if path.is_file():
+        return _Side(value, DocumentFile(path, option))
+    store = stack.enter_context(open_store(path))
+    return _Side(value, store, home=path, store=store)
 
 
 @user_group.command("move")
 @click.argument("aors", metavar="USER@DOMAIN...", nargs=-1)
-@click.option("--from", "from_", type=_HOME, required=True, help="The old side's home.")
-@click.option("--to", type=_HOME, required=True, help="The new side's home.")
+@click.option("--from", "from_", required=True, help=f"The old side: {_SIDE_HELP}.")
+@click.option("--to", required=True, help="The new side, as --from.")
 @click.option(
     "--csv",
     "source",
@@ -43,40 +78,44 @@ _HOME = click.Path(file_okay=False, path_type=Path)
 @json_option()
 def move_command(
     aors: tuple[str, ...],
-    from_: Path,
-    to: Path,
+    from_: str,
+    to: str,
     source: IO[bytes] | None,
     dry_run: bool,
     as_json: bool,
 ) -> None:
-    """Move USER@DOMAIN... from the node of --from to the node of --to.
+    """Move USER@DOMAIN... from the side of --from to the side of --to.
 
     Each user must be on the old side only. In order: the users are added on the new side
     with their HA1s (no password needed) and block lists, then disabled and deleted on the
     old side; the IM and Presence directory of OCS users follows. A failed step puts both
-    stores back. Then the old side's running node is reloaded and ends the users' presence
-    subscriptions (terminated;reason=deactivated), and the new side's is reloaded: watchers
-    subscribe again and reach the new home. Registrations are not ended: the next refresh
-    on the old side gets 404 (not a user of this node) and the client registers at the
-    new home. Exits 1 when a running node could not be reloaded (the stores are moved;
-    the line says what to run).
+    sides back. Then, for a side given by its home, its running node is reloaded — the old
+    side first, which ends the users' presence subscriptions (terminated;reason=deactivated)
+    — so that watchers subscribe again and reach the new home. Registrations are not ended:
+    the next refresh on the old side gets 404 (not a user of this node) and the client
+    registers at the new home. A side given as an exported file or a database URL is
+    changed there; the lines say what applies it. Exits 1 when a running node could not be
+    reloaded (the move is staged; the line says what to run).
     """
     wanted = [*aors, *(_addresses(utf8(source, "--csv")) if source is not None else [])]
-    with open_store(from_) as old, open_store(to) as new:
-        plan = plan_move(wanted, old.load("staged"), new.load("staged"))
+    with contextlib.ExitStack() as stack:
+        old = _open_side(from_, "--from", stack)
+        new = _open_side(to, "--to", stack)
+        plan = plan_move(wanted, old.configuration.load("staged"), new.configuration.load("staged"))
         lines = plan.steps()
         if dry_run:
-            lines += [f"{home}: {_would_apply(home)}" for home in (to, from_)]
+            lines += [f"{side.where}: {_would_apply(side)}" for side in (new, old)]
             done(as_json, {"dry_run": True, "users": list(plan.aors), "steps": lines}, lines)
             return
-        apply_move(old, new, plan)
+        apply_move(old.configuration, new.configuration, plan)
         lines = [f"moved {', '.join(plan.aors)}", *lines]
         # The old side first: its NOTIFYs are sent as the users, which the new side
         # refuses from a peer once it homes them.
-        reloads = [_apply(from_, "old side")]
-        lines += [reloads[0][0], *_end_sessions(from_, plan, old)]
-        _settle(from_)
-        reloads.append(_apply(to, "new side"))
+        reloads = [_apply(old, "old side")]
+        lines += [reloads[0][0], *_end_sessions(old, plan)]
+        if old.home is not None:
+            _settle(old.home)
+        reloads.append(_apply(new, "new side"))
         lines.append(reloads[1][0])
     applied = all(ok for _, ok in reloads)
     done(as_json, {"users": list(plan.aors), "steps": lines, "applied": applied}, lines)
@@ -94,7 +133,20 @@ def _addresses(text: str) -> list[str]:
     return [row[0].strip() for row in rows if not row[0].lstrip().startswith("#")]
 
 
-def _would_apply(home: Path) -> str:
+def _elsewhere(side: _Side) -> str:
+    """What applies the move on a side not given by its home."""
+    if side.store is None:
+        return (
+            f"an exported configuration: import it where that node runs (intrafed config "
+            f"import {side.where} --home HOME), then reload it"
+        )
+    return "a database: reload each node that uses it (intrafed service reload --home HOME)"
+
+
+def _would_apply(side: _Side) -> str:
+    if side.home is None:
+        return _elsewhere(side)
+    home = side.home
     try:
         ask(home, "status", timeout=2.0)
     except NodeNotRunningError:
@@ -104,9 +156,12 @@ def _would_apply(home: Path) -> str:
     return "running: it would be reloaded"
 
 
-def _apply(home: Path, side: str) -> tuple[str, bool]:
-    """Reload the node of ``home`` when it runs; say truthfully what happened, and whether
+def _apply(where: _Side, side: str) -> tuple[str, bool]:
+    """Reload the node of a home when it runs; say truthfully what happened, and whether
     the node now runs the move (a stopped node will when it starts)."""
+    home = where.home
+    if home is None:
+        return f"{side} ({where.where}) is {_elsewhere(where)}", True
     try:
         answer = ask(home, "reload", timeout=10.0)
     except NodeNotRunningError:
@@ -133,9 +188,15 @@ def _settle(home: Path, limit: float = 5.0) -> None:
         time.sleep(0.05)
 
 
-def _end_sessions(home: Path, plan: MovePlan, store: Store) -> list[str]:
+def _end_sessions(side: _Side, plan: MovePlan) -> list[str]:
     """The old side's node ends the users' subscriptions; a stopped node's stored ones are
     deleted instead (the watchers find out at their next refresh)."""
+    home, store = side.home, side.store
+    if home is None or store is None:
+        return [
+            f"{aor}: its watchers on the old side find out at their next refresh (481)"
+            for aor in plan.aors
+        ]
     lines = []
     for aor in plan.aors:
         try:

@@ -9,9 +9,12 @@ import dataclasses
 import enum
 import functools
 import json
+import os
+import tempfile
 import tomllib
 import typing
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import tomli_w
@@ -140,6 +143,52 @@ def from_toml(text: str) -> NodeConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("TOML", str(exc), "fix the document's syntax") from None
     return from_document(document)
+
+
+def write_toml(path: Path, config: NodeConfig, setting: str) -> None:
+    """Write ``config`` to ``path`` as a TOML document, atomically (a reader sees the old
+    document or the new one); ``ConfigError`` naming ``setting`` when it cannot."""
+    try:
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(to_toml(config))
+        os.replace(temporary, path)
+    except OSError as exc:
+        raise ConfigError(
+            setting, f"cannot write {path}: {exc.strerror}", "choose a writable path"
+        ) from None
+
+
+class DocumentFile:
+    """A configuration exported to a TOML file (``config export --file``), edited in place
+    as a store's staged configuration is: a node on another machine, whose administrator
+    imports the file there (``config import``)."""
+
+    def __init__(self, path: Path, setting: str) -> None:
+        self.path = path
+        self._setting = setting
+
+    def load(self, kind: str = "staged") -> NodeConfig:
+        """The document's configuration (a file has no running one: ``kind`` is ignored)."""
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(
+                self._setting,
+                f"cannot read {self.path} ({exc})",
+                "give a file written by intrafed config export",
+            ) from None
+        return from_toml(text)
+
+    def stage(self, edit: Callable[[NodeConfig], NodeConfig]) -> NodeConfig:
+        """Apply ``edit`` and write the result back."""
+        config = edit(self.load())
+        write_toml(self.path, config, self._setting)
+        return config
+
+    def replace_staged(self, config: NodeConfig) -> None:
+        """Write ``config`` as the document."""
+        write_toml(self.path, config, self._setting)
 
 
 def changes(old: NodeConfig, new: NodeConfig) -> list[str]:

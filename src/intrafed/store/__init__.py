@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from intrafed.config.model import NodeIdentity
+from intrafed.config.model import ConfigError, NodeIdentity
 from intrafed.store.base import (
     BindingRow,
     Configuration,
@@ -45,6 +45,20 @@ def create_store(home: Path, identity: NodeIdentity, url: str | None = None) -> 
     return SqliteStore.create(home, identity, url)
 
 
+def open_database(url: str, setting: str) -> Store:
+    """The store in the database at ``url`` (``sqlite:///PATH`` or ``postgresql://``) of the
+    one node, or the one pool, it holds, when no home is at hand; ``setting`` names where
+    the URL came from, for messages."""
+    if is_postgresql(url):
+        from intrafed.store.postgres import PostgresStore
+
+        return PostgresStore(url, None, setting)
+    path = database_path(Path(), url, setting)
+    if not path.is_file():
+        raise ConfigError(setting, f"{path} does not exist", "give the path of a node's database")
+    return SqliteStore(path)
+
+
 __all__ = [
     "BindingRow",
     "Configuration",
@@ -57,5 +71,6 @@ __all__ = [
     "SubscriptionRow",
     "create_store",
     "home_containing",
+    "open_database",
     "open_store",
 ]
