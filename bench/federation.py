@@ -19,9 +19,9 @@ as a user of example.com homed on neither node. The nodes challenge with MD5 fir
 setting Debian's SIPp 3.6 needs to register alice.
 
 Fan-out, in the seed's configuration (MTLS between the nodes): ``--watchers`` users homed
-on ocs1 (``intrafed.ua`` agents over TCP, 250 per source address) each subscribe to alice's
-presence across the static route; alice then publishes Busy on imp1, and the time runs
-until every watcher has received the NOTIFY that says so.
+on ocs1 (``intrafed.ua`` agents over TCP, 250 per source address) each register and
+subscribe to alice's presence across the static route; alice then publishes Busy on
+imp1, and the time runs until every watcher has received the NOTIFY that says so.
 
 ``--metrics``: both nodes serve Prometheus metrics (``intrafed config metrics``) and are
 scraped every ``--scrape-interval`` s during the run (15 by default, as Prometheus is
@@ -407,6 +407,9 @@ async def measure_fanout(count: int) -> FanOut:
     async def subscribe(agent: UserAgent) -> None:
         async with gate:
             await agent.connect()
+            # A client's NOTIFYs reach it over the flow it registered: only a trusted
+            # peer's Via alias is honoured.
+            await agent.register()
             await agent.subscribe(presentity)
             await agent.next_event(PresenceNotified, timeout=FANOUT_TIMEOUT)
 
