@@ -354,7 +354,8 @@ class Node:
             self._trace(self.settings.name, "received", flow.remote, frame)
         if self.wire is not None:
             self.wire("in", flow, frame)
-        self.core.receive(frame, flow.id, self._peer(flow), self._now())
+        now = self._now()
+        self.core.receive(frame, flow.id, self._peer(flow), now, now - flow.read_at)
         self._run()
 
     def _on_bad_stream(self, flow: Flow, error: FramingError) -> bytes | None:

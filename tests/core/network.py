@@ -105,6 +105,8 @@ class Network:
         self.turn_ends: list[NodeCore] = []
         """Cores that asked to ``persist`` once what is in flight is handled."""
         self.silent: set[str] = set()
+        self.read_delay: dict[str, float] = {}
+        """Node address -> seconds every frame it receives waited after it was read."""
         """Addresses that accept connections but never answer (a hung peer)."""
 
     def port(self) -> int:
@@ -131,7 +133,8 @@ class Network:
         end, data = self.wire.popleft()
         if isinstance(end.holder, Partition):
             if end.holder.ip not in self.silent:
-                end.holder.core.receive(data, end.flow, end.peer, self.clock.now)
+                waited = self.read_delay.get(end.holder.ip, 0.0)
+                end.holder.core.receive(data, end.flow, end.peer, self.clock.now, waited)
         else:
             end.holder.receive(end, data)
         return True

@@ -225,3 +225,25 @@ def test_a_client_sending_as_a_foreign_user_gets_403_and_one_log_line() -> None:
     assert "127.0.0.77" in line
     assert "eve@partner.example.net" in line
     assert warning.split('"')[1] in line
+
+
+def test_a_node_late_on_its_reads_for_a_second_sheds_new_requests_with_503_then_serves_again() -> (
+    None
+):
+    fed = registered()
+    fed.network.read_delay[OCS[1]] = 0.08  # ocs1 handles every frame 80 ms after reading it
+    statuses = []
+    for _ in range(12):
+        statuses.append(fed.bob.call(message(fed.bob, "alice@example.com"), fed.ocs, fed.imp))
+        fed.clock.now += 0.2
+    assert [s.status for s in statuses[:5]] == [200] * 5  # late for under 1 s: a burst
+    assert {s.status for s in statuses[6:]} == {503}
+    refused = statuses[-1]
+    assert refused.reason == "Overloaded"
+    assert refused.headers.get("retry-after") == "5"
+    assert "the request waited 80 ms to be handled (limit 50 ms)" in (
+        refused.headers.get("warning") or ""
+    )
+    assert len([line for line in fed.ocs.log if line.startswith("overloaded:")]) == 1
+    fed.network.read_delay.clear()
+    assert fed.bob.call(message(fed.bob, "alice@example.com"), fed.ocs, fed.imp).status == 200

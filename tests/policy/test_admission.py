@@ -35,3 +35,34 @@ def test_trusted_peers_and_dialogs_pass_until_twice_the_limit() -> None:
 
 def test_cancel_is_never_shed() -> None:
     assert admission().shed(request("CANCEL"), CLIENT_FLOW, 1000) is None
+
+
+def late(admission: Admission, waited: float, now: float) -> bytes | None:
+    return admission.refuse_late(request().to_bytes(), waited, now)
+
+
+def test_a_burst_shorter_than_the_late_interval_is_served_however_late() -> None:
+    shedding = admission()
+    assert late(shedding, 0.01, 0.0) is None
+    for step in range(1, 10):  # late for 900 ms: a burst
+        assert late(shedding, 0.5, step * 0.1) is None
+
+
+def test_a_standing_queue_sheds_the_requests_that_waited_too_long() -> None:
+    shedding = admission()
+    for step in range(10):
+        assert late(shedding, 0.06, step * 0.11) is None
+    answer = late(shedding, 0.06, 1.11)
+    assert answer is not None
+    assert answer.startswith(b"SIP/2.0 503 Overloaded\r\n")
+    assert b"Retry-After: 4\r\n" in answer
+    assert b"the request waited 60 ms to be handled (limit 50 ms)" in answer
+    assert late(shedding, 0.04, 1.12) is None  # on time: served, even while shedding
+
+
+def test_shedding_stops_once_no_request_was_late_for_the_interval() -> None:
+    shedding = admission()
+    for step in range(12):
+        late(shedding, 0.06, step * 0.11)
+    assert late(shedding, 0.06, 1.3) is not None
+    assert late(shedding, 0.06, 2.4) is None  # 1.1 s without a late request: a new streak

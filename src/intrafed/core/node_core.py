@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from intrafed.core.actions import Action, Alias, Clock, Connect, LogEvent, Peer, Persist, Send
-from intrafed.core.meter import OTHER, Meter, MeteredTransactions
+from intrafed.core.meter import OTHER, Meter, MeteredTransactions, method_label
 from intrafed.core.router import NodeRouter, Settlement, StateWrites
 from intrafed.core.settings import CoreSettings
 from intrafed.routing.probe import Prober, hop_of
@@ -45,6 +45,8 @@ from intrafed.sip.transaction import (
 
 STORE_RETRY = 1.0
 """Seconds after a failed background state write before the next attempt."""
+LATE_LOG_INTERVAL = 10.0
+"""Seconds between two log lines that count the requests refused for waiting too long."""
 
 Settle = Callable[[Sequence[Settlement]], None]
 Schedule = Callable[[Callable[[], None]], None]
@@ -109,6 +111,8 @@ class NodeCore:
         self._branch_prefix = f"{MAGIC_COOKIE}n{os.urandom(4).hex()}."
         self._now = 0.0
         self.proxy: StatefulProxy | None = None
+        self._late_refused = 0
+        self._late_logged_at = -LATE_LOG_INTERVAL
 
     def start(
         self, bound: Mapping[str, tuple[str, int]], restored: Iterable[str], now: float
@@ -169,9 +173,15 @@ class NodeCore:
 
     # -- input ---------------------------------------------------------------------------
 
-    def receive(self, frame: bytes, flow: FlowId, peer: Peer, now: float) -> None:
-        """A whole frame arrived on ``flow`` from ``peer``."""
+    def receive(
+        self, frame: bytes, flow: FlowId, peer: Peer, now: float, waited: float = 0.0
+    ) -> None:
+        """A whole frame arrived on ``flow`` from ``peer``; it was read ``waited`` seconds
+        ago (the node was busy with the frames read before it)."""
         self._flows[flow] = peer
+        self._now = self.router.now = now
+        if waited and self._refused_late(frame, flow, peer, now, waited):
+            return
         try:
             message = parse_message(frame, stream=True)
         except RemoteSipError as exc:
@@ -182,6 +192,30 @@ class NodeCore:
         else:
             self.transactions.receive_response(message, flow, now)
         self._pump(now)
+
+    def _refused_late(
+        self, frame: bytes, flow: FlowId, peer: Peer, now: float, waited: float
+    ) -> bool:
+        """Answer 503 from the raw frame when it waited too long (``Admission``)."""
+        answer = self.router.refuse_late(frame, waited)
+        if answer is None:
+            return False
+        self._actions.append(Send(flow, answer))
+        self._late_refused += 1
+        if now >= self._late_logged_at + LATE_LOG_INTERVAL:
+            self._log(
+                logging.WARNING,
+                f"overloaded: {self._late_refused} new request(s) answered 503 since the last "
+                f"report, each after waiting over "
+                f"{self.settings.admission.max_read_delay * 1000:.0f} ms to be handled",
+            )
+            self._late_logged_at, self._late_refused = now, 0
+        if self.meter is not None:
+            method = frame.partition(b" ")[0].decode("ascii", "replace")
+            method, party = method_label(method), self.router.party(peer)
+            self.meter.requests["in", method, party] += 1
+            self.meter.responses["out", method, "5xx", party] += 1
+        return True
 
     def bad_stream(self, error: FramingError) -> bytes | None:
         """Framing was lost on a flow: what to write before it is closed, or None."""

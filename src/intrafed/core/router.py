@@ -272,6 +272,10 @@ class NodeRouter:
         """The 503 for a request shed under overload (DESIGN §8), or None."""
         return self._admission.shed(request, flow, pending)
 
+    def refuse_late(self, frame: bytes, waited: float) -> bytes | None:
+        """The 503 bytes for a raw request that waited too long to be handled, or None."""
+        return self._admission.refuse_late(frame, waited, self.now)
+
     # -- routing -------------------------------------------------------------------------
 
     def decide(self, request: Request, flow: FlowId) -> Decision:

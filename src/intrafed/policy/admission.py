@@ -6,6 +6,14 @@ trusted peer) outside a dialog are shed first; beyond twice that, every new requ
 CANCEL or ACK is. Trusted peers (the other partition, gateways) and requests within
 dialogs keep going in between, and responses are never shed: what was admitted finishes.
 Memory then stays bounded by the transactions alive.
+
+Before that, a node that cannot keep up with what it reads sheds by queue delay (as CoDel
+does): once requests have been waiting longer than ``max_read_delay`` after their bytes
+were read (the node busy with the messages read before them) for ``late_interval`` — a
+standing queue, not a burst — a new request outside a dialog that waited too long is
+answered 503 from its raw bytes, unparsed, at a small fraction of what serving it costs.
+The excess of an offered load above capacity is refused this way while the rest is served
+in time, instead of everything waiting until it times out.
 """
 
 from __future__ import annotations
@@ -16,11 +24,13 @@ from dataclasses import dataclass
 from intrafed.policy.ratelimit import retry_after
 from intrafed.sip.errors import RemoteSipError
 from intrafed.sip.message import Request, Response
-from intrafed.sip.responses import local_tag, make_response, warning_value
+from intrafed.sip.responses import local_tag, make_response, refusal_unparsed, warning_value
 from intrafed.sip.transaction import FlowId
 
 MAX_PENDING = 4000
 SHED_RETRY_AFTER = 5.0
+MAX_READ_DELAY = 0.05
+LATE_INTERVAL = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +42,10 @@ class AdmissionLimits:
     every new request)."""
     retry_after: float = SHED_RETRY_AFTER
     """Seconds a shed request is told to wait (Retry-After)."""
+    max_read_delay: float = MAX_READ_DELAY
+    """Seconds a new request may wait, once read, before it is handled; later, 503 ..."""
+    late_interval: float = LATE_INTERVAL
+    """... once requests have been late for this long (a burst shorter than this is served)."""
 
 
 class Admission:
@@ -43,6 +57,8 @@ class Admission:
         self.limits = limits
         self._agent = agent
         self._trusted = trusted
+        self._late_since: float | None = None
+        self._late_at = 0.0
 
     def shed(self, request: Request, flow: FlowId, pending: int) -> Response | None:
         """503 for ``request`` (on ``flow``) when ``pending`` transactions are too many
@@ -62,6 +78,26 @@ class Admission:
                 ("Retry-After", retry_after(self.limits.retry_after)),
                 ("Warning", warning_value(self._agent, rule)),
             ],
+        )
+
+    def refuse_late(self, frame: bytes, waited: float, now: float) -> bytes | None:
+        """503 bytes for the raw ``frame``, read ``waited`` seconds before ``now``, when
+        requests have been late for ``late_interval``, this one too, and it is a new request
+        outside a dialog; else None (it goes on to be parsed and handled)."""
+        limit = self.limits.max_read_delay
+        if waited <= limit:
+            return None
+        if self._late_since is None or now - self._late_at > self.limits.late_interval:
+            self._late_since = now
+        self._late_at = now
+        if now - self._late_since < self.limits.late_interval:
+            return None
+        rule = (
+            f"overloaded: the request waited {waited * 1000:.0f} ms to be handled "
+            f"(limit {limit * 1000:.0f} ms)"
+        )
+        return refusal_unparsed(
+            frame, 503, "Overloaded", self._agent, rule, retry_after(self.limits.retry_after)
         )
 
 

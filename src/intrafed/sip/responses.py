@@ -113,20 +113,78 @@ def response_to_unparsable(
     first_line, _, _ = head.partition(b"\n")
     if first_line[:4].upper() == b"SIP/" or not _abnf.START_LINE_SHAPE_RE.match(first_line):
         return None
+    return _raw_response(head, len(first_line) + 1, status, reason, warning_agent, reason)
+
+
+def refusal_unparsed(
+    frame: bytes, status: int, reason: str, warning_agent: str, warning: str, retry_after: str
+) -> bytes | None:
+    """``status`` (with Retry-After) for a new request outside a dialog, built from the
+    raw ``frame`` without parsing it: what a node too busy to parse answers. None when
+    ``frame`` is not such a request (a response, ACK, CANCEL, a request with a To tag,
+    one with folded header lines or no Via): it must take the full path."""
+    end = frame.find(b"\r\n\r\n")
+    head = frame if end < 0 else frame[: end + 2]
+    first_line, _, _ = head.partition(b"\r\n")
+    method = first_line.partition(b" ")[0]
+    if (
+        method in _NEVER_REFUSED_UNPARSED
+        or first_line[:4].upper() == b"SIP/"
+        or b"\n " in head
+        or b"\n\t" in head
+        or not _abnf.START_LINE_SHAPE_RE.match(first_line)
+    ):
+        return None
+    return _raw_response(
+        head,
+        len(first_line) + 2,
+        status,
+        reason,
+        warning_agent,
+        warning,
+        to_tag=local_tag(head.decode("latin-1")),
+        extra=(f"Retry-After: {retry_after}".encode(),),
+    )
+
+
+_NEVER_REFUSED_UNPARSED = frozenset((b"ACK", b"CANCEL"))
+_TAG_RE = re.compile(rb";[ \t]*tag[ \t]*=", re.IGNORECASE)
+
+
+def _raw_response(
+    head: bytes,
+    fields_start: int,
+    status: int,
+    reason: str,
+    warning_agent: str,
+    warning: str,
+    *,
+    to_tag: str | None = None,
+    extra: tuple[bytes, ...] = (),
+) -> bytes | None:
+    """Response bytes copying the header fields of RFC 3261 §8.2.6.2 from the raw ``head``
+    of a request; with ``to_tag``, None when the To already has a tag (the request is in a
+    dialog). None without a Via."""
     copied: list[bytes] = []
     seen: set[str] = set()
-    for match in _RAW_FIELD_RE.finditer(head, len(first_line) + 1):
+    for match in _RAW_FIELD_RE.finditer(head, fields_start):
         name = match.group(1).decode("latin-1")
         canonical = COMPACT_FORMS.get(name.lower(), name.lower())
         if canonical in _COPIED:
             seen.add(canonical)
-            copied.append(match.group(0).rstrip(b"\r"))
+            line = match.group(0).rstrip(b"\r")
+            if canonical == "to" and to_tag is not None:
+                if _TAG_RE.search(line):
+                    return None
+                line += f";tag={to_tag}".encode()
+            copied.append(line)
     if "via" not in seen:
         return None
     lines = [
         f"SIP/2.0 {status} {safe_reason(reason)}".encode("utf-8", "replace"),
         *copied,
-        f"Warning: {warning_value(warning_agent, reason)}".encode("utf-8", "replace"),
+        *extra,
+        f"Warning: {warning_value(warning_agent, warning)}".encode("utf-8", "replace"),
         b"Content-Length: 0",
         b"",
         b"",

@@ -78,6 +78,11 @@ class Flow:
         return self._connection.closed
 
     @property
+    def read_at(self) -> float:
+        """The loop time at which the bytes being handled now were read."""
+        return self._connection.read_at
+
+    @property
     def reading_paused(self) -> bool:
         """Whether reading is paused because the peer is not taking what we write."""
         return self._connection.writing_paused
@@ -123,6 +128,7 @@ class Connection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._unread = 0
+        self.read_at = 0.0
 
     # -- asyncio callbacks ------------------------------------------------------------------
 
@@ -358,6 +364,7 @@ class Connection(asyncio.Protocol):
         flow = cast(Flow, self.flow)
         framer = self._framer
         delivered = False
+        self.read_at = self._loop.time()
         pool = self._pool
         pool.batching += 1
         try:
