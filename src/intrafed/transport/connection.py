@@ -44,7 +44,6 @@ class Flow:
 
     __slots__ = (
         "_connection",
-        "authenticated_as",
         "id",
         "local",
         "outbound",
@@ -68,9 +67,6 @@ class Flow:
         self.remote = (peer.ip, peer.port)
         self.transport = peer.transport
         self.outbound = outbound
-        self.authenticated_as: str | None = None
-        """The user this connection proved to be by digest (set by the node): its later
-        requests as that user are not challenged again, and it cannot send as anyone else."""
 
     @property
     def closed(self) -> bool:
