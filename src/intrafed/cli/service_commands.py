@@ -26,7 +26,6 @@ from intrafed.check import check_homes
 from intrafed.check.probe import probe_home
 from intrafed.cli import logs, systemd
 from intrafed.cli.common import done, fail, home_option, json_option
-from intrafed.cli.home_lock import HomeInUseError, HomeLock, holder
 from intrafed.cli.output import echo
 from intrafed.config.document import apply_command, changes
 from intrafed.config.model import ConfigError, NodeConfig
@@ -38,6 +37,7 @@ from intrafed.node import Node, settings_with_tls, tls_contexts_of
 from intrafed.node_control import NodeControl, reload_staged
 from intrafed.pki import PkiError
 from intrafed.store import Store, open_store
+from intrafed.store.home_lock import HomeInUseError, HomeLock, holder
 from intrafed.transport import TransportError, eventloop
 
 STARTUP_PROBE_DELAY = 3.0

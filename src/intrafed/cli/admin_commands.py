@@ -1,0 +1,74 @@
+"""``intrafed admin``: the web console of a node's home, and its admin password."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from intrafed.cli.common import fail, home_option, load_staged
+from intrafed.console.app import ConsoleSettings
+from intrafed.console.password import set_password
+from intrafed.console.server import DEFAULT_LISTEN, Listen, serve
+
+
+@click.group("admin", invoke_without_command=True)
+@home_option(required=False)
+@click.option(
+    "--listen",
+    default=DEFAULT_LISTEN,
+    show_default=True,
+    help="IP:PORT the console listens on; keep it on loopback unless it runs over --tls.",
+)
+@click.option(
+    "--tls",
+    is_flag=True,
+    help="Serve over HTTPS with the node's selected certificate (Security page).",
+)
+@click.option(
+    "--peer",
+    "peers",
+    multiple=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Another node's home: checked with this one, and its trace drawn in the ladder. "
+    "Repeat for every node.",
+)
+@click.pass_context
+def admin_group(
+    context: click.Context, home: Path | None, listen: str, tls: bool, peers: tuple[Path, ...]
+) -> None:
+    """The web console of a node (its tabs, status, check, probe and trace), and its admin
+    password.
+
+    Without a subcommand: serve the console of the node at HOME until Ctrl-C."""
+    if context.invoked_subcommand is not None:
+        return
+    if home is None:
+        fail("--home: name the node's home (or set INTRAFED_HOME)")
+    load_staged(home)  # refuse a directory that is not a node's home
+    address = Listen.parse(listen)
+    if not address.loopback and not tls:
+        click.echo(
+            f"warning: the console listens on {listen} without TLS: its password and cookie "
+            "cross the network in clear; add --tls",
+            err=True,
+        )
+    scheme = "https" if tls else "http"
+    host = f"[{address.ip}]" if ":" in address.ip else address.ip
+    click.echo(f"intrafed console for {home}: {scheme}://{host}:{address.port}/ (Ctrl-C stops)")
+    serve(ConsoleSettings(home, peers, secure=tls), address)
+
+
+@admin_group.command("password")
+@home_option()
+def password_command(home: Path) -> None:
+    """Set the console's admin password (read from the terminal, or one line of stdin);
+    only its scrypt hash is kept, in HOME/console-password (mode 0600)."""
+    load_staged(home)
+    if sys.stdin.isatty():
+        password = click.prompt("Admin password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    path = set_password(home, password)
+    click.echo(f"console password set ({path}); start the console: intrafed admin --home {home}")

@@ -1,0 +1,111 @@
+"""Serving the console: the application's routes, and uvicorn on a loopback address by
+default, over TLS with the node's selected certificate when asked."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from intrafed.config.model import ConfigError
+from intrafed.config.values import check_ip, check_port
+from intrafed.console import live_pages
+from intrafed.console.app import (
+    HERE,
+    Console,
+    ConsoleSettings,
+    config_page,
+    guarded,
+    home_page,
+    login,
+    logout,
+)
+from intrafed.console.password import stored_hash
+from intrafed.pki import CertificateStores
+
+DEFAULT_LISTEN = "127.0.0.1:8080"
+TLS_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL"
+"""Forward-secret AEAD suites only (TLS 1.3 suites are always on)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    """Where the console listens."""
+
+    ip: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> Listen:
+        """``IP:PORT`` or ``[IPv6]:PORT``."""
+        host, _, port = text.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")
+        if not port.isdigit() or not host:
+            raise ConfigError("--listen", f"{text!r} is not IP:PORT", f"e.g. {DEFAULT_LISTEN}")
+        return cls(check_ip("--listen", host), check_port("--listen", int(port)))
+
+    @property
+    def loopback(self) -> bool:
+        """Whether only this machine can reach it."""
+        return ipaddress.ip_address(self.ip).is_loopback
+
+
+def create_app(settings: ConsoleSettings) -> Starlette:
+    """The console for the node at ``settings.home``."""
+    pages = [
+        ("/", home_page, ["GET"]),
+        ("/logout", logout, ["POST"]),
+        ("/config/{slug}", config_page, ["GET", "POST"]),
+        *live_pages.ROUTES,
+    ]
+    routes = [
+        Route("/login", login, methods=["GET", "POST"]),
+        *(Route(path, guarded(page), methods=methods) for path, page, methods in pages),
+        Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+    ]
+    app = Starlette(routes=routes)
+    app.state.console = Console(settings)
+    return app
+
+
+def tls_files(home: Path) -> tuple[Path, Path]:
+    """The node's selected certificate (with its chain) and its private key."""
+    stored = CertificateStores.of_home(home).selected()
+    if stored.key_path is None:
+        raise ConfigError(
+            "--tls",
+            f"the selected certificate {stored.thumbprint} has no private key",
+            "import it again with its key, or select another (Security page)",
+        )
+    return stored.path, stored.key_path
+
+
+def serve(settings: ConsoleSettings, listen: Listen) -> None:
+    """Run the console until interrupted; ``ConfigError`` when no password was set."""
+    if stored_hash(settings.home) is None:
+        raise ConfigError(
+            "password",
+            "the console has no admin password yet",
+            f"set one: intrafed admin password --home {settings.home}",
+        )
+    certificate = key = None
+    if settings.secure:
+        certificate, key = tls_files(settings.home)
+    config = uvicorn.Config(
+        create_app(settings),
+        host=listen.ip,
+        port=listen.port,
+        log_level="warning",
+        server_header=False,
+        proxy_headers=False,
+        lifespan="off",
+        ssl_certfile=certificate,
+        ssl_keyfile=key,
+        ssl_ciphers=TLS_CIPHERS,
+    )
+    uvicorn.Server(config).run()
