@@ -200,6 +200,7 @@ async def login(request: Request) -> Response:
             return form
         if not session.csrf_matches(form.text("csrf")):
             return _refuse(403, "the form's CSRF token is missing or wrong: reload the page")
+        next_path = _next_path(form.text("next"))
         source = request.client.host if request.client else "unknown"
         match console.throttle.admit(source, now):
             case Wait(seconds):
@@ -219,7 +220,7 @@ async def login(request: Request) -> Response:
             console.throttle.succeeded(source)
             console.sessions.close(session)
             fresh = console.sessions.open(now, authenticated=True)
-            redirect = RedirectResponse(_next_path(form.text("next")), 303, headers=_HEADERS)
+            redirect = RedirectResponse(next_path, 303, headers=_HEADERS)
             _set_cookie(redirect, fresh, console.settings.secure)
             return redirect
         console.throttle.failed(source, now)

@@ -1,0 +1,194 @@
+"""The console over a real socket: authentication, CSRF, the login throttle, cookies,
+forms refused with the CLI's messages, secrets never shown, and TLS with the node's
+certificate."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from intrafed.check import SeedDeployment
+from intrafed.console.password import PASSWORD_FILE
+from intrafed.store import open_store
+from tests.check.running import seed_on_free_ports
+from tests.console.running import Client, RunningConsole, console, intrafed, set_password
+
+IMP_IP, OCS_IP = "127.0.18.2", "127.0.18.3"
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> SeedDeployment:
+    seed = seed_on_free_ports(tmp_path_factory.mktemp("seed"), IMP_IP, OCS_IP)
+    set_password(seed.ocs.home)
+    return seed
+
+
+@pytest.fixture(scope="module")
+def running(deployment: SeedDeployment) -> Iterator[RunningConsole]:
+    with console(deployment.ocs.home) as target:
+        yield target
+
+
+def _logged_in(running: RunningConsole, source: str = "127.0.18.10") -> Client:
+    client = Client(running, source)
+    answer = client.log_in()
+    assert answer.status == 303, answer.body
+    return client
+
+
+def test_first_start_without_a_password_is_refused_naming_the_command(
+    deployment: SeedDeployment,
+) -> None:
+    imp_home = deployment.imp.home
+    assert not (imp_home / PASSWORD_FILE).exists()
+    result = intrafed("admin", "--home", str(imp_home), "--listen", "127.0.18.1:18999")
+    assert result.returncode == 2
+    assert f"intrafed admin password --home {imp_home}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_the_password_is_kept_as_a_scrypt_hash_readable_by_its_owner_only(
+    deployment: SeedDeployment,
+) -> None:
+    path = deployment.ocs.home / PASSWORD_FILE
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert path.read_text().startswith("scrypt$")
+    assert "correct horse" not in path.read_text()
+
+
+def test_a_short_password_is_refused(deployment: SeedDeployment) -> None:
+    result = intrafed("admin", "password", "--home", str(deployment.ocs.home), stdin="short\n")
+    assert result.returncode == 2
+    assert "PASSWORD: is shorter than 8 characters" in result.stderr
+
+
+def test_no_session_redirects_to_the_login_page(running: RunningConsole) -> None:
+    answer = Client(running).request("GET", "/config/routing")
+    assert answer.status == 303
+    assert answer.header("Location") == "/login?next=/config/routing"
+
+
+def test_login_sets_an_http_only_strict_cookie_and_goes_where_it_was_asked(
+    running: RunningConsole,
+) -> None:
+    client = Client(running)
+    answer = client.request(
+        "POST",
+        "/login",
+        {
+            "csrf": client.csrf("/login?next=/check"),
+            "password": "correct horse battery",
+            "next": "/check",
+        },
+    )
+    assert answer.status == 303
+    assert answer.header("Location") == "/check"
+    cookie = answer.header("Set-Cookie")
+    assert "HttpOnly" in cookie
+    assert "SameSite=strict" in cookie
+    assert "Secure" not in cookie  # plain HTTP on loopback
+    assert client.request("GET", "/status").status == 200
+
+
+def test_login_refuses_a_next_page_elsewhere(running: RunningConsole) -> None:
+    client = Client(running)
+    form = {"csrf": client.csrf("/login"), "password": "correct horse battery"}
+    answer = client.request("POST", "/login", {**form, "next": "//evil.example/"})
+    assert answer.header("Location") == "/"
+
+
+def test_post_without_or_with_a_wrong_csrf_token_is_forbidden(
+    running: RunningConsole, deployment: SeedDeployment
+) -> None:
+    client = _logged_in(running)
+    form = {
+        "action": "add",
+        "domain": "x.example.org",
+        "transport": "TLS",
+        "fqdn": "a.example.org",
+        "port": "5061",
+    }
+    assert client.request("POST", "/config/routing", form).status == 403
+    assert client.request("POST", "/config/routing", {**form, "csrf": "forged"}).status == 403
+    assert client.request("POST", "/status", {"action": "restart", "csrf": ""}).status == 403
+    with open_store(deployment.ocs.home) as store:
+        assert "x.example.org" not in {route.domain for route in store.load("staged").routes}
+
+
+def test_post_without_a_session_is_forbidden(running: RunningConsole) -> None:
+    client = Client(running)
+    token = client.csrf("/login")  # an anonymous session's token is not a login
+    answer = client.request("POST", "/status", {"action": "restart", "csrf": token})
+    assert answer.status == 403
+
+
+def test_five_wrong_passwords_slow_the_source_down(running: RunningConsole) -> None:
+    client = Client(running, source="127.0.18.66")
+    for _ in range(5):
+        assert client.log_in("wrong password").status == 401
+    answer = client.log_in()  # even the right one must wait now
+    assert answer.status == 429
+    assert int(answer.header("Retry-After")) >= 1
+    assert "too many wrong passwords" in answer.body
+    # Another source is not held up by this one.
+    assert Client(running, source="127.0.18.67").log_in().status == 303
+
+
+def test_a_form_is_refused_with_the_clis_message_beside_the_field(
+    running: RunningConsole, deployment: SeedDeployment
+) -> None:
+    client = _logged_in(running)
+    form = {
+        "csrf": client.csrf("/config/routing"),
+        "action": "add",
+        "domain": "partner.example.org",
+        "transport": "TLS",
+        "ip": "192.0.2.7",
+        "port": "5061",
+    }
+    answer = client.request("POST", "/config/routing", form)
+    assert answer.status == 400
+    beside = re.search(r'id="add-ip-error"[^>]*>([^<]+)<', answer.body)
+    assert beside is not None
+    expected = intrafed(
+        "config",
+        "route",
+        "add",
+        "--home",
+        str(deployment.ocs.home),
+        "--domain",
+        "partner.example.org",
+        "--transport",
+        "TLS",
+        "--ip",
+        "192.0.2.7",
+        "--port",
+        "5061",
+    ).stderr.strip()
+    assert beside.group(1).replace("&#39;", "'") == expected
+    assert "the seed&#39;s &#39;Important&#39; note" in answer.body
+
+
+def test_no_password_or_ha1_is_ever_rendered(
+    running: RunningConsole, deployment: SeedDeployment
+) -> None:
+    client = _logged_in(running)
+    with open_store(deployment.ocs.home) as store:
+        users = store.load("staged").users
+    secrets = [u.ha1_md5 for u in users] + [u.ha1_sha256 for u in users]
+    secrets += [user.password for user in deployment.users]
+    pages = ["/config/users", "/config/security", "/status", "/check", "/config/general"]
+    for page in pages:
+        body = client.request("GET", page).body
+        assert all(secret and secret not in body for secret in secrets), page
+    assert "BEGIN" not in client.request("GET", "/config/security").body
+
+
+def test_the_console_serves_tls_with_the_nodes_certificate(deployment: SeedDeployment) -> None:
+    with console(deployment.ocs.home, tls=True) as target:
+        client = Client(target, ca_file=deployment.ca_certificate)
+        answer = client.log_in()
+        assert answer.status == 303
+        assert "Secure" in answer.header("Set-Cookie")
