@@ -5,7 +5,9 @@ certificate."""
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -27,7 +29,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> SeedDeployment:
 
 @pytest.fixture(scope="module")
 def running(deployment: SeedDeployment) -> Iterator[RunningConsole]:
-    with console(deployment.ocs.home) as target:
+    with console(deployment.ocs.home, "--peer", str(deployment.imp.home)) as target:
         yield target
 
 
@@ -192,3 +194,74 @@ def test_the_console_serves_tls_with_the_nodes_certificate(deployment: SeedDeplo
         answer = client.log_in()
         assert answer.status == 303
         assert "Secure" in answer.header("Set-Cookie")
+
+
+def test_a_fix_the_check_offers_is_a_button_that_applies_it(
+    running: RunningConsole, deployment: SeedDeployment
+) -> None:
+    ocs, imp_ip = str(deployment.ocs.home), deployment.imp.ip
+    removed = intrafed("config", "hostauth", "remove", "--ip", imp_ip, "--home", ocs)
+    assert removed.returncode == 0, removed.stderr
+    client = _logged_in(running)
+    fix = f"intrafed config hostauth add --ip {imp_ip} --home {ocs}"
+    page = client.request("GET", "/check").body
+    assert "hostauth.ip" in page
+    assert f'name="fix" value="{fix}"' in page
+    token = client.csrf("/check")
+    # Only a fix the check offers now is run, never a command a form makes up.
+    made_up = f"intrafed config hostauth add --ip 192.0.2.99 --home {ocs}"
+    answer = client.request("POST", "/check", {"csrf": token, "fix": made_up})
+    assert answer.status == 303
+    assert "not offered" in client.request("GET", "/check").body
+    answer = client.request("POST", "/check", {"csrf": token, "fix": fix})
+    assert answer.status == 303
+    after = client.request("GET", "/check").body
+    assert f"$ {fix}" in after
+    assert "hostauth.ip" not in after
+    with open_store(deployment.ocs.home) as store:
+        hosts = [entry.host for entry in store.load("staged").host_authorizations]
+    assert imp_ip in hosts
+    assert "192.0.2.99" not in hosts
+
+
+def test_the_im_and_presence_tabs_edit_with_the_clis_rules(
+    deployment: SeedDeployment, tmp_path: Path
+) -> None:
+    home = tmp_path / "imp1"
+    shutil.copytree(deployment.imp.home, home)
+    set_password(home)
+    with console(home) as target:
+        client = _logged_in(target, source="127.0.18.11")
+        for slug in (
+            "listeners",
+            "routing",
+            "peer-subjects",
+            "acl",
+            "routing-mode",
+            "security",
+            "users",
+        ):
+            assert client.request("GET", f"/config/{slug}").status == 200, slug
+        assert client.request("GET", "/config/hostauth").status == 404  # an OCS tab
+        token = client.csrf("/config/listeners")
+        clash = {"csrf": token, "action": "set", "peer-auth": "5061", "server-auth": "5061"}
+        answer = client.request("POST", "/config/listeners", clash)
+        assert answer.status == 400
+        assert 'id="set-server-auth-error"' in answer.body
+        assert "Server Auth and Peer Auth both use port 5061" in answer.body
+        backup = {
+            "csrf": token,
+            "action": "add",
+            "domain": "example.com",
+            "transport": "TLS",
+            "fqdn": "ocs2.example.com",
+            "port": "5061",
+            "priority": "2",
+        }
+        assert client.request("POST", "/config/routing", backup).status == 303
+        listed = intrafed("config", "route", "list", "--json", "--home", str(home)).stdout
+        assert '"fqdn": "ocs2.example.com"' in listed
+        assert '"priority": 2' in listed
+        mode = {"csrf": token, "action": "set", "mode": "advanced"}
+        assert client.request("POST", "/config/routing-mode", mode).status == 303
+        assert "advanced" in client.request("GET", "/config/routing-mode").body
