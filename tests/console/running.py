@@ -16,23 +16,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.homes import intrafed_process as intrafed
 from tests.integration.peers import free_port
 
 CONSOLE_IP = "127.0.18.1"
 PASSWORD = "correct horse battery"
 START_TIMEOUT = 20.0
-
-
-def intrafed(*arguments: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    """Run an intrafed command in its own process."""
-    return subprocess.run(
-        [sys.executable, "-m", "intrafed", *arguments],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def set_password(home: Path, password: str = PASSWORD) -> None:

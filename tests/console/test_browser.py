@@ -182,15 +182,23 @@ def test_live_registrations_and_probe(
     _shot(page, screenshots, "probe")
 
 
+def _add_tls_route(
+    page: sync_api.Page, running: RunningConsole, domain: str, **next_hop: str
+) -> None:
+    """Fill in the Routing tab's form for a TLS route to port 5061 and submit it."""
+    _go(page, running, "/config/routing")
+    page.fill("#add-domain", domain)
+    page.select_option("#add-transport", "TLS")
+    for field, value in next_hop.items():
+        page.fill(f"#add-{field}", value)
+    page.fill("#add-port", "5061")
+    page.click("#form-add button[type=submit]")
+
+
 def test_add_a_tls_static_route_by_fqdn(
     page: sync_api.Page, running: RunningConsole, screenshots: Path
 ) -> None:
-    _go(page, running, "/config/routing")
-    page.fill("#add-domain", "partner.example.org")
-    page.select_option("#add-transport", "TLS")
-    page.fill("#add-fqdn", "edge.partner.example.org")
-    page.fill("#add-port", "5061")
-    page.click("#form-add button[type=submit]")
+    _add_tls_route(page, running, "partner.example.org", fqdn="edge.partner.example.org")
     assert "added static route partner.example.org" in page.inner_text(".notice")
     row = page.locator("#listing tr", has_text="partner.example.org")
     assert row.locator("td").all_inner_texts()[:4] == [
@@ -205,12 +213,7 @@ def test_add_a_tls_static_route_by_fqdn(
 def test_a_tls_route_by_ip_shows_the_seeds_important_note_beside_the_field(
     page: sync_api.Page, running: RunningConsole, screenshots: Path
 ) -> None:
-    _go(page, running, "/config/routing")
-    page.fill("#add-domain", "other.example.org")
-    page.select_option("#add-transport", "TLS")
-    page.fill("#add-ip", "192.0.2.7")
-    page.fill("#add-port", "5061")
-    page.click("#form-add button[type=submit]")
+    _add_tls_route(page, running, "other.example.org", ip="192.0.2.7")
     error = page.locator("#add-ip-error")
     assert "TLS static routes must name the next hop by FQDN" in error.inner_text()
     assert "the seed's 'Important' note" in error.inner_text()

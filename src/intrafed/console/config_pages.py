@@ -18,7 +18,16 @@ from intrafed.config.model import (
     StaticRoute,
     TlsProfile,
 )
-from intrafed.console.forms import ConfigPage, Field, Form, FormValues, Row, RowButton, staged
+from intrafed.console.forms import (
+    Apply,
+    ConfigPage,
+    Field,
+    Form,
+    FormValues,
+    Row,
+    RowButton,
+    staged,
+)
 from intrafed.console.security_page import security_page
 
 _FQDN = Field("fqdn", "FQDN", hint="a TLS peer: its certificate's name")
@@ -31,6 +40,11 @@ def _yes(flag: bool) -> str:
 
 def _remove(values: dict[str, str]) -> tuple[RowButton, ...]:
     return (RowButton("remove", "Remove", values),)
+
+
+def remove_form(fields: tuple[Field, ...], apply: Apply) -> Form:
+    """The form behind a row's Remove button."""
+    return Form("remove", "Remove", "Remove", fields, apply)
 
 
 # OCS General: connections.
@@ -79,10 +93,7 @@ def _general() -> ConfigPage:
             ),
         ),
         (
-            Form(
-                "remove",
-                "Remove a connection",
-                "Remove",
+            remove_form(
                 fields,
                 staged(
                     lambda c, v: edits.remove_connection(c, _connection(v)),
@@ -175,10 +186,7 @@ def _routing(role: Role) -> ConfigPage:
             ),
         ),
         (
-            Form(
-                "remove",
-                "Remove",
-                "Remove",
+            remove_form(
                 (Field("domain", "Matching URI"), Field("priority", "Priority", "number")),
                 staged(remove, "removed static route {domain}"),
             ),
@@ -239,10 +247,7 @@ def _host_authorization() -> ConfigPage:
             ),
         ),
         (
-            Form(
-                "remove",
-                "Remove",
-                "Remove",
+            remove_form(
                 (Field("host", "Host", settings=("hostauth",)),),
                 staged(
                     lambda c, v: edits.remove_host_authorization(c, v.required("host")),
@@ -337,10 +342,7 @@ def _users() -> ConfigPage:
         ),
         (
             Form("enable", "Enable", "Enable", (aor,), staged(toggle, "changed user {aor}")),
-            Form(
-                "remove",
-                "Remove",
-                "Remove",
+            remove_form(
                 (aor,),
                 staged(
                     lambda c, v: edits.remove_user(c, v.required("aor", "USER@DOMAIN")),
@@ -415,10 +417,7 @@ def _peer_subjects() -> ConfigPage:
             ),
         ),
         (
-            Form(
-                "remove",
-                "Remove",
-                "Remove",
+            remove_form(
                 (name,),
                 staged(
                     lambda c, v: edits.remove_peer_subject(c, v.required("name", "peer-subject")),
@@ -441,10 +440,7 @@ def _acl() -> ConfigPage:
         lambda home, config: [Row((e.host,), _remove({"host": e.host})) for e in config.acl],
         (Form("add", "Add an ACL entry", "Add", (_FQDN, _IP), staged(add, "added {fqdn}{ip}")),),
         (
-            Form(
-                "remove",
-                "Remove",
-                "Remove",
+            remove_form(
                 (Field("host", "Host", settings=("acl",)),),
                 staged(
                     lambda c, v: edits.remove_acl(c, v.required("host")), "removed ACL entry {host}"
