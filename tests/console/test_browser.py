@@ -47,6 +47,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeedDeploym
     """The seed deployment with both nodes running in the background."""
     seed = seed_on_free_ports(tmp_path_factory.mktemp("seed"), IMP_IP, OCS_IP)
     set_password(seed.ocs.home)
+    set_password(seed.imp.home)
     started = []
     try:
         for node in seed.nodes:
@@ -71,15 +72,24 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def page(running: RunningConsole) -> Iterator[sync_api.Page]:
+def browser() -> Iterator[sync_api.Browser]:
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            context = browser.new_context(viewport={"width": 1360, "height": 900})
-            context.set_default_timeout(20_000)
-            yield context.new_page()
+            yield launched
         finally:
-            browser.close()
+            launched.close()
+
+
+def _new_page(browser: sync_api.Browser) -> sync_api.Page:
+    context = browser.new_context(viewport={"width": 1360, "height": 900})
+    context.set_default_timeout(20_000)
+    return context.new_page()
+
+
+@pytest.fixture(scope="module")
+def page(browser: sync_api.Browser, running: RunningConsole) -> sync_api.Page:
+    return _new_page(browser)
 
 
 def _shot(page: sync_api.Page, screenshots: Path, name: str) -> None:
@@ -295,3 +305,33 @@ def test_every_tab_renders(page: sync_api.Page, running: RunningConsole, screens
         _go(page, running, f"/config/{slug}")
         assert page.locator("#listing").is_visible()
         _shot(page, screenshots, slug)
+
+
+def test_the_im_and_presence_console(
+    browser: sync_api.Browser, deployment: SeedDeployment, screenshots: Path
+) -> None:
+    with console(deployment.imp.home) as target:
+        page = _new_page(browser)
+        _go(page, target, "/")
+        page.fill("#password", PASSWORD)
+        page.click("button[type=submit]")
+        assert page.inner_text("h1") == "Status"
+        assert "IM and Presence" in page.inner_text("header")
+        nav = page.locator("nav a").all_inner_texts()
+        assert nav[:7] == [
+            "Application Listeners",
+            "Static Routes",
+            "TLS Peer Subjects",
+            "Incoming ACL",
+            "Routing Mode",
+            "Security",
+            "Users",
+        ]
+        for slug in ("listeners", "routing", "peer-subjects", "acl", "routing-mode"):
+            _go(page, target, f"/config/{slug}")
+            assert page.locator("#listing tbody tr").count() >= 1, slug
+            _shot(page, screenshots, f"imp-{slug}")
+        _go(page, target, "/config/routing")
+        assert page.locator("#listing th").all_inner_texts()[-2] == "PRIORITY"
+        assert "ocs1.example.com" in page.inner_text("#listing")
+        page.context.close()

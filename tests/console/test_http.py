@@ -243,6 +243,10 @@ def test_the_im_and_presence_tabs_edit_with_the_clis_rules(
         ):
             assert client.request("GET", f"/config/{slug}").status == 200, slug
         assert client.request("GET", "/config/hostauth").status == 404  # an OCS tab
+        # A settings form starts from the staged values.
+        listeners = client.request("GET", "/config/listeners").body
+        peer_auth = deployment.imp.tls_port
+        assert f'id="set-peer-auth" name="peer-auth" value="{peer_auth}"' in listeners
         token = client.csrf("/config/listeners")
         clash = {"csrf": token, "action": "set", "peer-auth": "5061", "server-auth": "5061"}
         answer = client.request("POST", "/config/listeners", clash)
@@ -265,3 +269,22 @@ def test_the_im_and_presence_tabs_edit_with_the_clis_rules(
         mode = {"csrf": token, "action": "set", "mode": "advanced"}
         assert client.request("POST", "/config/routing-mode", mode).status == 303
         assert "advanced" in client.request("GET", "/config/routing-mode").body
+
+
+def test_the_fips_form_shows_the_staged_policy(
+    running: RunningConsole, deployment: SeedDeployment
+) -> None:
+    client = _logged_in(running)
+    assert 'name="fips" checked' in client.request("GET", "/config/fips").body
+    token = client.csrf("/config/fips")
+    off = {"csrf": token, "action": "set", "tls-profile": "default"}  # box unticked
+    assert client.request("POST", "/config/fips", off).status == 303
+    page = client.request("GET", "/config/fips").body
+    assert 'name="fips" checked' not in page
+    assert "FIPS policy saved" in page
+    with open_store(deployment.ocs.home) as store:
+        assert not store.load("staged").fips
+    on = {**off, "fips": "on"}
+    assert client.request("POST", "/config/fips", on).status == 303
+    with open_store(deployment.ocs.home) as store:
+        assert store.load("staged").fips

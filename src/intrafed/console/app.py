@@ -268,6 +268,9 @@ async def config_page(visit: Visit) -> Response:
             values[action] = {k: v for k, v in shown.items() if k not in ("password", "csrf")}
         else:
             return visit.redirect(f"/config/{slug}", done)
+    for form in page.forms:
+        if form.current is not None and form.action not in values:
+            values[form.action] = form.current(visit.config)
     return visit.render(
         "config.html",
         400 if errors else 200,

@@ -12,6 +12,7 @@ from intrafed.config.model import (
     AclEntry,
     Connection,
     HostAuthorization,
+    ImpListeners,
     NodeConfig,
     Role,
     RoutingMode,
@@ -293,6 +294,10 @@ def _fips() -> ConfigPage:
                     ),
                 ),
                 staged(apply, "FIPS policy saved"),
+                current=lambda config: {
+                    **({"fips": "on"} if config.fips else {}),
+                    "tls-profile": config.tls_profile.value,
+                },
             ),
         ),
     )
@@ -356,6 +361,15 @@ def _users() -> ConfigPage:
 # IM and Presence: Application Listeners, TLS Peer Subjects, Incoming ACL, Routing Mode.
 
 
+def _listener_ports(config: NodeConfig) -> dict[str, str]:
+    listeners = config.listeners or ImpListeners()
+    return {
+        "tcp": str(listeners.tcp),
+        "peer-auth": str(listeners.peer_auth),
+        "server-auth": str(listeners.server_auth),
+    }
+
+
 def _listeners() -> ConfigPage:
     def rows(home: Path, config: NodeConfig) -> list[Row]:
         if config.listeners is None:
@@ -389,6 +403,7 @@ def _listeners() -> ConfigPage:
                     ),
                     "listeners saved",
                 ),
+                current=_listener_ports,
             ),
         ),
     )
@@ -467,6 +482,7 @@ def _routing_mode() -> ConfigPage:
                     lambda c, v: edits.set_routing_mode(c, RoutingMode(v.required("mode"))),
                     "routing mode: {mode}",
                 ),
+                current=lambda config: {"mode": config.routing_mode.value},
             ),
         ),
     )

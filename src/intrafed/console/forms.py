@@ -114,6 +114,8 @@ class Form:
     fields: tuple[Field, ...]
     apply: Apply
     multipart: bool = False
+    current: Callable[[NodeConfig], dict[str, str]] | None = None
+    """The values the form starts with, from the staged configuration (a settings form)."""
 
     def errors_of(self, exc: ConfigError | PkiError) -> dict[str, str]:
         """``exc`` placed beside the fields it names (``""``: the form as a whole)."""
