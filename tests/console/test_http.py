@@ -288,3 +288,16 @@ def test_the_fips_form_shows_the_staged_policy(
     assert client.request("POST", "/config/fips", on).status == 303
     with open_store(deployment.ocs.home) as store:
         assert store.load("staged").fips
+
+
+def test_a_request_for_another_host_name_is_refused(
+    running: RunningConsole, deployment: SeedDeployment
+) -> None:
+    client = Client(running, source="127.0.18.12")
+    port = running.port
+    for host in (running.host, "localhost", deployment.ocs.fqdn):
+        answer = client.request("GET", "/login", headers={"Host": f"{host}:{port}"})
+        assert answer.status == 200, host
+    rebound = client.request("GET", "/login", headers={"Host": f"attacker.example:{port}"})
+    assert rebound.status == 400
+    assert "csrf" not in rebound.body

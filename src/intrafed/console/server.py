@@ -4,11 +4,14 @@ default, over TLS with the node's selected certificate when asked."""
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -25,6 +28,7 @@ from intrafed.console.app import (
     login,
     logout,
 )
+from intrafed.console.forms import load_staged
 from intrafed.console.password import stored_hash
 from intrafed.pki import CertificateStores
 
@@ -54,9 +58,20 @@ class Listen:
         """Whether only this machine can reach it."""
         return ipaddress.ip_address(self.ip).is_loopback
 
+    def host_names(self, node_names: Sequence[str]) -> list[str]:
+        """The names a browser may reach the console by (the Host header): its address,
+        localhost and the node's names; any name when it listens on every IPv4 address or
+        on IPv6. A page on another site whose name an attacker points at this address is
+        refused, so it cannot try passwords from the administrator's own browser."""
+        address = ipaddress.ip_address(self.ip)
+        if address.is_unspecified or address.version == 6:
+            return ["*"]
+        return [self.ip, "localhost", *node_names]
 
-def create_app(settings: ConsoleSettings) -> Starlette:
-    """The console for the node at ``settings.home``."""
+
+def create_app(settings: ConsoleSettings, host_names: Sequence[str] = ("*",)) -> Starlette:
+    """The console for the node at ``settings.home``, answering requests for
+    ``host_names`` only."""
     pages = [
         ("/", home_page, ["GET"]),
         ("/logout", logout, ["POST"]),
@@ -68,7 +83,9 @@ def create_app(settings: ConsoleSettings) -> Starlette:
         *(Route(path, guarded(page), methods=methods) for path, page, methods in pages),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
-    app = Starlette(routes=routes)
+    app = Starlette(
+        routes=routes, middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=host_names)]
+    )
     app.state.console = Console(settings)
     return app
 
@@ -96,8 +113,10 @@ def serve(settings: ConsoleSettings, listen: Listen) -> None:
     certificate = key = None
     if settings.secure:
         certificate, key = tls_files(settings.home)
+    identity = load_staged(settings.home).identity
+    names = [identity.fqdn, *([identity.pool_fqdn] if identity.pool_fqdn else [])]
     config = uvicorn.Config(
-        create_app(settings),
+        create_app(settings, listen.host_names(names)),
         host=listen.ip,
         port=listen.port,
         log_level="warning",
