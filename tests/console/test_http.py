@@ -301,3 +301,14 @@ def test_a_request_for_another_host_name_is_refused(
     rebound = client.request("GET", "/login", headers={"Host": f"attacker.example:{port}"})
     assert rebound.status == 400
     assert "csrf" not in rebound.body
+
+
+def test_a_peer_that_is_not_a_home_is_named_not_a_traceback(
+    deployment: SeedDeployment, tmp_path: Path
+) -> None:
+    with console(deployment.ocs.home, "--peer", str(tmp_path)) as target:
+        client = _logged_in(target, source="127.0.18.13")
+        answer = client.request("GET", "/check")
+        assert answer.status == 409
+        assert str(tmp_path) in answer.body
+        assert "Traceback" not in answer.body

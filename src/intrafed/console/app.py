@@ -139,8 +139,12 @@ def guarded(page: Page) -> Callable[[Request], Awaitable[Response]]:
             form = submitted
             if not session.csrf_matches(form.text("csrf")):
                 return _refuse(403, "the form's CSRF token is missing or wrong: reload the page")
-        config = load_staged(console.settings.home)
-        return await page(Visit(request, console, session, config, form))
+        try:
+            config = load_staged(console.settings.home)
+            return await page(Visit(request, console, session, config, form))
+        except (ConfigError, PkiError) as exc:
+            # What the CLI would print as its one line: the home or a peer cannot be used.
+            return _refuse(409, str(exc))
 
     return endpoint
 
