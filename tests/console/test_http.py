@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +16,14 @@ from intrafed.check import SeedDeployment
 from intrafed.console.password import PASSWORD_FILE
 from intrafed.store import open_store
 from tests.check.running import seed_on_free_ports
-from tests.console.running import Client, RunningConsole, console, intrafed, set_password
+from tests.console.running import (
+    CONSOLE_IP,
+    Client,
+    RunningConsole,
+    console,
+    intrafed,
+    set_password,
+)
 
 IMP_IP, OCS_IP = "127.0.18.2", "127.0.18.3"
 
@@ -312,3 +320,14 @@ def test_a_peer_that_is_not_a_home_is_named_not_a_traceback(
         assert answer.status == 409
         assert str(tmp_path) in answer.body
         assert "Traceback" not in answer.body
+
+
+def test_a_taken_address_is_named_and_nothing_is_announced(deployment: SeedDeployment) -> None:
+    with socket.create_server((CONSOLE_IP, 0)) as taken:
+        port = taken.getsockname()[1]
+        result = intrafed(
+            "admin", "--home", str(deployment.ocs.home), "--listen", f"{CONSOLE_IP}:{port}"
+        )
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"--listen: cannot listen on {CONSOLE_IP} port {port}")
+    assert result.stdout == ""

@@ -56,8 +56,12 @@ def admin_group(
         )
     scheme = "https" if tls else "http"
     host = f"[{address.ip}]" if ":" in address.ip else address.ip
-    click.echo(f"intrafed console for {home}: {scheme}://{host}:{address.port}/ (Ctrl-C stops)")
-    serve(ConsoleSettings(home, peers, secure=tls), address)
+    url = f"{scheme}://{host}:{address.port}/"
+    serve(
+        ConsoleSettings(home, peers, secure=tls),
+        address,
+        lambda: click.echo(f"intrafed console for {home}: {url} (Ctrl-C stops)"),
+    )
 
 
 @admin_group.command("password")

@@ -4,7 +4,8 @@ default, over TLS with the node's selected certificate when asked."""
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+import socket
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +53,12 @@ class Listen:
         if not port.isdigit() or not host:
             raise ConfigError("--listen", f"{text!r} is not IP:PORT", f"e.g. {DEFAULT_LISTEN}")
         return cls(check_ip("--listen", host), check_port("--listen", int(port)))
+
+    @property
+    def family(self) -> socket.AddressFamily:
+        """IPv4 or IPv6."""
+        version = ipaddress.ip_address(self.ip).version
+        return socket.AF_INET6 if version == 6 else socket.AF_INET
 
     @property
     def loopback(self) -> bool:
@@ -102,8 +109,9 @@ def tls_files(home: Path) -> tuple[Path, Path]:
     return stored.path, stored.key_path
 
 
-def serve(settings: ConsoleSettings, listen: Listen) -> None:
-    """Run the console until interrupted; ``ConfigError`` when no password was set."""
+def serve(settings: ConsoleSettings, listen: Listen, ready: Callable[[], None]) -> None:
+    """Run the console until interrupted, calling ``ready`` once it listens; ``ConfigError``
+    when no password was set, the TLS certificate is unusable or the address is taken."""
     if stored_hash(settings.home) is None:
         raise ConfigError(
             "password",
@@ -117,8 +125,6 @@ def serve(settings: ConsoleSettings, listen: Listen) -> None:
     names = [identity.fqdn, *([identity.pool_fqdn] if identity.pool_fqdn else [])]
     config = uvicorn.Config(
         create_app(settings, listen.host_names(names)),
-        host=listen.ip,
-        port=listen.port,
         log_level="warning",
         server_header=False,
         proxy_headers=False,
@@ -127,4 +133,14 @@ def serve(settings: ConsoleSettings, listen: Listen) -> None:
         ssl_keyfile=key,
         ssl_ciphers=TLS_CIPHERS,
     )
-    uvicorn.Server(config).run()
+    try:
+        listener = socket.create_server((listen.ip, listen.port), family=listen.family)
+    except OSError as exc:
+        raise ConfigError(
+            "--listen",
+            f"cannot listen on {listen.ip} port {listen.port}: {exc.strerror or exc}",
+            "stop what listens there, or give another --listen IP:PORT",
+        ) from None
+    with listener:
+        ready()
+        uvicorn.Server(config).run(sockets=[listener])
