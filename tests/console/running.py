@@ -38,6 +38,8 @@ class RunningConsole:
     host: str
     port: int
     tls: bool
+    log: Path
+    """What the console wrote on stdout and stderr."""
 
 
 @contextlib.contextmanager
@@ -47,13 +49,14 @@ def console(home: Path, *extra: str, tls: bool = False) -> Iterator[RunningConso
     arguments = ["admin", "--home", str(home), "--listen", f"{CONSOLE_IP}:{port}", *extra]
     if tls:
         arguments.append("--tls")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "intrafed", *arguments],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    log = home.parent / f"console-{port}.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "intrafed", *arguments],
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
     try:
         deadline = time.monotonic() + START_TIMEOUT
         while True:
@@ -62,11 +65,11 @@ def console(home: Path, *extra: str, tls: bool = False) -> Iterator[RunningConso
                     break
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
-                output = process.communicate()[0]
-                raise AssertionError(f"the console did not start: {output}")
+                process.wait()
+                raise AssertionError(f"the console did not start: {log.read_text()}")
             time.sleep(0.05)
         scheme = "https" if tls else "http"
-        yield RunningConsole(f"{scheme}://{CONSOLE_IP}:{port}", CONSOLE_IP, port, tls)
+        yield RunningConsole(f"{scheme}://{CONSOLE_IP}:{port}", CONSOLE_IP, port, tls, log)
     finally:
         process.terminate()
         try:
@@ -74,8 +77,6 @@ def console(home: Path, *extra: str, tls: bool = False) -> Iterator[RunningConso
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
 
 
 @dataclass(frozen=True, slots=True)

@@ -144,6 +144,11 @@ def test_five_wrong_passwords_slow_the_source_down(running: RunningConsole) -> N
     assert "too many wrong passwords" in answer.body
     # Another source is not held up by this one.
     assert Client(running, source="127.0.18.67").log_in().status == 303
+    log = running.log.read_text()
+    assert log.count("WARNING intrafed.console.app: wrong password from 127.0.18.66") == 5
+    assert "login from 127.0.18.66 refused: too many wrong passwords" in log
+    assert "INFO intrafed.console.app: login from 127.0.18.67" in log
+    assert "correct horse" not in log
 
 
 def test_a_form_is_refused_with_the_clis_message_beside_the_field(

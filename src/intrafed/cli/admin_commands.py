@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from intrafed.cli import logs
 from intrafed.cli.common import fail, home_option, load_staged
 from intrafed.console.app import ConsoleSettings
 from intrafed.console.password import set_password
@@ -34,20 +35,29 @@ from intrafed.console.server import DEFAULT_LISTEN, Listen, serve
     help="Another node's home: checked with this one, and its trace drawn in the ladder. "
     "Repeat for every node.",
 )
+@logs.log_options
 @click.pass_context
 def admin_group(
-    context: click.Context, home: Path | None, listen: str, tls: bool, peers: tuple[Path, ...]
+    context: click.Context,
+    home: Path | None,
+    listen: str,
+    tls: bool,
+    peers: tuple[Path, ...],
+    log_level: str,
+    log_format: str,
 ) -> None:
     """The web console of a node (its tabs, status, check, probe and trace), and its admin
     password.
 
-    Without a subcommand: serve the console of the node at HOME until Ctrl-C."""
+    Without a subcommand: serve the console of the node at HOME until Ctrl-C, logging
+    every login, refusal and change to stderr."""
     if context.invoked_subcommand is not None:
         return
     if home is None:
         fail("--home: name the node's home (or set INTRAFED_HOME)")
     load_staged(home)  # refuse a directory that is not a node's home
     address = Listen.parse(listen)
+    logs.configure(log_level, log_format)
     if not address.loopback and not tls:
         click.echo(
             f"warning: the console listens on {listen} without TLS: its password and cookie "

@@ -3,6 +3,7 @@ configuration tabs, each a list above its forms (POST, then redirect to GET)."""
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 import urllib.parse
@@ -25,6 +26,7 @@ from intrafed.console.security import Admitted, LoginThrottle, Session, Sessions
 from intrafed.pki import PkiError
 
 COOKIE = "intrafed_console"
+_log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 4 * MAX_UPLOAD_BYTES
 """A POST larger than this is refused unread."""
 HERE = Path(__file__).parent
@@ -76,6 +78,12 @@ class Visit:
     session: Session
     config: NodeConfig
     form: FormValues | None
+
+    @property
+    def source(self) -> str:
+        """The address the request came from."""
+        client = self.request.client
+        return client.host if client else "unknown"
 
     @property
     def home(self) -> Path:
@@ -209,6 +217,7 @@ async def login(request: Request) -> Response:
         match console.throttle.admit(source, now):
             case Wait(seconds):
                 wait = max(1, math.ceil(seconds))
+                _log.warning("login from %s refused: too many wrong passwords", source)
                 return _refuse(
                     429,
                     f"too many wrong passwords: try again in {wait} s",
@@ -222,12 +231,14 @@ async def login(request: Request) -> Response:
         password = form.secret("password")
         if stored is not None and await run_in_threadpool(matches, password, stored):
             console.throttle.succeeded(source)
+            _log.info("login from %s", source)
             console.sessions.close(session)
             fresh = console.sessions.open(now, authenticated=True)
             redirect = RedirectResponse(next_path, 303, headers=_HEADERS)
             _set_cookie(redirect, fresh, console.settings.secure)
             return redirect
         console.throttle.failed(source, now)
+        _log.warning("wrong password from %s", source)
         error, status = "wrong password", 401
     response = console.templates.TemplateResponse(
         request,
@@ -271,6 +282,7 @@ async def config_page(visit: Visit) -> Response:
             shown = visit.form.shown()
             values[action] = {k: v for k, v in shown.items() if k not in ("password", "csrf")}
         else:
+            _log.info("%s (%s): %s", page.title, visit.source, done.splitlines()[0])
             return visit.redirect(f"/config/{slug}", done)
     for form in page.forms:
         if form.current is not None and form.action not in values:

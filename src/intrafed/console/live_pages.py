@@ -4,6 +4,7 @@ registrations and subscriptions, and the Trace page's SIP ladder."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from intrafed.pki import Severity
 from intrafed.store import open_store
 from intrafed.store.home_lock import holder
 
+_log = logging.getLogger(__name__)
 PROBE_TIMEOUT = 3.0
 """Seconds each probe connection, handshake or answer may take."""
 
@@ -39,6 +41,7 @@ async def status_page(visit: Visit) -> Response:
         action = visit.form.text("action")
         if action not in ("reload", "restart"):
             return visit.redirect("/status", f"unknown action {action!r}")
+        _log.info("service %s (%s)", action, visit.source)
         result = await run_in_threadpool(run_intrafed, [["service", action, "--home", str(home)]])
         return visit.redirect("/status", result.output)
     with open_store(home) as store:
@@ -82,6 +85,7 @@ async def check_page(visit: Visit) -> Response:
         commands = fix_commands(fix, homes) if fix in offered else None
         if commands is None:
             return visit.redirect("/check", "that fix is not offered by the check any more")
+        _log.info("applying the fix %s (%s)", fix, visit.source)
         outcome = await run_in_threadpool(run_intrafed, commands)
         return visit.redirect("/check", outcome.output)
     report = await run_in_threadpool(_check, visit)

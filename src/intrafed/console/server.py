@@ -126,6 +126,7 @@ def serve(settings: ConsoleSettings, listen: Listen, ready: Callable[[], None]) 
     config = uvicorn.Config(
         create_app(settings, listen.host_names(names)),
         log_level="warning",
+        log_config=None,  # intrafed's logging, set up by the command
         server_header=False,
         proxy_headers=False,
         lifespan="off",
