@@ -87,7 +87,7 @@ class Field:
     """The form field: the CLI option's name without its dashes."""
     label: str
     kind: str = "text"
-    """text, number, password, checkbox, select, file or hidden."""
+    """text, number, password, checkbox, select or file."""
     choices: tuple[str, ...] = ()
     default: str = ""
     hint: str = ""
