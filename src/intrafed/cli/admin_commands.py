@@ -9,9 +9,11 @@ import click
 
 from intrafed.cli import logs
 from intrafed.cli.common import fail, home_option, load_staged
+from intrafed.console import in_node
 from intrafed.console.app import ConsoleSettings
+from intrafed.console.listen import DEFAULT_LISTEN, Listen
 from intrafed.console.password import set_password
-from intrafed.console.server import DEFAULT_LISTEN, Listen, serve
+from intrafed.console.server import serve
 
 
 @click.group("admin", invoke_without_command=True)
@@ -58,12 +60,7 @@ def admin_group(
     load_staged(home)  # refuse a directory that is not a node's home
     address = Listen.parse(listen)
     logs.configure(log_level, log_format)
-    if not address.loopback and not tls:
-        click.echo(
-            f"warning: the console listens on {listen} without TLS: its password and cookie "
-            "cross the network in clear; add --tls",
-            err=True,
-        )
+    _warn_in_clear(address, tls)
     scheme = "https" if tls else "http"
     host = f"[{address.ip}]" if ":" in address.ip else address.ip
     url = f"{scheme}://{host}:{address.port}/"
@@ -72,6 +69,15 @@ def admin_group(
         address,
         lambda: click.echo(f"intrafed console for {home}: {url} (Ctrl-C stops)"),
     )
+
+
+def _warn_in_clear(address: Listen, tls: bool) -> None:
+    if not address.loopback and not tls:
+        click.echo(
+            f"warning: the console listens on {address.ip} without TLS: its password and "
+            "cookie cross the network in clear; add --tls",
+            err=True,
+        )
 
 
 @admin_group.command("password")
@@ -86,3 +92,29 @@ def password_command(home: Path) -> None:
         password = sys.stdin.readline().rstrip("\r\n")
     path = set_password(home, password)
     click.echo(f"console password set ({path}); start the console: intrafed admin --home {home}")
+
+
+@admin_group.command("enable")
+@home_option()
+@click.option(
+    "--listen", default=DEFAULT_LISTEN, show_default=True, help="IP:PORT the console listens on."
+)
+@click.option("--tls", is_flag=True, help="Serve over HTTPS with the node's selected certificate.")
+def enable_command(home: Path, listen: str, tls: bool) -> None:
+    """Serve the console from the running node itself (HOME/console.toml), from its next
+    start: intrafed service restart applies it."""
+    load_staged(home)
+    address = Listen.parse(listen)
+    path = in_node.enable(home, in_node.InNodeConsole(address, tls))
+    _warn_in_clear(address, tls)
+    click.echo(f"console enabled in {path}; apply it with intrafed service restart --home {home}")
+
+
+@admin_group.command("disable")
+@home_option()
+def disable_command(home: Path) -> None:
+    """Stop serving the console from the node, from its next start."""
+    load_staged(home)
+    if not in_node.disable(home):
+        fail(f"the node of {home} serves no console", 1)
+    click.echo(f"console disabled; apply it with intrafed service restart --home {home}")

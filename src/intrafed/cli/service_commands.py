@@ -29,6 +29,7 @@ from intrafed.cli.common import done, fail, home_option, json_option
 from intrafed.cli.output import echo
 from intrafed.config.document import apply_command, changes
 from intrafed.config.model import ConfigError, NodeConfig
+from intrafed.console.in_node import ConsoleBesideNode
 from intrafed.control.client import ask
 from intrafed.control.protocol import ControlError, Refused
 from intrafed.control.server import ControlServer
@@ -144,10 +145,13 @@ async def _serve(home: Path, store: Store, config: NodeConfig) -> None:
         extra={"node": config.identity.fqdn, "listeners": bound},
     )
     await control_server.start()
+    console = ConsoleBesideNode.start(home)
     systemd.notify(f"READY=1\nSTATUS=listening on {listening}")
     probing = loop.create_task(_log_probe_failures(home))
     await stopping.wait()
     probing.cancel()
+    if console is not None:
+        await asyncio.to_thread(console.stop)
     await control_server.close()
     if metrics is not None:
         await metrics.close()

@@ -55,6 +55,8 @@ class ConsoleSettings:
     home: Path
     peers: tuple[Path, ...] = ()
     secure: bool = False
+    in_node: bool = False
+    """Served by the node itself: restarting the node restarts the console."""
 
 
 @dataclass(slots=True)

@@ -80,3 +80,15 @@ def run_intrafed(commands: Sequence[Sequence[str]]) -> Outcome:
         if finished.returncode != 0:
             return Outcome(False, "\n".join(output))
     return Outcome(True, "\n".join(output))
+
+
+def start_intrafed(arguments: Sequence[str]) -> None:
+    """Start an intrafed command that must outlive this process (a restart of the node
+    this console runs in), detached from it."""
+    subprocess.Popen(  # noqa: S603 (our own interpreter and command)
+        [sys.executable, "-m", "intrafed", *arguments],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )

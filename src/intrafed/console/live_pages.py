@@ -15,7 +15,7 @@ from intrafed.check import CheckReport, Step, check_homes
 from intrafed.check.probe import probe_home
 from intrafed.config.document import apply_command, changes
 from intrafed.console.app import Visit
-from intrafed.console.commands import fix_commands, run_intrafed
+from intrafed.console.commands import fix_commands, run_intrafed, start_intrafed
 from intrafed.console.ladder_view import layout
 from intrafed.control.client import ask
 from intrafed.control.protocol import ControlError
@@ -42,7 +42,12 @@ async def status_page(visit: Visit) -> Response:
         if action not in ("reload", "restart"):
             return visit.redirect("/status", f"unknown action {action!r}")
         _log.info("service %s (%s)", action, visit.source)
-        result = await run_in_threadpool(run_intrafed, [["service", action, "--home", str(home)]])
+        arguments = ["service", action, "--home", str(home)]
+        if action == "restart" and visit.console.settings.in_node:
+            # This console stops with the node: the restart must not wait on it.
+            start_intrafed(arguments)
+            return visit.render("restarting.html")
+        result = await run_in_threadpool(run_intrafed, [arguments])
         return visit.redirect("/status", result.output)
     with open_store(home) as store:
         running_config, staged_config = store.load("running"), store.load("staged")

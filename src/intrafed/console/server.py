@@ -3,10 +3,8 @@ default, over TLS with the node's selected certificate when asked."""
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
@@ -17,7 +15,6 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from intrafed.config.model import ConfigError
-from intrafed.config.values import check_ip, check_port
 from intrafed.console import live_pages
 from intrafed.console.app import (
     HERE,
@@ -30,50 +27,14 @@ from intrafed.console.app import (
     logout,
 )
 from intrafed.console.forms import load_staged
+from intrafed.console.listen import Listen
 from intrafed.console.password import stored_hash
 from intrafed.pki import CertificateStores
 
-DEFAULT_LISTEN = "127.0.0.1:8080"
+GRACEFUL_STOP = 2
+"""Seconds a stopping console gives the requests in flight."""
 TLS_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL"
 """Forward-secret AEAD suites only (TLS 1.3 suites are always on)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Listen:
-    """Where the console listens."""
-
-    ip: str
-    port: int
-
-    @classmethod
-    def parse(cls, text: str) -> Listen:
-        """``IP:PORT`` or ``[IPv6]:PORT``."""
-        host, _, port = text.rpartition(":")
-        host = host.removeprefix("[").removesuffix("]")
-        if not port.isdigit() or not host:
-            raise ConfigError("--listen", f"{text!r} is not IP:PORT", f"e.g. {DEFAULT_LISTEN}")
-        return cls(check_ip("--listen", host), check_port("--listen", int(port)))
-
-    @property
-    def family(self) -> socket.AddressFamily:
-        """IPv4 or IPv6."""
-        version = ipaddress.ip_address(self.ip).version
-        return socket.AF_INET6 if version == 6 else socket.AF_INET
-
-    @property
-    def loopback(self) -> bool:
-        """Whether only this machine can reach it."""
-        return ipaddress.ip_address(self.ip).is_loopback
-
-    def host_names(self, node_names: Sequence[str]) -> list[str]:
-        """The names a browser may reach the console by (the Host header): its address,
-        localhost and the node's names; any name when it listens on every IPv4 address or
-        on IPv6. A page on another site whose name an attacker points at this address is
-        refused, so it cannot try passwords from the administrator's own browser."""
-        address = ipaddress.ip_address(self.ip)
-        if address.is_unspecified or address.version == 6:
-            return ["*"]
-        return [self.ip, "localhost", *node_names]
 
 
 def create_app(settings: ConsoleSettings, host_names: Sequence[str] = ("*",)) -> Starlette:
@@ -109,9 +70,9 @@ def tls_files(home: Path) -> tuple[Path, Path]:
     return stored.path, stored.key_path
 
 
-def serve(settings: ConsoleSettings, listen: Listen, ready: Callable[[], None]) -> None:
-    """Run the console until interrupted, calling ``ready`` once it listens; ``ConfigError``
-    when no password was set, the TLS certificate is unusable or the address is taken."""
+def prepare(settings: ConsoleSettings, listen: Listen) -> tuple[uvicorn.Server, socket.socket]:
+    """The console's server and its bound socket; ``ConfigError`` when no password was
+    set, the TLS certificate is unusable or the address is taken."""
     if stored_hash(settings.home) is None:
         raise ConfigError(
             "password",
@@ -133,6 +94,7 @@ def serve(settings: ConsoleSettings, listen: Listen, ready: Callable[[], None]) 
         ssl_certfile=certificate,
         ssl_keyfile=key,
         ssl_ciphers=TLS_CIPHERS,
+        timeout_graceful_shutdown=GRACEFUL_STOP,
     )
     try:
         listener = socket.create_server((listen.ip, listen.port), family=listen.family)
@@ -142,6 +104,13 @@ def serve(settings: ConsoleSettings, listen: Listen, ready: Callable[[], None]) 
             f"cannot listen on {listen.ip} port {listen.port}: {exc.strerror or exc}",
             "stop what listens there, or give another --listen IP:PORT",
         ) from None
+    return uvicorn.Server(config), listener
+
+
+def serve(settings: ConsoleSettings, listen: Listen, ready: Callable[[], None]) -> None:
+    """Run the console in the foreground until interrupted, calling ``ready`` once it
+    listens."""
+    server, listener = prepare(settings, listen)
     with listener:
         ready()
-        uvicorn.Server(config).run(sockets=[listener])
+        server.run(sockets=[listener])
