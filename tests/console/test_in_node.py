@@ -90,6 +90,23 @@ def test_the_node_serves_its_console_and_restarts_with_it(deployment: SeedDeploy
             time.sleep(0.2)
         again = _log_in_when_back(target)  # the new node's console: a new session
         assert 'id="service-state">running' in again.request("GET", "/status").body
+        # The check's "restart pending" fix restarts this node the same way.
+        second = _pid(home)
+        connection = ["--transport", "TCP", "--port", str(free_port(OCS_IP)), "--ip", OCS_IP]
+        staged = intrafed("config", "connection", "add", *connection, "--home", str(home))
+        assert staged.returncode == 0, staged.stderr
+        fix = f"intrafed service restart --home {home}"
+        assert f'name="fix" value="{fix}"' in again.request("GET", "/check").body
+        token = again.csrf("/check")
+        answer = again.request("POST", "/check", {"csrf": token, "fix": fix})
+        assert 'id="restarting"' in answer.body
+        while _pid(home) in (None, second):
+            assert time.monotonic() < deadline + COMEBACK_TIMEOUT, "the fix did not restart"
+            time.sleep(0.2)
+        third = _log_in_when_back(target)
+        assert (
+            "The staged configuration is the running one." in third.request("GET", "/status").body
+        )
     finally:
         intrafed("service", "stop", "--home", str(home))
     assert not _answers(port)

@@ -34,6 +34,16 @@ def _running(home: Path) -> bool:
     return holder(home) is not None
 
 
+def _restarts_this_node(visit: Visit, arguments: list[str]) -> bool:
+    """Whether ``arguments`` restart the node this console runs in: that command must not
+    be waited on (the console stops with the node), so it runs detached."""
+    return (
+        visit.console.settings.in_node
+        and arguments[:2] == ["service", "restart"]
+        and arguments[-2:] == ["--home", str(visit.home)]
+    )
+
+
 async def status_page(visit: Visit) -> Response:
     """Running against staged, what a reload or restart would apply; the buttons."""
     home = visit.home
@@ -43,8 +53,7 @@ async def status_page(visit: Visit) -> Response:
             return visit.redirect("/status", f"unknown action {action!r}")
         _log.info("service %s (%s)", action, visit.source)
         arguments = ["service", action, "--home", str(home)]
-        if action == "restart" and visit.console.settings.in_node:
-            # This console stops with the node: the restart must not wait on it.
+        if _restarts_this_node(visit, arguments):
             start_intrafed(arguments)
             return visit.render("restarting.html")
         result = await run_in_threadpool(run_intrafed, [arguments])
@@ -91,6 +100,13 @@ async def check_page(visit: Visit) -> Response:
         if commands is None:
             return visit.redirect("/check", "that fix is not offered by the check any more")
         _log.info("applying the fix %s (%s)", fix, visit.source)
+        last = commands[-1]
+        if _restarts_this_node(visit, last):
+            outcome = await run_in_threadpool(run_intrafed, commands[:-1])
+            if not outcome.ok:
+                return visit.redirect("/check", outcome.output)
+            start_intrafed(last)
+            return visit.render("restarting.html")
         outcome = await run_in_threadpool(run_intrafed, commands)
         return visit.redirect("/check", outcome.output)
     report = await run_in_threadpool(_check, visit)
