@@ -108,8 +108,18 @@ def test_the_node_serves_its_console_and_restarts_with_it(deployment: SeedDeploy
             "The staged configuration is the running one." in third.request("GET", "/status").body
         )
     finally:
-        intrafed("service", "stop", "--home", str(home))
+        _stop_for_good(home)
     assert not _answers(port)
+
+
+def _stop_for_good(home: Path) -> None:
+    """Stop the node, and again should a detached restart still in flight start it anew."""
+    deadline = time.monotonic() + 5.0
+    intrafed("service", "stop", "--home", str(home))
+    while time.monotonic() < deadline:
+        if _pid(home) is not None:
+            intrafed("service", "stop", "--home", str(home))
+        time.sleep(0.2)
 
 
 def test_a_console_that_cannot_run_does_not_keep_the_node_from_starting(
