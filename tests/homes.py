@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 from pathlib import Path
 
 from intrafed.config.model import Connection, NodeIdentity, Role
@@ -18,3 +20,15 @@ def staged_ocs_home(home: Path, ip: str, port: int) -> None:
                 config, domains=("example.com",), connections=(Connection("TCP", port, ip),)
             )
         )
+
+
+def intrafed_process(*arguments: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run an intrafed command in its own process, as an administrator's shell would."""
+    return subprocess.run(
+        [sys.executable, "-m", "intrafed", *arguments],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )

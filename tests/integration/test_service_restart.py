@@ -6,13 +6,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 from intrafed.config.model import Connection, NodeIdentity, Role, StaticRoute, User
 from intrafed.sip import StreamFramer, parse_message
 from intrafed.store import create_store, open_store
+from tests.homes import intrafed_process as intrafed
 from tests.integration.peers import free_port
 from tests.integration.uas import answer_200
 
@@ -45,16 +44,6 @@ async def register_all(node: tuple[str, int], cseq: int, contact: bool) -> dict[
             found[user] = response.headers.get_all("contact")
     writer.close()
     return found
-
-
-def intrafed(*arguments: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "intrafed", *arguments],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
 
 
 def make_home(home: Path, node_port: int, uas_port: int) -> None:

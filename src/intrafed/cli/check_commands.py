@@ -16,9 +16,9 @@ import click
 from intrafed.check import CheckReport, Step, check_homes
 from intrafed.check.probe import ProbeReport, probe_home
 from intrafed.cli.common import home_option
-from intrafed.cli.home_lock import holder
 from intrafed.cli.output import echo
 from intrafed.pki import Severity
+from intrafed.store.home_lock import holder
 
 _MARKS = {
     "ok": ("PASS", "bold green"),

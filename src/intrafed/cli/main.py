@@ -74,6 +74,12 @@ COMMANDS = (
         "Move users between the partitions (credentials, block lists, directory, watchers).",
     ),
     LazyCommand(
+        "admin",
+        "intrafed.cli.admin_commands:admin_group",
+        "The web console of a node (its tabs, status, check, probe and trace), and its admin "
+        "password.",
+    ),
+    LazyCommand(
         "ua",
         "intrafed.cli.ua_commands:ua_group",
         "A small SIP client: one user over one TCP or TLS connection to its home node.",

@@ -26,10 +26,10 @@ from intrafed.check import check_homes
 from intrafed.check.probe import probe_home
 from intrafed.cli import logs, systemd
 from intrafed.cli.common import done, fail, home_option, json_option
-from intrafed.cli.home_lock import HomeInUseError, HomeLock, holder
 from intrafed.cli.output import echo
 from intrafed.config.document import apply_command, changes
 from intrafed.config.model import ConfigError, NodeConfig
+from intrafed.console.in_node import ConsoleBesideNode
 from intrafed.control.client import ask
 from intrafed.control.protocol import ControlError, Refused
 from intrafed.control.server import ControlServer
@@ -38,6 +38,7 @@ from intrafed.node import Node, settings_with_tls, tls_contexts_of
 from intrafed.node_control import NodeControl, reload_staged
 from intrafed.pki import PkiError
 from intrafed.store import Store, open_store
+from intrafed.store.home_lock import HomeInUseError, HomeLock, holder
 from intrafed.transport import TransportError, eventloop
 
 STARTUP_PROBE_DELAY = 3.0
@@ -144,10 +145,13 @@ async def _serve(home: Path, store: Store, config: NodeConfig) -> None:
         extra={"node": config.identity.fqdn, "listeners": bound},
     )
     await control_server.start()
+    console = ConsoleBesideNode.start(home)
     systemd.notify(f"READY=1\nSTATUS=listening on {listening}")
     probing = loop.create_task(_log_probe_failures(home))
     await stopping.wait()
     probing.cancel()
+    if console is not None:
+        await asyncio.to_thread(console.stop)
     await control_server.close()
     if metrics is not None:
         await metrics.close()
