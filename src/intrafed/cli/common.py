@@ -72,11 +72,10 @@ def done(as_json: bool, result: dict[str, Any], lines: Sequence[str]) -> None:
 
 
 def load_staged(home: Path) -> NodeConfig:
-    """The staged configuration of the node at ``home``."""
-    from intrafed.store import open_store
+    """The staged configuration of the node at ``home`` (the store imported when used)."""
+    from intrafed.store import load_staged as load
 
-    with open_store(home) as store:
-        return store.load("staged")
+    return load(home)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,10 +20,11 @@ from starlette.templating import Jinja2Templates
 
 from intrafed.config.model import ConfigError, NodeConfig
 from intrafed.console.config_pages import config_pages
-from intrafed.console.forms import MAX_UPLOAD_BYTES, ConfigPage, FormValues, Upload, load_staged
+from intrafed.console.forms import MAX_UPLOAD_BYTES, ConfigPage, FormValues, Upload
 from intrafed.console.password import matches, stored_hash
 from intrafed.console.security import Admitted, LoginThrottle, Session, Sessions, Wait
 from intrafed.pki import PkiError
+from intrafed.store import load_staged
 
 COOKIE = "intrafed_console"
 _log = logging.getLogger(__name__)

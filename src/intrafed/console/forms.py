@@ -159,12 +159,6 @@ class ConfigPage:
         return next((f for f in (*self.forms, *self.row_forms) if f.action == action), None)
 
 
-def load_staged(home: Path) -> NodeConfig:
-    """The staged configuration of the node at ``home``."""
-    with open_store(home) as store:
-        return store.load("staged")
-
-
 def staged(edit: Callable[[NodeConfig, FormValues], NodeConfig], done: str) -> Apply:
     """A form that stages one configuration edit; ``done`` may name form fields as
     ``{field}``."""

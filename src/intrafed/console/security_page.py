@@ -8,9 +8,9 @@ from pathlib import Path
 
 from intrafed.config.model import ConfigError, NodeConfig
 from intrafed.console.forms import ConfigPage, Field, Form, FormValues, Row, RowButton
-from intrafed.console.forms import load_staged as staged_config
 from intrafed.pki import CertificateStores, StoreName, read_bundle
 from intrafed.pki.certificates import read_private_key, subject_text
+from intrafed.store import load_staged as staged_config
 
 
 def _rows(home: Path, config: NodeConfig) -> list[Row]:

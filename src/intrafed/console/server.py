@@ -26,10 +26,10 @@ from intrafed.console.app import (
     login,
     logout,
 )
-from intrafed.console.forms import load_staged
 from intrafed.console.listen import Listen
 from intrafed.console.password import stored_hash
 from intrafed.pki import CertificateStores
+from intrafed.store import load_staged
 
 GRACEFUL_STOP = 2
 """Seconds a stopping console gives the requests in flight."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from intrafed.config.model import ConfigError, NodeIdentity
+from intrafed.config.model import ConfigError, NodeConfig, NodeIdentity
 from intrafed.store.base import (
     BindingRow,
     Configuration,
@@ -45,6 +45,12 @@ def create_store(home: Path, identity: NodeIdentity, url: str | None = None) -> 
     return SqliteStore.create(home, identity, url)
 
 
+def load_staged(home: Path) -> NodeConfig:
+    """The staged configuration of the node at ``home``."""
+    with open_store(home) as store:
+        return store.load("staged")
+
+
 def open_database(url: str, setting: str) -> Store:
     """The store in the database at ``url`` (``sqlite:///PATH`` or ``postgresql://``) of the
     one node, or the one pool, it holds, when no home is at hand; ``setting`` names where
@@ -71,6 +77,7 @@ __all__ = [
     "SubscriptionRow",
     "create_store",
     "home_containing",
+    "load_staged",
     "open_database",
     "open_store",
 ]
