@@ -320,7 +320,8 @@ def test_the_im_and_presence_console(
         assert "IM and Presence" in page.inner_text("header")
         nav = page.locator("nav a").all_inner_texts()
         # The tabs, in the order test_forms pins for the role.
-        assert nav[:7] == [tab.title for tab in config_pages(Role.IMP)]
+        tabs = [tab.title for tab in config_pages(Role.IMP)]
+        assert nav[: len(tabs)] == tabs
         for slug in ("listeners", "routing", "peer-subjects", "acl", "routing-mode"):
             _go(page, target, f"/config/{slug}")
             assert page.locator("#listing tbody tr").count() >= 1, slug

@@ -66,6 +66,7 @@ def test_each_role_has_the_seeds_tabs() -> None:
         "Host Authorization",
         "Security",
         "FIPS",
+        "Hosts",
         "Users",
     ]
     assert [page.title for page in config_pages(Role.IMP)] == [
@@ -75,5 +76,6 @@ def test_each_role_has_the_seeds_tabs() -> None:
         "Incoming ACL",
         "Routing Mode",
         "Security",
+        "Hosts",
         "Users",
     ]

@@ -336,3 +336,43 @@ def test_a_taken_address_is_named_and_nothing_is_announced(deployment: SeedDeplo
     assert result.returncode == 2
     assert result.stderr.startswith(f"--listen: cannot listen on {CONSOLE_IP} port {port}")
     assert result.stdout == ""
+
+
+def test_the_hosts_and_block_list_forms_stage_what_the_cli_would(
+    deployment: SeedDeployment, tmp_path: Path
+) -> None:
+    home = tmp_path / "ocs1"
+    shutil.copytree(deployment.ocs.home, home)
+    set_password(home)
+    with console(home) as target:
+        client = _logged_in(target, source="127.0.18.12")
+        token = client.csrf("/config/hosts")
+        host = {"csrf": token, "action": "add", "fqdn": "ocs2.example.com", "address": "10.0.0.7"}
+        assert client.request("POST", "/config/hosts", host).status == 303
+        hosts = intrafed("config", "hosts", "list", "--json", "--home", str(home)).stdout
+        assert '"fqdn": "ocs2.example.com"' in hosts
+        wrong = {**host, "action": "set", "address": "not-an-address"}
+        answer = client.request("POST", "/config/hosts", wrong)
+        assert answer.status == 400
+        assert 'id="set-address-error"' in answer.body
+        gone = {"csrf": token, "action": "remove", "fqdn": "ocs2.example.com"}
+        assert client.request("POST", "/config/hosts", gone).status == 303
+        hosts = intrafed("config", "hosts", "list", "--json", "--home", str(home)).stdout
+        assert "ocs2.example.com" not in hosts
+
+        block = {
+            "csrf": token,
+            "action": "block",
+            "aor": "bob@example.com",
+            "watcher": "mallory@example.com",
+        }
+        assert client.request("POST", "/config/users", block).status == 303
+        users = client.request("GET", "/config/users").body
+        assert "Unblock mallory@example.com" in users
+        exported = intrafed("config", "export", "--home", str(home)).stdout
+        assert 'blocked = [\n    "mallory@example.com",\n]' in exported
+        unblock = {**block, "action": "unblock"}
+        assert client.request("POST", "/config/users", unblock).status == 303
+        assert "Unblock mallory" not in client.request("GET", "/config/users").body
+        exported = intrafed("config", "export", "--home", str(home)).stdout
+        assert "mallory@example.com" not in exported

@@ -1,7 +1,7 @@
-"""The configuration tabs: OCS General, Routing, Host Authorization, FIPS and Users; IM and
-Presence Application Listeners, Static Routes, TLS Peer Subjects, Incoming ACL, Routing
-Mode and Users. Every form stages its change with the ``intrafed.config.edits`` function
-the CLI command of the same name calls."""
+"""The configuration tabs: OCS General, Routing, Host Authorization, FIPS, Hosts and Users;
+IM and Presence Application Listeners, Static Routes, TLS Peer Subjects, Incoming ACL,
+Routing Mode, Hosts and Users. Every form stages its change with the
+``intrafed.config.edits`` function the CLI command of the same name calls."""
 
 from __future__ import annotations
 
@@ -20,16 +20,17 @@ from intrafed.config.model import (
     TlsProfile,
 )
 from intrafed.console.forms import (
-    Apply,
     ConfigPage,
     Field,
     Form,
     FormValues,
     Row,
-    RowButton,
+    remove_button,
+    remove_form,
     staged,
 )
 from intrafed.console.security_page import security_page
+from intrafed.console.user_pages import hosts_page, users_page
 
 _FQDN = Field("fqdn", "FQDN", hint="a TLS peer: its certificate's name")
 _IP = Field("ip", "IP address", hint="the source address")
@@ -37,15 +38,6 @@ _IP = Field("ip", "IP address", hint="the source address")
 
 def _yes(flag: bool) -> str:
     return "yes" if flag else "no"
-
-
-def _remove(values: dict[str, str]) -> tuple[RowButton, ...]:
-    return (RowButton("remove", "Remove", values),)
-
-
-def remove_form(fields: tuple[Field, ...], apply: Apply) -> Form:
-    """The form behind a row's Remove button."""
-    return Form("remove", "Remove", "Remove", fields, apply)
 
 
 # OCS General: connections.
@@ -70,7 +62,7 @@ def _general() -> ConfigPage:
         return [
             Row(
                 (c.transport, c.ip, str(c.port)),
-                _remove({"transport": c.transport, "port": str(c.port), "ip": c.ip}),
+                remove_button({"transport": c.transport, "port": str(c.port), "ip": c.ip}),
             )
             for c in config.connections
         ]
@@ -158,7 +150,7 @@ def _routing(role: Role) -> ConfigPage:
                     if role is Role.OCS
                     else (str(r.priority),)
                 ),
-                _remove({"domain": r.domain, "priority": str(r.priority)}),
+                remove_button({"domain": r.domain, "priority": str(r.priority)}),
             )
             for r in routes
         ]
@@ -218,7 +210,7 @@ def _host_authorization() -> ConfigPage:
                     _yes(h.throttle_as_server),
                     _yes(h.treat_as_authenticated),
                 ),
-                _remove({"host": h.host}),
+                remove_button({"host": h.host}),
             )
             for h in config.host_authorizations
         ]
@@ -303,61 +295,6 @@ def _fips() -> ConfigPage:
     )
 
 
-# Users (both roles): never a password or an HA1 shown.
-
-
-def _users() -> ConfigPage:
-    def rows(home: Path, config: NodeConfig) -> list[Row]:
-        return [
-            Row(
-                (u.aor, "enabled" if u.enabled else "disabled", ", ".join(u.blocked)),
-                (
-                    RowButton("enable", "Disable" if u.enabled else "Enable", {"aor": u.aor}),
-                    RowButton("remove", "Remove", {"aor": u.aor}),
-                ),
-            )
-            for u in config.users
-        ]
-
-    def toggle(config: NodeConfig, values: FormValues) -> NodeConfig:
-        aor = values.required("aor", "USER@DOMAIN")
-        user = next((u for u in config.users if u.aor == aor.lower()), None)
-        return edits.set_user_enabled(config, aor, not (user is not None and user.enabled))
-
-    aor = Field("aor", "User (user@domain)", settings=("USER@DOMAIN", "user"))
-    return ConfigPage(
-        "users",
-        "Users",
-        "Users homed on this side. Passwords are kept only as digest HA1s, never shown.",
-        ("USER", "STATE", "BLOCKED WATCHERS"),
-        rows,
-        (
-            Form(
-                "add",
-                "Add a user",
-                "Add",
-                (aor, Field("password", "Password", "password", settings=("--password-file",))),
-                staged(
-                    lambda c, v: edits.add_user(
-                        c, v.required("aor", "USER@DOMAIN"), v.secret("password")
-                    ),
-                    "added user {aor}",
-                ),
-            ),
-        ),
-        (
-            Form("enable", "Enable", "Enable", (aor,), staged(toggle, "changed user {aor}")),
-            remove_form(
-                (aor,),
-                staged(
-                    lambda c, v: edits.remove_user(c, v.required("aor", "USER@DOMAIN")),
-                    "removed user {aor}",
-                ),
-            ),
-        ),
-    )
-
-
 # IM and Presence: Application Listeners, TLS Peer Subjects, Incoming ACL, Routing Mode.
 
 
@@ -417,7 +354,7 @@ def _peer_subjects() -> ConfigPage:
         "The certificate names of the OCS servers (or pool) allowed over MTLS.",
         ("SUBJECT",),
         lambda home, config: [
-            Row((subject,), _remove({"name": subject})) for subject in config.peer_subjects
+            Row((subject,), remove_button({"name": subject})) for subject in config.peer_subjects
         ],
         (
             Form(
@@ -452,7 +389,7 @@ def _acl() -> ConfigPage:
         "Incoming ACL",
         "Hosts whose TCP requests are trusted without a digest challenge.",
         ("HOST",),
-        lambda home, config: [Row((e.host,), _remove({"host": e.host})) for e in config.acl],
+        lambda home, config: [Row((e.host,), remove_button({"host": e.host})) for e in config.acl],
         (Form("add", "Add an ACL entry", "Add", (_FQDN, _IP), staged(add, "added {fqdn}{ip}")),),
         (
             remove_form(
@@ -497,7 +434,8 @@ def config_pages(role: Role) -> tuple[ConfigPage, ...]:
             _host_authorization(),
             security_page(),
             _fips(),
-            _users(),
+            hosts_page(),
+            users_page(),
         )
     return (
         _listeners(),
@@ -506,5 +444,6 @@ def config_pages(role: Role) -> tuple[ConfigPage, ...]:
         _acl(),
         _routing_mode(),
         security_page(),
-        _users(),
+        hosts_page(),
+        users_page(),
     )

@@ -174,3 +174,13 @@ def staged(edit: Callable[[NodeConfig, FormValues], NodeConfig], done: str) -> A
 class _Blank(dict[str, str]):
     def __missing__(self, key: str) -> str:
         return ""
+
+
+def remove_button(values: dict[str, str]) -> tuple[RowButton, ...]:
+    """A row's Remove button, posting ``values``."""
+    return (RowButton("remove", "Remove", values),)
+
+
+def remove_form(fields: tuple[Field, ...], apply: Apply) -> Form:
+    """The form behind a row's Remove button."""
+    return Form("remove", "Remove", "Remove", fields, apply)
