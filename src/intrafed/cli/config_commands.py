@@ -85,6 +85,11 @@ from intrafed.store import create_store, open_store
     "--pool-fqdn", help="ocs enterprise only: the pool FQDN (the certificate's subject CN)."
 )
 @click.option(
+    "--cluster",
+    help="imp only: the IM and Presence cluster this node is a member of (its nodes share "
+    "the --db database and its settings).",
+)
+@click.option(
     "--db",
     "db_url",
     show_default="sqlite:///HOME/intrafed.db",
@@ -100,14 +105,21 @@ def init_command(
     ip: str,
     edition: str | None,
     pool_fqdn: str | None,
+    cluster: str | None,
     db_url: str | None,
     as_json: bool,
 ) -> None:
-    """Make HOME the home of a new ocs or imp node, with no settings yet."""
-    identity = NodeIdentity(Role(role), fqdn, ip, Edition(edition) if edition else None, pool_fqdn)
+    """Make HOME the home of a new ocs or imp node, with no settings yet.
+
+    A member of an Enterprise pool (--pool-fqdn) or IM&P cluster (--cluster) whose --db
+    already holds other members joins them and shares their settings."""
+    identity = NodeIdentity(
+        Role(role), fqdn, ip, Edition(edition) if edition else None, pool_fqdn, cluster
+    )
     with create_store(home, identity, db_url) as store:
         path = store.location
     kind = f", {identity.edition.value} edition" if identity.edition else ""
+    kind += f", cluster {identity.cluster}" if identity.cluster else ""
     result = {"home": str(home), "store": str(path), "node": as_table(identity)}
     done(as_json, result, [
         f"initialized {identity.role.value} node {identity.fqdn} ({identity.ip}{kind}) "
@@ -283,6 +295,8 @@ def show(home: Path, staged: bool, as_json: bool) -> None:
         edition = f", Enterprise Edition pool {identity.pool_fqdn}"
     elif identity.edition is Edition.STANDARD:
         edition = ", Standard Edition"
+    elif identity.cluster is not None:
+        edition = f", cluster {identity.cluster}"
     click.echo(
         f"{identity.role.value} node {identity.fqdn} ({identity.ip}){edition}, "
         f"{'staged' if staged else 'running'} configuration"

@@ -258,6 +258,7 @@ def _state(home: Path) -> dict[str, Any]:
     outcome of the last reload."""
     with open_store(home) as store:
         running, staged = store.load("running"), store.load("staged")
+        members = store.members_pending() if staged.identity.pool is not None else {}
     pending = changes(running, staged)
     pid = _running_pid(home)
     status = _read_status(home) if pid is not None else None
@@ -272,6 +273,8 @@ def _state(home: Path) -> dict[str, Any]:
         "restart_pending": bool(pending),
         "pending_changes": pending,
         "last_reload": status.get("reload") if status else None,
+        "pool": staged.identity.pool,
+        "members_behind": sorted(name for name, behind in members.items() if behind),
     }
 
 
@@ -470,7 +473,8 @@ def unit_command(
 @json_option(
     "Print one JSON object: status (running or stopped), pid, uptime_seconds, listeners, "
     "live (the running node's own status and counts, when it answers), staged_is_running, "
-    "apply (reload or restart), pending_changes, last_reload."
+    "apply (reload or restart), pending_changes, last_reload, pool (the Enterprise pool or "
+    "IM&P cluster, or null), members_behind (its members that run an older configuration)."
 )
 def status_command(home: Path, as_json: bool) -> None:
     """Whether the node runs (since when, with how many registrations, subscriptions and
@@ -510,4 +514,12 @@ def status_command(home: Path, as_json: bool) -> None:
             echo((f"{'restart' if not state['running'] else state['apply']} pending:", "yellow"))
             for line in state["pending_changes"]:
                 click.echo(f"  {line}")
+        if state["pool"] is not None:
+            behind = state["members_behind"]
+            text = (
+                f"an older configuration runs on {', '.join(behind)}"
+                if behind
+                else "every member runs the staged configuration"
+            )
+            click.echo(f"pool {state['pool']}: {text}")
     sys.exit(0 if state["running"] else STATUS_NOT_RUNNING)

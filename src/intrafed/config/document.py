@@ -219,6 +219,22 @@ RESTART_SETTINGS = ("node", "connections", "listeners", "metrics")
 it is); a reload applies every other setting (DESIGN §6, ``Node.reload``)."""
 
 
+MEMBER_SETTINGS = RESTART_SETTINGS
+"""What each member of an Enterprise pool or IM&P cluster has of its own, as the seed scopes
+it (who it is, where it listens); every other setting belongs to the pool and is the same on
+every member."""
+
+
+def member_part(document: dict[str, Any]) -> dict[str, Any]:
+    """The member-scope settings of a configuration document (``MEMBER_SETTINGS``)."""
+    return {key: value for key, value in document.items() if key in ("format", *MEMBER_SETTINGS)}
+
+
+def pool_part(document: dict[str, Any]) -> dict[str, Any]:
+    """The pool-scope settings of a configuration document (all but ``MEMBER_SETTINGS``)."""
+    return {key: value for key, value in document.items() if key not in MEMBER_SETTINGS}
+
+
 def apply_command(old: NodeConfig, new: NodeConfig) -> str | None:
     """``reload`` or ``restart``: what takes a node running ``old`` to ``new`` (None when
     they are the same)."""

@@ -18,6 +18,7 @@ from intrafed.config.values import (
     CONNECTION_TRANSPORTS,
     ROUTE_TRANSPORTS,
     check_aor,
+    check_cluster,
     check_domain,
     check_fqdn,
     check_ip,
@@ -58,7 +59,7 @@ class TlsProfile(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class NodeIdentity:
-    """Who the node is: role, name and address, and for OCS its edition and pool."""
+    """Who the node is: role, name, address, and its pool (OCS) or cluster (IM&P)."""
 
     role: Role
     """``ocs`` or ``imp``."""
@@ -70,6 +71,8 @@ class NodeIdentity:
     """OCS only: Standard Edition server or Enterprise Edition pool front end."""
     pool_fqdn: str | None = None
     """OCS Enterprise Edition only: the pool FQDN (the certificate's subject CN)."""
+    cluster: str | None = None
+    """IM&P only: the name of the cluster whose nodes share one database."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fqdn", check_fqdn("--fqdn", self.fqdn))
@@ -81,7 +84,12 @@ class NodeIdentity:
                     "IM and Presence nodes have no edition or pool",
                     "leave out --edition and --pool-fqdn (they belong to role ocs)",
                 )
+            object.__setattr__(self, "cluster", check_cluster("--cluster", self.cluster))
             return
+        if self.cluster is not None:
+            raise ConfigError(
+                "--cluster", "OCS servers form pools, not clusters", "use --pool-fqdn"
+            )
         if self.edition is None:
             object.__setattr__(self, "edition", Edition.STANDARD)
         if self.edition is Edition.ENTERPRISE:
@@ -98,6 +106,11 @@ class NodeIdentity:
                 "a Standard Edition server has no pool",
                 "use --edition enterprise, or leave out --pool-fqdn",
             )
+
+    @property
+    def pool(self) -> str | None:
+        """The EE pool's FQDN or the IM&P cluster's name (None for a node on its own)."""
+        return self.pool_fqdn if self.pool_fqdn is not None else self.cluster
 
     @property
     def certificate_name(self) -> str:

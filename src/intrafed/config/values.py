@@ -23,6 +23,7 @@ ROUTE_TRANSPORTS = ("TCP", "TLS")
 # RFC 1035 labels; a final label of letters (so an IP address is not a domain).
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _FQDN_RE = re.compile(rf"(?:{_LABEL}\.)+[A-Za-z](?:[A-Za-z0-9-]{{0,61}}[A-Za-z0-9])?")
+_CLUSTER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 _USER_RE = re.compile(r"[A-Za-z0-9\-_.!~*'()&=+$,;?/%]+")
 
 
@@ -45,6 +46,18 @@ def check_fqdn(setting: str, value: str) -> str:
             "give a name such as imp1.example.com",
         )
     return value.lower()
+
+
+def check_cluster(setting: str, value: str | None) -> str | None:
+    """An IM&P cluster name (1 to 63 letters, digits, dots, hyphens or underscores), or
+    None."""
+    if value is not None and not _CLUSTER_RE.fullmatch(value):
+        raise ConfigError(
+            setting,
+            f"{value!r} is not a cluster name",
+            "use 1 to 63 letters, digits, dots, hyphens or underscores",
+        )
+    return value
 
 
 def check_domain(setting: str, value: str) -> str:

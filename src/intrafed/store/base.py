@@ -134,6 +134,12 @@ class Configuration(Protocol):
         """What a restart would change, one phrase per setting (empty when nothing)."""
         ...
 
+    def members_pending(self) -> dict[str, list[str]]:
+        """For each member of this node's Enterprise pool or IM&P cluster (this node alone
+        outside one), what a restart or reload there would change: the members that still
+        run an older configuration have a non-empty list."""
+        ...
+
 
 class StateStore(Protocol):
     """Registrations, subscriptions and publications across restarts: everything answered

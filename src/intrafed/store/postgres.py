@@ -3,8 +3,9 @@
 
 The tables are SQLite's, plus what an Enterprise pool needs: each configuration row,
 binding and subscription names its member (the node's FQDN: whose configuration it is, which
-front end holds the client's flow or sends the NOTIFYs). Today a database holds one member.
-The schema version is the one row of ``schema_version``.
+front end holds the client's flow or sends the NOTIFYs). A database holds one node on its
+own, or the members of pools and clusters (``store.pool_config``; a member's home names it in
+``store.member``). The schema version is the one row of ``schema_version``.
 
 A write never waits for a database that is down or has stopped answering: the server
 cancels a statement a little before ``WRITE_TIMEOUT``, the client gives up on a silent
@@ -27,9 +28,8 @@ import psycopg
 from psycopg.abc import PQGen
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.pq import TransactionStatus
-from psycopg.types.json import Jsonb
 
-from intrafed.config.document import changes, from_document, to_document
+from intrafed.config.document import changes, from_document
 from intrafed.config.model import ConfigError, NodeConfig, NodeIdentity
 from intrafed.store.base import (
     BindingRow,
@@ -40,7 +40,9 @@ from intrafed.store.base import (
     StoreError,
     SubscriptionRow,
 )
-from intrafed.store.sqlite import FILENAME, KINDS, LOCATOR
+from intrafed.store.pool_config import MIGRATIONS as POOL_MIGRATIONS
+from intrafed.store.pool_config import Member, enroll, load_document, pool_pending, save_config
+from intrafed.store.sqlite import FILENAME, LOCATOR
 from intrafed.store.urls import masked
 
 WRITE_TIMEOUT = 1.0
@@ -54,6 +56,8 @@ RECONNECT_INTERVAL = 0.5
 """Seconds between attempts to connect again after the connection broke."""
 IDLE_IN_TRANSACTION_TIMEOUT = 10.0
 """Seconds the server waits for a client that vanished inside a transaction."""
+MEMBER_FILE = "store.member"
+"""The file of a pool member's home that names the member (its FQDN) in the database."""
 MIGRATION_LOCK = 0x696E_7472
 """The advisory lock that lets one process at a time migrate the schema."""
 _OPEN = (TransactionStatus.INTRANS, TransactionStatus.INERROR)
@@ -104,6 +108,7 @@ MIGRATIONS = (
         published_at DOUBLE PRECISION NOT NULL,
         expires_at DOUBLE PRECISION NOT NULL
     )""",
+    *POOL_MIGRATIONS,
 )
 
 _SAVE_SUBSCRIPTION = (
@@ -120,8 +125,6 @@ _SAVE_SUBSCRIPTION = (
     "local_cseq = excluded.local_cseq, remote_cseq = excluded.remote_cseq, "
     "member = excluded.member"
 )
-_LOAD_CONFIG = "SELECT document FROM config WHERE member = %s AND kind = %s"
-_LOCK_CONFIG = "SELECT document FROM config WHERE member = %s AND kind = %s FOR UPDATE"
 _SAVE_PUBLICATION = (
     "INSERT INTO publications (etag, aor, state, note, published_at, expires_at) "
     "VALUES (%s, %s, %s, %s, %s, %s) "
@@ -250,6 +253,8 @@ class PostgresStore:
         try:
             self._migrate()
             self.member = member or self._only_member()
+            with self._transaction(WRITE_TIMEOUT) as cursor:
+                self._member = Member.of(cursor, self.member)
         except ConfigError:
             self.close()
             raise
@@ -257,12 +262,15 @@ class PostgresStore:
     @classmethod
     def open(cls, home: Path, url: str) -> PostgresStore:
         """The store of the existing home ``home`` whose ``store.url`` is ``url``."""
-        return cls(url, None, str(home / LOCATOR))
+        named = home / MEMBER_FILE
+        member = named.read_text().strip() if named.exists() else None
+        return cls(url, member or None, str(home / LOCATOR))
 
     @classmethod
     def create(cls, home: Path, identity: NodeIdentity, url: str) -> PostgresStore:
-        """Initialize ``home`` for a new node whose database, at ``url``, holds no node yet;
-        the home remembers the URL (readable by its owner alone: it may hold a password)."""
+        """Initialize ``home`` for a new node whose database, at ``url``, holds no node yet
+        (or, for a member of a pool or cluster, only other members); the home remembers the
+        URL (readable by its owner alone: it may hold a password) and the member."""
         for existing in (home / FILENAME, home / LOCATOR):
             if existing.exists():
                 raise ConfigError(
@@ -276,24 +284,17 @@ class PostgresStore:
         try:
             with store._transaction(WRITE_TIMEOUT) as cursor:
                 cursor.execute("LOCK TABLE config IN EXCLUSIVE MODE")
-                taken = cursor.execute("SELECT member FROM config LIMIT 1").fetchone()
-                if taken is not None:
-                    raise ConfigError(
-                        "--db",
-                        f"{store.location} already holds the node {taken[0]}",
-                        "give each node its own database (createdb), or edit that node "
-                        "with intrafed config",
-                    )
-                for kind in KINDS:
-                    store._save(cursor, kind, NodeConfig(identity))
+                store._member = enroll(cursor, identity, store.location)
                 # Before the commit: a home that cannot be written leaves the database empty.
                 home.mkdir(parents=True, exist_ok=True)
                 locator.touch(mode=0o600, exist_ok=False)
                 created = True
                 locator.write_text(f"{url}\n")
+                (home / MEMBER_FILE).write_text(f"{identity.fqdn}\n")
         except BaseException:
             if created:
                 locator.unlink()
+                (home / MEMBER_FILE).unlink(missing_ok=True)
             store.close()
             raise
         store._setting = str(locator)
@@ -357,6 +358,14 @@ class PostgresStore:
         """What a restart would change, one phrase per setting (empty when nothing)."""
         with self._transaction(WRITE_TIMEOUT) as cursor:
             return changes(self._load(cursor, "running"), self._load(cursor, "staged"))
+
+    def members_pending(self) -> dict[str, list[str]]:
+        """For each member of this node's pool (this node alone outside a pool), what a
+        restart or reload there would change."""
+        if self._member.pool is None:
+            return {self.member: self.pending_changes()}
+        with self._transaction(WRITE_TIMEOUT) as cursor:
+            return pool_pending(cursor, self._member.pool)
 
     def write(self, changes: StateChanges) -> None:
         """Store ``changes`` in one transaction within ``WRITE_TIMEOUT``; ``StoreError``
@@ -432,23 +441,17 @@ class PostgresStore:
             return cursor.execute(query, (now,)).fetchall()
 
     def _load(self, cursor: psycopg.Cursor[Any], kind: Kind, lock: bool = False) -> NodeConfig:
-        query = _LOCK_CONFIG if lock else _LOAD_CONFIG
-        row = cursor.execute(query, (self.member, kind)).fetchone()
-        if row is None:
+        document = load_document(cursor, self._member, kind, lock)
+        if document is None:
             raise ConfigError(
                 self._setting,
                 f"the {kind} configuration of {self.member} is missing from {self.location}",
                 "re-create the home with intrafed init, or import a saved configuration",
             )
-        return from_document(row[0])
+        return from_document(document)
 
     def _save(self, cursor: psycopg.Cursor[Any], kind: Kind, config: NodeConfig) -> None:
-        cursor.execute(
-            "INSERT INTO config (member, kind, document) VALUES (%s, %s, %s) "
-            "ON CONFLICT (member, kind) DO UPDATE SET "
-            "document = excluded.document, updated_at = now()",
-            (self.member, kind, Jsonb(to_document(config))),
-        )
+        save_config(cursor, self._member, kind, config)
 
     def _only_member(self) -> str:
         with self._transaction(WRITE_TIMEOUT) as cursor:

@@ -269,6 +269,11 @@ class SqliteStore:
         """What a restart would change, one phrase per setting (empty when nothing)."""
         return changes(self.load("running"), self.load("staged"))
 
+    def members_pending(self) -> dict[str, list[str]]:
+        """This node (a SQLite store holds one), with what a restart or reload would change."""
+        running, staged = self.load("running"), self.load("staged")
+        return {staged.identity.fqdn: changes(running, staged)}
+
     def write(self, changes: StateChanges) -> None:
         """Store ``changes`` in one transaction; ``StoreError`` when that failed and nothing
         of it was stored."""
