@@ -29,6 +29,7 @@ from intrafed.config.model import (
 from intrafed.core import Alias, Connect, LogEvent, NodeCore, Peer, Persist, Send
 from intrafed.core.meter import Meter
 from intrafed.core.node_core import Schedule, Settle
+from intrafed.core.pool_view import PoolView
 from intrafed.pki import CertificateStores, PkiError, TlsContexts
 from intrafed.policy import PeerTrust, StoredCredentials, TrustTable
 from intrafed.policy.admission import AdmissionLimits
@@ -40,6 +41,13 @@ from intrafed.sip.errors import FramingError
 from intrafed.sip.transaction import TimerConfig, TransactionLayer
 from intrafed.state_writes import StateWriter
 from intrafed.store import StateStore, Store
+from intrafed.store.pool_events import (
+    MemberBindings,
+    MemberListening,
+    MemberPublished,
+    PoolEvent,
+    PoolFeed,
+)
 from intrafed.transport import (
     Destination,
     Flow,
@@ -105,6 +113,11 @@ class NodeSettings:
     """When new requests are shed with 503 (overload)."""
     probes: ProbeTimings = field(default_factory=ProbeTimings)
     """How often static-route next hops are probed with OPTIONS."""
+    pool: str | None = None
+    """The Enterprise pool (its FQDN) or IM&P cluster (its name) of the node, if any."""
+    pool_certificate: str | None = None
+    """The name every member's certificate shows (an Enterprise pool's FQDN); None when
+    each member shows its own FQDN."""
 
 
 def settings_from_config(
@@ -159,6 +172,8 @@ def settings_from_config(
         server_ssl=server_ssl,
         mtls_ssl=mtls_ssl,
         client_ssl=client_ssl,
+        pool=identity.pool,
+        pool_certificate=identity.pool_fqdn,
     )
 
 
@@ -205,13 +220,17 @@ class Node:
         state: StateStore | None = None,
         trace: Trace | None = None,
         meter: Meter | None = None,
+        pool: PoolFeed | None = None,
     ) -> None:
+        """``pool``: the events of the other members of the node's pool, if in one."""
         self.settings = settings
         self._trace = trace
         self._state = state
         self._clock = _SystemClock()
+        self._pool = pool
         self.state_writer: StateWriter | None = None
-        self.core = NodeCore(settings, self._clock, self._make_writer, meter)
+        view = PoolView(settings.pool, settings.pool_certificate, settings.client_ssl is not None)
+        self.core = NodeCore(settings, self._clock, self._make_writer, meter, view)
         self.transport = TransportLayer(
             on_message=self._on_message,
             on_bad_stream=self._on_bad_stream,
@@ -263,7 +282,7 @@ class Node:
         ``store`` (what ``intrafed serve`` runs)."""
         config = store.load("running")
         settings = settings_with_tls(config, tls_contexts_of(home, config))
-        return cls(settings, store, trace, meter)
+        return cls(settings, store, trace, meter, store.pool_feed())
 
     async def start(self) -> dict[str, tuple[str, int]]:
         """Bind every listener; return the bound address per transport."""
@@ -282,7 +301,33 @@ class Node:
             bound[spec.transport] = await self.transport.listen(spec)
         self.core.start(bound, restored, self._now())
         self._run()
+        if self._pool is not None:
+            loop = self._loop
+
+            def deliver(event: PoolEvent) -> None:  # in the feed's thread
+                loop.call_soon_threadsafe(self._pool_changed, event)
+
+            self._pool.start(deliver)
         return bound
+
+    def _pool_changed(self, event: PoolEvent) -> None:
+        """What another member of the pool changed, handed to the core."""
+        if self._stopped:
+            return
+        core, now, presence = self.core, self._now(), self.presence
+        if isinstance(event, MemberListening):
+            core.pool.member_listening(event.member, event.ip, event.listeners)
+        elif isinstance(event, MemberBindings):
+            core.member_bindings(event.aor, event.member, event.expires_at, now)
+        elif isinstance(event, MemberPublished):
+            row = event.row
+            core.member_presence(row.aor, lambda wall: presence.member_published(row, wall), now)
+        else:
+            aor, etag = event.aor, event.etag
+            core.member_presence(
+                aor, lambda wall: presence.member_unpublished(aor, etag, wall), now
+            )
+        self._run()
 
     def reload(self, settings: NodeSettings) -> str | None:
         """Apply new routes, hosts and TLS contexts without dropping connections (open
@@ -331,6 +376,8 @@ class Node:
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop accepting, let pending transactions finish (up to ``grace`` s), close."""
+        if self._pool is not None:
+            await asyncio.to_thread(self._pool.close)
         await self.transport.close(grace, idle=lambda: self.core.idle)
         self._stopped = True
         if self._timer is not None:

@@ -160,17 +160,17 @@ def build_seed_deployment(
         else NodeIdentity(Role.OCS, ocs.fqdn, ocs.ip, Edition.ENTERPRISE, pool_fqdn),
     }
     steps = (
-        (imp, _imp_edits(imp, ocs, identities[Role.OCS].certificate_name)),
-        (ocs, _ocs_edits(ocs, imp)),
+        (imp, imp_edits(imp, ocs, identities[Role.OCS].certificate_name)),
+        (ocs, ocs_edits(ocs, imp)),
     )
     for node, setup in steps:
         own_users = [user for user in seed_users if user.role is node.role]
-        staged = [*setup, *_user_edits(own_users)]
-        _build_node(node, identities[node.role], staged, ca, ca_dir, key_type)
+        staged = [*setup, *user_edits(own_users)]
+        build_node(node, identities[node.role], staged, ca, ca_dir, key_type)
     return SeedDeployment(root, DOMAIN, ca_dir, imp, ocs, seed_users)
 
 
-def _imp_edits(imp: SeedNode, ocs: SeedNode, ocs_name: str) -> list[StagedEdit]:
+def imp_edits(imp: SeedNode, ocs: SeedNode, ocs_name: str) -> list[StagedEdit]:
     """IM&P: domain, application listeners (Server Auth off the Peer Auth port), static
     route to OCS (``ocs_name``: the server, or its pool) by FQDN over TLS, that name in the
     hosts table, TLS peer subject."""
@@ -185,7 +185,7 @@ def _imp_edits(imp: SeedNode, ocs: SeedNode, ocs_name: str) -> list[StagedEdit]:
     ]
 
 
-def _ocs_edits(ocs: SeedNode, imp: SeedNode) -> list[StagedEdit]:
+def ocs_edits(ocs: SeedNode, imp: SeedNode) -> list[StagedEdit]:
     """OCS: domain, connections TCP and MTLS, static route to the Peer Auth port by FQDN
     (phone URI and replace host unchecked), host authorization by FQDN and by IP, FIPS."""
     route = StaticRoute(DOMAIN, "TLS", imp.tls_port, fqdn=imp.fqdn)
@@ -202,24 +202,26 @@ def _ocs_edits(ocs: SeedNode, imp: SeedNode) -> list[StagedEdit]:
     ]
 
 
-def _user_edits(users: Sequence[SeedUser]) -> list[StagedEdit]:
+def user_edits(users: Sequence[SeedUser]) -> list[StagedEdit]:
     def add(user: SeedUser) -> StagedEdit:
         return lambda c: edits.add_user(c, user.aor, user.password)
 
     return [add(user) for user in users]
 
 
-def _build_node(
+def build_node(
     node: SeedNode,
     identity: NodeIdentity,
     steps: Sequence[StagedEdit],
     ca: CertificateAuthority,
     ca_dir: Path,
     key_type: KeyType,
+    url: str | None = None,
 ) -> NodeConfig:
-    """``intrafed init``, the ``config`` edits, the TLS Encryption Configuration (trust the
-    root, request, sign, import, select), then what a restart does: promote."""
-    with create_store(node.home, identity) as store:
+    """``intrafed init`` (``--db url``), the ``config`` edits, the TLS Encryption
+    Configuration (trust the root, request, sign, import, select), then what a restart
+    does: promote."""
+    with create_store(node.home, identity, url) as store:
         for step in steps:
             config = store.stage(step)
         stores = CertificateStores.of_home(node.home)

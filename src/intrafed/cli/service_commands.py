@@ -82,7 +82,7 @@ def _read_status(home: Path) -> dict[str, Any] | None:
 async def _serve(home: Path, store: Store, config: NodeConfig) -> None:
     tls = tls_contexts_of(home, config)
     meter = Meter() if config.metrics is not None else None
-    node = Node(settings_with_tls(config, tls), state=store, meter=meter)
+    node = Node(settings_with_tls(config, tls), state=store, meter=meter, pool=store.pool_feed())
     try:
         bound = await node.start()
         if not bound:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from intrafed.core.actions import Action, Alias, Clock, Connect, LogEvent, Peer, Persist, Send
 from intrafed.core.meter import OTHER, Meter, MeteredTransactions, method_label
+from intrafed.core.pool_view import PoolView
 from intrafed.core.router import NodeRouter, Settlement, StateWrites
 from intrafed.core.settings import CoreSettings
 from intrafed.routing.probe import Prober, hop_of
@@ -66,8 +67,11 @@ class NodeCore:
         clock: Clock,
         writes: WritesFactory,
         meter: Meter | None = None,
+        pool: PoolView | None = None,
     ) -> None:
+        """``pool``: the other members of the node's pool, when it is in one."""
         self.settings = settings
+        self.pool = pool or PoolView(None, None, tls=False)
         self._clock = clock
         self._flows: dict[FlowId, Peer] = {}
         self._actions: deque[Action] = deque()
@@ -88,6 +92,7 @@ class NodeCore:
         self.router = NodeRouter(
             settings, clock, self._flows, self.registrar, self.presence, self._outbox, self._actions
         )
+        self.router.pool = self.pool
         self._flush: Callable[[], None] | None = None
         self._writes = writes(self.registrar, self.presence, self._settle, self._schedule)
         self.router.writes = self._writes
@@ -165,6 +170,24 @@ class NodeCore:
         self._writes.save_presence()
         self._pump(now)
         return len(notifies)
+
+    def member_bindings(self, aor: str, member: str, expires_at: float, now: float) -> None:
+        """Another member of the pool holds registrations of ``aor`` until ``expires_at``
+        (0: none any more): requests for ``aor`` are relayed there, and the watchers held
+        here see the user online (or offline)."""
+        self.pool.bindings_changed(aor, member, expires_at)
+        if aor in self.settings.users:
+            self.router.registration_changed(aor, self._clock.wall())
+            self._pump(now)
+
+    def member_presence(
+        self, aor: str, change: Callable[[float], list[OutgoingNotify]], now: float
+    ) -> None:
+        """Another member changed a publication of ``aor``; ``change(wall)`` applies it to
+        the presence agent: the watchers held here see it."""
+        if aor in self.settings.users:
+            self._outbox += change(self._clock.wall())
+            self._pump(now)
 
     @property
     def idle(self) -> bool:
@@ -374,7 +397,8 @@ class NodeCore:
                 actions.append(self._connect(target, data))
 
     def _connect(self, hop: NextHop, data: bytes) -> Connect:
-        ip, server_name = resolve(hop, self.settings.hosts)
+        member = self.pool.connect_to(hop)
+        ip, server_name = member or resolve(hop, self.settings.hosts)
         return Connect(hop, ip, server_name, data)
 
     def _log(self, level: int, message: str) -> None:

@@ -15,6 +15,7 @@ from intrafed import __version__
 from intrafed.config.values import is_ip_address
 from intrafed.core.actions import Action, Clock, LogEvent, Peer
 from intrafed.core.meter import CLIENT, OTHER, PEER_PARTITION, Meter
+from intrafed.core.pool_view import PoolView
 from intrafed.core.settings import CoreSettings
 from intrafed.policy import (
     Challenge,
@@ -115,6 +116,8 @@ class NodeRouter:
         """Wall time at or after which a registered user may have lapsed (early is fine)."""
         self.meter: Meter | None = None
         """Counts authorization decisions and rate-limit refusals, when set."""
+        self.pool = PoolView(None, None, tls=False)
+        """The other members of the node's pool (none outside a pool)."""
         self.reload(settings)
 
     def reload(self, settings: CoreSettings) -> None:
@@ -145,8 +148,9 @@ class NodeRouter:
         self._authenticated.pop(flow, None)
 
     def trust(self, peer: Peer) -> PeerTrust | None:
-        """The trust the peer at the other end of a flow gets, or None."""
-        return self.settings.peers(peer.ip, peer.fqdns, peer.outbound)
+        """The trust the peer at the other end of a flow gets (its own entry, else as a
+        member of the node's pool), or None."""
+        return self.settings.peers(peer.ip, peer.fqdns, peer.outbound) or self.pool.trust(peer)
 
     def _trusted_flow(self, flow: FlowId) -> bool:
         peer = self._flows.get(flow)
@@ -307,9 +311,13 @@ class NodeRouter:
                 return self._subscribe(request, flow, wall)
             if request.method == "PUBLISH":
                 return self._publish(request, decision.aor, wall)
-            return to_bindings(
-                decision.aor, self.registrar.bindings(decision.aor, wall), self._flows.get
-            )
+            bindings = self.registrar.bindings(decision.aor, wall)
+            if not bindings and not (peer is not None and self.pool.trust(peer)):
+                # Its client flow is held by another member: relay there (never onward).
+                member = self.pool.holder(decision.aor, wall)
+                if member is not None and member.hop is not None:
+                    return Forward(member.hop)
+            return to_bindings(decision.aor, bindings, self._flows.get)
         if isinstance(decision, ToPeer):
             hops = [hop_of(route) for route in decision.routes]
             usable = self.hops.usable(hops, self.now)
@@ -433,19 +441,25 @@ class NodeRouter:
         return Deferred()
 
     def registration_changed(self, aor: str, wall: float) -> None:
-        """Tell the presence agent when ``aor`` went online or offline."""
+        """Tell the presence agent when ``aor`` went online or offline (here, or at another
+        member of the pool)."""
         bindings = self.registrar.bindings(aor, wall)
-        if bindings:
-            first = min(binding.expires_at for binding in bindings)
+        expiries = [binding.expires_at for binding in bindings]
+        elsewhere = self.pool.registered_until(aor, wall)
+        if elsewhere is not None:
+            expiries.append(elsewhere)
+        if expiries:
+            first = min(expiries)
             if self.lapse_at is None or first < self.lapse_at:
                 self.lapse_at = first
-        if bool(bindings) == (aor in self.registered):
+        online = bool(expiries)
+        if online == (aor in self.registered):
             return
-        if bindings:
+        if online:
             self.registered.add(aor)
         else:
             self.registered.discard(aor)
-        self._outbox += self.presence.registration_changed(aor, bool(bindings), wall)
+        self._outbox += self.presence.registration_changed(aor, online, wall)
 
     def lapse_registrations(self, wall: float) -> None:
         """Users whose last binding expired without a REGISTER go Offline."""

@@ -342,6 +342,17 @@ class PresenceAgent:
         self._records.presentity(aor).registered = registered
         return self._notifier.fan_out(aor, now)
 
+    def member_published(self, row: PublicationRow, now: float) -> list[OutgoingNotify]:
+        """Another member of the pool stored a publication of ``row.aor``: the watchers held
+        here see it."""
+        self._records.add_publication(row)
+        return self._notifier.fan_out(row.aor, now)
+
+    def member_unpublished(self, aor: str, etag: str, now: float) -> list[OutgoingNotify]:
+        """Another member ended the publication ``etag`` of ``aor`` (and deleted its row)."""
+        self._records.forget_publication(aor, etag)
+        return self._notifier.fan_out(aor, now)
+
     def block_list_changed(self, presentity: str, now: float) -> list[OutgoingNotify]:
         """The block list of ``presentity`` changed: NOTIFY the watchers whose view did."""
         return self._notifier.fan_out(presentity, now)

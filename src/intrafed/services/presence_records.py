@@ -212,6 +212,11 @@ class PresenceRecords:
         self.etags[row.etag] = row.aor
         heapq.heappush(self._deadlines, (row.expires_at, "publication", row.etag))
 
+    def forget_publication(self, aor: str, etag: str) -> None:
+        """Remove a publication whose row another member deleted."""
+        self.presentity(aor).publications.pop(etag, None)
+        self.etags.pop(etag, None)
+
     def drop_publication(self, aor: str, etag: str) -> None:
         """Remove a publication; its row is to be deleted."""
         self._note_publication(etag)

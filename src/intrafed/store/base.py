@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, Self
+from typing import TYPE_CHECKING, Literal, Protocol, Self
 
 from intrafed.config.model import ConfigError, NodeConfig
+
+if TYPE_CHECKING:
+    from intrafed.store.pool_events import PoolFeed
 
 Kind = Literal["staged", "running"]
 StagedEdit = Callable[[NodeConfig], NodeConfig]
@@ -166,6 +169,11 @@ class StateStore(Protocol):
 class Store(Configuration, StateStore, Protocol):
     """One node's store, as ``open_store`` gives it; close it (or use it as a context
     manager) when done."""
+
+    def pool_feed(self) -> PoolFeed | None:
+        """The events of the other members of this node's pool or cluster (None for a node
+        on its own)."""
+        ...
 
     @property
     def location(self) -> str:

@@ -42,6 +42,8 @@ from intrafed.store.base import (
 )
 from intrafed.store.pool_config import MIGRATIONS as POOL_MIGRATIONS
 from intrafed.store.pool_config import Member, enroll, load_document, pool_pending, save_config
+from intrafed.store.pool_feed import MIGRATIONS as FEED_MIGRATIONS
+from intrafed.store.pool_feed import PostgresPoolFeed
 from intrafed.store.sqlite import FILENAME, LOCATOR
 from intrafed.store.urls import masked
 
@@ -109,6 +111,7 @@ MIGRATIONS = (
         expires_at DOUBLE PRECISION NOT NULL
     )""",
     *POOL_MIGRATIONS,
+    *FEED_MIGRATIONS,
 )
 
 _SAVE_SUBSCRIPTION = (
@@ -154,8 +157,13 @@ def _conninfo(url: str, member: str, setting: str) -> tuple[str, str]:
     )
     params["options"] = f"{params.get('options') or ''} {options}".strip()
     params["connect_timeout"] = CONNECT_TIMEOUT
-    params["application_name"] = f"intrafed {member}".rstrip()[:63]
+    params["application_name"] = application_name(member)
     return make_conninfo("", **params), str(params.get("password") or "")
+
+
+def application_name(member: str) -> str:
+    """How the connections of ``member`` name themselves to the server."""
+    return f"intrafed {member}".rstrip()[:63]
 
 
 _T = TypeVar("_T")
@@ -367,6 +375,13 @@ class PostgresStore:
         with self._transaction(WRITE_TIMEOUT) as cursor:
             return pool_pending(cursor, self._member.pool)
 
+    def pool_feed(self) -> PostgresPoolFeed | None:
+        """The events of the other members of this node's pool (None outside a pool)."""
+        if self._member.pool is None:
+            return None
+        conninfo, _ = _conninfo(self._url, self.member, self._setting)
+        return PostgresPoolFeed(conninfo, self._member, application_name(self.member))
+
     def write(self, changes: StateChanges) -> None:
         """Store ``changes`` in one transaction within ``WRITE_TIMEOUT``; ``StoreError``
         when that failed and nothing of it was stored."""
@@ -411,8 +426,9 @@ class PostgresStore:
         """Every stored registration still live at ``now`` (epoch seconds)."""
         rows = self._load_rows(
             "SELECT aor, contact, expires_at, q, call_id, cseq, flow_bound FROM bindings "
-            "WHERE expires_at > %s",
+            "WHERE expires_at > %s AND member = %s",
             now,
+            self.member,
         )
         return [BindingRow(*row) for row in rows]
 
@@ -421,8 +437,9 @@ class PostgresStore:
         rows = self._load_rows(
             "SELECT id, presentity, watcher, event, call_id, local_tag, remote_tag, local_party, "
             "remote_party, remote_target, route_set, local_contact, expires_at, local_cseq, "
-            "remote_cseq FROM subscriptions WHERE expires_at > %s",
+            "remote_cseq FROM subscriptions WHERE expires_at > %s AND member = %s",
             now,
+            self.member,
         )
         return [SubscriptionRow(*row) for row in rows]
 
@@ -435,10 +452,10 @@ class PostgresStore:
         )
         return [PublicationRow(*row) for row in rows]
 
-    def _load_rows(self, query: str, now: float) -> list[tuple[Any, ...]]:
+    def _load_rows(self, query: str, *params: object) -> list[tuple[Any, ...]]:
         with self._transaction(LOAD_TIMEOUT) as cursor:
             cursor.execute(f"SET LOCAL statement_timeout = {int(LOAD_TIMEOUT * 1000)}")
-            return cursor.execute(query, (now,)).fetchall()
+            return cursor.execute(query, params).fetchall()
 
     def _load(self, cursor: psycopg.Cursor[Any], kind: Kind, lock: bool = False) -> NodeConfig:
         document = load_document(cursor, self._member, kind, lock)

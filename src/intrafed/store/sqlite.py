@@ -269,6 +269,10 @@ class SqliteStore:
         """What a restart would change, one phrase per setting (empty when nothing)."""
         return changes(self.load("running"), self.load("staged"))
 
+    def pool_feed(self) -> None:
+        """None: a SQLite store holds one node, in no pool."""
+        return
+
     def members_pending(self) -> dict[str, list[str]]:
         """This node (a SQLite store holds one), with what a restart or reload would change."""
         running, staged = self.load("running"), self.load("staged")

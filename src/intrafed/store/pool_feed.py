@@ -1,0 +1,182 @@
+"""The pool events of PostgreSQL (``store.pool_events``): triggers ``NOTIFY`` each change of
+a binding, a publication or a member's running configuration when its transaction commits;
+each member ``LISTEN``s on a connection of its own, in a thread, and hands the events of the
+other members to its node. Nothing on a request's path waits for it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+
+from intrafed.config.document import from_document, member_part
+from intrafed.config.model import ConfigError, Role
+from intrafed.store.base import PublicationRow
+from intrafed.store.pool_config import Member
+from intrafed.store.pool_events import (
+    MemberBindings,
+    MemberListening,
+    MemberPublished,
+    MemberUnpublished,
+    PoolEvent,
+)
+
+logger = logging.getLogger(__name__)
+
+BINDINGS, PUBLICATIONS, MEMBERS = "intrafed_bindings", "intrafed_publications", "intrafed_members"
+WAIT = 0.5
+"""Seconds between looks at whether the feed was closed, while no event comes."""
+RECONNECT_INTERVAL = 1.0
+"""Seconds between attempts to connect again after the connection broke."""
+
+# The channels are spelled out in the migrations: an applied migration never changes.
+MIGRATIONS = (
+    """CREATE FUNCTION intrafed_binding_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+    DECLARE
+        changed bindings%ROWTYPE;
+    BEGIN
+        IF TG_OP = 'DELETE' THEN changed := OLD; ELSE changed := NEW; END IF;
+        PERFORM pg_notify('intrafed_bindings', json_build_object(
+            'aor', changed.aor, 'member', changed.member,
+            'expires_at', (SELECT coalesce(max(expires_at), 0) FROM bindings
+                           WHERE aor = changed.aor AND member = changed.member))::text);
+        RETURN NULL;
+    END $$""",
+    """CREATE TRIGGER binding_changed AFTER INSERT OR UPDATE OR DELETE ON bindings
+    FOR EACH ROW EXECUTE FUNCTION intrafed_binding_changed()""",
+    """CREATE FUNCTION intrafed_publication_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP = 'DELETE' THEN
+            PERFORM pg_notify('intrafed_publications', json_build_object('ended', true,
+                'etag', OLD.etag, 'aor', OLD.aor,
+                'by', current_setting('application_name'))::text);
+        ELSE
+            PERFORM pg_notify('intrafed_publications', json_build_object('row', row_to_json(NEW),
+                'by', current_setting('application_name'))::text);
+        END IF;
+        RETURN NULL;
+    END $$""",
+    """CREATE TRIGGER publication_changed AFTER INSERT OR UPDATE OR DELETE ON publications
+    FOR EACH ROW EXECUTE FUNCTION intrafed_publication_changed()""",
+    """CREATE FUNCTION intrafed_member_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM pg_notify('intrafed_members', json_build_object('member', NEW.member)::text);
+        RETURN NULL;
+    END $$""",
+    """CREATE TRIGGER member_changed AFTER INSERT OR UPDATE ON config
+    FOR EACH ROW WHEN (NEW.kind = 'running' AND NEW.pool IS NOT NULL)
+    EXECUTE FUNCTION intrafed_member_changed()""",
+)
+"""The triggers (appended to the store's migrations)."""
+
+_MEMBERS = (
+    "SELECT member, document FROM config WHERE pool = %s AND kind = 'running' AND member <> %s"
+)
+_BINDINGS = (
+    "SELECT aor, member, max(expires_at) FROM bindings WHERE member = ANY(%s) "
+    "AND expires_at > %s GROUP BY aor, member"
+)
+
+
+def listening(member: str, document: dict[str, Any]) -> MemberListening | None:
+    """Where a member whose running configuration is ``document`` listens (None when the
+    document cannot be read)."""
+    try:
+        config = from_document(member_part(document))
+    except ConfigError as exc:
+        logger.warning("pool member %s: unreadable configuration: %s", member, exc)
+        return None
+    identity = config.identity
+    if config.role is Role.OCS:
+        found = tuple((c.transport, c.port) for c in config.connections)
+    else:
+        ports = config.listeners
+        found = () if ports is None else (("TCP", ports.tcp), ("MTLS", ports.peer_auth))
+    return MemberListening(member, identity.ip, found)
+
+
+class PostgresPoolFeed:
+    """``PoolFeed`` over a connection of its own that ``LISTEN``s."""
+
+    def __init__(self, conninfo: str, member: Member, application_name: str) -> None:
+        self._conninfo = conninfo
+        self._member = member
+        self._application_name = application_name
+        self._closed = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._members: set[str] = set()
+
+    def start(self, deliver: Callable[[PoolEvent], None]) -> None:
+        """Start the thread that delivers the other members' events to ``deliver``."""
+        self._thread = threading.Thread(
+            target=self._run, args=(deliver,), name="intrafed-pool-feed", daemon=True
+        )
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop the thread (within ``WAIT`` seconds)."""
+        self._closed.set()
+        if self._thread is not None:
+            self._thread.join(WAIT * 4)
+
+    def _run(self, deliver: Callable[[PoolEvent], None]) -> None:
+        while not self._closed.is_set():
+            try:
+                with psycopg.connect(self._conninfo, autocommit=True) as connection:
+                    for channel in (MEMBERS, BINDINGS, PUBLICATIONS):
+                        connection.execute(f"LISTEN {channel}")
+                    self._snapshot(connection, deliver)
+                    while not self._closed.is_set():
+                        for notice in connection.notifies(timeout=WAIT):
+                            event = self._event(connection, notice.channel, notice.payload)
+                            if event is not None:
+                                deliver(event)
+            except psycopg.Error as exc:
+                logger.warning("pool feed: %s; connecting again", " ".join(str(exc).split()))
+                self._closed.wait(RECONNECT_INTERVAL)
+
+    def _snapshot(
+        self, connection: psycopg.Connection[Any], deliver: Callable[[PoolEvent], None]
+    ) -> None:
+        """Deliver every other member and the users whose flows they hold now."""
+        rows = connection.execute(_MEMBERS, (self._member.pool, self._member.name)).fetchall()
+        for name, document in rows:
+            self._members.add(name)
+            event = listening(name, document)
+            if event is not None:
+                deliver(event)
+        held = connection.execute(_BINDINGS, (sorted(self._members), time.time())).fetchall()
+        for aor, member, expires_at in held:
+            deliver(MemberBindings(aor, member, expires_at))
+
+    def _event(
+        self, connection: psycopg.Connection[Any], channel: str, payload: str
+    ) -> PoolEvent | None:
+        data = json.loads(payload)
+        if channel == BINDINGS:
+            if data["member"] not in self._members:
+                return None
+            return MemberBindings(data["aor"], data["member"], float(data["expires_at"]))
+        if channel == PUBLICATIONS:
+            if data["by"] == self._application_name:
+                return None
+            if data.get("ended"):
+                return MemberUnpublished(data["aor"], data["etag"])
+            return MemberPublished(PublicationRow(**data["row"]))
+        name = data["member"]
+        if name == self._member.name:
+            return None
+        row = connection.execute(
+            "SELECT document FROM config WHERE member = %s AND kind = 'running' AND pool = %s",
+            (name, self._member.pool),
+        ).fetchone()
+        if row is None:
+            return None
+        self._members.add(name)
+        return listening(name, row[0])

@@ -1,0 +1,220 @@
+"""An Enterprise pool of two OCS front ends and an IM&P cluster of two nodes, each side on a
+real PostgreSQL database of its own, over real sockets (MTLS between the partitions and
+between the members): users spread over all four see each other's presence and exchange
+pager and session IMs both ways. A request for a user whose client is held by another
+member is relayed there; a MESSAGE relayed that way touches no database."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from intrafed.check.deployment import SeedNode
+from intrafed.check.pool_deployment import PoolDeployment, build_pool_deployment
+from intrafed.config.model import Role
+from intrafed.node import Node
+from intrafed.pki import KeyType
+from intrafed.sip.pidf import PresenceState
+from intrafed.store import open_store
+from intrafed.store.postgres import PostgresStore
+from intrafed.ua import (
+    MessageReceived,
+    PresenceNotified,
+    SessionEnded,
+    SessionStarted,
+    UaSettings,
+    UserAgent,
+)
+from tests.integration.federation import free_base_port
+from tests.store.postgres import Database
+
+FE_IPS, IMP_IPS = ("127.0.15.31", "127.0.15.32"), ("127.0.15.33", "127.0.15.34")
+# Who is homed on which side, and the member whose client listener the user connects to.
+USERS = {
+    "alice@example.com": (Role.IMP, 0, "127.0.15.41"),
+    "dave@example.com": (Role.IMP, 1, "127.0.15.42"),
+    "bob@example.com": (Role.OCS, 0, "127.0.15.43"),
+    "carol@example.com": (Role.OCS, 1, "127.0.15.44"),
+}
+
+
+@pytest.fixture
+def imp_database(postgres_database: Database) -> Iterator[Database]:
+    """A second database, for the IM&P cluster."""
+    database = Database.create(postgres_database.cluster)
+    yield database
+    database.drop()
+
+
+class Transactions:
+    """Counts the transactions each member's store opens (reads and writes alike)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count: Counter[str] = Counter()
+        original = PostgresStore._transaction
+
+        def counted(store: PostgresStore, timeout: float) -> Any:
+            self.count[getattr(store, "member", "")] += 1
+            return original(store, timeout)
+
+        monkeypatch.setattr(PostgresStore, "_transaction", counted)
+
+
+class Pool:
+    """The running members and their users."""
+
+    def __init__(self, deployment: PoolDeployment) -> None:
+        self.deployment = deployment
+        self.nodes: dict[str, Node] = {}
+
+    def member(self, aor: str) -> SeedNode:
+        role, index, _ = USERS[aor]
+        members = self.deployment.imp_nodes if role is Role.IMP else self.deployment.front_ends
+        return members[index]
+
+    def user(self, aor: str) -> UserAgent:
+        """``aor``'s agent, on TLS to its member's client listener."""
+        node = self.member(aor)
+        return UserAgent(
+            UaSettings(
+                aor,
+                (node.ip, node.client_tls_port),
+                password=self.deployment.password(aor),
+                transport="tls",
+                server_name=node.fqdn,
+                ca_file=self.deployment.ca_certificate,
+                source_ip=USERS[aor][2],
+            )
+        )
+
+    async def until(self, condition: Any, what: str, timeout: float = 10) -> None:
+        """Wait (bounded) until ``condition()`` holds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not condition():
+            if loop.time() > deadline:
+                raise AssertionError(f"not within {timeout} s: {what}")
+            await asyncio.sleep(0.02)
+
+    def holder(self, at: SeedNode, aor: str) -> str | None:
+        """The member that ``at`` believes holds ``aor``'s client flow."""
+        core = self.nodes[at.fqdn].core
+        member = core.pool.holder(aor, core._clock.wall())
+        return None if member is None else member.name
+
+
+@contextlib.asynccontextmanager
+async def running(deployment: PoolDeployment) -> AsyncIterator[Pool]:
+    pool = Pool(deployment)
+    stores = []
+    try:
+        for node in deployment.nodes:
+            store = open_store(node.home)
+            stores.append(store)
+            pool.nodes[node.fqdn] = Node.from_home(node.home, store)
+            await pool.nodes[node.fqdn].start()
+        for node in deployment.nodes:
+            view = pool.nodes[node.fqdn].core.pool
+            others = {other.fqdn for other in deployment.nodes if other.role is node.role}
+            others.discard(node.fqdn)
+            await pool.until(
+                lambda view=view, others=others: others <= view.members.keys(),  # type: ignore[misc]
+                f"{node.fqdn} knows the other members",
+            )
+        yield pool
+    finally:
+        for started in pool.nodes.values():
+            await started.stop(grace=1.0)
+        for store in stores:
+            store.close()
+
+
+async def presence(agent: UserAgent, of: str) -> PresenceState | None:
+    """The state in the next NOTIFY about ``of``."""
+    while True:
+        event = await agent.next_event(PresenceNotified, 10)
+        if event.presentity == of:
+            return event.state
+
+
+def test_users_spread_over_two_front_ends_and_two_imp_nodes_see_presence_and_exchange_ims(
+    postgres: Database, imp_database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    imp_database.empty()
+    deployment = build_pool_deployment(
+        tmp_path,
+        ocs_db=postgres.url,
+        imp_db=imp_database.url,
+        front_end_ips=FE_IPS,
+        imp_ips=IMP_IPS,
+        base_port=free_base_port([*FE_IPS, *IMP_IPS]),
+        users=[(aor, role) for aor, (role, _, _) in USERS.items()],
+        key_type=KeyType.EC_P256,
+    )
+    transactions = Transactions(monkeypatch)
+
+    async def scenario() -> None:
+        async with running(deployment) as pool, contextlib.AsyncExitStack() as stack:
+            agents = {aor: await stack.enter_async_context(pool.user(aor)) for aor in USERS}
+            for agent in agents.values():
+                assert (await agent.register()).status == 200
+            fe1, fe2 = deployment.front_ends
+            imp1, imp2 = deployment.imp_nodes
+            # Each member learns which member holds the others' clients.
+            for at, aor, holder in (
+                (fe1, "carol@example.com", fe2.fqdn),
+                (fe2, "bob@example.com", fe1.fqdn),
+                (imp1, "dave@example.com", imp2.fqdn),
+                (imp2, "alice@example.com", imp1.fqdn),
+            ):
+                await pool.until(lambda: pool.holder(at, aor) == holder, f"{at.fqdn}: {aor}")  # noqa: B023
+
+            alice, dave = agents["alice@example.com"], agents["dave@example.com"]
+            bob, carol = agents["bob@example.com"], agents["carol@example.com"]
+            # Presence both ways, each watcher and presentity on members the other side
+            # does not route to (imp routes to fe1, ocs to imp1).
+            watches = ((alice, carol, "carol"), (carol, dave, "dave"), (dave, bob, "bob"),
+                       (bob, alice, "alice"))  # fmt: skip
+            for watcher, _, name in watches:
+                await watcher.subscribe(f"{name}@example.com")
+                assert await presence(watcher, f"{name}@example.com") is PresenceState.AVAILABLE
+            for state, (watcher, presentity, name) in zip(
+                (PresenceState.BUSY, PresenceState.AWAY, PresenceState.DO_NOT_DISTURB,
+                 PresenceState.BE_RIGHT_BACK),
+                watches,
+                strict=True,
+            ):  # fmt: skip
+                await presentity.publish(state)
+                assert await presence(watcher, f"{name}@example.com") is state
+
+            # Pager IMs both ways between every pair of sides and members; none touches
+            # a database.
+            await asyncio.sleep(0.5)  # what the presence changes stored is written
+            before = dict(transactions.count)
+            pairs = (("dave", "carol"), ("carol", "dave"), ("alice", "carol"), ("bob", "dave"),
+                     ("bob", "carol"), ("alice", "dave"))  # fmt: skip
+            for sender, recipient in pairs:
+                to = f"{recipient}@example.com"
+                assert (await agents[f"{sender}@example.com"].message(to, "hi")).status == 200
+                received = await agents[to].next_event(MessageReceived)
+                assert (received.sender, received.text) == (f"{sender}@example.com", "hi")
+            assert dict(transactions.count) == before
+
+            # Session IM both ways, across both relays.
+            for caller, callee, name in ((dave, carol, "carol"), (carol, dave, "dave")):
+                session = await caller.invite_im(f"{name}@example.com")
+                started = await callee.next_event(SessionStarted)
+                assert (await session.message("in session")).status == 200
+                assert (await callee.next_event(MessageReceived)).text == "in session"
+                assert (await started.session.message("back")).status == 200
+                assert (await caller.next_event(MessageReceived)).text == "back"
+                assert (await session.bye()).status == 200
+                await callee.next_event(SessionEnded)
+
+    asyncio.run(asyncio.wait_for(scenario(), 120))
