@@ -5,7 +5,9 @@ configuration itself, and every member can tell which members still run an older
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import queue
 from pathlib import Path
 
 import psycopg
@@ -23,7 +25,14 @@ from intrafed.config.model import (
     Role,
     StaticRoute,
 )
-from intrafed.store import create_store, open_store
+from intrafed.store import BindingRow, PublicationRow, StateChanges, create_store, open_store
+from intrafed.store.pool_events import (
+    MemberBindings,
+    MemberListening,
+    MemberPublished,
+    MemberUnpublished,
+    PoolEvent,
+)
 from intrafed.store.urls import masked
 from tests.store.postgres import Database
 
@@ -199,3 +208,54 @@ def test_a_cluster_name_is_for_imp_nodes_and_a_pool_fqdn_for_ocs_ones() -> None:
         NodeIdentity(Role.IMP, "imp1.example.com", "127.0.15.1", cluster="cup one")
     assert NodeIdentity(Role.IMP, "imp1.example.com", "127.0.15.1", cluster="cup").pool == "cup"
     assert FE1.pool == POOL
+
+
+def test_a_registration_at_one_front_end_leaves_those_held_by_the_other_and_moves_a_contact(
+    postgres: Database, tmp_path: Path
+) -> None:
+    for identity in (FE1, FE2):
+        create_store(tmp_path / identity.fqdn, identity, postgres.url).close()
+    first = BindingRow("alice@example.com", "sip:alice@127.0.15.50:5070", 2e9, 1.0, "a", 1, True)
+    second = dataclasses.replace(first, contact="sip:alice@127.0.15.51:5070", call_id="b")
+    with open_store(tmp_path / FE1.fqdn) as fe1, open_store(tmp_path / FE2.fqdn) as fe2:
+        fe1.write(StateChanges(bindings={first.aor: (first,)}))
+        fe2.write(StateChanges(bindings={second.aor: (second,)}))
+        assert (fe1.load_bindings(0), fe2.load_bindings(0)) == ([first], [second])
+        # The client of the first contact registers again at fe2 (fe1 died): it moves.
+        fe2.write(StateChanges(bindings={first.aor: (first, second)}))
+        assert fe1.load_bindings(0) == []
+        assert sorted(fe2.load_bindings(0)) == [first, second]
+
+
+def test_a_member_hears_what_the_others_store_and_not_what_it_stores_itself(
+    postgres: Database, tmp_path: Path
+) -> None:
+    for identity in (FE1, FE2):
+        create_store(tmp_path / identity.fqdn, identity, postgres.url).close()
+    heard: queue.Queue[PoolEvent] = queue.Queue()
+    binding = BindingRow("bob@example.com", "sip:bob@127.0.15.52:5070", 2e9, 1.0, "b", 1, True)
+    published = PublicationRow("e1", "bob@example.com", "busy", None, 1e9, 2e9)
+    with open_store(tmp_path / FE1.fqdn) as fe1, open_store(tmp_path / FE2.fqdn) as fe2:
+        fe2.write(StateChanges(bindings={binding.aor: (binding,)}))
+        feed = fe1.pool_feed()
+        assert feed is not None
+        feed.start(heard.put)
+        try:
+            # What is true when it connects: fe2, where it listens, and whom it holds.
+            assert heard.get(timeout=10) == MemberListening(FE2.fqdn, FE2.ip, ())
+            assert heard.get(timeout=10) == MemberBindings(binding.aor, FE2.fqdn, 2e9)
+            carol = dataclasses.replace(binding, aor="carol@example.com")
+            fe1.write(StateChanges(bindings={carol.aor: (carol,)}))
+            fe2.stage(lambda config: edits.add_connection(config, Connection("MTLS", 5061)))
+            fe2.promote()
+            fe2.write(StateChanges(saved_publications=(published,)))
+            fe2.write(StateChanges(bindings={binding.aor: ()}, ended_publications=("e1",)))
+            assert [heard.get(timeout=10) for _ in range(4)] == [
+                MemberListening(FE2.fqdn, FE2.ip, (("MTLS", 5061),)),
+                MemberPublished(published),
+                MemberBindings(binding.aor, FE2.fqdn, 0.0),
+                MemberUnpublished(binding.aor, "e1"),
+            ]
+        finally:
+            feed.close()
+        assert heard.empty()

@@ -37,15 +37,20 @@ RECONNECT_INTERVAL = 1.0
 
 # The channels are spelled out in the migrations: an applied migration never changes.
 MIGRATIONS = (
-    """CREATE FUNCTION intrafed_binding_changed() RETURNS trigger LANGUAGE plpgsql AS $$
-    DECLARE
-        changed bindings%ROWTYPE;
-    BEGIN
-        IF TG_OP = 'DELETE' THEN changed := OLD; ELSE changed := NEW; END IF;
-        PERFORM pg_notify('intrafed_bindings', json_build_object(
-            'aor', changed.aor, 'member', changed.member,
+    """CREATE FUNCTION intrafed_bindings_of(changed_aor TEXT, changed_member TEXT)
+    RETURNS void LANGUAGE sql AS $$
+        SELECT pg_notify('intrafed_bindings', json_build_object(
+            'aor', changed_aor, 'member', changed_member,
             'expires_at', (SELECT coalesce(max(expires_at), 0) FROM bindings
-                           WHERE aor = changed.aor AND member = changed.member))::text);
+                           WHERE aor = changed_aor AND member = changed_member))::text)
+    $$""",
+    """CREATE FUNCTION intrafed_binding_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        -- A contact that moved to another member: the old member holds it no more.
+        IF TG_OP <> 'INSERT' THEN PERFORM intrafed_bindings_of(OLD.aor, OLD.member); END IF;
+        IF TG_OP <> 'DELETE' AND (TG_OP = 'INSERT' OR OLD.member <> NEW.member) THEN
+            PERFORM intrafed_bindings_of(NEW.aor, NEW.member);
+        END IF;
         RETURN NULL;
     END $$""",
     """CREATE TRIGGER binding_changed AFTER INSERT OR UPDATE OR DELETE ON bindings
@@ -111,6 +116,8 @@ class PostgresPoolFeed:
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
         self._members: set[str] = set()
+        self._held: set[tuple[str, str]] = set()
+        """(AOR, member) of the bindings delivered live, to end those gone meanwhile."""
 
     def start(self, deliver: Callable[[PoolEvent], None]) -> None:
         """Start the thread that delivers the other members' events to ``deliver``."""
@@ -133,7 +140,8 @@ class PostgresPoolFeed:
                         connection.execute(f"LISTEN {channel}")
                     self._snapshot(connection, deliver)
                     while not self._closed.is_set():
-                        for notice in connection.notifies(timeout=WAIT):
+                        # Taken whole before handling: the generator holds the connection.
+                        for notice in list(connection.notifies(timeout=WAIT, stop_after=1)):
                             event = self._event(connection, notice.channel, notice.payload)
                             if event is not None:
                                 deliver(event)
@@ -152,8 +160,19 @@ class PostgresPoolFeed:
             if event is not None:
                 deliver(event)
         held = connection.execute(_BINDINGS, (sorted(self._members), time.time())).fetchall()
+        gone = self._held - {(aor, member) for aor, member, _ in held}
+        for aor, member in sorted(gone):
+            deliver(self._held_as(MemberBindings(aor, member, 0.0)))
         for aor, member, expires_at in held:
-            deliver(MemberBindings(aor, member, expires_at))
+            deliver(self._held_as(MemberBindings(aor, member, expires_at)))
+
+    def _held_as(self, event: MemberBindings) -> MemberBindings:
+        """``event``, noted in what the node was told."""
+        if event.expires_at > 0:
+            self._held.add((event.aor, event.member))
+        else:
+            self._held.discard((event.aor, event.member))
+        return event
 
     def _event(
         self, connection: psycopg.Connection[Any], channel: str, payload: str
@@ -162,7 +181,9 @@ class PostgresPoolFeed:
         if channel == BINDINGS:
             if data["member"] not in self._members:
                 return None
-            return MemberBindings(data["aor"], data["member"], float(data["expires_at"]))
+            return self._held_as(
+                MemberBindings(data["aor"], data["member"], float(data["expires_at"]))
+            )
         if channel == PUBLICATIONS:
             if data["by"] == self._application_name:
                 return None

@@ -128,6 +128,13 @@ _SAVE_SUBSCRIPTION = (
     "local_cseq = excluded.local_cseq, remote_cseq = excluded.remote_cseq, "
     "member = excluded.member"
 )
+_SAVE_BINDING = (  # a contact registered again at another member of the pool moves there
+    "INSERT INTO bindings (aor, contact, expires_at, q, call_id, cseq, flow_bound, member) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+    "ON CONFLICT (aor, contact) DO UPDATE SET expires_at = excluded.expires_at, q = excluded.q, "
+    "call_id = excluded.call_id, cseq = excluded.cseq, flow_bound = excluded.flow_bound, "
+    "member = excluded.member"
+)
 _SAVE_PUBLICATION = (
     "INSERT INTO publications (etag, aor, state, note, published_at, expires_at) "
     "VALUES (%s, %s, %s, %s, %s, %s) "
@@ -388,8 +395,10 @@ class PostgresStore:
         member = self.member
         with self._transaction(WRITE_TIMEOUT) as cursor:
             if changes.bindings:
+                # Only this member's: another member of the pool holds its own flows.
                 cursor.execute(
-                    "DELETE FROM bindings WHERE aor = ANY(%s)", (list(changes.bindings),)
+                    "DELETE FROM bindings WHERE aor = ANY(%s) AND member = %s",
+                    (list(changes.bindings), member),
                 )
             bindings = [  # by name: the registrar's bindings add a field that is never stored
                 (b.aor, b.contact, b.expires_at, b.q, b.call_id, b.cseq, b.flow_bound, member)
@@ -398,8 +407,7 @@ class PostgresStore:
             ]
             if bindings:
                 cursor.executemany(
-                    "INSERT INTO bindings (aor, contact, expires_at, q, call_id, cseq, "
-                    "flow_bound, member) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                    _SAVE_BINDING,
                     bindings,
                 )
             if changes.saved_subscriptions:
