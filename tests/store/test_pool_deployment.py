@@ -15,11 +15,12 @@ from typing import Any
 
 import pytest
 
+from intrafed.check import check_homes
 from intrafed.check.deployment import SeedNode
 from intrafed.check.pool_deployment import PoolDeployment, build_pool_deployment
 from intrafed.config.model import Role
 from intrafed.node import Node
-from intrafed.pki import KeyType
+from intrafed.pki import KeyType, Severity
 from intrafed.sip.pidf import PresenceState
 from intrafed.store import open_store
 from intrafed.store.postgres import PostgresStore
@@ -31,6 +32,7 @@ from intrafed.ua import (
     UaSettings,
     UserAgent,
 )
+from tests.check.mistakes import intrafed
 from tests.integration.federation import free_base_port
 from tests.store.postgres import Database
 
@@ -48,6 +50,7 @@ USERS = {
 def imp_database(postgres_database: Database) -> Iterator[Database]:
     """A second database, for the IM&P cluster."""
     database = Database.create(postgres_database.cluster)
+    database.empty()
     yield database
     database.drop()
 
@@ -143,20 +146,43 @@ async def presence(agent: UserAgent, of: str) -> PresenceState | None:
             return event.state
 
 
-def test_users_spread_over_two_front_ends_and_two_imp_nodes_see_presence_and_exchange_ims(
-    postgres: Database, imp_database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    imp_database.empty()
-    deployment = build_pool_deployment(
-        tmp_path,
-        ocs_db=postgres.url,
-        imp_db=imp_database.url,
+def build(root: Path, ocs_db: Database, imp_db: Database) -> PoolDeployment:
+    """The pool deployment on free ports of this module's addresses."""
+    return build_pool_deployment(
+        root,
+        ocs_db=ocs_db.url,
+        imp_db=imp_db.url,
         front_end_ips=FE_IPS,
         imp_ips=IMP_IPS,
         base_port=free_base_port([*FE_IPS, *IMP_IPS]),
         users=[(aor, role) for aor, (role, _, _) in USERS.items()],
         key_type=KeyType.EC_P256,
     )
+
+
+def test_check_passes_on_every_member_and_names_an_imp_member_ocs_does_not_trust(
+    postgres: Database, imp_database: Database, tmp_path: Path
+) -> None:
+    deployment = build(tmp_path, postgres, imp_database)
+    (fe1, fe2), (imp1, imp2) = deployment.front_ends, deployment.imp_nodes
+    for home, peer in ((fe1, imp1), (fe2, imp2), (imp1, fe1), (imp2, fe2)):
+        report = check_homes(home.home, (peer.home,))
+        assert [f.rule.id for f in report.findings if f.severity is not Severity.INFO] == []
+    # imp2 sends its own users' requests to the pool: the pool must trust it too.
+    for option, value in (("--fqdn", imp2.fqdn), ("--ip", imp2.ip)):
+        intrafed("config", "hostauth", "remove", option, value, home=fe2.home)
+    report = check_homes(fe1.home, (imp1.home,))
+    assert not report.ok
+    assert {(f.rule.id, f.severity) for f in report.findings if imp2.fqdn in f.message} == {
+        ("hostauth.fqdn", Severity.ERROR),
+        ("hostauth.ip", Severity.ERROR),
+    }
+
+
+def test_users_spread_over_two_front_ends_and_two_imp_nodes_see_presence_and_exchange_ims(
+    postgres: Database, imp_database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deployment = build(tmp_path, postgres, imp_database)
     transactions = Transactions(monkeypatch)
 
     async def scenario() -> None:

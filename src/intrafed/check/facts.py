@@ -13,7 +13,7 @@ from pathlib import Path
 from cryptography import x509
 
 from intrafed.config.document import apply_command, changes, from_toml
-from intrafed.config.model import ConfigError, NodeConfig
+from intrafed.config.model import ConfigError, NodeConfig, NodeIdentity
 from intrafed.pki import CertificateStores, PkiError, StoreName
 from intrafed.store import open_store
 
@@ -86,6 +86,9 @@ class NodeFacts:
     """Whether a node runs on the home (what it runs is the running configuration)."""
     apply_command: str | None = None
     """``reload`` or ``restart``: what makes the running configuration the staged one."""
+    members: tuple[NodeIdentity, ...] = ()
+    """The other members of the node's Enterprise pool or IM&P cluster (its database
+    knows them; the peer partition must trust each)."""
 
     @property
     def name(self) -> str:
@@ -130,6 +133,7 @@ def load_home(home: Path, *, running: bool = False) -> NodeFacts:
     """A node's facts from its home directory; ``running`` when a node runs on it."""
     with open_store(home) as store:
         config, current = store.load("staged"), store.load("running")
+        members = tuple(store.other_members())
     pending, command = tuple(changes(current, config)), apply_command(current, config)
     return NodeFacts(
         config,
@@ -139,6 +143,7 @@ def load_home(home: Path, *, running: bool = False) -> NodeFacts:
         _resolutions(config),
         running=running,
         apply_command=command,
+        members=members,
     )
 
 

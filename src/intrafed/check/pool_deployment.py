@@ -32,7 +32,14 @@ from intrafed.check.deployment import (
     user_edits,
 )
 from intrafed.config import edits
-from intrafed.config.model import Connection, Edition, HostAuthorization, NodeIdentity, Role
+from intrafed.config.model import (
+    ConfigError,
+    Connection,
+    Edition,
+    HostAuthorization,
+    NodeIdentity,
+    Role,
+)
 from intrafed.pki import CertificateAuthority, KeyType
 from intrafed.pki.ca import CA_CERTIFICATE
 from intrafed.store import StagedEdit
@@ -53,8 +60,6 @@ class PoolDeployment:
     """The lab CA."""
     pool_fqdn: str
     """The Enterprise pool's FQDN (every front end's certificate CN)."""
-    cluster: str
-    """The IM&P cluster's name."""
     front_ends: tuple[SeedNode, ...]
     """The OCS front ends (``fe1``, ``fe2``, …)."""
     imp_nodes: tuple[SeedNode, ...]
@@ -81,7 +86,7 @@ def build_pool_deployment(
     root: Path,
     *,
     ocs_db: str,
-    imp_db: str,
+    imp_db: str | None,
     front_end_ips: Sequence[str],
     imp_ips: Sequence[str],
     base_port: int | None = None,
@@ -89,8 +94,11 @@ def build_pool_deployment(
     key_type: KeyType = KeyType.RSA_2048,
 ) -> PoolDeployment:
     """Create ``root/ca``, ``root/fe1``… (on the PostgreSQL database ``ocs_db``) and
-    ``root/imp1``… (on ``imp_db``, empty databases): one member per address given, every
-    one listening on the seed's ports (or shifted so that TCP is ``base_port``)."""
+    ``root/imp1``… (on ``imp_db``; empty databases): one member per address given, every
+    one listening on the seed's ports (or shifted so that TCP is ``base_port``). Without
+    ``imp_db`` there is one IM&P node, on its own SQLite store."""
+    if imp_db is None and len(imp_ips) != 1:
+        raise ConfigError("--db", "an IM&P cluster needs a database", "give its PostgreSQL URL")
     tcp = SIP_PORT if base_port is None else base_port
     tls = tcp + TLS_PORT - SIP_PORT
     front_ends = tuple(
@@ -110,7 +118,7 @@ def build_pool_deployment(
     first_fe, first_imp = front_ends[0], imp_nodes[0]
     pool_setup = [
         *ocs_edits(first_fe, first_imp),
-        *(_authorize(imp) for imp in imp_nodes[1:]),
+        *(step for imp in imp_nodes[1:] for step in _authorize(imp)),
         *user_edits([user for user in seed_users if user.role is Role.OCS]),
     ]
     cluster_setup = [
@@ -122,17 +130,19 @@ def build_pool_deployment(
         steps = pool_setup if n == 0 else _connections(node)
         build_node(node, identity, steps, ca, ca_dir, key_type, ocs_db)
     for n, node in enumerate(imp_nodes):
-        identity = NodeIdentity(Role.IMP, node.fqdn, node.ip, cluster=CLUSTER)
+        cluster = CLUSTER if imp_db is not None else None
+        identity = NodeIdentity(Role.IMP, node.fqdn, node.ip, cluster=cluster)
         steps = cluster_setup if n == 0 else [_listeners(node)]
         build_node(node, identity, steps, ca, ca_dir, key_type, imp_db)
-    return PoolDeployment(
-        root, DOMAIN, ca_dir, POOL_FQDN, CLUSTER, front_ends, imp_nodes, seed_users
-    )
+    return PoolDeployment(root, DOMAIN, ca_dir, POOL_FQDN, front_ends, imp_nodes, seed_users)
 
 
-def _authorize(imp: SeedNode) -> StagedEdit:
-    """Host authorization of another IM&P member by FQDN (its requests come over MTLS)."""
-    return lambda c: edits.add_host_authorization(c, HostAuthorization(fqdn=imp.fqdn))
+def _authorize(imp: SeedNode) -> list[StagedEdit]:
+    """Host authorization of another IM&P member, by FQDN and by IP as the seed does."""
+    return [
+        lambda c: edits.add_host_authorization(c, HostAuthorization(fqdn=imp.fqdn)),
+        lambda c: edits.add_host_authorization(c, HostAuthorization(ip=imp.ip)),
+    ]
 
 
 def _connections(node: SeedNode) -> list[StagedEdit]:

@@ -34,6 +34,8 @@ from intrafed.demo import (
     run_demo,
     short_call_id,
 )
+from intrafed.demo_pool import FRONT_END_IPS, run_pool_demo
+from intrafed.store.urls import is_postgresql
 
 _PASS = ("PASS", "bold green")
 _FAIL = ("FAIL", "bold red")
@@ -111,14 +113,36 @@ async def _serve_until_signalled(endpoints: DemoEndpoints) -> None:
     "client TLS, Server Auth), on 127.0.0.2 and 127.0.0.3.",
 )
 @click.option(
+    "--pool",
+    "members",
+    type=click.IntRange(2, len(FRONT_END_IPS)),
+    help="Run an Enterprise pool of this many OCS front ends on the --db PostgreSQL database "
+    "(and one IM and Presence node) instead.",
+)
+@click.option(
+    "--db",
+    help="With --pool: an empty PostgreSQL database for the pool, "
+    "postgresql://USER:PASSWORD@HOST:PORT/DATABASE.",
+)
+@click.option(
     "--home",
     type=click.Path(file_okay=False, path_type=Path),
     help="Keep the generated configuration and PKI in this new or empty directory "
     "[default: a temporary directory, removed at the end].",
 )
-def demo_command(as_json: bool, serve: bool, base_port: int, home: Path | None) -> None:
+def demo_command(
+    as_json: bool,
+    serve: bool,
+    base_port: int,
+    members: int | None,
+    db: str | None,
+    home: Path | None,
+) -> None:
     """Run imp1.example.com (alice) and ocs1.example.com (bob) on loopback, federated as
     the seed configures them, and show presence, pager and session IM crossing over."""
+    if members is not None:
+        _pool_demo(members, db, as_json, serve, base_port, home)
+        return
     with _demo_root(home) as root:
         try:
             report = asyncio.run(
@@ -132,5 +156,33 @@ def demo_command(as_json: bool, serve: bool, base_port: int, home: Path | None) 
         click.echo(json.dumps(report.to_json(), indent=2))
     else:
         _print_report(report, IMP_FQDN, OCS_FQDN)
+    if not report.ok:
+        sys.exit(1)
+
+
+def _pool_demo(
+    members: int, db: str | None, as_json: bool, serve: bool, base_port: int, home: Path | None
+) -> None:
+    """``demo --pool N``: the steps and whether each went as the pool should."""
+    if serve:
+        fail("--serve: not with --pool; leave out one of them")
+    if db is None or not is_postgresql(db):
+        fail(
+            "--db: intrafed demo --pool needs an empty PostgreSQL database for the pool — give "
+            "--db postgresql://USER:PASSWORD@HOST:PORT/DATABASE (Debian: apt-get install "
+            "postgresql, then as the postgres user: createuser --pwprompt intrafed && "
+            "createdb -O intrafed intrafed_demo)"
+        )
+    with _demo_root(home) as root:
+        report = asyncio.run(run_pool_demo(root, db=db, members=members, base_port=base_port))
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        for step in report.steps:
+            echo(_PASS if step.ok else _FAIL, f"  {step.name}")
+            click.echo(f"      {step.detail}")
+        passed = sum(step.ok for step in report.steps)
+        summary = f"{passed} of {len(report.steps)} steps ok; elapsed {report.elapsed:.2f} s"
+        echo((summary, "bold green" if report.ok else "bold red"))
     if not report.ok:
         sys.exit(1)

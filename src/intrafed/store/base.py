@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol, Self
 
-from intrafed.config.model import ConfigError, NodeConfig
+from intrafed.config.model import ConfigError, NodeConfig, NodeIdentity
 
 if TYPE_CHECKING:
     from intrafed.store.pool_events import PoolFeed
@@ -169,6 +169,10 @@ class StateStore(Protocol):
 class Store(Configuration, StateStore, Protocol):
     """One node's store, as ``open_store`` gives it; close it (or use it as a context
     manager) when done."""
+
+    def other_members(self) -> list[NodeIdentity]:
+        """Who the other members of this node's pool or cluster are (none outside one)."""
+        ...
 
     def pool_feed(self) -> PoolFeed | None:
         """The events of the other members of this node's pool or cluster (None for a node

@@ -141,6 +141,16 @@ def _joined(cursor: Cursor, member: Member, config: NodeConfig, location: str) -
     return from_document({**shared, **member_part(to_document(config))})
 
 
+def pool_identities(cursor: Cursor, member: Member) -> list[NodeIdentity]:
+    """Who the members of ``member``'s pool other than ``member`` are."""
+    rows = cursor.execute(
+        "SELECT document FROM config WHERE pool = %s AND kind = 'running' AND member <> %s "
+        "ORDER BY member",
+        (member.pool, member.name),
+    ).fetchall()
+    return [from_document(member_part(row[0])).identity for row in rows]
+
+
 def pool_pending(cursor: Cursor, pool: str) -> dict[str, list[str]]:
     """For each member of ``pool``, what its restart or reload would change (empty when it
     runs the staged configuration)."""

@@ -41,7 +41,14 @@ from intrafed.store.base import (
     SubscriptionRow,
 )
 from intrafed.store.pool_config import MIGRATIONS as POOL_MIGRATIONS
-from intrafed.store.pool_config import Member, enroll, load_document, pool_pending, save_config
+from intrafed.store.pool_config import (
+    Member,
+    enroll,
+    load_document,
+    pool_identities,
+    pool_pending,
+    save_config,
+)
 from intrafed.store.pool_feed import MIGRATIONS as FEED_MIGRATIONS
 from intrafed.store.pool_feed import PostgresPoolFeed
 from intrafed.store.sqlite import FILENAME, LOCATOR
@@ -381,6 +388,13 @@ class PostgresStore:
             return {self.member: self.pending_changes()}
         with self._transaction(WRITE_TIMEOUT) as cursor:
             return pool_pending(cursor, self._member.pool)
+
+    def other_members(self) -> list[NodeIdentity]:
+        """Who the other members of this node's pool or cluster are (none outside one)."""
+        if self._member.pool is None:
+            return []
+        with self._transaction(WRITE_TIMEOUT) as cursor:
+            return pool_identities(cursor, self._member)
 
     def pool_feed(self) -> PostgresPoolFeed | None:
         """The events of the other members of this node's pool (None outside a pool)."""

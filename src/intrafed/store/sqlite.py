@@ -269,6 +269,10 @@ class SqliteStore:
         """What a restart would change, one phrase per setting (empty when nothing)."""
         return changes(self.load("running"), self.load("staged"))
 
+    def other_members(self) -> list[NodeIdentity]:
+        """None: a SQLite store holds one node."""
+        return []
+
     def pool_feed(self) -> None:
         """None: a SQLite store holds one node, in no pool."""
         return

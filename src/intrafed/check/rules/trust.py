@@ -35,9 +35,9 @@ def _refusal(config: NodeConfig, ip: str, names: tuple[str, ...]) -> str | None:
 
 def _hops(node: NodeFacts, others: Sequence[NodeFacts]) -> list[tuple[str, str, tuple[str, ...]]]:
     """(name, IP, names proven) of every IM&P node OCS must trust: the nodes of the other
-    side when given (a route that leads elsewhere is ``route.address``'s, not an address to
-    authorize), else the next hops of its routes. Names count only where the sides speak
-    TLS."""
+    side when given, and the other members of their clusters (a route that leads elsewhere
+    is ``route.address``'s, not an address to authorize), else the next hops of its routes.
+    Names count only where the sides speak TLS."""
     hops: dict[str, tuple[str, str, tuple[str, ...]]] = {}
     for route in federation_routes(node.config) if not others else ():
         address = route_address(node, route)
@@ -49,6 +49,10 @@ def _hops(node: NodeFacts, others: Sequence[NodeFacts]) -> list[tuple[str, str, 
         identity = peer.config.identity
         names = certificate_names(peer) if tls else ()
         hops[identity.ip] = (peer.name, identity.ip, names)
+        # Every member of an IM&P cluster sends its own users' requests to OCS.
+        for member in peer.members:
+            proven = tuple(dict.fromkeys([member.certificate_name, member.fqdn])) if tls else ()
+            hops.setdefault(member.ip, (member.fqdn, member.ip, proven))
     return list(hops.values())
 
 
