@@ -244,3 +244,83 @@ def test_users_spread_over_two_front_ends_and_two_imp_nodes_see_presence_and_exc
                 await callee.next_event(SessionEnded)
 
     asyncio.run(asyncio.wait_for(scenario(), 120))
+
+
+LB_IP = "127.0.15.35"
+
+
+class LoadBalancer:
+    """A TCP load balancer in front of the IM&P members' Peer Auth listeners: each new
+    connection goes to the next member, its bytes passed through untouched (TLS included)."""
+
+    def __init__(self, backends: list[tuple[str, int]]) -> None:
+        self.backends = backends
+        self.chosen: list[tuple[str, int]] = []
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> tuple[str, int]:
+        self.server = await asyncio.start_server(self._accept, LB_IP, 0)
+        address: tuple[str, int] = self.server.sockets[0].getsockname()
+        return address
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        backend = self.backends[len(self.chosen) % len(self.backends)]
+        self.chosen.append(backend)
+        to_reader, to_writer = await asyncio.open_connection(*backend, local_addr=(LB_IP, 0))
+        for source, sink in ((reader, to_writer), (to_reader, writer)):
+            task = asyncio.create_task(self._pipe(source, sink))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    @staticmethod
+    async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            while data := await source.read(65536):
+                sink.write(data)
+                await sink.drain()
+        sink.close()
+
+    async def close(self) -> None:
+        self.server.close()
+        for task in list(self.tasks):
+            task.cancel()
+
+
+def test_the_ocs_route_reaches_the_imp_cluster_through_a_load_balancer_by_the_cluster_name(
+    postgres: Database, imp_database: Database, tmp_path: Path
+) -> None:
+    deployment = build(tmp_path, postgres, imp_database)
+    (fe1, _), (imp1, imp2) = deployment.front_ends, deployment.imp_nodes
+    balancer = LoadBalancer([(imp1.ip, imp1.tls_port), (imp2.ip, imp2.tls_port)])
+
+    async def scenario() -> None:
+        _, port = await balancer.start()
+        # The pool routes example.com to the cluster's name, resolving to the balancer.
+        intrafed("config", "route", "remove", "--domain", "example.com", home=fe1.home)
+        intrafed("config", "route", "add", "--domain", "example.com", "--transport", "TLS",
+                 "--port", str(port), "--fqdn", "cup.example.com", home=fe1.home)  # fmt: skip
+        intrafed("config", "hosts", "add", "cup.example.com", LB_IP, home=fe1.home)
+        for member in deployment.front_ends:
+            with open_store(member.home) as store:
+                store.promote()
+        report = check_homes(fe1.home, (imp1.home,))
+        assert [f.rule.id for f in report.findings if f.severity is not Severity.INFO] == []
+        try:
+            async with running(deployment) as pool, contextlib.AsyncExitStack() as stack:
+                agents = {aor: await stack.enter_async_context(pool.user(aor)) for aor in USERS}
+                for agent in agents.values():
+                    assert (await agent.register()).status == 200
+                for at, aor in ((imp1, "dave@example.com"), (imp2, "alice@example.com")):
+                    await pool.until(lambda: pool.holder(at, aor) is not None, aor)  # noqa: B023
+                for sender in ("bob", "carol"):
+                    for recipient in ("alice", "dave"):
+                        to = f"{recipient}@example.com"
+                        reply = await agents[f"{sender}@example.com"].message(to, "via the LB")
+                        assert reply.status == 200
+                        assert (await agents[to].next_event(MessageReceived)).text == "via the LB"
+        finally:
+            await balancer.close()
+        # Each front end opened its own connection through the balancer: one to each member.
+        assert sorted(balancer.chosen) == sorted(balancer.backends)
+
+    asyncio.run(asyncio.wait_for(scenario(), 120))

@@ -45,7 +45,9 @@ from intrafed.pki.ca import CA_CERTIFICATE
 from intrafed.store import StagedEdit
 
 POOL_FQDN = "pool.example.com"
-CLUSTER = "cup"
+CLUSTER = "cup.example.com"
+"""The IM&P cluster's name: an FQDN, so that OCS may route to it through a load balancer or
+DNS (every member's certificate carries it)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,7 +39,7 @@ def check_ip(setting: str, value: str) -> str:
 
 def check_fqdn(setting: str, value: str) -> str:
     """``value`` in lower case when it is a fully qualified domain name."""
-    if not _FQDN_RE.fullmatch(value) or len(value) > 253:
+    if not is_fqdn(value):
         raise ConfigError(
             setting,
             f"{value!r} is not a fully qualified domain name",
@@ -58,6 +58,11 @@ def check_cluster(setting: str, value: str | None) -> str | None:
             "use 1 to 63 letters, digits, dots, hyphens or underscores",
         )
     return value
+
+
+def is_fqdn(value: str) -> bool:
+    """Whether ``value`` is a fully qualified domain name."""
+    return bool(_FQDN_RE.fullmatch(value)) and len(value) <= 253
 
 
 def check_domain(setting: str, value: str) -> str:

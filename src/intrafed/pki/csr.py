@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 from intrafed.config.model import ConfigError, Edition, NodeIdentity, Role
+from intrafed.config.values import is_fqdn
 from intrafed.pki.certificates import (
     CLIENT_AUTH,
     SERVER_AUTH,
@@ -37,10 +38,13 @@ def certificate_names(
     """The subject CN and the SAN dNSNames of the node's certificate.
 
     The SANs hold the CN, the node's own FQDN (an EE front end is reached by name when
-    IM&P routes to it directly) and the SIP domains, each once.
+    IM&P routes to it directly), an IM&P cluster's name when it is an FQDN (OCS routes to
+    the cluster by that name, through a load balancer or DNS, and any member answers) and
+    the SIP domains, each once.
     """
     cn = identity.certificate_name
-    sans = tuple(dict.fromkeys([cn, identity.fqdn, *domains]))
+    cluster = [identity.cluster] if identity.cluster and is_fqdn(identity.cluster) else []
+    sans = tuple(dict.fromkeys([cn, identity.fqdn, *cluster, *domains]))
     return cn, sans
 
 

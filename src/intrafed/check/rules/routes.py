@@ -179,8 +179,13 @@ def _route_target(
         return
     address = route_address(node, route)
     peer = _peer_at(address, others)
-    if peer is None and any(m.ip == address for o in others for m in o.members):
-        return  # another member of the given node's pool: any member takes any request
+    if peer is None and (
+        any(m.ip == address for o in others for m in o.members)
+        or any(o.config.identity.cluster == route.fqdn for o in others)
+    ):
+        # Another member of the other side's pool, or its cluster's name (a load balancer
+        # or DNS in front of the members): any member takes any request.
+        return
     if peer is None:
         known = ", ".join(f"{o.name} ({o.config.identity.ip})" for o in others)
         how = f"{route.fqdn} resolves to {address}" if route.fqdn else f"next hop {address}"
