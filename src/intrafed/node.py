@@ -299,16 +299,29 @@ class Node:
         bound: dict[str, tuple[str, int]] = {}
         for spec in self.settings.listeners:
             bound[spec.transport] = await self.transport.listen(spec)
+        if self._pool is not None:
+            restored |= self._join_pool(self._pool, self._loop)
         self.core.start(bound, restored, self._now())
         self._run()
-        if self._pool is not None:
-            loop = self._loop
-
-            def deliver(event: PoolEvent) -> None:  # in the feed's thread
-                loop.call_soon_threadsafe(self._pool_changed, event)
-
-            self._pool.start(deliver)
         return bound
+
+    def _join_pool(self, feed: PoolFeed, loop: asyncio.AbstractEventLoop) -> set[str]:
+        """Learn the other members and whom they hold before the core starts (watchers see
+        those users online at once), and hand it their changes from then on; returns the
+        users registered at another member."""
+
+        def deliver(event: PoolEvent) -> None:  # in the feed's thread
+            loop.call_soon_threadsafe(self._pool_changed, event)
+
+        elsewhere: set[str] = set()
+        view = self.core.pool
+        for event in feed.start(deliver):
+            if isinstance(event, MemberListening):
+                view.member_listening(event.member, event.ip, event.listeners)
+            elif isinstance(event, MemberBindings):
+                view.bindings_changed(event.aor, event.member, event.expires_at)
+                elsewhere.add(event.aor)
+        return elsewhere
 
     def _pool_changed(self, event: PoolEvent) -> None:
         """What another member of the pool changed, handed to the core."""

@@ -239,11 +239,12 @@ def test_a_member_hears_what_the_others_store_and_not_what_it_stores_itself(
         fe2.write(StateChanges(bindings={binding.aor: (binding,)}))
         feed = fe1.pool_feed()
         assert feed is not None
-        feed.start(heard.put)
+        # What is true when it starts: fe2, where it listens, and whom it holds.
+        assert feed.start(heard.put) == [
+            MemberListening(FE2.fqdn, FE2.ip, ()),
+            MemberBindings(binding.aor, FE2.fqdn, 2e9),
+        ]
         try:
-            # What is true when it connects: fe2, where it listens, and whom it holds.
-            assert heard.get(timeout=10) == MemberListening(FE2.fqdn, FE2.ip, ())
-            assert heard.get(timeout=10) == MemberBindings(binding.aor, FE2.fqdn, 2e9)
             carol = dataclasses.replace(binding, aor="carol@example.com")
             fe1.write(StateChanges(bindings={carol.aor: (carol,)}))
             fe2.stage(lambda config: edits.add_connection(config, Connection("MTLS", 5061)))

@@ -324,3 +324,32 @@ def test_the_ocs_route_reaches_the_imp_cluster_through_a_load_balancer_by_the_cl
         assert sorted(balancer.chosen) == sorted(balancer.backends)
 
     asyncio.run(asyncio.wait_for(scenario(), 120))
+
+
+def test_a_restarted_front_end_tells_its_watchers_a_user_held_by_another_is_online_at_once(
+    postgres: Database, imp_database: Database, tmp_path: Path
+) -> None:
+    deployment = build(tmp_path, postgres, imp_database)
+    fe1, fe2 = deployment.front_ends
+
+    async def scenario() -> list[PresenceState | None]:
+        async with running(deployment) as pool, contextlib.AsyncExitStack() as stack:
+            alice = await stack.enter_async_context(pool.user("alice@example.com"))
+            carol = await stack.enter_async_context(pool.user("carol@example.com"))
+            for agent in (alice, carol):
+                assert (await agent.register()).status == 200
+            await pool.until(lambda: pool.holder(fe1, "carol@example.com") == fe2.fqdn, "carol")
+            # alice's subscription goes imp1 -> fe1, which holds it; carol is on fe2.
+            await alice.subscribe("carol@example.com")
+            seen = [await presence(alice, "carol@example.com")]
+            await pool.nodes[fe1.fqdn].stop(grace=1.0)
+            with open_store(fe1.home) as store:
+                restarted = Node.from_home(fe1.home, store)
+                pool.nodes[fe1.fqdn] = restarted
+                await restarted.start()
+                seen.append(await presence(alice, "carol@example.com"))
+                await restarted.stop(grace=1.0)
+            return seen
+
+    # The restarted fe1 renotifies alice with what it knows as it starts: carol online.
+    assert asyncio.run(asyncio.wait_for(scenario(), 120)) == [PresenceState.AVAILABLE] * 2

@@ -54,10 +54,11 @@ PoolEvent = MemberListening | MemberBindings | MemberPublished | MemberUnpublish
 class PoolFeed(Protocol):
     """The events of the other members, delivered in the order they were committed, from a
     thread of the feed's own (the runner hands them to its event loop). After it connects
-    (again), the feed first delivers what is true now: every member and their bindings."""
+    again, the feed first delivers what is true now: every member and their bindings."""
 
-    def start(self, deliver: Callable[[PoolEvent], None]) -> None:
-        """Start delivering events to ``deliver``."""
+    def start(self, deliver: Callable[[PoolEvent], None]) -> list[PoolEvent]:
+        """What is true now (every other member, and their bindings), then deliver the
+        changes to ``deliver``."""
         ...
 
     def close(self) -> None:

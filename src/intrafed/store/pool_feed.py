@@ -28,6 +28,7 @@ from intrafed.store.pool_events import (
 )
 
 logger = logging.getLogger(__name__)
+_Listening = psycopg.Connection[Any]
 
 BINDINGS, PUBLICATIONS, MEMBERS = "intrafed_bindings", "intrafed_publications", "intrafed_members"
 WAIT = 0.5
@@ -118,13 +119,27 @@ class PostgresPoolFeed:
         self._members: set[str] = set()
         self._held: set[tuple[str, str]] = set()
         """(AOR, member) of the bindings delivered live, to end those gone meanwhile."""
+        self._down = False
 
-    def start(self, deliver: Callable[[PoolEvent], None]) -> None:
-        """Start the thread that delivers the other members' events to ``deliver``."""
+    def start(self, deliver: Callable[[PoolEvent], None]) -> list[PoolEvent]:
+        """What is true now (empty when the database cannot be reached: the thread
+        delivers it once it can), then start the thread that delivers the changes to
+        ``deliver``."""
+        connection: _Listening | None = None
+        now: list[PoolEvent] = []
+        try:
+            connection = self._listen()
+            now = self._snapshot(connection)
+        except psycopg.Error as exc:
+            self._failed(exc)
+            if connection is not None:
+                connection.close()
+            connection = None
         self._thread = threading.Thread(
-            target=self._run, args=(deliver,), name="intrafed-pool-feed", daemon=True
+            target=self._run, args=(deliver, connection), name="intrafed-pool-feed", daemon=True
         )
         self._thread.start()
+        return now
 
     def close(self) -> None:
         """Stop the thread (within ``WAIT`` seconds)."""
@@ -132,39 +147,57 @@ class PostgresPoolFeed:
         if self._thread is not None:
             self._thread.join(WAIT * 4)
 
-    def _run(self, deliver: Callable[[PoolEvent], None]) -> None:
+    def _run(self, deliver: Callable[[PoolEvent], None], connection: _Listening | None) -> None:
         while not self._closed.is_set():
             try:
-                with psycopg.connect(self._conninfo, autocommit=True) as connection:
-                    for channel in (MEMBERS, BINDINGS, PUBLICATIONS):
-                        connection.execute(f"LISTEN {channel}")
-                    self._snapshot(connection, deliver)
-                    while not self._closed.is_set():
-                        # Taken whole before handling: the generator holds the connection.
-                        for notice in list(connection.notifies(timeout=WAIT, stop_after=1)):
-                            event = self._event(connection, notice.channel, notice.payload)
-                            if event is not None:
-                                deliver(event)
+                if connection is None:
+                    connection = self._listen()
+                    for now in self._snapshot(connection):
+                        deliver(now)
+                while not self._closed.is_set():
+                    # Taken whole before handling: the generator holds the connection.
+                    for notice in list(connection.notifies(timeout=WAIT, stop_after=1)):
+                        event = self._event(connection, notice.channel, notice.payload)
+                        if event is not None:
+                            deliver(event)
             except psycopg.Error as exc:
-                logger.warning("pool feed: %s; connecting again", " ".join(str(exc).split()))
+                self._failed(exc)
                 self._closed.wait(RECONNECT_INTERVAL)
+            if connection is not None:
+                connection.close()
+                connection = None
 
-    def _snapshot(
-        self, connection: psycopg.Connection[Any], deliver: Callable[[PoolEvent], None]
-    ) -> None:
-        """Deliver every other member and the users whose flows they hold now."""
+    def _listen(self) -> _Listening:
+        """A connection that listens on the pool's channels."""
+        connection = psycopg.connect(self._conninfo, autocommit=True)
+        for channel in (MEMBERS, BINDINGS, PUBLICATIONS):
+            connection.execute(f"LISTEN {channel}")
+        if self._down:
+            logger.info("pool feed: connected again")
+            self._down = False
+        return connection
+
+    def _failed(self, error: psycopg.Error) -> None:
+        """One warning per outage, not one per attempt."""
+        if not self._down:
+            logger.warning("pool feed: %s; connecting again", " ".join(str(error).split()))
+            self._down = True
+
+    def _snapshot(self, connection: _Listening) -> list[PoolEvent]:
+        """Every other member and the users whose flows they hold now (and the end of
+        those the node was told of that are gone)."""
         rows = connection.execute(_MEMBERS, (self._member.pool, self._member.name)).fetchall()
+        events: list[PoolEvent] = []
         for name, document in rows:
             self._members.add(name)
             event = listening(name, document)
             if event is not None:
-                deliver(event)
+                events.append(event)
         held = connection.execute(_BINDINGS, (sorted(self._members), time.time())).fetchall()
         gone = self._held - {(aor, member) for aor, member, _ in held}
-        for aor, member in sorted(gone):
-            deliver(self._held_as(MemberBindings(aor, member, 0.0)))
-        for aor, member, expires_at in held:
-            deliver(self._held_as(MemberBindings(aor, member, expires_at)))
+        events += [self._held_as(MemberBindings(aor, member, 0.0)) for aor, member in sorted(gone)]
+        events += [self._held_as(MemberBindings(*row)) for row in held]
+        return events
 
     def _held_as(self, event: MemberBindings) -> MemberBindings:
         """``event``, noted in what the node was told."""
@@ -174,9 +207,7 @@ class PostgresPoolFeed:
             self._held.discard((event.aor, event.member))
         return event
 
-    def _event(
-        self, connection: psycopg.Connection[Any], channel: str, payload: str
-    ) -> PoolEvent | None:
+    def _event(self, connection: _Listening, channel: str, payload: str) -> PoolEvent | None:
         data = json.loads(payload)
         if channel == BINDINGS:
             if data["member"] not in self._members:
