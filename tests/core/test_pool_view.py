@@ -39,20 +39,18 @@ def test_a_member_is_reached_over_mtls_verified_by_the_pool_name_else_over_tcp()
     assert view.connect_to(NextHop("TLS", "fe2.example.com", 5999)) is None
 
 
-def test_the_member_holding_a_live_registration_is_the_one_a_request_is_relayed_to() -> None:
+def test_the_members_holding_a_live_registration_are_those_a_request_is_relayed_to() -> None:
     view = front_end_view()
-    assert view.holder(ALICE, 100.0) is None
+    assert view.holders(ALICE, 100.0) == []
     view.bindings_changed(ALICE, "fe2.example.com", 200.0)
     view.bindings_changed(ALICE, "fe3.example.com", 300.0)
     # fe3 holds the later registration but has no listener this member can reach.
-    holder = view.holder(ALICE, 100.0)
-    assert holder is not None
-    assert holder.name == "fe2.example.com"
+    assert [member.name for member in view.holders(ALICE, 100.0)] == ["fe2.example.com"]
     assert view.registered_until(ALICE, 100.0) == 300.0
-    assert view.holder(ALICE, 250.0) is None
+    assert view.holders(ALICE, 250.0) == []
     view.bindings_changed(ALICE, "fe3.example.com", 0.0)
     view.bindings_changed(ALICE, "fe2.example.com", 0.0)
-    assert (view.holder(ALICE, 100.0), view.registered_until(ALICE, 100.0)) == (None, None)
+    assert (view.holders(ALICE, 100.0), view.registered_until(ALICE, 100.0)) == ([], None)
 
 
 def test_members_are_trusted_by_the_pool_certificate_or_their_address_and_no_one_else() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -108,8 +109,8 @@ class Pool:
     def holder(self, at: SeedNode, aor: str) -> str | None:
         """The member that ``at`` believes holds ``aor``'s client flow."""
         core = self.nodes[at.fqdn].core
-        member = core.pool.holder(aor, core._clock.wall())
-        return None if member is None else member.name
+        members = core.pool.holders(aor, core._clock.wall())
+        return members[0].name if members else None
 
 
 @contextlib.asynccontextmanager
@@ -353,3 +354,36 @@ def test_a_restarted_front_end_tells_its_watchers_a_user_held_by_another_is_onli
 
     # The restarted fe1 renotifies alice with what it knows as it starts: carol online.
     assert asyncio.run(asyncio.wait_for(scenario(), 120)) == [PresenceState.AVAILABLE] * 2
+
+
+def test_a_user_with_clients_on_both_front_ends_gets_a_message_on_each(
+    postgres: Database, imp_database: Database, tmp_path: Path
+) -> None:
+    deployment = build(tmp_path, postgres, imp_database)
+    fe1, fe2 = deployment.front_ends
+
+    async def scenario() -> None:
+        async with running(deployment) as pool, contextlib.AsyncExitStack() as stack:
+            dave = await stack.enter_async_context(pool.user("dave@example.com"))
+            bob_on_fe1 = await stack.enter_async_context(pool.user("bob@example.com"))
+            settings = bob_on_fe1.settings
+            bob_on_fe2 = await stack.enter_async_context(
+                UserAgent(
+                    dataclasses.replace(
+                        settings,
+                        server=(fe2.ip, fe2.client_tls_port),
+                        server_name=fe2.fqdn,
+                        source_ip="127.0.15.45",
+                    )
+                )
+            )
+            for agent in (dave, bob_on_fe1, bob_on_fe2):
+                assert (await agent.register()).status == 200
+            await pool.until(lambda: pool.holder(fe1, "bob@example.com") == fe2.fqdn, "bob")
+            # imp routes to fe1, which has bob's first client and relays to his second.
+            assert (await dave.message("bob@example.com", "to both")).status == 200
+            for bob in (bob_on_fe1, bob_on_fe2):
+                received = await bob.next_event(MessageReceived)
+                assert (received.sender, received.text) == ("dave@example.com", "to both")
+
+    asyncio.run(asyncio.wait_for(scenario(), 120))

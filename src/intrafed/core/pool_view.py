@@ -65,18 +65,16 @@ class PoolView:
             if not held:
                 del self._holders[aor]
 
-    def holder(self, aor: str, wall: float) -> PoolMember | None:
-        """The member that holds a live registration of ``aor`` and can be reached (the
-        latest to expire), or None."""
+    def holders(self, aor: str, wall: float) -> list[PoolMember]:
+        """The members that hold a live registration of ``aor`` and can be reached, in the
+        order of their names."""
         held = self._holders.get(aor)
         if not held:
-            return None
-        live = [(expires, name) for name, expires in held.items() if expires > wall]
-        for _, name in sorted(live, reverse=True):
-            member = self.members.get(name)
-            if member is not None and member.hop is not None:
-                return member
-        return None
+            return []
+        found = [self.members.get(name) for name, expires in held.items() if expires > wall]
+        return sorted(
+            (m for m in found if m is not None and m.hop is not None), key=lambda m: m.name
+        )
 
     def registered_until(self, aor: str, wall: float) -> float | None:
         """When the last registration of ``aor`` another member holds expires (None: none

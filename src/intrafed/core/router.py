@@ -37,7 +37,16 @@ from intrafed.services.presence import OutgoingNotify, PresenceAgent
 from intrafed.services.registrar import Registrar
 from intrafed.sip import RemoteSipError, Request, Response, SipUri, Uri
 from intrafed.sip.addressing import Listener, choose_listener, listener_kind
-from intrafed.sip.decisions import Accepted, Answer, Decision, Deferred, Forward, Reject, Verdict
+from intrafed.sip.decisions import (
+    Accepted,
+    Answer,
+    Decision,
+    Deferred,
+    Fork,
+    Forward,
+    Reject,
+    Verdict,
+)
 from intrafed.sip.digest import NonceIssuer
 from intrafed.sip.responses import local_tag, make_response, warning_value
 from intrafed.sip.transaction import FlowId, NextHop, Target
@@ -311,13 +320,20 @@ class NodeRouter:
                 return self._subscribe(request, flow, wall)
             if request.method == "PUBLISH":
                 return self._publish(request, decision.aor, wall)
-            bindings = self.registrar.bindings(decision.aor, wall)
-            if not bindings and not (peer is not None and self.pool.trust(peer)):
-                # Its client flow is held by another member: relay there (never onward).
-                member = self.pool.holder(decision.aor, wall)
-                if member is not None and member.hop is not None:
-                    return Forward(member.hop)
-            return to_bindings(decision.aor, bindings, self._flows.get)
+            delivery = to_bindings(
+                decision.aor, self.registrar.bindings(decision.aor, wall), self._flows.get
+            )
+            if peer is not None and self.pool.trust(peer):
+                return delivery  # relayed by another member: never onward
+            # Clients of the user held by other members of the pool get it too.
+            relays = tuple(
+                Forward(member.hop)
+                for member in self.pool.holders(decision.aor, wall)
+                if member.hop is not None
+            )
+            if not relays:
+                return delivery
+            return Fork((*delivery.forwards, *relays) if isinstance(delivery, Fork) else relays)
         if isinstance(decision, ToPeer):
             hops = [hop_of(route) for route in decision.routes]
             usable = self.hops.usable(hops, self.now)
