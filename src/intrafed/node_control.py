@@ -81,6 +81,7 @@ class NodeControl:
             "subscriptions": len(node.presence.subscription_rows()),
             "pending_transactions": node.transactions.pending,
             "tracing": self._trace is not None,
+            "pool_members": sorted(node.core.pool.members),
         }
 
     def reload(self) -> JsonObject | Refused:

@@ -21,7 +21,9 @@ from intrafed.check.deployment import SeedNode
 from intrafed.check.pool_deployment import PoolDeployment, build_pool_deployment
 from intrafed.config.model import Role
 from intrafed.node import Node
+from intrafed.node_control import NodeControl
 from intrafed.pki import KeyType, Severity
+from intrafed.sip import parse_uri
 from intrafed.sip.pidf import PresenceState
 from intrafed.store import open_store
 from intrafed.store.postgres import PostgresStore
@@ -202,6 +204,13 @@ def test_users_spread_over_two_front_ends_and_two_imp_nodes_see_presence_and_exc
             ):
                 await pool.until(lambda: pool.holder(at, aor) == holder, f"{at.fqdn}: {aor}")  # noqa: B023
 
+            # What an administrator sees: route explain and the node's status.
+            explained = pool.nodes[fe1.fqdn].core.router.explain(
+                parse_uri("sip:carol@example.com"), None
+            )
+            assert (explained["contacts"], explained["relayed_to_members"]) == (0, [fe2.fqdn])
+            control = NodeControl(fe1.home, pool.nodes[fe1.fqdn], 0.0, dict)
+            assert control.status()["pool_members"] == [fe2.fqdn]
             alice, dave = agents["alice@example.com"], agents["dave@example.com"]
             bob, carol = agents["bob@example.com"], agents["carol@example.com"]
             # Presence both ways, each watcher and presentity on members the other side

@@ -375,8 +375,12 @@ class NodeRouter:
             "from_peer_partition": from_peer,
         }
         if isinstance(decision, Local):
-            bindings = self.registrar.bindings(decision.aor, self._clock.wall())
+            wall = self._clock.wall()
+            bindings = self.registrar.bindings(decision.aor, wall)
             verdict |= {"decision": "local", "aor": decision.aor, "contacts": len(bindings)}
+            if self.pool.pool is not None:
+                members = self.pool.holders(decision.aor, wall)
+                verdict["relayed_to_members"] = [member.name for member in members]
         elif isinstance(decision, ToPeer):
             hops = []
             for route in decision.routes:
