@@ -43,8 +43,10 @@ from intrafed.state_writes import StateWriter
 from intrafed.store import StateStore, Store
 from intrafed.store.pool_events import (
     MemberBindings,
+    MemberGone,
     MemberListening,
     MemberPublished,
+    MemberUnpublished,
     PoolEvent,
     PoolFeed,
 )
@@ -335,11 +337,16 @@ class Node:
         elif isinstance(event, MemberPublished):
             row = event.row
             core.member_presence(row.aor, lambda wall: presence.member_published(row, wall), now)
-        else:
+        elif isinstance(event, MemberUnpublished):
             aor, etag = event.aor, event.etag
             core.member_presence(
                 aor, lambda wall: presence.member_unpublished(aor, etag, wall), now
             )
+        elif isinstance(event, MemberGone):
+            core.member_gone(event.member, now)
+        else:
+            rows = event.rows
+            core.adopted(lambda wall: presence.adopt(rows, wall), now)
         self._run()
 
     def reload(self, settings: NodeSettings) -> str | None:

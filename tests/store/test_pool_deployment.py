@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import socket
+import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -116,16 +118,20 @@ class Pool:
 
 
 @contextlib.asynccontextmanager
-async def running(deployment: PoolDeployment) -> AsyncIterator[Pool]:
+async def running(
+    deployment: PoolDeployment, elsewhere: set[str] | None = None
+) -> AsyncIterator[Pool]:
+    """Every member started in this process (but those named ``elsewhere``)."""
     pool = Pool(deployment)
     stores = []
+    here = [node for node in deployment.nodes if node.fqdn not in (elsewhere or set())]
     try:
-        for node in deployment.nodes:
+        for node in here:
             store = open_store(node.home)
             stores.append(store)
             pool.nodes[node.fqdn] = Node.from_home(node.home, store)
             await pool.nodes[node.fqdn].start()
-        for node in deployment.nodes:
+        for node in here:
             view = pool.nodes[node.fqdn].core.pool
             others = {other.fqdn for other in deployment.nodes if other.role is node.role}
             others.discard(node.fqdn)
@@ -141,10 +147,10 @@ async def running(deployment: PoolDeployment) -> AsyncIterator[Pool]:
             store.close()
 
 
-async def presence(agent: UserAgent, of: str) -> PresenceState | None:
+async def presence(agent: UserAgent, of: str, timeout: float = 10) -> PresenceState | None:
     """The state in the next NOTIFY about ``of``."""
     while True:
-        event = await agent.next_event(PresenceNotified, 10)
+        event = await agent.next_event(PresenceNotified, timeout)
         if event.presentity == of:
             return event.state
 
@@ -396,3 +402,51 @@ def test_a_user_with_clients_on_both_front_ends_gets_a_message_on_each(
                 assert (received.sender, received.text) == ("dave@example.com", "to both")
 
     asyncio.run(asyncio.wait_for(scenario(), 120))
+
+
+def test_the_subscriptions_of_a_front_end_killed_are_taken_over_within_30_s(
+    postgres: Database, imp_database: Database, tmp_path: Path
+) -> None:
+    deployment = build(tmp_path, postgres, imp_database)
+    fe1, fe2 = deployment.front_ends
+
+    async def scenario() -> float:
+        fe1_process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "intrafed", "serve", "--home", str(fe1.home),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            running_here = running(deployment, elsewhere={fe1.fqdn})
+            async with running_here as pool, contextlib.AsyncExitStack() as stack:
+                await pool.until(lambda: listening(fe1), "fe1 serves", timeout=30)
+                alice = await stack.enter_async_context(pool.user("alice@example.com"))
+                carol = await stack.enter_async_context(pool.user("carol@example.com"))
+                for agent in (alice, carol):
+                    assert (await agent.register()).status == 200
+                # imp1 routes to the pool FQDN: fe1 holds alice's subscription to carol.
+                await alice.subscribe("carol@example.com")
+                assert await presence(alice, "carol@example.com") is PresenceState.AVAILABLE
+                assert pool.nodes[fe2.fqdn].presence.subscription_rows() == []
+                fe1_process.kill()
+                await fe1_process.wait()
+                killed = asyncio.get_running_loop().time()
+                # fe2 takes the subscription over and tells alice what it knows at once.
+                assert await presence(alice, "carol@example.com", 30) is PresenceState.AVAILABLE
+                taken = asyncio.get_running_loop().time() - killed
+                assert len(pool.nodes[fe2.fqdn].presence.subscription_rows()) == 1
+                await carol.publish(PresenceState.BUSY)
+                assert await presence(alice, "carol@example.com") is PresenceState.BUSY
+                return taken
+        finally:
+            if fe1_process.returncode is None:
+                fe1_process.kill()
+                await fe1_process.wait()
+
+    assert asyncio.run(asyncio.wait_for(scenario(), 120)) < 30
+
+
+def listening(node: SeedNode) -> bool:
+    """Whether ``node`` accepts TCP connections."""
+    with contextlib.suppress(OSError), socket.create_connection((node.ip, node.tcp_port), 1):
+        return True
+    return False

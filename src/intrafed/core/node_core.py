@@ -180,6 +180,21 @@ class NodeCore:
             self.router.registration_changed(aor, self._clock.wall())
             self._pump(now)
 
+    def member_gone(self, member: str, now: float) -> None:
+        """Another member stopped running: the users only it held go offline for the
+        watchers held here (until their clients register again)."""
+        wall = self._clock.wall()
+        for aor in self.pool.member_gone(member):
+            if aor in self.settings.users:
+                self.router.registration_changed(aor, wall)
+        self._pump(now)
+
+    def adopted(self, adopt: Callable[[float], list[OutgoingNotify]], now: float) -> None:
+        """The subscriptions of a member that is gone are this node's now: ``adopt(wall)``
+        hands them to the presence agent, whose NOTIFYs of the current state leave."""
+        self._outbox += adopt(self._clock.wall())
+        self._pump(now)
+
     def member_presence(
         self, aor: str, change: Callable[[float], list[OutgoingNotify]], now: float
     ) -> None:

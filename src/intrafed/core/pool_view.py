@@ -55,6 +55,14 @@ class PoolView:
         self.members[member] = PoolMember(member, ip, hop)
         self._by_ip[ip] = member
 
+    def member_gone(self, member: str) -> list[str]:
+        """``member`` stopped running: nothing is relayed to it, and the registrations it
+        holds count no more; returns the AORs it held."""
+        gone = self.members.pop(member, None)
+        if gone is not None and self._by_ip.get(gone.ip) == member:
+            del self._by_ip[gone.ip]
+        return sorted(aor for aor, held in self._holders.items() if member in held)
+
     def bindings_changed(self, aor: str, member: str, expires_at: float) -> None:
         """``member`` holds registrations of ``aor`` until ``expires_at`` (0: none)."""
         held = self._holders.setdefault(aor, {})
@@ -79,8 +87,10 @@ class PoolView:
     def registered_until(self, aor: str, wall: float) -> float | None:
         """When the last registration of ``aor`` another member holds expires (None: none
         is live)."""
-        held = self._holders.get(aor)
-        latest = max(held.values(), default=0.0) if held else 0.0
+        held = self._holders.get(aor) or {}
+        latest = max(
+            (expires for name, expires in held.items() if name in self.members), default=0.0
+        )
         return latest if latest > wall else None
 
     def trust(self, peer: Peer) -> PeerTrust | None:

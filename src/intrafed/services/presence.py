@@ -353,6 +353,17 @@ class PresenceAgent:
         self._records.forget_publication(aor, etag)
         return self._notifier.fan_out(aor, now)
 
+    def adopt(self, rows: Iterable[SubscriptionRow], now: float) -> list[OutgoingNotify]:
+        """Take over the subscriptions of a member of the pool that is gone: their
+        watchers get a NOTIFY of the current state from here at once."""
+        adopted = list(rows)
+        self.restore(adopted, ())
+        return [
+            notify
+            for row in adopted
+            for notify in self._notifier.notify_current(self._records.subscriptions[row.id], now)
+        ]
+
     def block_list_changed(self, presentity: str, now: float) -> list[OutgoingNotify]:
         """The block list of ``presentity`` changed: NOTIFY the watchers whose view did."""
         return self._notifier.fan_out(presentity, now)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from intrafed.store.base import PublicationRow
+from intrafed.store.base import PublicationRow, SubscriptionRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +48,30 @@ class MemberUnpublished:
     etag: str
 
 
-PoolEvent = MemberListening | MemberBindings | MemberPublished | MemberUnpublished
+@dataclass(frozen=True, slots=True)
+class MemberGone:
+    """Another member stopped running (its process died or was stopped): no request is
+    relayed to it, and the users only it held are offline until they register again."""
+
+    member: str
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionsAdopted:
+    """The subscriptions a member that is gone held are this member's now (stored so):
+    it sends their NOTIFYs from now on."""
+
+    rows: tuple[SubscriptionRow, ...]
+
+
+PoolEvent = (
+    MemberListening
+    | MemberBindings
+    | MemberPublished
+    | MemberUnpublished
+    | MemberGone
+    | SubscriptionsAdopted
+)
 
 
 class PoolFeed(Protocol):

@@ -17,14 +17,16 @@ import psycopg
 
 from intrafed.config.document import from_document, member_part
 from intrafed.config.model import ConfigError, Role
-from intrafed.store.base import PublicationRow
+from intrafed.store.base import PublicationRow, SubscriptionRow
 from intrafed.store.pool_config import Member
 from intrafed.store.pool_events import (
     MemberBindings,
+    MemberGone,
     MemberListening,
     MemberPublished,
     MemberUnpublished,
     PoolEvent,
+    SubscriptionsAdopted,
 )
 
 logger = logging.getLogger(__name__)
@@ -35,6 +37,14 @@ WAIT = 0.5
 """Seconds between looks at whether the feed was closed, while no event comes."""
 RECONNECT_INTERVAL = 1.0
 """Seconds between attempts to connect again after the connection broke."""
+LIVENESS_INTERVAL = 2.0
+"""Seconds between looks at which members still run."""
+GONE_AFTER = 6.0
+"""Seconds a member must be seen not running before it counts as gone (a database
+connection that breaks for a moment does not hand its subscriptions to another member)."""
+MEMBER_LOCK = 0x696E_7470
+"""The class of the advisory locks that say a member runs: each member's feed holds the
+one of its name for as long as its connection lives (a process that dies drops it)."""
 
 # The channels are spelled out in the migrations: an applied migration never changes.
 MIGRATIONS = (
@@ -84,6 +94,12 @@ MIGRATIONS = (
 _MEMBERS = (
     "SELECT member, document FROM config WHERE pool = %s AND kind = 'running' AND member <> %s"
 )
+_ADOPT = (
+    "UPDATE subscriptions SET member = %s WHERE member = %s RETURNING id, presentity, watcher, "
+    "event, call_id, local_tag, remote_tag, local_party, remote_party, remote_target, "
+    "route_set, local_contact, expires_at, local_cseq, remote_cseq"
+)
+_RUNS = "SELECT NOT pg_try_advisory_lock(%s, hashtext(%s))"
 _BINDINGS = (
     "SELECT aor, member, max(expires_at) FROM bindings WHERE member = ANY(%s) "
     "AND expires_at > %s GROUP BY aor, member"
@@ -120,6 +136,11 @@ class PostgresPoolFeed:
         self._held: set[tuple[str, str]] = set()
         """(AOR, member) of the bindings delivered live, to end those gone meanwhile."""
         self._down = False
+        self._gone: set[str] = set()
+        self._missing: dict[str, float] = {}
+        """Since when (monotonic) each member not running yet not gone was seen so."""
+        self._running = False
+        """Whether this member holds its own lock (it shows the others it runs)."""
 
     def start(self, deliver: Callable[[PoolEvent], None]) -> list[PoolEvent]:
         """What is true now (empty when the database cannot be reached: the thread
@@ -154,12 +175,17 @@ class PostgresPoolFeed:
                     connection = self._listen()
                     for now in self._snapshot(connection):
                         deliver(now)
+                look = time.monotonic() + LIVENESS_INTERVAL
                 while not self._closed.is_set():
                     # Taken whole before handling: the generator holds the connection.
                     for notice in list(connection.notifies(timeout=WAIT, stop_after=1)):
                         event = self._event(connection, notice.channel, notice.payload)
                         if event is not None:
                             deliver(event)
+                    if time.monotonic() >= look:
+                        look = time.monotonic() + LIVENESS_INTERVAL
+                        for change in self._liveness(connection):
+                            deliver(change)
             except psycopg.Error as exc:
                 self._failed(exc)
                 self._closed.wait(RECONNECT_INTERVAL)
@@ -172,10 +198,52 @@ class PostgresPoolFeed:
         connection = psycopg.connect(self._conninfo, autocommit=True)
         for channel in (MEMBERS, BINDINGS, PUBLICATIONS):
             connection.execute(f"LISTEN {channel}")
+        self._running = not self._runs(connection, self._member.name)
         if self._down:
             logger.info("pool feed: connected again")
             self._down = False
         return connection
+
+    def _runs(self, connection: _Listening, name: str) -> bool:
+        """Whether the member ``name`` runs (another connection holds its lock); when it
+        does not, this connection holds the lock now."""
+        row = connection.execute(_RUNS, (MEMBER_LOCK, name)).fetchone()
+        return bool(row and row[0])
+
+    def _liveness(self, connection: _Listening) -> list[PoolEvent]:
+        """Who stopped running since the last look (their subscriptions adopted: the first
+        member to look takes them all), and who runs again."""
+        if not self._running:
+            self._running = not self._runs(connection, self._member.name)
+        events: list[PoolEvent] = []
+        now = time.monotonic()
+        for name in sorted(self._members):
+            if self._runs(connection, name):
+                self._missing.pop(name, None)
+                if name in self._gone:
+                    self._gone.discard(name)
+                    events += self._listening(connection, name)
+                continue
+            connection.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (MEMBER_LOCK, name))
+            if name in self._gone or now - self._missing.setdefault(name, now) < GONE_AFTER:
+                continue
+            del self._missing[name]
+            self._gone.add(name)
+            events.append(MemberGone(name))
+            rows = connection.execute(_ADOPT, (self._member.name, name)).fetchall()
+            if rows:
+                logger.info("adopted %d subscriptions of %s, which is gone", len(rows), name)
+                events.append(SubscriptionsAdopted(tuple(SubscriptionRow(*row) for row in rows)))
+        return events
+
+    def _listening(self, connection: _Listening, name: str) -> list[PoolEvent]:
+        """Where the member ``name`` listens, as its running configuration says."""
+        row = connection.execute(
+            "SELECT document FROM config WHERE member = %s AND kind = 'running' AND pool = %s",
+            (name, self._member.pool),
+        ).fetchone()
+        event = listening(name, row[0]) if row is not None else None
+        return [event] if event is not None else []
 
     def _failed(self, error: psycopg.Error) -> None:
         """One warning per outage, not one per attempt."""
@@ -224,11 +292,7 @@ class PostgresPoolFeed:
         name = data["member"]
         if name == self._member.name:
             return None
-        row = connection.execute(
-            "SELECT document FROM config WHERE member = %s AND kind = 'running' AND pool = %s",
-            (name, self._member.pool),
-        ).fetchone()
-        if row is None:
-            return None
         self._members.add(name)
-        return listening(name, row[0])
+        self._gone.discard(name)
+        found = self._listening(connection, name)
+        return found[0] if found else None
