@@ -493,10 +493,16 @@ class PostgresStore:
         save_config(cursor, self._member, kind, config)
 
     def _only_member(self) -> str:
+        """The one node the database holds; for a pool or cluster (every member in one
+        pool) the first member, through which an edit of pool-scope settings is staged for
+        all."""
         with self._transaction(WRITE_TIMEOUT) as cursor:
-            members = [row[0] for row in cursor.execute("SELECT DISTINCT member FROM config")]
-        if len(members) == 1:
-            return str(members[0])
+            rows = cursor.execute("SELECT DISTINCT member, pool FROM config ORDER BY member")
+            found = [(str(member), pool) for member, pool in rows]
+        members = [member for member, _ in found]
+        pools = {pool for _, pool in found}
+        if len(members) == 1 or (members and len(pools) == 1 and None not in pools):
+            return members[0]
         if not members:
             raise ConfigError(
                 self._setting,
