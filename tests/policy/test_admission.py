@@ -41,28 +41,39 @@ def late(admission: Admission, waited: float, now: float) -> bytes | None:
     return admission.refuse_late(request().to_bytes(), waited, now)
 
 
-def test_a_burst_shorter_than_the_late_interval_is_served_however_late() -> None:
+def test_a_pause_is_served_however_late_its_requests() -> None:
     shedding = admission()
-    assert late(shedding, 0.01, 0.0) is None
-    for step in range(1, 10):  # late for 900 ms: a burst
-        assert late(shedding, 0.5, step * 0.1) is None
+    answers = [late(shedding, 0.01, step * 0.01) for step in range(100)]  # a quiet second
+    answers += [late(shedding, 0.5, 1.0 + step * 0.01) for step in range(10)]  # a pause
+    answers += [late(shedding, 0.01, 1.1 + step * 0.01) for step in range(90)]
+    answers += [late(shedding, 0.5, 2.0)]  # the window with the pause: 10 % late
+    assert answers == [None] * len(answers)
 
 
 def test_a_standing_queue_sheds_the_requests_that_waited_too_long() -> None:
     shedding = admission()
-    for step in range(10):
-        assert late(shedding, 0.06, step * 0.11) is None
-    answer = late(shedding, 0.06, 1.11)
+    for step in range(100):  # a second in which a third of the frames waited 60 ms
+        assert late(shedding, 0.06 if step % 3 == 0 else 0.01, step * 0.01) is None
+    answer = late(shedding, 0.06, 1.0)
     assert answer is not None
     assert answer.startswith(b"SIP/2.0 503 Overloaded\r\n")
     assert b"Retry-After: 4\r\n" in answer
     assert b"the request waited 60 ms to be handled (limit 50 ms)" in answer
-    assert late(shedding, 0.04, 1.12) is None  # on time: served, even while shedding
+    assert late(shedding, 0.04, 1.01) is None  # on time: served, even while shedding
 
 
-def test_shedding_stops_once_no_request_was_late_for_the_interval() -> None:
+def test_shedding_stops_after_a_window_without_a_standing_queue() -> None:
     shedding = admission()
-    for step in range(12):
-        late(shedding, 0.06, step * 0.11)
-    assert late(shedding, 0.06, 1.3) is not None
-    assert late(shedding, 0.06, 2.4) is None  # 1.1 s without a late request: a new streak
+    for step in range(100):
+        late(shedding, 0.06, step * 0.01)
+    assert late(shedding, 0.06, 1.0) is not None
+    for step in range(1, 100):
+        late(shedding, 0.01, 1.0 + step * 0.01)
+    assert late(shedding, 0.06, 2.0) is None
+
+
+def test_a_window_long_past_does_not_start_shedding_after_a_silence() -> None:
+    shedding = admission()
+    for step in range(100):
+        late(shedding, 0.06, step * 0.01)
+    assert late(shedding, 0.06, 30.0) is None

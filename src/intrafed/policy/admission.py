@@ -7,13 +7,14 @@ CANCEL or ACK is. Trusted peers (the other partition, gateways) and requests wit
 dialogs keep going in between, and responses are never shed: what was admitted finishes.
 Memory then stays bounded by the transactions alive.
 
-Before that, a node that cannot keep up with what it reads sheds by queue delay (as CoDel
-does): once requests have been waiting longer than ``max_read_delay`` after their bytes
-were read (the node busy with the messages read before them) for ``late_interval`` — a
-standing queue, not a burst — a new request outside a dialog that waited too long is
-answered 503 from its raw bytes, unparsed, at a small fraction of what serving it costs.
-The excess of an offered load above capacity is refused this way while the rest is served
-in time, instead of everything waiting until it times out.
+Before that, a node that cannot keep up with what it reads sheds by queue delay: the
+frames it handles are counted in windows of ``late_interval``; when at least
+``late_share`` of a window's frames waited longer than ``max_read_delay`` after their
+bytes were read (the node busy with the messages read before them) — a standing queue,
+not a burst or a pause — then during the next window a new request outside a dialog that
+waited too long is answered 503 from its raw bytes, unparsed, at a small fraction of what
+serving it costs. The excess of an offered load above capacity is refused this way while
+the rest is served in time, instead of everything waiting until it times out.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ MAX_PENDING = 4000
 SHED_RETRY_AFTER = 5.0
 MAX_READ_DELAY = 0.05
 LATE_INTERVAL = 1.0
+LATE_SHARE = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +47,9 @@ class AdmissionLimits:
     max_read_delay: float = MAX_READ_DELAY
     """Seconds a new request may wait, once read, before it is handled; later, 503 ..."""
     late_interval: float = LATE_INTERVAL
-    """... once requests have been late for this long (a burst shorter than this is served)."""
+    """... in the window after one of this many seconds in which ..."""
+    late_share: float = LATE_SHARE
+    """... at least this share of the frames handled waited longer than that."""
 
 
 class Admission:
@@ -57,8 +61,10 @@ class Admission:
         self.limits = limits
         self._agent = agent
         self._trusted = trusted
-        self._late_since: float | None = None
-        self._late_at = 0.0
+        self._window_start = 0.0
+        self._frames = 0
+        self._late = 0
+        self._shedding = False
 
     def shed(self, request: Request, flow: FlowId, pending: int) -> Response | None:
         """503 for ``request`` (on ``flow``) when ``pending`` transactions are too many
@@ -81,17 +87,24 @@ class Admission:
         )
 
     def refuse_late(self, frame: bytes, waited: float, now: float) -> bytes | None:
-        """503 bytes for the raw ``frame``, read ``waited`` seconds before ``now``, when
-        requests have been late for ``late_interval``, this one too, and it is a new request
-        outside a dialog; else None (it goes on to be parsed and handled)."""
-        limit = self.limits.max_read_delay
-        if waited <= limit:
+        """503 bytes for the raw ``frame``, read ``waited`` seconds before ``now``, when the
+        node is shedding (the last window's frames were late often enough), this one waited
+        too long, and it is a new request outside a dialog; else None (it goes on to be
+        parsed and handled)."""
+        limits = self.limits
+        if now - self._window_start >= limits.late_interval:
+            # A window that ended a whole window ago says nothing of now.
+            recent = now - self._window_start < 2 * limits.late_interval
+            late = self._late > 0 and self._late >= limits.late_share * self._frames
+            self._shedding = recent and late
+            self._window_start, self._frames, self._late = now, 0, 0
+        self._frames += 1
+        if waited <= limits.max_read_delay:
             return None
-        if self._late_since is None or now - self._late_at > self.limits.late_interval:
-            self._late_since = now
-        self._late_at = now
-        if now - self._late_since < self.limits.late_interval:
+        self._late += 1
+        if not self._shedding:
             return None
+        limit = limits.max_read_delay
         rule = (
             f"overloaded: the request waited {waited * 1000:.0f} ms to be handled "
             f"(limit {limit * 1000:.0f} ms)"
