@@ -3,12 +3,7 @@ scenarios of DESIGN §4 and §8, each in milliseconds of real time."""
 
 from __future__ import annotations
 
-from intrafed.config import edits
-from intrafed.config.model import HostEntry, StaticRoute
-from intrafed.sip import Request, Response
-from intrafed.sip.headers import Headers
-from intrafed.sip.pidf import PresenceState, build_pidf, parse_pidf
-from tests.core.network import (
+from bench.loopback import (
     DOMAIN,
     IMP,
     MTLS,
@@ -18,21 +13,17 @@ from tests.core.network import (
     advance,
     federation,
     imp_config,
+    message,
     pump,
+    registered,
 )
+from intrafed.config import edits
+from intrafed.config.model import HostEntry, StaticRoute
+from intrafed.sip import Request, Response
+from intrafed.sip.headers import Headers
+from intrafed.sip.pidf import PresenceState, build_pidf, parse_pidf
 
 PIDF = ("Content-Type", "application/pidf+xml")
-
-
-def registered() -> Federation:
-    fed = federation()
-    assert fed.alice.register(fed.ocs, fed.imp).status == 200
-    assert fed.bob.register(fed.ocs, fed.imp).status == 200
-    return fed
-
-
-def message(sender: Client, to: str, text: bytes = b"hello") -> Request:
-    return sender.new_request("MESSAGE", to, headers=(("Content-Type", "text/plain"),), body=text)
 
 
 def last_presence(watcher: Client, of: str) -> PresenceState:

@@ -3,8 +3,8 @@ presence and transactions share the same deadline."""
 
 from __future__ import annotations
 
+from bench.loopback import FakeClock, Network, Partition, imp_config, ocs_config
 from intrafed.config import edits
-from tests.core.network import FakeClock, Network, Partition, imp_config, ocs_config
 
 LISTENERS = {"TCP": 5060, "MTLS": 5061, "TLS": 5063}
 

@@ -1,5 +1,6 @@
 """Both partitions' cores and their users in one process, without sockets: a fake clock,
 and a wire that carries each action's bytes to the core or client at the other end.
+The federation tests and ``bench.core`` both run on it.
 
 ``pump(ocs, imp, clock)`` runs until nothing moves (firing the timers due at
 ``clock.now``); ``advance(ocs, imp, clock, seconds)`` steps the clock from deadline to
@@ -29,10 +30,10 @@ from intrafed.services.presence import PresenceAgent
 from intrafed.services.registrar import Registrar
 from intrafed.sip import Request, Response, parse_message
 from intrafed.sip.headers import Headers
+from intrafed.sip.responses import make_response
 from intrafed.sip.uri import parse_uri
 from intrafed.state_writes import StateWriter
 from intrafed.ua.requests import Dialog, LocalAddress, authorization, build_request, new_branch
-from tests.messages import response_to
 
 DOMAIN = "example.com"
 IMP = ("imp1.example.com", "127.0.0.2")
@@ -105,9 +106,9 @@ class Network:
         self.turn_ends: list[NodeCore] = []
         """Cores that asked to ``persist`` once what is in flight is handled."""
         self.silent: set[str] = set()
+        """Addresses that accept connections but never answer (a hung peer)."""
         self.read_delay: dict[str, float] = {}
         """Node address -> seconds every frame it receives waited after it was read."""
-        """Addresses that accept connections but never answer (a hung peer)."""
 
     def port(self) -> int:
         return next(self._ports)
@@ -277,10 +278,12 @@ class Client:
             self.network.carry(end, self.answer(message, self.answers[message.method]).to_bytes())
 
     def answer(self, request: Request, status: int) -> Response:
-        extra = (
-            f"Contact: {self.local.contact(self.user)}\r\n" if request.method == "INVITE" else ""
-        )
-        return response_to(request.to_bytes(), status, to_tag=f"{self.user}-uas", extra=extra)
+        """What a UAS answers: the Record-Route values copied (RFC 3261 §12.1.1), and to an
+        INVITE the client's Contact."""
+        extra = [("Record-Route", value) for value in request.headers.get_all("record-route")]
+        if request.method == "INVITE":
+            extra.append(("Contact", self.local.contact(self.user)))
+        return make_response(request, status, to_tag=f"{self.user}-uas", headers=extra)
 
     def requests(self, method: str) -> list[Request]:
         return [m for m in self.inbox if isinstance(m, Request) and m.method == method]
@@ -375,6 +378,21 @@ def federation(imp: NodeConfig | None = None, ocs: NodeConfig | None = None) -> 
     alice = Client(network, "alice@example.com", "127.0.0.20", imp_part)
     bob = Client(network, "bob@example.com", "127.0.0.30", ocs_part)
     return Federation(clock, network, imp_part, ocs_part, alice, bob)
+
+
+def registered(imp: NodeConfig | None = None, ocs: NodeConfig | None = None) -> Federation:
+    """``federation(imp, ocs)`` with alice and bob registered at their home partitions."""
+    fed = federation(imp, ocs)
+    for user in (fed.alice, fed.bob):
+        answer = user.register(fed.ocs, fed.imp)
+        if answer.status != 200:
+            raise AssertionError(f"{user.aor} could not register: {answer.status} {answer.reason}")
+    return fed
+
+
+def message(sender: Client, to: str, text: bytes = b"hello") -> Request:
+    """A pager MESSAGE (RFC 3428) from ``sender`` to ``to``."""
+    return sender.new_request("MESSAGE", to, headers=(("Content-Type", "text/plain"),), body=text)
 
 
 def pump(ocs: Partition, imp: Partition, clock: FakeClock, limit: int = 10_000) -> None:
