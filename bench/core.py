@@ -25,7 +25,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bench.federation import LOAD_CLIENT_BURST, LOAD_CLIENT_RATE
 from bench.loopback import (
     Federation,
     Partition,
@@ -131,7 +130,11 @@ def warmed_federation() -> Federation:
     for many users: the client rate class gets the server class's limits, as in
     ``bench.federation``."""
     configs = (
-        edits.set_rate_limits(config, client_rate=LOAD_CLIENT_RATE, client_burst=LOAD_CLIENT_BURST)
+        edits.set_rate_limits(
+            config,
+            client_rate=config.rate_limits.server.rate,
+            client_burst=config.rate_limits.server.burst,
+        )
         for config in (imp_config(), ocs_config())
     )
     fed = registered(*configs)

@@ -94,14 +94,16 @@ class Router(Protocol):
         ...
 
 
-def _loop_hash(request: Request) -> str:
+def _loop_hash(request: Request, node: str) -> str:
     """The loop-detection part of our branch (RFC 3261 §16.6 step 8): the fields that make
     a request the same request, so a spiral (new Request-URI) is not a loop. From and To
     are hashed as sent (tags included): the same request carries the same values, and
-    nothing needs parsing."""
+    nothing needs parsing. The ``node`` name is hashed too: the next proxy, which sees
+    the same fields, finds no marker of its own in our Via and parses no Via for it."""
     headers = request.headers
     material = "\n".join(
         (
+            node,
             request.start_line(),
             headers.get("from") or "",
             headers.get("to") or "",
@@ -266,7 +268,7 @@ class StatefulProxy:
             self._reject(key, request, 483, "Max-Forwards reached 0", now)
             return
         # §16.3 step 4: a Via of ours carrying this request's loop hash means a loop.
-        loop = _loop_hash(request)
+        loop = _loop_hash(request, self.name)
         marker = f"{MAGIC_COOKIE}{loop}."
         # Only a request whose Via text carries our loop marker can be a loop: the Vias
         # are parsed just then.

@@ -26,7 +26,7 @@ from intrafed.sip.header_values import (
     parse_via,
 )
 from intrafed.sip.headers import Headers, canonical_name, split_list
-from intrafed.sip.uri import Uri
+from intrafed.sip.uri import Params, Uri
 
 SIP_VERSION = "SIP/2.0"
 
@@ -287,6 +287,23 @@ class Message:
         return "\r\n".join(lines).encode("utf-8", "surrogateescape") + self.body
 
 
+_VIA_KEYS = frozenset({"via", "top_via"})
+# What ``Request.forwarded`` changes among the typed values (Max-Forwards is in _checked).
+_FORWARD_EDITS = frozenset({"via", "top_via", "record-route"})
+
+
+def _with_rport(params: Params, top: str, port: int) -> Params | None:
+    """``params`` with the empty ``rport`` filled in as ``received_from`` writes it into
+    ``top``, or None when the text edit may not be that parameter's (then it is parsed)."""
+    named = [name for name, _ in params if name.lower().startswith("rport")]
+    if named != ["rport"] or top.count(";rport") != 1 or '"' in top:
+        return None
+    return tuple(
+        (name, str(port)) if name == "rport" and not value else (name, value)
+        for name, value in params
+    )
+
+
 def _with_right_length(headers: Headers, body: bytes) -> Headers:
     length = str(len(body))
     if headers.get_all("content-length") == [length]:
@@ -355,7 +372,9 @@ class Request(Message):
             request = Request._parsed(
                 self.method, self.uri, headers, self.body, checked, self._start_line
             )
-        request._typed["top_via"] = via
+        typed = {name: value for name, value in self._typed.items() if name not in _FORWARD_EDITS}
+        typed["top_via"] = via
+        request._typed = typed
         return request
 
     def received_from(self, ip: str, port: int) -> Request:
@@ -367,12 +386,22 @@ class Request(Message):
             return self
         first = self.headers.by_name["via"][0]
         top = split_list(first)[0] if "," in first else first
+        params: Params | None = via.params
         if via.wants_rport and via.rport is None:
+            params = _with_rport(via.params, top, port)
             top = top.replace(";rport", f";rport={port}", 1)
         headers = self.headers.replace_first_element("via", f"{top};received={ip}")
-        return Request._parsed(
+        request = Request._parsed(
             self.method, self.uri, headers, self.body, self._checked, self._start_line
         )
+        # The values parsed so far stay; the new top Via is built, not parsed again.
+        typed = {name: value for name, value in self._typed.items() if name not in _VIA_KEYS}
+        if params is not None:
+            typed["top_via"] = Via(
+                via.transport, via.host, via.port, (*params, ("received", ip)), via.protocol
+            )
+        request._typed = typed
+        return request
 
     def start_line(self) -> str:
         """``METHOD Request-URI SIP/2.0``."""
