@@ -16,6 +16,7 @@ from intrafed.sip import (
     Response,
     SipUri,
     TokenWithParams,
+    _abnf,
     parse_message,
     parse_uri,
 )
@@ -406,6 +407,16 @@ def test_cseq_limits() -> None:
 def test_cseq_out_of_range_or_malformed_is_rejected(value: str, reason: str) -> None:
     with pytest.raises(RemoteSipError, match=reason):
         parse_cseq(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["1 INVITE", "0000000001 MESSAGE", "2147483647 ACK", "7 invite", "7\tBYE", "7 X-CUSTOM"],
+)
+def test_cseq_read_without_the_regex_is_what_the_grammar_reads(value: str) -> None:
+    match = _abnf.CSEQ_RE.fullmatch(value)
+    assert match is not None
+    assert parse_cseq(value) == CSeq(int(match.group("number")), match.group("method"))
 
 
 @pytest.mark.parametrize(("value", "hops"), [("0068", 68), ("0", 0), ("70", 70), ("255", 255)])

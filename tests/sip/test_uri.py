@@ -12,6 +12,7 @@ from intrafed.sip import (
     parse_uri,
     uri_equivalent,
 )
+from intrafed.sip import uri as uri_module
 
 
 def sip(text: str) -> SipUri:
@@ -370,3 +371,18 @@ def test_uris_of_different_kinds_are_never_equivalent() -> None:
     )
     assert not uri_equivalent(parse_uri("im:alice@example.com"), parse_uri("sip:alice@example.com"))
     assert uri_equivalent(parse_uri("IM:alice@example.com"), parse_uri("im:alice@example.com"))
+
+
+def test_the_cache_of_parsed_uris_never_grows_past_its_limit() -> None:
+    for number in range(uri_module._URI_CACHE_LIMIT * 2 + 5):
+        assert sip(f"sip:user{number}@example.com").user == f"user{number}"
+        assert len(uri_module._URI_CACHE) <= uri_module._URI_CACHE_LIMIT
+
+
+def test_a_cached_uri_is_the_one_parsed_and_a_bad_one_is_refused_every_time() -> None:
+    assert parse_uri("sip:alice@example.com;transport=tcp") is parse_uri(
+        "sip:alice@example.com;transport=tcp"
+    )
+    for _ in range(2):
+        with pytest.raises(RemoteSipError):
+            parse_uri("sip:alice@exa mple.com")

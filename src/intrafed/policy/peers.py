@@ -73,9 +73,11 @@ class TrustTable:
         """The first entry (in configuration order) that a peer at ``ip`` proving
         ``names`` (verified certificate names) matches. An Outbound Only entry trusts only
         requests on a connection we opened (``outbound``: responses, in-dialog requests)."""
-        candidates = list(self.by_ip.get(ip, ()))
+        candidates = self.by_ip.get(ip, ())
         for name in names:
-            candidates.extend(self.by_name.get(name.lower(), ()))
+            candidates += self.by_name.get(name.lower(), ())
+        if not candidates:  # a client: nothing to choose from
+            return None
         usable = [entry for entry in candidates if outbound or not entry[2]]
         return min(usable, key=lambda entry: entry[0])[1] if usable else None
 

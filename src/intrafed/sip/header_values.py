@@ -16,6 +16,12 @@ from intrafed.sip.uri import Params, SipUri, Uri, find_param, format_params, par
 MAX_CSEQ = 2**31 - 1  # RFC 3261 §8.1.1.5: "MUST be less than 2**31"
 MAX_DELTA_SECONDS = 2**32 - 1  # RFC 3261 §25.1 delta-seconds; RFC 4475 scalar02
 MAX_MAX_FORWARDS = 255  # RFC 3261 §20.22 treats Max-Forwards as a hop count of 0-255
+_COMMON_METHODS = frozenset(
+    (
+        *("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "MESSAGE", "INFO"),
+        *("SUBSCRIBE", "NOTIFY", "PUBLISH", "REFER", "PRACK", "UPDATE"),
+    )
+)
 _QVALUE_RE = re.compile(r"0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?")
 
 
@@ -153,6 +159,17 @@ class CSeq(NamedTuple):
 
 def parse_cseq(value: str) -> CSeq:
     """Parse ``1*DIGIT LWS Method``."""
+    # The common spelling ("number SP method", a method of RFC 3261 and its extensions)
+    # is read without the regex; anything else takes it.
+    number_text, _, method = value.partition(" ")
+    if (
+        method in _COMMON_METHODS
+        and len(number_text) <= 10
+        and number_text.isascii()
+        and number_text.isdigit()
+        and int(number_text) <= MAX_CSEQ
+    ):
+        return CSeq(int(number_text), method)
     match = _abnf.CSEQ_RE.fullmatch(value)
     if match is None:
         raise RemoteSipError(f"CSeq {value[:64]!r} is not 'number method'")

@@ -155,11 +155,28 @@ class AbsoluteUri(NamedTuple):
 Uri = SipUri | TelUri | AbsoluteUri
 
 
+# Parsed URIs by their text: the same few users and nodes fill the Request-URI, From,
+# To and Contact of most messages. Bounded: a peer sending endless distinct URIs only
+# makes it start over (URIs are immutable, so sharing one is safe).
+_URI_CACHE: dict[str, Uri] = {}
+_URI_CACHE_LIMIT = 1024
+
+
 def parse_uri(text: str) -> Uri:
     """Parse a URI as it appears in a Request-URI or between ``<>``.
 
     Raises ``RemoteSipError`` (400) naming what is wrong.
     """
+    uri = _URI_CACHE.get(text)
+    if uri is None:
+        uri = _parse_uri(text)
+        if len(_URI_CACHE) >= _URI_CACHE_LIMIT:
+            _URI_CACHE.clear()
+        _URI_CACHE[text] = uri
+    return uri
+
+
+def _parse_uri(text: str) -> Uri:
     match = _abnf.SIP_URI_RE.fullmatch(text)
     if match is not None:
         scheme, user, password, host, port_text, params_text, headers_text = match.groups()
