@@ -60,3 +60,35 @@ def test_the_noted_top_via_of_any_request_is_the_one_its_header_now_says(
     assert isinstance(message, Request)
     noted = message.received_from(ip, 40000)
     assert noted.top_via == reparsed_top_via(noted)
+
+
+def test_a_parameter_named_like_rport_leaves_a_well_formed_via() -> None:
+    """Regression: ``;rportx=1;rport`` became ``;rport=40000x=1;rport``, which no parser
+    (ours included, on the response) accepts."""
+    noted = _noted("SIP/2.0/TCP 10.0.0.1:5070;rportx=1;rport;branch=z9hG4bK-r")
+    again = parse_message(noted.to_bytes(), stream=True)
+    assert isinstance(again, Request)
+    assert again.top_via.rport == 40000
+    assert again.top_via.received == "192.0.2.1"
+    assert ("rportx", "1") in again.top_via.params
+
+
+def test_a_received_or_rport_written_by_the_sender_is_replaced_not_trusted() -> None:
+    """Regression: a client's own ``received=`` stayed first, so a response whose
+    connection was gone went where the client said (``find_param`` takes the first)."""
+    via = "SIP/2.0/TCP 10.0.0.1:5070;received=203.0.113.66;rport=9;branch=z9hG4bK-s"
+    noted = _noted(via)
+    assert noted.top_via.received == "192.0.2.1"
+    assert noted.top_via.rport == 40000
+    assert noted.headers.get_list("via")[0].count("received=") == 1
+
+
+def _noted(via: str) -> Request:
+    message = (
+        request()
+        .to_bytes()
+        .replace(b"SIP/2.0/TCP 127.0.0.10:5070;branch=z9hG4bK-client-1", via.encode())
+    )
+    parsed = parse_message(message, stream=True)
+    assert isinstance(parsed, Request)
+    return parsed.received_from("192.0.2.1", 40000)

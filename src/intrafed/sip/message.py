@@ -26,7 +26,7 @@ from intrafed.sip.header_values import (
     parse_via,
 )
 from intrafed.sip.headers import Headers, canonical_name, split_list
-from intrafed.sip.uri import Params, Uri
+from intrafed.sip.uri import Uri
 
 SIP_VERSION = "SIP/2.0"
 
@@ -292,16 +292,8 @@ _VIA_KEYS = frozenset({"via", "top_via"})
 _FORWARD_EDITS = frozenset({"via", "top_via", "record-route"})
 
 
-def _with_rport(params: Params, top: str, port: int) -> Params | None:
-    """``params`` with the empty ``rport`` filled in as ``received_from`` writes it into
-    ``top``, or None when the text edit may not be that parameter's (then it is parsed)."""
-    named = [name for name, _ in params if name.lower().startswith("rport")]
-    if named != ["rport"] or top.count(";rport") != 1 or '"' in top:
-        return None
-    return tuple(
-        (name, str(port)) if name == "rport" and not value else (name, value)
-        for name, value in params
-    )
+_SERVER_PARAMS = frozenset(("received", "rport"))
+"""Via parameters a server writes (RFC 3261 §18.2.1, RFC 3581): never the sender's."""
 
 
 def _with_right_length(headers: Headers, body: bytes) -> Headers:
@@ -384,22 +376,23 @@ class Request(Message):
         via = self.top_via
         if via.host.strip("[]") == ip and not via.wants_rport:
             return self
-        first = self.headers.by_name["via"][0]
-        top = split_list(first)[0] if "," in first else first
-        params: Params | None = via.params
-        if via.wants_rport and via.rport is None:
-            params = _with_rport(via.params, top, port)
-            top = top.replace(";rport", f";rport={port}", 1)
-        headers = self.headers.replace_first_element("via", f"{top};received={ip}")
+        # Built from the parsed value, any received or rport the sender wrote dropped: a
+        # peer cannot choose where a response goes (the first of two would win), and no
+        # text edit can be fooled by a parameter whose name starts alike (";rportx").
+        kept = tuple(
+            (name, value) for name, value in via.params if name.lower() not in _SERVER_PARAMS
+        )
+        noted = (("rport", str(port)),) if via.wants_rport else ()
+        top = Via(
+            via.transport, via.host, via.port, (*kept, *noted, ("received", ip)), via.protocol
+        )
+        headers = self.headers.replace_first_element("via", str(top))
         request = Request._parsed(
             self.method, self.uri, headers, self.body, self._checked, self._start_line
         )
         # The values parsed so far stay; the new top Via is built, not parsed again.
         typed = {name: value for name, value in self._typed.items() if name not in _VIA_KEYS}
-        if params is not None:
-            typed["top_via"] = Via(
-                via.transport, via.host, via.port, (*params, ("received", ip)), via.protocol
-            )
+        typed["top_via"] = top
         request._typed = typed
         return request
 
