@@ -1,0 +1,238 @@
+"""Cross-partition MESSAGE throughput through an Enterprise pool: SIPp's UACs -> the OCS
+front ends (1, then 2, on one PostgreSQL database) -> imp1 -> SIPp's UAS.
+
+The pool is ``build_pool_deployment``'s (MTLS between the partitions and between the
+members, as the seed has them), each member in its own process as ``bench.federation``
+runs its nodes; imp1 is a single IM&P node on its own SQLite store. alice, homed on imp1,
+is registered (by SIPp) with the SIPp UAS's address as her Contact; one SIPp UAC per front
+end sends her MESSAGEs over TCP from an address the pool trusts (host authorization), the
+offered rate shared out evenly, stepped up as in ``bench.steps`` (a step passes with zero
+failures and p99 <= 100 ms).
+
+Each step also reports what the pool's database did meanwhile, counted by PostgreSQL
+itself (``pg_stat_database`` transactions and ``pg_stat_user_tables`` row accesses),
+less what the pool does there when idle (each member's feed looks at who runs every few
+seconds), per message carried: the hot path's goal is 0.
+
+Run from the repository root as root (the bench manages a database of the Debian
+PostgreSQL cluster as the tests do): .venv/bin/python -m bench.pool [--front-ends 1,2]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+from bench.cpu import Probe
+from bench.federation import (
+    RECIPIENT,
+    UAC_KEYS,
+    lift_client_rate_limit,
+    node_processes,
+    register_recipient,
+)
+from bench.steps import Step, describe, print_best, run_step, step_options
+from intrafed.check.pool_deployment import PoolDeployment, build_pool_deployment
+from intrafed.config import edits
+from intrafed.config.model import HostAuthorization
+from intrafed.pki import KeyType
+from intrafed.store import open_store
+from tests.integration.federation import challenge_md5_first, free_base_port
+from tests.integration.peers import UAC_IP, Chain, free_port
+from tests.store.postgres import Cluster, Database
+
+IMP_IP, UAS_IP = "127.0.35.10", "127.0.35.13"
+FRONT_END_IPS = ("127.0.35.11", "127.0.35.12")
+STATS_SETTLE = 2.0
+"""Seconds PostgreSQL may take to count a transaction a backend made (each flushes its
+statistics when it goes idle, at most once a second)."""
+
+COUNTERS = """
+    SELECT (SELECT xact_commit + xact_rollback FROM pg_stat_database
+            WHERE datname = current_database()),
+           (SELECT coalesce(sum(seq_scan + coalesce(idx_scan, 0) + n_tup_ins + n_tup_upd
+                                + n_tup_del), 0) FROM pg_stat_user_tables)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseCounters:
+    """What PostgreSQL counted in one database up to an instant (or between two)."""
+
+    transactions: int
+    """committed and rolled back"""
+    row_accesses: int
+    """scans started and rows inserted, updated or deleted, over the database's tables"""
+
+    def __sub__(self, earlier: DatabaseCounters) -> DatabaseCounters:
+        return DatabaseCounters(
+            self.transactions - earlier.transactions, self.row_accesses - earlier.row_accesses
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseLoad:
+    """The database's work during a step beyond its idle work, per message carried."""
+
+    during: DatabaseCounters
+    """what the database counted during the step"""
+    idle: DatabaseCounters
+    """what it counts idle in as long (rounded)"""
+    transactions_per_message: float
+    row_accesses_per_message: float
+
+
+def database_load(
+    step: DatabaseCounters,
+    step_seconds: float,
+    idle: DatabaseCounters,
+    idle_seconds: float,
+    messages: int,
+) -> DatabaseLoad:
+    """The work of a step that lasted ``step_seconds`` less the idle work of as long (from
+    ``idle``, counted over ``idle_seconds``), per message (never below 0)."""
+    share = step_seconds / idle_seconds if idle_seconds > 0 else 0.0
+
+    def per_message(during: int, idle_count: int) -> float:
+        if not messages:
+            return float("inf")
+        return max(0.0, during - idle_count * share) / messages
+
+    return DatabaseLoad(
+        step,
+        DatabaseCounters(round(idle.transactions * share), round(idle.row_accesses * share)),
+        per_message(step.transactions, idle.transactions),
+        per_message(step.row_accesses, idle.row_accesses),
+    )
+
+
+def describe_database(load: DatabaseLoad) -> str:
+    """One line for a step's database work."""
+    return (
+        f"    database: {load.transactions_per_message:.4f} transactions and "
+        f"{load.row_accesses_per_message:.4f} row accesses per message beyond idle "
+        f"({load.during.transactions} and {load.during.row_accesses} during the step, "
+        f"{load.idle.transactions} and {load.idle.row_accesses} idle in as long)"
+    )
+
+
+def read_counters(url: str) -> DatabaseCounters:
+    """The database's counters now (a connection of its own: a fresh statistics
+    snapshot)."""
+    with psycopg.connect(url, autocommit=True) as connection:
+        row = connection.execute(COUNTERS).fetchone()
+    assert row is not None
+    return DatabaseCounters(int(row[0]), int(row[1]))
+
+
+async def counted(url: str, seconds: float) -> tuple[DatabaseCounters, float]:
+    """What the database counts while ``seconds`` pass (the statistics settled at both
+    ends), and how long that took."""
+    started = time.monotonic()
+    before = await asyncio.to_thread(read_counters, url)
+    await asyncio.sleep(seconds + STATS_SETTLE)
+    after = await asyncio.to_thread(read_counters, url)
+    return after - before, time.monotonic() - started
+
+
+def configure(deployment: PoolDeployment) -> None:
+    """The bench's additions, each applied as a restart would on every member: the pool
+    trusts SIPp's UAC by host authorization (a pool-scope edit, staged once through the
+    first front end), the client rate class gets the server one's limits, and the nodes
+    challenge with MD5 first (what Debian's SIPp answers)."""
+    with open_store(deployment.front_ends[0].home) as store:
+        store.stage(lambda c: edits.add_host_authorization(c, HostAuthorization(ip=UAC_IP)))
+    for node in deployment.front_ends:
+        with open_store(node.home) as store:
+            store.promote()
+    lift_client_rate_limit(deployment.nodes)
+    challenge_md5_first(deployment.nodes)
+
+
+@contextlib.asynccontextmanager
+async def running_pool(
+    front_ends: int, database: Database, workdir: Path
+) -> AsyncIterator[tuple[Chain, dict[str, int]]]:
+    """``front_ends`` front ends on ``database`` and imp1, each in its own process, alice
+    registered at SIPp's UAS: the chain into the front ends, and each member's pid."""
+    ips = FRONT_END_IPS[:front_ends]
+    deployment = build_pool_deployment(
+        workdir / "pool",
+        ocs_db=database.url,
+        imp_db=None,
+        front_end_ips=ips,
+        imp_ips=(IMP_IP,),
+        base_port=free_base_port([*ips, IMP_IP]),
+        key_type=KeyType.EC_P256,
+    )
+    configure(deployment)
+    imp = deployment.imp_nodes[0]
+    uas_local = (UAS_IP, free_port(UAS_IP))
+    contact = f"{uas_local[0]}:{uas_local[1]};transport=tcp"
+    entries = tuple((node.ip, node.tcp_port) for node in deployment.front_ends)
+    async with node_processes(deployment.nodes) as pids:
+        password = deployment.password(f"{RECIPIENT}@{deployment.domain}")
+        await register_recipient(imp, password, contact, workdir)
+        yield Chain(entries[0], uas_local, contact, entries[1:]), pids
+
+
+async def measure_pool(
+    front_ends: int, rates: list[int], seconds: float
+) -> list[tuple[Step, DatabaseLoad]]:
+    """Step the offered rate up through a pool of ``front_ends`` until a step fails."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"intrafed-bench-pool{front_ends}-"))
+    database = Database.create(Cluster.installed())
+    steps: list[tuple[Step, DatabaseLoad]] = []
+    try:
+        async with running_pool(front_ends, database, workdir) as (chain, pids):
+            probe = Probe(pids)
+            idle, idle_seconds = await counted(database.url, seconds)
+            for rate in rates:
+                before = await asyncio.to_thread(read_counters, database.url)
+                started = time.monotonic()
+                step = await run_step(
+                    rate, seconds, chain, workdir, uac_scenario="uac_message_challenged.xml",
+                    uac_keys=UAC_KEYS, probe=probe,
+                )  # fmt: skip
+                await asyncio.sleep(STATS_SETTLE)
+                after = await asyncio.to_thread(read_counters, database.url)
+                load = database_load(
+                    after - before, time.monotonic() - started, idle, idle_seconds, step.carried
+                )
+                print(describe(step), flush=True)
+                print(describe_database(load), flush=True)
+                steps.append((step, load))
+                if not step.passed:
+                    break
+    finally:
+        database.drop()
+    return steps
+
+
+def main() -> int:
+    arguments = step_options(__doc__ or "", ["tcp"], "250,500,1000,1500,2000,3000,4000")
+    arguments.add_argument(
+        "--front-ends", default="1,2", help="pool sizes to measure, e.g. 1,2 (at most 2)"
+    )
+    options = arguments.parse_args()
+    sizes = [int(size) for size in options.front_ends.split(",")]
+    if not all(1 <= size <= len(FRONT_END_IPS) for size in sizes):
+        arguments.error(f"--front-ends: each size from 1 to {len(FRONT_END_IPS)}")
+    rates = [int(rate) for rate in options.rates.split(",")]
+    for size in sizes:
+        print(f"Pool of {size} front end(s) -> imp1, MESSAGE over TCP:", flush=True)
+        measured = asyncio.run(measure_pool(size, rates, options.step_seconds))
+        print_best(f"Pool of {size} front end(s)", [step for step, _ in measured])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
