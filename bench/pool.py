@@ -9,10 +9,11 @@ end sends her MESSAGEs over TCP from an address the pool trusts (host authorizat
 offered rate shared out evenly, stepped up as in ``bench.steps`` (a step passes with zero
 failures and p99 <= 100 ms).
 
-Each step also reports what the pool's database did meanwhile, counted by PostgreSQL
-itself (``pg_stat_database`` transactions and ``pg_stat_user_tables`` row accesses),
-less what the pool does there when idle (each member's feed looks at who runs every few
-seconds), per message carried: the hot path's goal is 0.
+Each step also reports the statements the pool's database ran meanwhile, as PostgreSQL
+itself logs them (``log_statement`` set to ``all`` for the bench's database), less those
+it runs when the pool is idle (each member's feed looks at who runs every few seconds),
+per message carried: the hot path's goal is 0. (``pg_stat_database``'s counters lag: an
+idle backend reports its transactions up to 10 s late.)
 
 Run from the repository root as root (the bench manages a database of the Debian
 PostgreSQL cluster as the tests do): .venv/bin/python -m bench.pool [--front-ends 1,2]
@@ -22,14 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-
-import psycopg
 
 from bench.cpu import Probe
 from bench.federation import (
@@ -51,96 +51,83 @@ from tests.store.postgres import Cluster, Database
 
 IMP_IP, UAS_IP = "127.0.35.10", "127.0.35.13"
 FRONT_END_IPS = ("127.0.35.11", "127.0.35.12")
-STATS_SETTLE = 2.0
-"""Seconds PostgreSQL may take to count a transaction a backend made (each flushes its
-statistics when it goes idle, at most once a second)."""
-
-COUNTERS = """
-    SELECT (SELECT xact_commit + xact_rollback FROM pg_stat_database
-            WHERE datname = current_database()),
-           (SELECT coalesce(sum(seq_scan + coalesce(idx_scan, 0) + n_tup_ins + n_tup_upd
-                                + n_tup_del), 0) FROM pg_stat_user_tables)
-"""
+LOGGED = (" LOG:  statement: ", " LOG:  execute ")
+"""How PostgreSQL logs a statement (simple and extended protocol) under log_statement=all."""
 
 
-@dataclass(frozen=True, slots=True)
-class DatabaseCounters:
-    """What PostgreSQL counted in one database up to an instant (or between two)."""
-
-    transactions: int
-    """committed and rolled back"""
-    row_accesses: int
-    """scans started and rows inserted, updated or deleted, over the database's tables"""
-
-    def __sub__(self, earlier: DatabaseCounters) -> DatabaseCounters:
-        return DatabaseCounters(
-            self.transactions - earlier.transactions, self.row_accesses - earlier.row_accesses
-        )
+def count_statements(log: str, database: str) -> int:
+    """The statements ``log`` (PostgreSQL's log, its default line prefix ending in
+    ``user@database``) shows run in ``database``."""
+    marks = tuple(f"@{database}{logged}" for logged in LOGGED)
+    return sum(1 for line in log.splitlines() if any(mark in line for mark in marks))
 
 
 @dataclass(frozen=True, slots=True)
 class DatabaseLoad:
-    """The database's work during a step beyond its idle work, per message carried."""
+    """The statements the database ran during a step beyond its idle work, per message
+    carried."""
 
-    during: DatabaseCounters
-    """what the database counted during the step"""
-    idle: DatabaseCounters
-    """what it counts idle in as long (rounded)"""
-    transactions_per_message: float
-    row_accesses_per_message: float
+    during: int
+    """statements run during the step"""
+    idle: float
+    """statements run in as long while the pool was idle"""
+    per_message: float
 
 
 def database_load(
-    step: DatabaseCounters,
-    step_seconds: float,
-    idle: DatabaseCounters,
-    idle_seconds: float,
-    messages: int,
+    during: int, step_seconds: float, idle: int, idle_seconds: float, messages: int
 ) -> DatabaseLoad:
-    """The work of a step that lasted ``step_seconds`` less the idle work of as long (from
-    ``idle``, counted over ``idle_seconds``), per message (never below 0)."""
-    share = step_seconds / idle_seconds if idle_seconds > 0 else 0.0
-
-    def per_message(during: int, idle_count: int) -> float:
-        if not messages:
-            return float("inf")
-        return max(0.0, during - idle_count * share) / messages
-
-    return DatabaseLoad(
-        step,
-        DatabaseCounters(round(idle.transactions * share), round(idle.row_accesses * share)),
-        per_message(step.transactions, idle.transactions),
-        per_message(step.row_accesses, idle.row_accesses),
-    )
+    """The statements of a step that lasted ``step_seconds`` less the idle ones of as long
+    (``idle`` counted over ``idle_seconds``), per message (never below 0)."""
+    idle_as_long = idle * step_seconds / idle_seconds if idle_seconds > 0 else 0.0
+    beyond = max(0.0, during - idle_as_long) / messages if messages else float("inf")
+    return DatabaseLoad(during, idle_as_long, beyond)
 
 
 def describe_database(load: DatabaseLoad) -> str:
     """One line for a step's database work."""
     return (
-        f"    database: {load.transactions_per_message:.4f} transactions and "
-        f"{load.row_accesses_per_message:.4f} row accesses per message beyond idle "
-        f"({load.during.transactions} and {load.during.row_accesses} during the step, "
-        f"{load.idle.transactions} and {load.idle.row_accesses} idle in as long)"
+        f"    database: {load.per_message:.4f} statements per message beyond idle "
+        f"({load.during} during the step, {load.idle:.0f} idle in as long)"
     )
 
 
-def read_counters(url: str) -> DatabaseCounters:
-    """The database's counters now (a connection of its own: a fresh statistics
-    snapshot)."""
-    with psycopg.connect(url, autocommit=True) as connection:
-        row = connection.execute(COUNTERS).fetchone()
-    assert row is not None
-    return DatabaseCounters(int(row[0]), int(row[1]))
+@dataclass(frozen=True, slots=True)
+class StatementLog:
+    """The statements PostgreSQL logs for one database (``log_statement`` set to ``all``
+    for it, so every session that opens later logs each statement)."""
+
+    path: Path
+    database: str
+
+    @classmethod
+    def enable(cls, database: Database) -> StatementLog:
+        cluster = database.cluster
+        database.cluster.admin(f"ALTER DATABASE {database.name} SET log_statement = 'all'")
+        listed = subprocess.run(
+            ["pg_lsclusters", "--no-header"], capture_output=True, text=True, check=True
+        ).stdout
+        for line in listed.splitlines():
+            fields = line.split()
+            if fields[:2] == [cluster.version, cluster.name] and len(fields) >= 7:
+                return cls(Path(fields[6]), database.name)
+        raise RuntimeError(f"pg_lsclusters names no log file of cluster {cluster.name}")
+
+    def end(self) -> int:
+        return self.path.stat().st_size
+
+    def since(self, offset: int) -> int:
+        """The statements logged after ``offset``."""
+        with self.path.open("rb") as log:
+            log.seek(offset)
+            return count_statements(log.read().decode(errors="replace"), self.database)
 
 
-async def counted(url: str, seconds: float) -> tuple[DatabaseCounters, float]:
-    """What the database counts while ``seconds`` pass (the statistics settled at both
-    ends), and how long that took."""
-    started = time.monotonic()
-    before = await asyncio.to_thread(read_counters, url)
-    await asyncio.sleep(seconds + STATS_SETTLE)
-    after = await asyncio.to_thread(read_counters, url)
-    return after - before, time.monotonic() - started
+async def counted(log: StatementLog, seconds: float) -> tuple[int, float]:
+    """The statements the database runs while ``seconds`` pass, and how long that took."""
+    started, offset = time.monotonic(), log.end()
+    await asyncio.sleep(seconds)
+    return log.since(offset), time.monotonic() - started
 
 
 def configure(deployment: PoolDeployment) -> None:
@@ -190,23 +177,22 @@ async def measure_pool(
     """Step the offered rate up through a pool of ``front_ends`` until a step fails."""
     workdir = Path(tempfile.mkdtemp(prefix=f"intrafed-bench-pool{front_ends}-"))
     database = Database.create(Cluster.installed())
+    log = StatementLog.enable(database)
     steps: list[tuple[Step, DatabaseLoad]] = []
     try:
         async with running_pool(front_ends, database, workdir) as (chain, pids):
             probe = Probe(pids)
-            idle, idle_seconds = await counted(database.url, seconds)
+            idle, idle_seconds = await counted(log, seconds)
             for rate in rates:
-                before = await asyncio.to_thread(read_counters, database.url)
-                started = time.monotonic()
+                offset, started = log.end(), time.monotonic()
                 step = await run_step(
                     rate, seconds, chain, workdir, uac_scenario="uac_message_challenged.xml",
                     uac_keys=UAC_KEYS, probe=probe,
                 )  # fmt: skip
-                await asyncio.sleep(STATS_SETTLE)
-                after = await asyncio.to_thread(read_counters, database.url)
                 load = database_load(
-                    after - before, time.monotonic() - started, idle, idle_seconds, step.carried
-                )
+                    log.since(offset), time.monotonic() - started, idle, idle_seconds,
+                    step.carried,
+                )  # fmt: skip
                 print(describe(step), flush=True)
                 print(describe_database(load), flush=True)
                 steps.append((step, load))

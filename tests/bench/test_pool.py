@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.pool import DatabaseCounters, database_load, describe_database
+from bench.pool import count_statements, database_load, describe_database
 from bench.steps import split
 from tests.integration.peers import Chain
 
@@ -22,19 +22,32 @@ def test_a_chain_with_front_ends_to_spread_over_has_one_entry_each() -> None:
     )
 
 
-def test_counters_subtract_field_by_field() -> None:
-    assert DatabaseCounters(10, 7) - DatabaseCounters(4, 7) == DatabaseCounters(6, 0)
+LOG = """\
+2026-12-03 14:20:01.001 UTC [101] bench_db@bench_db LOG:  statement: BEGIN
+2026-12-03 14:20:01.002 UTC [101] bench_db@bench_db LOG:  execute <unnamed>: SELECT 1
+2026-12-03 14:20:01.003 UTC [101] bench_db@bench_db DETAIL:  parameters: $1 = 'x'
+2026-12-03 14:20:01.004 UTC [102] other@other LOG:  statement: SELECT 2
+2026-12-03 14:20:01.005 UTC [103] bench_db@bench_db_2 LOG:  statement: SELECT 3
+2026-12-03 14:20:01.006 UTC [101] bench_db@bench_db LOG:  disconnection: session time
+"""
 
 
-def test_the_idle_work_of_as_long_is_taken_off_before_dividing_by_the_messages() -> None:
-    # Idle: 4 transactions and 2 row accesses in 5 s; the step lasted 10 s.
-    load = database_load(DatabaseCounters(28, 4), 10.0, DatabaseCounters(4, 2), 5.0, 1000)
-    assert load.idle == DatabaseCounters(8, 4)
-    assert (load.transactions_per_message, load.row_accesses_per_message) == (0.02, 0.0)
-    assert "0.0200 transactions" in describe_database(load)
-    assert "(28 and 4 during the step, 8 and 4 idle in as long)" in describe_database(load)
+def test_only_the_statements_of_the_database_are_counted() -> None:
+    assert count_statements(LOG, "bench_db") == 2
+    assert count_statements(LOG, "other") == 1
+    assert count_statements("", "bench_db") == 0
+
+
+def test_the_idle_statements_of_as_long_are_taken_off_before_dividing_by_the_messages() -> None:
+    # Idle: 4 statements in 5 s; the step lasted 10 s and ran 28.
+    load = database_load(28, 10.0, 4, 5.0, 1000)
+    assert (load.during, load.idle, load.per_message) == (28, 8.0, 0.02)
+    assert describe_database(load) == (
+        "    database: 0.0200 statements per message beyond idle (28 during the step, "
+        "8 idle in as long)"
+    )
+    assert database_load(3, 10.0, 4, 5.0, 1000).per_message == 0.0
 
 
 def test_no_message_carried_makes_the_cost_per_message_infinite() -> None:
-    load = database_load(DatabaseCounters(3, 3), 1.0, DatabaseCounters(0, 0), 1.0, 0)
-    assert load.transactions_per_message == float("inf")
+    assert database_load(3, 1.0, 0, 1.0, 0).per_message == float("inf")
