@@ -236,6 +236,8 @@ def test_a_front_end_killed_under_load_loses_no_request_registration_or_subscrip
             # fe2 answers alice's refreshes of the subscriptions it took over.
             for subscription in taken_over:
                 assert (await subscription.refresh()).status == 200
+            contacts = rows(postgres, "SELECT local_contact FROM subscriptions")
+            assert all(f"@{fe2.fqdn}:" in contact for (contact,) in contacts), contacts
             return converged
 
     converged = asyncio.run(asyncio.wait_for(scenario(), 150))
