@@ -21,8 +21,10 @@ PostgreSQL cluster as the tests do): .venv/bin/python -m bench.pool [--front-end
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
+import logging
 import subprocess
 import sys
 import tempfile
@@ -30,6 +32,8 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 from bench.cpu import Probe
 from bench.federation import (
@@ -204,20 +208,36 @@ async def measure_pool(
 
 
 def main() -> int:
-    arguments = step_options(__doc__ or "", ["tcp"], "250,500,1000,1500,2000,3000,4000")
+    arguments = step_options(
+        (__doc__ or "").splitlines()[0], ["tcp"], "250,500,1000,1500,2000,3000,4000"
+    )
     arguments.add_argument(
         "--front-ends", default="1,2", help="pool sizes to measure, e.g. 1,2 (at most 2)"
     )
     options = arguments.parse_args()
-    sizes = [int(size) for size in options.front_ends.split(",")]
+    logging.basicConfig(level=logging.ERROR)
+    sizes = numbers(arguments, "--front-ends", options.front_ends)
     if not all(1 <= size <= len(FRONT_END_IPS) for size in sizes):
         arguments.error(f"--front-ends: each size from 1 to {len(FRONT_END_IPS)}")
-    rates = [int(rate) for rate in options.rates.split(",")]
+    rates = numbers(arguments, "--rates", options.rates)
     for size in sizes:
         print(f"Pool of {size} front end(s) -> imp1, MESSAGE over TCP:", flush=True)
-        measured = asyncio.run(measure_pool(size, rates, options.step_seconds))
+        try:
+            measured = asyncio.run(measure_pool(size, rates, options.step_seconds))
+        except pytest.fail.Exception as exc:
+            # The test fixtures' PostgreSQL cluster could not be used: they say why.
+            print(f"bench.pool: {exc.msg}", file=sys.stderr)
+            return 2
         print_best(f"Pool of {size} front end(s)", [step for step, _ in measured])
     return 0
+
+
+def numbers(arguments: argparse.ArgumentParser, option: str, text: str) -> list[int]:
+    """The comma-separated whole numbers of ``option`` (the parser's error otherwise)."""
+    try:
+        return [int(value) for value in text.split(",")]
+    except ValueError:
+        arguments.error(f"{option}: give whole numbers separated by commas, e.g. 1,2")
 
 
 if __name__ == "__main__":
