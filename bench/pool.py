@@ -55,6 +55,9 @@ from tests.store.postgres import Cluster, Database
 
 IMP_IP, UAS_IP = "127.0.35.10", "127.0.35.13"
 FRONT_END_IPS = ("127.0.35.11", "127.0.35.12")
+STARTED_SETTLE = 5.0
+"""Seconds after the members start before the database's idle work is counted (each
+member's feed is still connecting and reading the pool)."""
 LOGGED = (" LOG:  statement: ", " LOG:  execute ")
 """How PostgreSQL logs a statement (simple and extended protocol) under log_statement=all."""
 
@@ -186,6 +189,7 @@ async def measure_pool(
     try:
         async with running_pool(front_ends, database, workdir) as (chain, pids):
             probe = Probe(pids)
+            await asyncio.sleep(STARTED_SETTLE)
             idle, idle_seconds = await counted(log, seconds)
             for rate in rates:
                 offset, started = log.end(), time.monotonic()
