@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -23,6 +25,7 @@ from intrafed.pki import KeyType
 from intrafed.sip.pidf import PresenceState
 from intrafed.store import open_store
 from intrafed.ua import PresenceNotified, Reply, SipError, UaError, UaSettings, UserAgent
+from tests.check.mistakes import intrafed
 from tests.integration.federation import free_base_port
 from tests.store.postgres import Database
 from tests.store.test_pool_deployment import listening
@@ -132,6 +135,14 @@ async def front_end_process(member: SeedNode) -> AsyncIterator[asyncio.subproces
             await process.wait()
 
 
+async def shown_by(member: SeedNode, what: str) -> list[dict[str, Any]]:
+    """``intrafed show WHAT --json`` of the running ``member`` (asked over its control
+    socket)."""
+    shown = await asyncio.to_thread(intrafed, "show", what, "--json", home=member.home)
+    listed: list[dict[str, Any]] = json.loads(shown)
+    return listed
+
+
 def rows(database: Database, query: str) -> set[tuple[str, ...]]:
     with psycopg.connect(database.url) as connection:
         return {tuple(str(value) for value in row) for row in connection.execute(query)}
@@ -238,6 +249,15 @@ def test_a_front_end_killed_under_load_loses_no_request_registration_or_subscrip
                 assert (await subscription.refresh()).status == 200
             contacts = rows(postgres, "SELECT local_contact FROM subscriptions")
             assert all(f"@{fe2.fqdn}:" in contact for (contact,) in contacts), contacts
+            # What fe2 itself holds, as `intrafed show` asks it over its control socket.
+            shown = await shown_by(fe2, "subscriptions")
+            assert {(s["watcher"], s["presentity"]) for s in shown} == {
+                ("alice@example.com", "bob@example.com"),
+                ("alice@example.com", "carol@example.com"),
+            }
+            shown = await shown_by(fe2, "registrations")
+            connected = {b["aor"] for b in shown if b["connected"]}
+            assert connected == {"bob@example.com", "carol@example.com"}
             return converged
 
     converged = asyncio.run(asyncio.wait_for(scenario(), 150))
