@@ -54,6 +54,7 @@ from pathlib import Path
 from bench.cpu import Probe
 from bench.steps import Step, print_best, step_options, step_up
 from intrafed.check import SeedDeployment
+from intrafed.check.deployment import SeedNode
 from intrafed.config import edits
 from intrafed.config.model import (
     AclEntry,
@@ -146,15 +147,15 @@ def wait_ready(processes: Sequence[BaseProcess], ready: Queue[str]) -> None:
 
 @contextlib.asynccontextmanager
 async def node_processes(
-    deployment: SeedDeployment, trace: bool = False
+    nodes: Sequence[SeedNode], trace: bool = False
 ) -> AsyncIterator[dict[str, int]]:
-    """imp1 and ocs1, each in a process of its own (tracing when ``trace``), until the
-    block ends; yields each node's FQDN -> pid."""
+    """Each of ``nodes`` in a process of its own (tracing when ``trace``), until the block
+    ends; yields each node's FQDN -> pid."""
     context = multiprocessing.get_context("spawn")
     ready: Queue[str] = context.Queue()
     processes = [
         context.Process(target=serve_node, args=(node.home, ready, trace), name=node.fqdn)
-        for node in deployment.nodes
+        for node in nodes
     ]
     for process in processes:
         process.start()
@@ -198,14 +199,14 @@ def configure(deployment: SeedDeployment, transport: str) -> None:
             for step in steps:
                 store.stage(step)
             store.promote()
-    lift_client_rate_limit(deployment)
+    lift_client_rate_limit(deployment.nodes)
 
 
-def lift_client_rate_limit(deployment: SeedDeployment) -> None:
+def lift_client_rate_limit(nodes: Sequence[SeedNode]) -> None:
     """A few addresses stand for many users: both nodes give the client class the server
     class's limits (``intrafed config rate-limit set``), so the bench measures the nodes,
     not the per-address limit."""
-    for node in deployment.nodes:
+    for node in nodes:
         with open_store(node.home) as store:
             store.stage(
                 lambda c: edits.set_rate_limits(
@@ -215,15 +216,15 @@ def lift_client_rate_limit(deployment: SeedDeployment) -> None:
             store.promote()
 
 
-async def register_recipient(deployment: SeedDeployment, contact: str, workdir: Path) -> None:
-    """alice registers ``contact`` at imp1 with SIPp (digest MD5: the bench's nodes
-    challenge with MD5 first, see ``challenge_md5_first``)."""
+async def register_recipient(imp: SeedNode, password: str, contact: str, workdir: Path) -> None:
+    """alice registers ``contact`` at ``imp`` with SIPp, ``password`` hers (digest MD5: the
+    bench's nodes challenge with MD5 first, see ``challenge_md5_first``)."""
     result = await run_sipp(
         "uac_register.xml",
         local=(REGISTER_IP, free_port(REGISTER_IP)),
-        remote=(deployment.imp.ip, deployment.imp.tcp_port),
+        remote=(imp.ip, imp.tcp_port),
         keys={"user": RECIPIENT, "contact": contact},
-        extra=["-au", RECIPIENT, "-ap", deployment.password(f"{RECIPIENT}@example.com")],
+        extra=["-au", RECIPIENT, "-ap", password],
         timeout=10,
         workdir=workdir,
     )
@@ -239,7 +240,7 @@ async def federation_chain(
     uas_local = (UAS_IP, free_port(UAS_IP))
     if transport == "tcp":
         contact = f"{uas_local[0]}:{uas_local[1]};transport=tcp"
-        await register_recipient(deployment, contact, workdir)
+        await register_recipient(deployment.imp, recipient_password(deployment), contact, workdir)
         yield Chain((deployment.ocs.ip, deployment.ocs.tcp_port), uas_local, contact)
         return
     legs = TlsLegs(
@@ -254,8 +255,13 @@ async def federation_chain(
     config = legs.config(deployment.ca_certificate, certificate, certificate)
     async with stunnel(config, workdir, [legs.uac_accept, legs.uas_accept]):
         contact = f"{ALICE_PC}:{legs.uas_accept[1]};transport=tls"
-        await register_recipient(deployment, contact, workdir)
+        await register_recipient(deployment.imp, recipient_password(deployment), contact, workdir)
         yield Chain(legs.uac_accept, uas_local, contact)
+
+
+def recipient_password(deployment: SeedDeployment) -> str:
+    """alice's password."""
+    return deployment.password(f"{RECIPIENT}@{deployment.domain}")
 
 
 def serve_metrics_on(deployment: SeedDeployment) -> list[MetricsListener]:
@@ -294,10 +300,10 @@ async def running_federation(
     ``trace``, both write their SIP trace."""
     deployment = build_partitions(workdir / "seed", IMP_IP, OCS_IP)
     configure(deployment, transport)
-    challenge_md5_first(deployment)
+    challenge_md5_first(deployment.nodes)
     listeners = serve_metrics_on(deployment) if scrape is not None else []
     async with (
-        node_processes(deployment, trace) as pids,
+        node_processes(deployment.nodes, trace) as pids,
         federation_chain(deployment, transport, workdir) as chain,
     ):
         scraping = asyncio.create_task(scrape_every(listeners, scrape or SCRAPE_INTERVAL))
@@ -382,7 +388,7 @@ async def measure_fanout(count: int) -> FanOut:
         raise ValueError(f"at most {WATCHERS_PER_IP * len(WATCHER_IPS)} watchers")
     workdir = Path(tempfile.mkdtemp(prefix="intrafed-bench-fanout-"))
     deployment = build_partitions(workdir / "seed", IMP_IP, OCS_IP)
-    lift_client_rate_limit(deployment)
+    lift_client_rate_limit(deployment.nodes)
     watchers = provision_watchers(deployment, count)
     presentity = f"{RECIPIENT}@{deployment.domain}"
     imp = (deployment.imp.ip, deployment.imp.tcp_port)
@@ -413,7 +419,7 @@ async def measure_fanout(count: int) -> FanOut:
             await agent.subscribe(presentity)
             await agent.next_event(PresenceNotified, timeout=FANOUT_TIMEOUT)
 
-    async with node_processes(deployment), alice:
+    async with node_processes(deployment.nodes), alice:
         try:
             await alice.register()
             await alice.publish(PresenceState.AVAILABLE)

@@ -31,6 +31,8 @@ class Step:
     p50_ms: float
     p99_ms: float
     load: StepLoad | None = None
+    carried: int = 0
+    """messages answered"""
 
     @property
     def passed(self) -> bool:
@@ -53,6 +55,42 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
+def split(total: int, parts: int) -> list[int]:
+    """``total`` shared out over ``parts`` as evenly as whole numbers allow (the first ones
+    take the remainder)."""
+    share, remainder = divmod(total, parts)
+    return [share + (1 if part < remainder else 0) for part in range(parts)]
+
+
+async def uac_at(
+    remote: tuple[str, int],
+    rate: int,
+    calls: int,
+    seconds: float,
+    workdir: Path,
+    uac_scenario: str,
+    uac_keys: dict[str, str] | None,
+) -> SippResult:
+    """One SIPp UAC offering ``rate`` MESSAGE/s to ``remote`` until ``calls`` end."""
+    if calls == 0:
+        return SippResult(0, "")
+    try:
+        return await run_sipp(
+            uac_scenario,
+            local=(UAC_IP, free_port(UAC_IP)),
+            remote=remote,
+            calls=calls,
+            rate=max(1, rate),
+            timeout=seconds + 30,
+            keys=uac_keys,
+            extra=["-trace_rtt", "-rtt_freq", "1"],
+            workdir=workdir,
+        )
+    except TimeoutError:
+        # SIPp did not stop by its own timeout (it was killed): the step failed.
+        return SippResult(1, "SIPp's UAC did not stop in time")
+
+
 async def run_step(
     rate: int,
     seconds: float,
@@ -63,8 +101,9 @@ async def run_step(
     uac_keys: dict[str, str] | None = None,
     probe: Probe | None = None,
 ) -> Step:
-    """Offer ``rate`` MESSAGE/s for ``seconds`` along ``chain``; with ``probe``, account the
-    CPU of the step from the UAC's start to its end."""
+    """Offer ``rate`` MESSAGE/s for ``seconds`` along ``chain`` (shared out over its
+    entries, one UAC each); with ``probe``, account the CPU of the step from the UACs'
+    start to their end."""
     calls = max(1, int(rate * seconds))
     async with sipp_uas(
         "uas_message.xml",
@@ -76,21 +115,14 @@ async def run_step(
     ):
         started = time.perf_counter()
         before = probe.snapshot(time.monotonic()) if probe else None
-        try:
-            uac = await run_sipp(
-                uac_scenario,
-                local=(UAC_IP, free_port(UAC_IP)),
-                remote=chain.uac_remote,
-                calls=calls,
-                rate=rate,
-                timeout=seconds + 30,
-                keys=uac_keys,
-                extra=["-trace_rtt", "-rtt_freq", "1"],
-                workdir=workdir,
+        entries = chain.entries
+        shares = zip(entries, split(rate, len(entries)), split(calls, len(entries)), strict=True)
+        uacs = await asyncio.gather(
+            *(
+                uac_at(remote, share_rate, share_calls, seconds, workdir, uac_scenario, uac_keys)
+                for remote, share_rate, share_calls in shares
             )
-        except TimeoutError:
-            # SIPp did not stop by its own timeout (it was killed): the step failed.
-            uac = SippResult(1, "SIPp's UAC did not stop in time")
+        )
         after = probe.snapshot(time.monotonic()) if probe else None
         elapsed = time.perf_counter() - started
     times: list[float] = []
@@ -100,7 +132,8 @@ async def run_step(
                 float(row["response_time_ms"]) for row in csv.DictReader(table, delimiter=";")
             ]
         path.unlink()
-    failed = calls - len(times) if uac.returncode == 0 else max(1, calls - len(times))
+    succeeded = all(uac.returncode == 0 for uac in uacs)
+    failed = calls - len(times) if succeeded else max(1, calls - len(times))
     load = probe.load(before, after, len(times)) if probe and before and after else None
     return Step(
         rate,
@@ -109,6 +142,7 @@ async def run_step(
         statistics.median(times) if times else float("inf"),
         percentile(times, 0.99) if times else float("inf"),
         load,
+        len(times),
     )
 
 

@@ -345,7 +345,12 @@ class Node:
         elif isinstance(event, MemberGone):
             core.member_gone(event.member, now)
         else:
-            rows = event.rows
+            rows = tuple(
+                dataclasses.replace(
+                    row, local_contact=core.router.contact_taken_over(row.local_contact)
+                )
+                for row in event.rows
+            )
             core.adopted(lambda wall: presence.adopt(rows, wall), now)
         self._run()
 

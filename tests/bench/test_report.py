@@ -149,6 +149,7 @@ def test_results_have_no_infinity_json_cannot_carry() -> None:
         "p50_ms": None,
         "p99_ms": None,
         "load": None,
+        "carried": 0,
     }
 
 

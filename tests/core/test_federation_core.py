@@ -239,3 +239,15 @@ def test_a_node_late_on_its_reads_for_a_second_sheds_new_requests_with_503_then_
     fed.network.read_delay.clear()
     fed.clock.now += 1.0
     assert fed.bob.call(message(fed.bob, "alice@example.com"), fed.ocs, fed.imp).status == 200
+
+
+def test_a_subscription_taken_over_from_a_member_that_is_gone_gets_our_contact() -> None:
+    router = federation().ocs.core.router
+    ocs = router.listeners
+    # The dead member's MTLS listener (TLS on the wire) -> ours; TCP -> ours, same user.
+    assert router.contact_taken_over("sip:carol@fe1.example.com:5061;transport=tls") == ocs[
+        "MTLS"
+    ].contact("carol")
+    assert router.contact_taken_over("sip:carol@10.0.0.9:5060;transport=tcp") == ocs["TCP"].contact(
+        "carol"
+    )

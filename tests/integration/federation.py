@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from intrafed.check import SeedDeployment, build_seed_deployment
+from intrafed.check.deployment import SeedNode
 from intrafed.config import edits
 from intrafed.node import Node, Trace
 from intrafed.pki import KeyType
@@ -48,12 +49,12 @@ def build_partitions(root: Path, imp_ip: str, ocs_ip: str) -> SeedDeployment:
     )
 
 
-def challenge_md5_first(deployment: SeedDeployment) -> None:
+def challenge_md5_first(nodes: Sequence[SeedNode]) -> None:
     """What an administrator with MD5-only clients does on both sides (``intrafed config
     digest MD5 SHA-256``, then a restart): Debian's SIPp 3.6 answers only the first
     challenge, and only with MD5 (SIPp/sipp#488), while the default offers SHA-256 first
     (RFC 8760)."""
-    for node in deployment.nodes:
+    for node in nodes:
         with open_store(node.home) as store:
             store.stage(lambda c: edits.set_digest_algorithms(c, ("MD5", "SHA-256")))
             store.promote()

@@ -216,11 +216,18 @@ SIPP_NEXT_HOP = ProbeTimings(keepalive_interval=math.inf)
 
 @dataclass(frozen=True)
 class Chain:
-    """A node between SIPp's UAC and UAS: where the UAC sends, and bob's Contact."""
+    """A node between SIPp's UAC and UAS: where the UAC sends, and bob's Contact (and the
+    other nodes the UAC's load is spread over, one UAC each)."""
 
     uac_remote: tuple[str, int]
     uas_local: tuple[str, int]
     contact: str
+    spread_over: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def entries(self) -> tuple[tuple[str, int], ...]:
+        """Every address a UAC sends to."""
+        return (self.uac_remote, *self.spread_over)
 
 
 @contextlib.asynccontextmanager

@@ -70,7 +70,7 @@ def test_sipp_registers_with_digest_and_receives_a_message_across_the_partition(
     tmp_path: Path,
 ) -> None:
     deployment = build_partitions(tmp_path / "seed", IMP_IP, OCS_IP)
-    challenge_md5_first(deployment)
+    challenge_md5_first(deployment.nodes)
     receiver, sender = asyncio.run(interop(deployment, tmp_path))
     assert sender.returncode == 0, "SIPp B (bob's MESSAGE into ocs1):\n" + sender.output
     assert receiver.returncode == 0, "SIPp A (alice on imp1):\n" + receiver.output

@@ -424,7 +424,7 @@ def test_the_subscriptions_of_a_front_end_killed_are_taken_over_within_30_s(
                 for agent in (alice, carol):
                     assert (await agent.register()).status == 200
                 # imp1 routes to the pool FQDN: fe1 holds alice's subscription to carol.
-                await alice.subscribe("carol@example.com")
+                subscription = await alice.subscribe("carol@example.com")
                 assert await presence(alice, "carol@example.com") is PresenceState.AVAILABLE
                 assert pool.nodes[fe2.fqdn].presence.subscription_rows() == []
                 fe1_process.kill()
@@ -435,6 +435,11 @@ def test_the_subscriptions_of_a_front_end_killed_are_taken_over_within_30_s(
                 taken = asyncio.get_running_loop().time() - killed
                 assert len(pool.nodes[fe2.fqdn].presence.subscription_rows()) == 1
                 await carol.publish(PresenceState.BUSY)
+                assert await presence(alice, "carol@example.com") is PresenceState.BUSY
+                # fe2's NOTIFYs carry its Contact: alice's refresh reaches fe2, not the dead fe1.
+                assert subscription.dialog is not None
+                assert f"@{fe2.fqdn}:" in str(subscription.dialog.remote_target)
+                assert (await subscription.refresh()).status == 200
                 assert await presence(alice, "carol@example.com") is PresenceState.BUSY
                 return taken
         finally:

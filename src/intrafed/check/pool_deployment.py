@@ -37,6 +37,7 @@ from intrafed.config.model import (
     Connection,
     Edition,
     HostAuthorization,
+    HostEntry,
     NodeIdentity,
     Role,
 )
@@ -125,6 +126,7 @@ def build_pool_deployment(
     ]
     cluster_setup = [
         *imp_edits(first_imp, first_fe, POOL_FQDN),
+        *(_resolve(front_end) for front_end in front_ends),
         *user_edits([user for user in seed_users if user.role is Role.IMP]),
     ]
     for n, node in enumerate(front_ends):
@@ -145,6 +147,12 @@ def _authorize(imp: SeedNode) -> list[StagedEdit]:
         lambda c: edits.add_host_authorization(c, HostAuthorization(fqdn=imp.fqdn)),
         lambda c: edits.add_host_authorization(c, HostAuthorization(ip=imp.ip)),
     ]
+
+
+def _resolve(front_end: SeedNode) -> StagedEdit:
+    """The IM&P side resolves a front end's own FQDN (a NOTIFY's Contact once another
+    member took a subscription over): what DNS does across machines."""
+    return lambda c: edits.add_host(c, HostEntry(front_end.fqdn, front_end.ip))
 
 
 def _connections(node: SeedNode) -> list[StagedEdit]:

@@ -35,7 +35,7 @@ from intrafed.routing.probe import hop_of
 from intrafed.services.delivery import dialog_target, to_bindings
 from intrafed.services.presence import OutgoingNotify, PresenceAgent
 from intrafed.services.registrar import Registrar
-from intrafed.sip import RemoteSipError, Request, Response, SipUri, Uri
+from intrafed.sip import RemoteSipError, Request, Response, SipUri, Uri, parse_uri
 from intrafed.sip.addressing import Listener, choose_listener, listener_kind
 from intrafed.sip.decisions import (
     Accepted,
@@ -189,6 +189,18 @@ class NodeRouter:
     def listener_for_flow(self, flow: FlowId) -> Listener:
         """The listener to advertise toward ``flow``."""
         return choose_listener(self.listeners, self.listener_kind(flow))
+
+    def contact_taken_over(self, contact: str) -> str:
+        """Our Contact in place of ``contact``, the one a member that is gone gave a
+        dialog this node took over: our listener of its transport (TLS taken as MTLS, as
+        toward a next hop), for the same user. The other end's dialog target moves here
+        with our next NOTIFY (RFC 6665 §4.1.3), so its refreshes reach us."""
+        uri = parse_uri(contact)
+        user = uri.user if isinstance(uri, SipUri) else None
+        transport = uri.transport if isinstance(uri, SipUri) else None
+        return choose_listener(self.listeners, "TCP" if transport == "tcp" else "MTLS").contact(
+            user
+        )
 
     # -- authorization -------------------------------------------------------------------
 

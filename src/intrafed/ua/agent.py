@@ -560,6 +560,9 @@ class UserAgent:
         if dialog_user.dialog is None:
             # The NOTIFY came before the 2xx: it makes the dialog (RFC 6665 §4.1.2.4).
             dialog_user.dialog = Dialog.as_uas(request, request.to_addr.tag or "")
+        elif request.contacts:
+            # A NOTIFY is a target refresh request (RFC 6665 §4.1.3).
+            dialog_user.dialog.remote_target = request.contacts[0].uri
         state = request.subscription_state
         dialog_user.state = state.token.lower() if state is not None else "active"
         self._answer(request, 200)
