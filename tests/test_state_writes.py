@@ -12,7 +12,7 @@ from intrafed.config.model import NodeIdentity, Role
 from intrafed.services.presence import OutgoingNotify, PresenceAgent
 from intrafed.services.registrar import Registrar
 from intrafed.sip import Request, Response
-from intrafed.state_writes import Settled, StateWriter
+from intrafed.state_writes import Offload, Settled, StateWriter, inline
 from intrafed.store import Store, create_store
 from tests.messages import request
 from tests.store_faults import count_transactions, refuse_contact
@@ -38,7 +38,7 @@ class Harness:
     """A writer over a real store, registrar and presence agent, and the event loop as far
     as the writer sees it: what it schedules runs on ``next_turn()``."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, offload: Offload = inline) -> None:
         self.store = store
         self.settled: list[Settled] = []
         self.scheduled: list[Callable[[], None]] = []
@@ -50,7 +50,13 @@ class Harness:
             via_for=lambda target: f"SIP/2.0/TCP {NODE};branch=z9hG4bK-n",
         )
         self.writer = StateWriter(
-            store, NODE, self.registrar, presence, self.settled.extend, self.scheduled.append
+            store,
+            NODE,
+            self.registrar,
+            presence,
+            self.settled.extend,
+            self.scheduled.append,
+            offload,
         )
 
     def register(self, user: str, contact: str, cseq: int = 1) -> None:
@@ -124,3 +130,46 @@ def test_a_request_whose_handling_raises_gets_500_and_the_rest_of_its_turn_is_st
         (500, "internal error (RuntimeError) while handling PUBLISH"),
     ]
     assert [row.contact for row in harness.store.load_bindings(0.0)] == ["sip:alice@127.0.0.10"]
+
+
+class WriterThread:
+    """The runner's writer thread as the writer sees it: each write waits until the test
+    lets it run (``answer``), then its outcome is handed back."""
+
+    def __init__(self) -> None:
+        self.waiting: list[tuple[Callable[[], None], Callable[[BaseException | None], None]]] = []
+
+    def __call__(
+        self, write: Callable[[], None], done: Callable[[BaseException | None], None]
+    ) -> None:
+        self.waiting.append((write, done))
+
+    def answer(self) -> None:
+        [(write, done)] = self.waiting
+        self.waiting.clear()
+        inline(write, done)
+
+
+def test_requests_that_come_while_a_write_is_in_flight_wait_unapplied_for_the_next_one(
+    tmp_path: Path,
+) -> None:
+    thread = WriterThread()
+    with create_store(tmp_path, NodeIdentity(Role.OCS, NODE, "127.0.0.2")) as store:
+        harness = Harness(store, thread)
+        harness.register("u0", "sip:u0@127.0.0.10:5070")
+        harness.next_turn()
+        assert (len(thread.waiting), harness.settled, harness.writer.writing) == (1, [], True)
+        harness.register("u1", "sip:u1@127.0.0.10:5070")
+        harness.register("u2", "sip:u2@127.0.0.10:5070")
+        harness.next_turn()
+        assert len(thread.waiting) == 1  # one write at a time
+        assert harness.registrar.bindings("u1@example.com", NOW) == []  # not applied yet
+        thread.answer()
+        harness.next_turn()  # settles u0, then starts the write of u1 and u2
+        assert harness.statuses() == [200]
+        assert len(thread.waiting) == 1
+        thread.answer()
+        harness.next_turn()
+        assert harness.statuses() == [200, 200, 200]
+        assert not harness.writer.writing
+        assert len(store.load_bindings(0.0)) == 3

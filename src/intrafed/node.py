@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import socket
 import ssl
 import time
 from collections.abc import Callable, Mapping
@@ -39,8 +40,16 @@ from intrafed.services.proxy import describe_failure
 from intrafed.services.registrar import Registrar
 from intrafed.sip.errors import FramingError
 from intrafed.sip.transaction import TimerConfig, TransactionLayer
-from intrafed.state_writes import StateWriter
-from intrafed.store import StateStore, Store
+from intrafed.state_writes import (
+    StateWriter,
+    StoredState,
+    WriterThread,
+    inline,
+    load_state,
+    read_when_reachable,
+    restore,
+)
+from intrafed.store import StateStore, Store, StoreError
 from intrafed.store.pool_events import (
     MemberBindings,
     MemberGone,
@@ -50,7 +59,9 @@ from intrafed.store.pool_events import (
     PoolEvent,
     PoolFeed,
 )
+from intrafed.store.sqlite import SqliteStore
 from intrafed.transport import (
+    DRAIN_IDLE_WAIT,
     Destination,
     Flow,
     ListenerSpec,
@@ -122,6 +133,20 @@ class NodeSettings:
     each member shows its own FQDN."""
 
 
+def listener_specs(config: NodeConfig) -> list[ListenerSpec]:
+    """The listening sockets ``config`` asks for: an OCS node's connections, or an IM&P
+    node's three ports."""
+    if config.role is Role.OCS:
+        return [ListenerSpec(c.ip, c.transport, c.port) for c in config.connections]
+    ports = config.listeners or ImpListeners()
+    ip = config.identity.ip
+    return [
+        ListenerSpec(ip, "TCP", ports.tcp),
+        ListenerSpec(ip, "MTLS", ports.peer_auth),
+        ListenerSpec(ip, "TLS", ports.server_auth),
+    ]
+
+
 def settings_from_config(
     config: NodeConfig,
     *,
@@ -132,18 +157,9 @@ def settings_from_config(
     """The settings a node runs with, from its configuration. TLS and MTLS listeners need
     the matching context; without one they are left out and the reason is logged."""
     identity = config.identity
-    if config.role is Role.OCS:
-        wanted = [ListenerSpec(c.ip, c.transport, c.port) for c in config.connections]
-    else:
-        ports = config.listeners or ImpListeners()
-        wanted = [
-            ListenerSpec(identity.ip, "TCP", ports.tcp),
-            ListenerSpec(identity.ip, "MTLS", ports.peer_auth),
-            ListenerSpec(identity.ip, "TLS", ports.server_auth),
-        ]
     contexts = {"TCP": True, "TLS": server_ssl is not None, "MTLS": mtls_ssl is not None}
     listeners = []
-    for spec in wanted:
+    for spec in listener_specs(config):
         if contexts[spec.transport]:
             listeners.append(spec)
         else:
@@ -228,6 +244,10 @@ class Node:
         self.settings = settings
         self._trace = trace
         self._state = state
+        # A database over the network may hang: its writes go through a thread of their
+        # own. An embedded file's take microseconds, on the event loop.
+        off_loop = state is not None and not isinstance(state, SqliteStore)
+        self._writer_thread = WriterThread(self._wake) if off_loop else None
         self._clock = _SystemClock()
         self._pool = pool
         self.state_writer: StateWriter | None = None
@@ -252,14 +272,25 @@ class Node:
         self._timer_deadline: float | None = None
         self._stopped = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._loading: asyncio.Task[None] | None = None
 
     def _make_writer(
         self, registrar: Registrar, presence: PresenceAgent, settle: Settle, schedule: Schedule
     ) -> StateWriter:
         self.state_writer = StateWriter(
-            self._state, self.settings.name, registrar, presence, settle, schedule
+            self._state,
+            self.settings.name,
+            registrar,
+            presence,
+            settle,
+            schedule,
+            self._writer_thread or inline,
         )
         return self.state_writer
+
+    def _wake(self) -> None:
+        if self._loop is not None and not self._stopped:
+            self._run()
 
     @property
     def registrar(self) -> Registrar:
@@ -286,21 +317,23 @@ class Node:
         settings = settings_with_tls(config, tls_contexts_of(home, config))
         return cls(settings, store, trace, meter, store.pool_feed())
 
-    async def start(self) -> dict[str, tuple[str, int]]:
-        """Bind every listener; return the bound address per transport."""
+    async def start(
+        self, inherited: Mapping[ListenerSpec, socket.socket] | None = None
+    ) -> dict[str, tuple[str, int]]:
+        """Bind every listener (or accept on the ``inherited`` socket of its spec, handed
+        over by the process this one replaces); return the bound address per transport."""
         self._loop = asyncio.get_running_loop()
-        wall = self._clock.wall()
         restored: set[str] = set()
         if self._state is not None:
-            rows = self._state.load_bindings(wall)
-            restored = {row.aor for row in rows}
-            self.registrar.restore(rows)
-            self.presence.restore(
-                self._state.load_subscriptions(wall), self._state.load_publications(wall)
-            )
+            try:
+                restored = restore(self.registrar, self.presence, self._load())
+            except StoreError as exc:
+                if self._writer_thread is None:
+                    raise
+                self._degrade(exc)
         bound: dict[str, tuple[str, int]] = {}
         for spec in self.settings.listeners:
-            bound[spec.transport] = await self.transport.listen(spec)
+            bound[spec.transport] = await self.transport.listen(spec, (inherited or {}).get(spec))
         if self._pool is not None:
             restored |= self._join_pool(self._pool, self._loop)
         self.core.start(bound, restored, self._now())
@@ -354,6 +387,32 @@ class Node:
             core.adopted(lambda wall: presence.adopt(rows, wall), now)
         self._run()
 
+    def _degrade(self, error: StoreError) -> None:
+        """The stored state cannot be read: serve what needs no write, refuse writes (a
+        write now could not be told from the state not yet read), read it once it can be."""
+        logger.error("degraded: %s; writes are refused until it can be read", error.message)
+        assert self.state_writer is not None
+        self.state_writer.refusing = error
+        self._loading = asyncio.get_running_loop().create_task(self._read_when_reachable())
+
+    async def _read_when_reachable(self) -> None:
+        assert self._writer_thread is not None
+        assert self.state_writer is not None
+        loaded = await read_when_reachable(self._writer_thread, self._load, self.state_writer)
+        self.core.restored(restore(self.registrar, self.presence, loaded), self._now())
+        logger.info("ready: the stored state is read, writes are stored again")
+        self._run()
+
+    def _load(self) -> StoredState:
+        assert self._state is not None
+        return load_state(self._state, self._clock.wall())
+
+    @property
+    def degraded(self) -> str | None:
+        """Why the node refuses writes (its stored state could not be read yet), or None."""
+        refusing = None if self.state_writer is None else self.state_writer.refusing
+        return None if refusing is None else refusing.message
+
     def reload(self, settings: NodeSettings) -> str | None:
         """Apply new routes, hosts and TLS contexts without dropping connections (open
         flows keep their contexts); a change of listeners needs a restart and is refused
@@ -399,6 +458,12 @@ class Node:
         self._run()
         return ended
 
+    async def drain(self, grace: float) -> None:
+        """Another process accepts from now on: ``TransportLayer.drain`` (the open
+        connections served up to ``grace`` s, then closed at an idle instant), then stop."""
+        await self.transport.drain(grace, idle=lambda: self.core.idle)
+        await self.stop(grace=DRAIN_IDLE_WAIT)
+
     async def stop(self, grace: float = 5.0) -> None:
         """Stop accepting, let pending transactions finish (up to ``grace`` s), close."""
         if self._pool is not None:
@@ -408,6 +473,10 @@ class Node:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._loading is not None:
+            self._loading.cancel()
+        if self._writer_thread is not None:
+            await asyncio.to_thread(self._writer_thread.close)
 
     # -- the transport's callbacks ---------------------------------------------------------
 

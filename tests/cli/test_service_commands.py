@@ -56,6 +56,8 @@ def test_service_status_exits_3_for_a_stopped_node_and_1_when_it_cannot_tell(
         "last_reload": None,
         "pool": None,
         "members_behind": [],
+        "degraded": None,
+        "database_unreachable": None,
     }
     not_a_home = intrafed("service", "status", "--home", str(tmp_path))
     assert not_a_home.returncode == 1

@@ -40,7 +40,7 @@ def test_a_background_node_logs_json_lines_and_follows_logrotate_moving_its_file
         ready = f"ocs1.example.com listening on TCP {NODE_IP}:{port}"
         [listening] = [record for record in records(log) if record["message"] == ready]
         assert listening["level"] == "INFO"
-        assert listening["logger"] == "intrafed.cli.service_commands"
+        assert listening["logger"] == "intrafed.cli.serve"
         assert listening["node"] == "ocs1.example.com"
         assert listening["listeners"] == {"TCP": [NODE_IP, port]}
         assert listening["time"].endswith("+00:00")

@@ -1,10 +1,12 @@
 """``intrafed serve`` under systemd, over a real process: READY=1 once its listeners are
 up, RELOADING=1 and READY=1 around ``service reload`` (the unit's ExecReload), STOPPING=1 on
-SIGTERM, on ``$NOTIFY_SOCKET``; log lines for the journal. The unit template that
+SIGTERM, on ``$NOTIFY_SOCKET``; after ``service restart``, MAINPID= and READY=1 from the
+process that took over; log lines for the journal. The unit template that
 ``intrafed service unit`` renders passes ``systemd-analyze verify``."""
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
@@ -86,9 +88,43 @@ def test_serve_tells_systemd_ready_reloading_and_stopping_and_logs_for_the_journ
     lines = journal.read_text().splitlines()
     # journald stamps each line and takes <N> as its syslog priority (6: info).
     assert (
-        f"<6>INFO intrafed.cli.service_commands: ocs1.example.com listening on TCP {NODE_IP}:{port}"
+        f"<6>INFO intrafed.cli.serve: ocs1.example.com listening on TCP {NODE_IP}:{port}"
     ) in lines
-    assert "<6>INFO intrafed.cli.service_commands: reloaded the staged configuration" in lines
+    assert "<6>INFO intrafed.cli.serve: reloaded the staged configuration" in lines
+
+
+def test_a_restart_under_systemd_makes_the_new_process_main_and_ready_and_never_stopping(
+    tmp_path: Path, notify_socket: tuple[str, socket.socket]
+) -> None:
+    address, sock = notify_socket
+    home = tmp_path / "ocs1"
+    port = free_port(NODE_IP)
+    staged_ocs_home(home, NODE_IP, port)
+    node = subprocess.Popen(
+        [sys.executable, "-m", "intrafed", "serve", "--home", str(home)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "NOTIFY_SOCKET": address},
+    )
+    successor = None
+    try:
+        notices(sock, "READY=1")
+        restarted = intrafed("service", "restart", "--home", str(home), "--json")
+        assert restarted.returncode == 0, restarted.stderr
+        successor = json.loads(restarted.stdout)["pid"]
+        told = notices(sock, "READY=1")
+        assert told[-1] == (
+            f"MAINPID={successor}\nREADY=1\nSTATUS=listening on TCP {NODE_IP}:{port}"
+        )
+        assert node.wait(timeout=30) == 0  # drained, then gone
+        sock.settimeout(0.5)
+        with pytest.raises(TimeoutError):  # the old process never says STOPPING=1
+            sock.recv(4096)
+    finally:
+        node.kill()
+        node.wait()
+        if successor is not None:
+            intrafed("service", "stop", "--home", str(home))
 
 
 def test_notify_reaches_an_abstract_socket_and_nothing_is_sent_without_one(

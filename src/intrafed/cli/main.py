@@ -42,7 +42,7 @@ COMMANDS = (
     ),
     LazyCommand(
         "serve",
-        "intrafed.cli.service_commands:serve_command",
+        "intrafed.cli.serve:serve_command",
         "Run the node in the foreground with the staged configuration (which becomes the "
         "running one).",
     ),

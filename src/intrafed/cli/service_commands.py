@@ -1,62 +1,50 @@
-"""``intrafed serve`` and ``intrafed service …``: running a node, and the seed's "Restart
+"""``intrafed service …``: running a node in the background, and the seed's "Restart
 Services on OCS Front-End Servers" without losing anything.
 
-A background node is ``intrafed serve`` started in its own session, with a pid file, a log
-file and a status file (written once its listeners are up) in the home directory. The node
-holds the home's lock (``home_lock``): a second node on the same home is refused, and only
-the lock's holder is ever signalled.
+A background node is ``intrafed serve`` (``cli.serve``) started in its own session, with
+a pid file, a log file and a status file in the home directory.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import logging
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
-from intrafed.check import check_homes
-from intrafed.check.probe import probe_home
-from intrafed.cli import logs, systemd
+from intrafed.cli import logs, remembered, systemd
 from intrafed.cli.common import done, fail, home_option, json_option
 from intrafed.cli.output import echo
+from intrafed.cli.serve import (
+    LOG_FILE,
+    PID_FILE,
+    START_TIMEOUT,
+    STATUS_FILE,
+    STOP_GRACE,
+    STOP_TIMEOUT,
+    read_status,
+)
 from intrafed.config.document import apply_command, changes
-from intrafed.config.model import ConfigError, NodeConfig
-from intrafed.console.in_node import ConsoleBesideNode
+from intrafed.config.model import ConfigError
 from intrafed.control.client import ask
-from intrafed.control.protocol import ControlError, Refused
-from intrafed.control.server import ControlServer
-from intrafed.core.meter import Meter
-from intrafed.node import Node, settings_with_tls, tls_contexts_of
-from intrafed.node_control import NodeControl, reload_staged
-from intrafed.pki import PkiError
-from intrafed.store import Store, open_store
-from intrafed.store.home_lock import HomeInUseError, HomeLock, holder
-from intrafed.transport import TransportError, eventloop
-
-STARTUP_PROBE_DELAY = 3.0
-"""Seconds after start before the live probe runs (both sides often start together)."""
-PID_FILE = "intrafed.pid"
-LOG_FILE = "intrafed.log"
-STATUS_FILE = "status.json"
-START_TIMEOUT = 15.0
-STOP_GRACE = 10.0
-STOP_TIMEOUT = STOP_GRACE + 5
-"""Seconds a graceful stop may take before the node is killed (systemd's TimeoutStopSec)."""
+from intrafed.control.protocol import ControlError
+from intrafed.node import listener_specs
+from intrafed.store import open_store
+from intrafed.store.home_lock import holder
 
 
-def _open(home: Path) -> Store:
+def _check_store(home: Path) -> None:
+    """Fail unless the node's store opens, or the node can start without it (degraded)."""
     try:
-        return open_store(home)
+        open_store(home).close()
     except ConfigError as exc:
-        fail(str(exc))
+        if remembered.remembered(home) is None:
+            fail(str(exc))
 
 
 def _running_pid(home: Path) -> int | None:
@@ -66,177 +54,6 @@ def _running_pid(home: Path) -> int | None:
     if pid is None:
         (home / PID_FILE).unlink(missing_ok=True)
     return pid
-
-
-def _read_status(home: Path) -> dict[str, Any] | None:
-    try:
-        status: dict[str, Any] = json.loads((home / STATUS_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return status
-
-
-# -- serve ---------------------------------------------------------------------------
-
-
-async def _serve(home: Path, store: Store, config: NodeConfig) -> None:
-    tls = tls_contexts_of(home, config)
-    meter = Meter() if config.metrics is not None else None
-    node = Node(settings_with_tls(config, tls), state=store, meter=meter, pool=store.pool_feed())
-    try:
-        bound = await node.start()
-        if not bound:
-            raise TransportError("no listener could start (see the warnings above)")
-    except TransportError:
-        await node.stop(grace=0)
-        raise
-    # Only a configuration that started is the running one: a failed start keeps the
-    # restart pending.
-    store.promote(config)
-    loop = asyncio.get_running_loop()
-    stopping = asyncio.Event()
-    started = time.time()
-    listening = ", ".join(f"{transport} {host}:{port}" for transport, (host, port) in bound.items())
-
-    def write_status(reload: dict[str, Any] | None = None) -> None:
-        status = {
-            "pid": os.getpid(),
-            "fqdn": config.identity.fqdn,
-            "role": config.role.value,
-            "listeners": {transport: list(address) for transport, address in bound.items()},
-            "started": started,
-            "reload": reload,
-        }
-        temporary = home / f".{STATUS_FILE}.tmp"
-        temporary.write_text(json.dumps(status))
-        temporary.replace(home / STATUS_FILE)
-
-    def reload() -> dict[str, Any] | Refused:
-        systemd.notify(systemd.reloading())
-        result = reload_staged(home, node, store, tls)
-        reason = result.reason if isinstance(result, Refused) else None
-        applied = [] if isinstance(result, Refused) else result["applied"]
-        if reason is None:
-            logging.getLogger(__name__).info("reloaded the staged configuration")
-        else:
-            logging.getLogger(__name__).warning("reload refused: %s", reason)
-        outcome = {"ok": reason is None, "reason": reason, "applied": applied}
-        write_status({**outcome, "at": time.time()})
-        refused = "" if reason is None else f"; reload refused: {reason}"
-        systemd.notify(f"READY=1\nSTATUS=listening on {listening}{refused}")
-        return result
-
-    control = NodeControl(home, node, started, reload)
-    control_server = ControlServer(home, control)
-
-    metrics = None
-    if meter is not None and config.metrics is not None:
-        from intrafed.node_metrics import serve_metrics  # prometheus_client only when on
-
-        metrics = await serve_metrics(node, meter, config.metrics)
-    loop.add_signal_handler(signal.SIGTERM, stopping.set)
-    loop.add_signal_handler(signal.SIGINT, stopping.set)
-    loop.add_signal_handler(signal.SIGHUP, reload)
-    write_status()
-    logging.getLogger(__name__).info(
-        "%s listening on %s",
-        config.identity.fqdn,
-        listening,
-        extra={"node": config.identity.fqdn, "listeners": bound},
-    )
-    await control_server.start()
-    console = ConsoleBesideNode.start(home)
-    systemd.notify(f"READY=1\nSTATUS=listening on {listening}")
-    probing = loop.create_task(_log_probe_failures(home))
-    await stopping.wait()
-    probing.cancel()
-    if console is not None:
-        await asyncio.to_thread(console.stop)
-    await control_server.close()
-    if metrics is not None:
-        await metrics.close()
-    control.close()
-    systemd.notify("STOPPING=1\nSTATUS=finishing pending transactions")
-    logging.getLogger(__name__).info("stopping: finishing pending transactions")
-    await node.stop(grace=STOP_GRACE)
-    (home / STATUS_FILE).unlink(missing_ok=True)
-
-
-def _log_check_errors(home: Path) -> None:
-    """Log each error of the node's own static check once, with its fix; the node starts
-    all the same."""
-    logger = logging.getLogger(__name__)
-    try:
-        report = check_homes(home)
-    except (ConfigError, PkiError, OSError) as exc:
-        logger.warning("intrafed check could not run: %s", exc)
-        return
-    for finding in report.errors:
-        logger.error("check %s: %s — fix: %s", finding.rule.id, finding.message, finding.fix_text)
-
-
-async def _log_probe_failures(home: Path) -> None:
-    """Once the node is up (and the peer had a moment to start too), probe the routes
-    and log each failure once, in the probe's words, with its fix."""
-    logger = logging.getLogger(__name__)
-    await asyncio.sleep(STARTUP_PROBE_DELAY)
-    try:
-        report = await probe_home(home)
-    except (ConfigError, PkiError, OSError) as exc:
-        logger.warning("intrafed probe could not run: %s", exc)
-        return
-    for result in report.failures():
-        logger.error(
-            "probe %s %s: %s — fix: %s", result.check, result.target, result.message, result.fix
-        )
-    if report.ok:
-        logger.info("probe: every route, handshake and OPTIONS round trip passed")
-
-
-@click.command("serve")
-@home_option()
-@logs.log_options
-@click.option(
-    "--log-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Append the log to this file (opened again once logrotate moves it) instead of stderr.",
-)
-def serve_command(home: Path, log_level: str, log_format: str, log_file: Path | None) -> None:
-    """Run the node in the foreground with the staged configuration (which becomes the
-    running one). SIGTERM or Ctrl-C stops it gracefully; SIGHUP reloads. Under systemd
-    (intrafed service unit) it reports readiness, reloads and stopping to the manager, and
-    logs to the journal without timestamps of its own."""
-    logs.configure(log_level, log_format, log_file)
-
-    def fatal(message: str, code: int) -> NoReturn:
-        if log_file is None:
-            fail(message, code)
-        logging.getLogger(__name__).critical(message)  # the last line the starter reads
-        sys.exit(code)
-
-    try:
-        store = open_store(home)
-    except ConfigError as exc:
-        fatal(str(exc), 2)
-    try:
-        lock = HomeLock(home)
-    except HomeInUseError as exc:
-        fatal(f"{exc}: stop it first (intrafed service stop --home {home})", 1)
-    try:
-        config = store.load("staged")
-        _log_check_errors(home)
-        eventloop.run(_serve(home, store, config))
-    except ConfigError as exc:
-        fatal(str(exc), 2)
-    except (OSError, TransportError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        fatal(
-            f"cannot start the node: {reason} — free the port or change the connection or "
-            "listener (intrafed config show); the staged configuration stays pending",
-            1,
-        )
-    finally:
-        lock.release()
 
 
 # -- service ---------------------------------------------------------------------------
@@ -256,13 +73,24 @@ def _state(home: Path) -> dict[str, Any]:
     """What every service command prints under --json: whether the node runs (pid,
     listeners), how the staged configuration differs from the running one, and the
     outcome of the last reload."""
-    with open_store(home) as store:
-        running, staged = store.load("running"), store.load("staged")
-        members = store.members_pending() if staged.identity.pool is not None else {}
+    database = None
+    try:
+        with open_store(home) as store:
+            running, staged = store.load("running"), store.load("staged")
+            members = store.members_pending() if staged.identity.pool is not None else {}
+    except ConfigError as exc:
+        last = remembered.remembered(home)
+        if last is None:
+            raise
+        running = staged = last  # what it would start with; pending changes are unknown
+        members = {}
+        database = exc.message
     pending = changes(running, staged)
     pid = _running_pid(home)
-    status = _read_status(home) if pid is not None else None
+    status = read_status(home) if pid is not None else None
     return {
+        "degraded": status.get("degraded") if status else None,
+        "database_unreachable": database,
         "status": "running" if pid is not None else "stopped",
         "running": pid is not None,
         "pid": pid,
@@ -295,7 +123,7 @@ def _start(home: Path, log_level: str, log_format: str) -> dict[str, Any]:
     (home / PID_FILE).write_text(f"{process.pid}\n")
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
-        status = _read_status(home)
+        status = read_status(home)
         if status is not None and status.get("pid") == process.pid:
             break
         if process.poll() is not None:
@@ -312,7 +140,8 @@ def _start(home: Path, log_level: str, log_format: str) -> dict[str, Any]:
 
 def _started(state: dict[str, Any]) -> str:
     listeners = ", ".join(f"{t} {a[0]}:{a[1]}" for t, a in state["listeners"].items())
-    return f"started {state['node']} (pid {state['pid']}): {listeners or 'no listeners'}"
+    degraded = f"; degraded: {state['degraded']}" if state["degraded"] else ""
+    return f"started {state['node']} (pid {state['pid']}): {listeners or 'no listeners'}{degraded}"
 
 
 def _stop(home: Path, pid: int, timeout: float) -> bool:
@@ -346,7 +175,7 @@ _JSON_HELP = "Print one JSON object: the node's status after the command (see se
 def start_command(home: Path, log_level: str, log_format: str, as_json: bool) -> None:
     """Start the node in the background (the staged configuration becomes running). It
     logs to HOME/intrafed.log, opened again when logrotate moves it."""
-    _open(home).close()
+    _check_store(home)
     pid = _running_pid(home)
     if pid is not None:
         fail(f"already running (pid {pid}); use intrafed service restart to apply changes", 1)
@@ -375,12 +204,51 @@ def stop_command(home: Path, timeout: float, as_json: bool) -> None:
 def restart_command(
     home: Path, timeout: float, log_level: str, log_format: str, as_json: bool
 ) -> None:
-    """Graceful stop, then start with the staged configuration."""
-    _open(home).close()
+    """Start a new process with the staged configuration that takes over the listening
+    sockets; once it serves, the old one stops accepting, finishes its transactions and
+    connections (up to the stop grace) and exits: no request is refused or lost. A node
+    that cannot hand over (or whose listener changes need a port freed) is stopped
+    gracefully, then started."""
+    _check_store(home)
     pid = _running_pid(home)
+    if pid is not None and (read_status(home) or {}).get("handover") and not _rebinds(home):
+        state = _hand_over(home, pid)
+        done(as_json, {**state, "stopped_pid": pid, "killed": False}, [_started(state)])
+        return
     killed = _stop(home, pid, timeout) if pid is not None else False
     state = _start(home, log_level, log_format)
     done(as_json, {**state, "stopped_pid": pid, "killed": killed}, [_started(state)])
+
+
+def _rebinds(home: Path) -> bool:
+    """Whether the staged listeners need a port the running ones hold in another way (an
+    address or transport changed): only a stop frees it for the new process."""
+    try:
+        with open_store(home) as store:
+            running, staged = store.load("running"), store.load("staged")
+    except ConfigError:
+        return False  # the database is away: the node restarts on what it ran
+    held = listener_specs(running)
+    return any(s.port == h.port and s not in held for s in listener_specs(staged) for h in held)
+
+
+def _hand_over(home: Path, pid: int) -> dict[str, Any]:
+    """Ask the node ``pid`` to hand over to a new process; its status once that serves."""
+    before = (read_status(home) or {}).get("restart")
+    os.kill(pid, signal.SIGUSR2)
+    deadline = time.monotonic() + START_TIMEOUT + 5
+    while True:
+        if time.monotonic() > deadline:
+            fail(f"no new process served within {START_TIMEOUT + 5:g} s; see {home / LOG_FILE}", 1)
+        status = read_status(home) or {}
+        serving = _running_pid(home)
+        if serving not in (None, pid) and status.get("pid") == serving:
+            return _state(home)
+        restart = status.get("restart")
+        if status.get("pid") == pid and restart and restart != before:
+            reason = f"{restart['reason']} (see {home / LOG_FILE})"
+            fail(f"not restarted: {reason}; pid {pid} serves on", 1)
+        time.sleep(0.05)
 
 
 @service_group.command("reload")
@@ -395,11 +263,11 @@ def reload_command(home: Path, as_json: bool) -> None:
     pid = _running_pid(home)
     if pid is None:
         fail("not running", 1)
-    previous = (_read_status(home) or {}).get("reload")
+    previous = (read_status(home) or {}).get("reload")
     os.kill(pid, signal.SIGHUP)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        reload = (_read_status(home) or {}).get("reload")
+        reload = (read_status(home) or {}).get("reload")
         if reload and reload != previous:
             state = {**_state(home), "reload": reload}
             if reload["ok"]:
@@ -474,11 +342,14 @@ def unit_command(
     "Print one JSON object: status (running or stopped), pid, uptime_seconds, listeners, "
     "live (the running node's own status and counts, when it answers), staged_is_running, "
     "apply (reload or restart), pending_changes, last_reload, pool (the Enterprise pool or "
-    "IM&P cluster, or null), members_behind (its members that run an older configuration)."
+    "IM&P cluster, or null), members_behind (its members that run an older configuration), "
+    "degraded (why a running node refuses writes: its database is away), "
+    "database_unreachable."
 )
 def status_command(home: Path, as_json: bool) -> None:
     """Whether the node runs (since when, with how many registrations, subscriptions and
-    connections), where it listens, and whether a reload or restart is pending.
+    connections) or runs degraded (and why), where it listens, and whether a reload or
+    restart is pending.
 
     \b
     Exit status (the LSB and systemctl convention):
@@ -490,13 +361,16 @@ def status_command(home: Path, as_json: bool) -> None:
         state = _state(home)
     except (ConfigError, OSError) as exc:
         fail(str(exc) if isinstance(exc, ConfigError) else f"{home}: {exc.strerror or exc}", 1)
-    started = (_read_status(home) or {}).get("started") if state["running"] else None
+    started = (read_status(home) or {}).get("started") if state["running"] else None
     state["uptime_seconds"] = round(time.time() - started) if started else None
     state["live"] = _live_status(home) if state["running"] else None
     if as_json:
         done(as_json, state, [])
     else:
-        if state["running"]:
+        if state["running"] and state["degraded"]:
+            up = f", up {_duration(state['uptime_seconds'])}" if started else ""
+            echo(("degraded", "bold yellow"), f" (pid {state['pid']}{up}): {state['degraded']}")
+        elif state["running"]:
             up = f", up {_duration(state['uptime_seconds'])}" if started else ""
             echo(("running", "bold green"), f" (pid {state['pid']}{up})")
         else:

@@ -138,12 +138,18 @@ class NodeCore:
             also_known_as=frozenset((settings.address, port) for _, port in bound.values()),
         )
         self.router.is_ours = self.proxy.is_ours
+        self._probe_at = self.router.hops.next_due(self._probe_hops, now)
+        self.restored(restored, now)
+
+    def restored(self, restored: Iterable[str], now: float) -> None:
+        """The registrar and presence agent were restored from the store (``restored``:
+        the users with stored bindings): every watcher learns the current state."""
+        self._now = self.router.now = now
         wall = self._clock.wall()
         for aor in restored:
             self.router.registration_changed(aor, wall)
         # renotify_all tells every watcher: the NOTIFYs of registration_changed are not needed.
         self._outbox[:] = self.presence.renotify_all(wall)
-        self._probe_at = self.router.hops.next_due(self._probe_hops, now)
         self._pump(now)
 
     def reload(self, settings: CoreSettings, now: float) -> None:

@@ -21,17 +21,41 @@ from intrafed.store.sqlite import LOCATOR, SqliteStore, database_path, home_cont
 from intrafed.store.urls import is_postgresql
 
 
+def _url(home: Path) -> str | None:
+    locator = home / LOCATOR
+    return locator.read_text().strip() if locator.exists() else None
+
+
+def on_postgresql(home: Path) -> bool:
+    """Whether the node at ``home`` keeps its store in PostgreSQL (a database that may be
+    away while the node runs)."""
+    url = _url(home)
+    return url is not None and is_postgresql(url)
+
+
 def open_store(home: Path) -> Store:
     """The store of the node at ``home``: the database its ``store.url`` names (a
     ``sqlite:///PATH`` or ``postgresql://`` URL), else ``HOME/intrafed.db``. ``ConfigError``
     when ``home`` was never initialized or names a database this version cannot use."""
     locator = home / LOCATOR
-    url = locator.read_text().strip() if locator.exists() else None
+    url = _url(home)
     if url is not None and is_postgresql(url):
         from intrafed.store.postgres import PostgresStore  # psycopg only when used
 
         return PostgresStore.open(home, url)
     return SqliteStore.open(home, database_path(home, url, str(locator)))
+
+
+def open_unreachable_store(home: Path, node: NodeIdentity, why: str) -> Store | None:
+    """The store of ``home`` (of ``node``) whose PostgreSQL database cannot be
+    reached now (``why``): it connects in the background and fails every operation
+    (``StoreError``) until then. None when the home's store is not PostgreSQL."""
+    url = _url(home)
+    if url is None or not is_postgresql(url):
+        return None
+    from intrafed.store.postgres import PostgresStore
+
+    return PostgresStore.unreachable(home, url, node, why)
 
 
 def create_store(home: Path, identity: NodeIdentity, url: str | None = None) -> Store:
@@ -78,6 +102,8 @@ __all__ = [
     "create_store",
     "home_containing",
     "load_staged",
+    "on_postgresql",
     "open_database",
     "open_store",
+    "open_unreachable_store",
 ]

@@ -25,11 +25,15 @@ StagedEdit = Callable[[NodeConfig], NodeConfig]
 class StoreError(ConfigError):
     """A write to the store failed (disk full, read-only, I/O error, busy) and nothing of it
     was stored. ``reason`` is the database's words alone (a SIP Warning may carry them; the
-    message names the store, for the administrator)."""
+    message names the store, for the administrator). ``unavailable``: the database could
+    take no write at all (down, hung, read-only), not merely refused these rows."""
 
-    def __init__(self, setting: str, message: str, fix: str, reason: str) -> None:
+    def __init__(
+        self, setting: str, message: str, fix: str, reason: str, unavailable: bool = False
+    ) -> None:
         super().__init__(setting, message, fix)
         self.reason = reason
+        self.unavailable = unavailable
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -30,15 +30,16 @@ class HomeInUseError(Exception):
 class HomeLock:
     """The lock of a home, held by the running node until ``release``."""
 
-    def __init__(self, home: Path) -> None:
-        """Take the lock and write our pid in it; ``HomeInUseError`` when another node holds it."""
+    def __init__(self, home: Path, attempts: int = ACQUIRE_ATTEMPTS) -> None:
+        """Take the lock and write our pid in it; ``HomeInUseError`` when another node holds
+        it (after ``attempts`` tries, ``ACQUIRE_PAUSE`` apart)."""
         fd = os.open(home / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-        for attempt in range(ACQUIRE_ATTEMPTS):
+        for attempt in range(attempts):
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                if attempt + 1 == ACQUIRE_ATTEMPTS:
+                if attempt + 1 == attempts:
                     pid = _pid_in(fd)
                     os.close(fd)
                     raise HomeInUseError(home, pid) from None
@@ -53,6 +54,24 @@ class HomeLock:
             os.ftruncate(self._fd, 0)
             os.close(self._fd)
             self._fd = None
+
+
+class ServingLock:
+    """The home's lock as the serving process holds it: taken at start (by a successor,
+    once it serves), given up when the process stops or has handed over."""
+
+    def __init__(self, home: Path) -> None:
+        self._home = home
+        self._lock: HomeLock | None = None
+
+    def take(self, attempts: int) -> None:
+        """``HomeInUseError`` when another node still holds it after ``attempts`` tries."""
+        self._lock = HomeLock(self._home, attempts)
+
+    def release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
 
 def holder(home: Path) -> int | None:

@@ -18,14 +18,13 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import astuple
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
-from psycopg.abc import PQGen
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.pq import TransactionStatus
 
@@ -51,18 +50,20 @@ from intrafed.store.pool_config import (
 )
 from intrafed.store.pool_feed import MIGRATIONS as FEED_MIGRATIONS
 from intrafed.store.pool_feed import PostgresPoolFeed
+from intrafed.store.postgres_link import Link
 from intrafed.store.sqlite import FILENAME, LOCATOR
 from intrafed.store.urls import masked
 
 WRITE_TIMEOUT = 1.0
 """Seconds a transaction may take before it fails: a write the database cannot take now
 is answered 503 at once, not when the client's transaction times out."""
+STATE_WRITE_TIMEOUT = 0.9
+"""Seconds a write of the node's state may take: its requests' 503 leaves within a second
+of their arrival, the hop to the writer thread included."""
 LOAD_TIMEOUT = 30.0
 """Seconds loading every stored row may take (at start, before any request waits)."""
 CONNECT_TIMEOUT = 2
 """Seconds a connection attempt may take (libpq's least); never on a request's path."""
-RECONNECT_INTERVAL = 0.5
-"""Seconds between attempts to connect again after the connection broke."""
 IDLE_IN_TRANSACTION_TIMEOUT = 10.0
 """Seconds the server waits for a client that vanished inside a transaction."""
 MEMBER_FILE = "store.member"
@@ -70,6 +71,9 @@ MEMBER_FILE = "store.member"
 MIGRATION_LOCK = 0x696E_7472
 """The advisory lock that lets one process at a time migrate the schema."""
 _OPEN = (TransactionStatus.INTRANS, TransactionStatus.INERROR)
+_UNAVAILABLE = (psycopg.OperationalError, psycopg.errors.ReadOnlySqlTransaction)
+"""Failures of the database rather than of the rows: down, timed out, cancelled, locked
+out, shutting down, a standby."""
 
 # Each entry moves the schema one version up; never edit an applied entry, append.
 MIGRATIONS = (
@@ -180,91 +184,28 @@ def application_name(member: str) -> str:
     return f"intrafed {member}".rstrip()[:63]
 
 
-_T = TypeVar("_T")
-
-
-class _Connection(psycopg.Connection[tuple[Any, ...]]):
-    """A connection whose every wait ends at ``deadline`` (``time.monotonic``): an
-    operation on a server that stopped answering fails instead of hanging the node."""
-
-    deadline = math.inf
-
-    def wait(self, gen: PQGen[_T], interval: float = 0.1, timeout: float | None = None) -> _T:
-        # Every statement, COMMIT and ROLLBACK of a psycopg connection waits through here.
-        if timeout is None and self.deadline < math.inf:
-            timeout = max(self.deadline - time.monotonic(), 0.0)
-        return super().wait(gen, interval, timeout)
-
-
-class _Link:
-    """The store's connection, made again in the background after it broke: an operation
-    never waits for a connection, it fails at once while there is none (``why``)."""
-
-    def __init__(self, conninfo: str, describe: Callable[[psycopg.Error], str]) -> None:
-        self._conninfo = conninfo
-        self._describe = describe
-        self._lock = threading.Lock()
-        self._closed = threading.Event()
-        self._reconnecting: threading.Thread | None = None
-        self.why = ""
-        self._connection: _Connection | None = _Connection.connect(conninfo, autocommit=True)
-
-    def get(self) -> _Connection | None:
-        """The connection, or None while there is none."""
-        return self._connection
-
-    def broke(self, connection: _Connection, why: str) -> None:
-        """``connection`` cannot be used again (``why``): drop it and connect anew."""
-        connection.close()
-        with self._lock:
-            if self._connection is connection:
-                self._connection = None
-                self.why = why
-            running = self._reconnecting is not None and self._reconnecting.is_alive()
-            if self._closed.is_set() or running:
-                return
-            self._reconnecting = threading.Thread(
-                target=self._reconnect, name="intrafed-store-reconnect", daemon=True
-            )
-            self._reconnecting.start()
-
-    def close(self) -> None:
-        """Close the connection and stop connecting."""
-        with self._lock:
-            self._closed.set()
-            connection, self._connection = self._connection, None
-            self.why = "the store is closed"
-        if connection is not None:
-            connection.close()
-
-    def _reconnect(self) -> None:
-        while not self._closed.wait(RECONNECT_INTERVAL):
-            try:
-                connection = _Connection.connect(self._conninfo, autocommit=True)
-            except psycopg.Error as exc:
-                self.why = self._describe(exc)
-                continue
-            with self._lock:
-                if not self._closed.is_set():
-                    self._connection = connection
-                    return
-            connection.close()
-            return
-
-
 class PostgresStore:
     """The store of one node in a PostgreSQL database (``store.base.Store``). Use it as a
     context manager (or call ``close()``)."""
 
-    def __init__(self, url: str, member: str | None, setting: str) -> None:
+    def __init__(self, url: str, member: str | None, setting: str, unreachable: str = "") -> None:
         """Connect to ``url`` and bring its schema up to date; ``member`` is the node whose
         rows these are (None: the one the database holds). ``setting`` names where the URL
-        came from, for messages."""
+        came from, for messages. With ``unreachable`` (why the database cannot be reached
+        now; ``member`` given), connect in the background, to a schema a start migrated."""
         self._url = url
         self._setting = setting
+        self._serial = threading.Lock()
+        """One transaction at a time on the one connection (the node's writer thread and
+        its event loop both use the store)."""
         conninfo, self._password = _conninfo(url, member or "", setting)
+        self._feedless = bool(unreachable)
+        if unreachable and member is not None:
+            self._link = Link(conninfo, self._detail, unreachable)
+            self.member = member
+            return
         try:
-            self._link = _Link(conninfo, self._detail)
+            self._link = Link(conninfo, self._detail)
         except psycopg.Error as exc:
             raise ConfigError(
                 setting,
@@ -280,6 +221,16 @@ class PostgresStore:
         except ConfigError:
             self.close()
             raise
+
+    @classmethod
+    def unreachable(cls, home: Path, url: str, node: NodeIdentity, why: str) -> PostgresStore:
+        """The store of the existing home ``home`` (of ``node``) while its database cannot
+        be reached (``why``): every operation fails (``StoreError``) until a connection
+        made in the background succeeds. It gives no pool feed: the node follows its pool
+        again once restarted."""
+        store = cls(url, node.fqdn, str(home / LOCATOR), unreachable=why)
+        store._member = Member(node.fqdn, node.pool)
+        return store
 
     @classmethod
     def open(cls, home: Path, url: str) -> PostgresStore:
@@ -398,16 +349,16 @@ class PostgresStore:
 
     def pool_feed(self) -> PostgresPoolFeed | None:
         """The events of the other members of this node's pool (None outside a pool)."""
-        if self._member.pool is None:
+        if self._member.pool is None or self._feedless:
             return None
         conninfo, _ = _conninfo(self._url, self.member, self._setting)
         return PostgresPoolFeed(conninfo, self._member, application_name(self.member))
 
     def write(self, changes: StateChanges) -> None:
-        """Store ``changes`` in one transaction within ``WRITE_TIMEOUT``; ``StoreError``
-        when that failed and nothing of it was stored."""
+        """Store ``changes`` in one transaction within ``STATE_WRITE_TIMEOUT``;
+        ``StoreError`` when that failed and nothing of it was stored."""
         member = self.member
-        with self._transaction(WRITE_TIMEOUT) as cursor:
+        with self._transaction(STATE_WRITE_TIMEOUT) as cursor:
             if changes.bindings:
                 # Only this member's: another member of the pool holds its own flows.
                 cursor.execute(
@@ -540,9 +491,15 @@ class PostgresStore:
     def _transaction(self, timeout: float) -> Iterator[psycopg.Cursor[Any]]:
         """A transaction that ends within ``timeout`` seconds; what fails in the database
         is a ``StoreError`` (and a connection left unusable is made again)."""
+        with self._serial:
+            yield from self._transaction_alone(timeout)
+
+    def _transaction_alone(self, timeout: float) -> Iterator[psycopg.Cursor[Any]]:
         connection = self._link.get()
         if connection is None:
-            raise self._failed(f"not connected: {self._link.why}", "the database cannot be reached")
+            raise self._failed(
+                f"not connected: {self._link.why}", "the database cannot be reached", True
+            )
         connection.deadline = time.monotonic() + timeout
         try:
             cursor = connection.cursor()
@@ -559,16 +516,18 @@ class PostgresStore:
             detail = self._detail(exc)
             if connection.broken or connection.pgconn.transaction_status != TransactionStatus.IDLE:
                 self._link.broke(connection, detail)
-            raise self._failed(detail, _reason(exc, timeout)) from None
+            unavailable = isinstance(exc, _UNAVAILABLE)
+            raise self._failed(detail, _reason(exc, timeout), unavailable) from None
         finally:
             connection.deadline = math.inf
 
-    def _failed(self, detail: str, reason: str) -> StoreError:
+    def _failed(self, detail: str, reason: str, unavailable: bool) -> StoreError:
         return StoreError(
             self._setting,
             f"PostgreSQL at {self.location} failed ({detail})",
             "check that PostgreSQL runs and answers, and that the database accepts writes",
             reason,
+            unavailable,
         )
 
     def _detail(self, error: psycopg.Error) -> str:

@@ -12,9 +12,10 @@ from intrafed.transport.flows import (
     PeerIdentity,
     TransportLimits,
 )
-from intrafed.transport.layer import Flow, TransportLayer
+from intrafed.transport.layer import DRAIN_IDLE_WAIT, Flow, TransportLayer
 
 __all__ = [
+    "DRAIN_IDLE_WAIT",
     "Destination",
     "Flow",
     "FlowId",

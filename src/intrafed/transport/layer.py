@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import socket
 import ssl
 from collections.abc import Callable
 
@@ -26,11 +27,14 @@ from intrafed.transport.pool import (
 )
 from intrafed.transport.tls import os_reason
 
-__all__ = ["MISSING_CLIENT_AUTH", "Flow", "TransportLayer"]
+__all__ = ["DRAIN_IDLE_WAIT", "MISSING_CLIENT_AUTH", "Flow", "TransportLayer"]
 
 _log = logging.getLogger(__name__)
 DEFAULT_LIMITS = TransportLimits()
 
+DRAIN_IDLE_WAIT = 1.0
+"""Seconds a drained layer waits for an instant with no transaction pending to close the
+connections clients keep open (then it closes them all the same)."""
 _IDLE_POLL = 0.05
 """Seconds between two calls of the ``idle`` callable during a graceful close."""
 _LINGER = 1.0
@@ -109,8 +113,12 @@ class TransportLayer:
         """Sockets open, those still in their TLS handshake included."""
         return len(self._pool.connections)
 
-    async def listen(self, spec: ListenerSpec) -> tuple[str, int]:
-        """Start a listener and return the (ip, port) it is bound to.
+    async def listen(
+        self, spec: ListenerSpec, inherited: socket.socket | None = None
+    ) -> tuple[str, int]:
+        """Start a listener and return the (ip, port) it is bound to; with ``inherited``,
+        accept on that listening socket (handed over by the process this one replaces)
+        instead of binding a new one.
 
         TLS and MTLS listeners accept TCP and then run the handshake themselves, so every
         failed handshake is logged with the peer and the reason.
@@ -126,20 +134,24 @@ class TransportLayer:
             if spec.transport == "MTLS" and tls.verify_mode != ssl.CERT_REQUIRED:
                 raise ValueError("the MTLS context must require client certificates")
         loop = asyncio.get_running_loop()
-        try:
-            server = await loop.create_server(
-                # The context is looked up per connection, so use_contexts() applies to
-                # the next one while live flows keep theirs.
-                lambda: Connection(
-                    self._pool,
-                    spec.transport,
-                    inbound=True,
-                    tls=self._server_contexts.get(spec.transport),
-                ),
-                spec.bind_address,
-                spec.port,
-                backlog=1024,
+
+        def accept() -> Connection:
+            # The context is looked up per connection, so use_contexts() applies to the
+            # next one while live flows keep theirs.
+            return Connection(
+                self._pool,
+                spec.transport,
+                inbound=True,
+                tls=self._server_contexts.get(spec.transport),
             )
+
+        try:
+            if inherited is not None:
+                server = await loop.create_server(accept, sock=inherited, backlog=1024)
+            else:
+                server = await loop.create_server(
+                    accept, spec.bind_address, spec.port, backlog=1024
+                )
         except OSError as exc:
             where = address_text((spec.bind_address, spec.port))
             raise TransportError(
@@ -150,6 +162,36 @@ class TransportLayer:
         self._servers.append((spec, bound, server))
         _log.info("listening on %s (%s)", address_text(bound), spec.transport)
         return bound
+
+    def listening_fds(self) -> list[tuple[ListenerSpec, int]]:
+        """Every listener's socket descriptor, to hand to a process that takes over (it
+        accepts from the same queue: no connection waiting there is lost)."""
+        return [
+            (spec, sock.fileno())
+            for spec, _bound, server in self._servers
+            for sock in server.sockets
+        ]
+
+    async def drain(self, grace: float, idle: Callable[[], bool]) -> None:
+        """Another process accepts from now on: close the listeners, serve the open
+        connections until ``idle`` (no transaction pending) and their clients closed them,
+        for up to ``grace`` s; then close the connections clients keep open at an instant
+        when ``idle`` (no request of theirs is dropped; each connects again, to the new
+        process), waiting for one up to ``DRAIN_IDLE_WAIT`` s."""
+        for _spec, _bound, server in self._servers:
+            server.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while loop.time() < deadline and not (
+            idle() and all(flow.outbound for flow in self.open_flows())
+        ):
+            await asyncio.sleep(_IDLE_POLL)
+        deadline = loop.time() + DRAIN_IDLE_WAIT
+        while loop.time() < deadline and not idle():
+            await asyncio.sleep(_IDLE_POLL)
+        for flow in self.open_flows():
+            if not flow.outbound:
+                flow.close("handed over to the new process")
 
     def pooled(self, destination: Destination) -> Flow | None:
         """An open flow to ``destination`` (pooled, or an alias), without connecting."""
