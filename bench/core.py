@@ -125,7 +125,7 @@ def relay(fed: Federation, count: int) -> None:
     fed.bob.inbox.clear()
 
 
-def warmed_federation() -> Federation:
+def warmed_federation(metered: bool = False) -> Federation:
     """The seed's federation, registered, with ``WARM_UP`` messages relayed. bob stands
     for many users: the client rate class gets the server class's limits, as in
     ``bench.federation``."""
@@ -137,7 +137,8 @@ def warmed_federation() -> Federation:
         )
         for config in (imp_config(), ocs_config())
     )
-    fed = registered(*configs)
+    imp, ocs = configs
+    fed = registered(imp, ocs, metered)
     answer = fed.bob.call(message(fed.bob, "alice@example.com"), fed.ocs, fed.imp)
     if answer.status != 200:
         raise RuntimeError(f"the first MESSAGE got {answer.status} {answer.reason}")
@@ -171,11 +172,11 @@ def core_share(clock: CoreClock, cost: float, count: int) -> float:
     return max(clock.seconds - clock.calls * cost, 0.0) / count * 1e6
 
 
-def measure(count: int, runs: int) -> Figures:
-    """The minimum over ``runs`` of each figure."""
-    fed = warmed_federation()
+def measure(count: int, runs: int, metered: bool = False) -> Figures:
+    """The minimum over ``runs`` of each figure (``metered``: the cores count for metrics)."""
+    fed = warmed_federation(metered)
     total = min(cpu_per_message(fed, count) for _ in range(runs)) * 1e6
-    timed_fed = warmed_federation()
+    timed_fed = warmed_federation(metered)
     clocks = time_core(timed_fed.ocs), time_core(timed_fed.imp)
     cost = timer_cost()
     shares: list[tuple[float, float]] = []
@@ -220,10 +221,14 @@ def main() -> int:
     arguments.add_argument(
         "--profile", metavar="PATH", help="also write a cProfile of one run to PATH"
     )
+    arguments.add_argument(
+        "--metrics", action="store_true", help="the cores count for metrics, as with metrics on"
+    )
     options = arguments.parse_args()
     if options.messages < 1 or options.runs < 1:
         arguments.error("--messages and --runs must be at least 1")
-    print(report(measure(options.messages, options.runs), options.messages, options.runs))
+    figures = measure(options.messages, options.runs, options.metrics)
+    print(report(figures, options.messages, options.runs))
     if options.profile:
         print(profile(options.messages, options.profile))
     return 0

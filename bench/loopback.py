@@ -24,6 +24,7 @@ from intrafed.config.model import (
     StaticRoute,
 )
 from intrafed.core import Action, Alias, Connect, LogEvent, NodeCore, Peer, Persist, Send
+from intrafed.core.meter import Meter
 from intrafed.core.node_core import Schedule, Settle
 from intrafed.node import settings_from_config
 from intrafed.services.presence import PresenceAgent
@@ -98,8 +99,10 @@ class End:
 class Network:
     """The wire between partitions and clients: bytes in flight, delivered in order."""
 
-    def __init__(self, clock: FakeClock) -> None:
+    def __init__(self, clock: FakeClock, metered: bool = False) -> None:
         self.clock = clock
+        self.metered = metered
+        """Whether the cores count for metrics (as a node whose metrics are on)."""
         self.partitions: dict[str, Partition] = {}
         self.wire: deque[tuple[End, bytes]] = deque()
         self._ports = itertools.count(40_000)
@@ -153,7 +156,8 @@ class Partition:
         self.pool: dict[tuple[str, str, int, str | None], End] = {}
         self.aliases: dict[tuple[str, str, int], End] = {}
         self.log: list[str] = []
-        self.core = NodeCore(settings_from_config(config), network.clock, self._writes)
+        meter = Meter() if network.metered else None
+        self.core = NodeCore(settings_from_config(config), network.clock, self._writes, meter)
         network.partitions[self.ip] = self
         bound = {kind: (self.ip, port) for kind, port in listeners.items()}
         self.core.start(bound, (), network.clock.now)
@@ -369,9 +373,11 @@ class Federation:
     others: list[Client] = field(default_factory=list)
 
 
-def federation(imp: NodeConfig | None = None, ocs: NodeConfig | None = None) -> Federation:
+def federation(
+    imp: NodeConfig | None = None, ocs: NodeConfig | None = None, metered: bool = False
+) -> Federation:
     clock = FakeClock()
-    network = Network(clock)
+    network = Network(clock, metered)
     imp_part = Partition(network, imp or imp_config(), {"TCP": TCP, "MTLS": MTLS, "TLS": IMP_TLS})
     ocs_part = Partition(network, ocs or ocs_config(), {"TCP": TCP, "MTLS": MTLS, "TLS": OCS_TLS})
     pump(ocs_part, imp_part, clock)
@@ -380,9 +386,12 @@ def federation(imp: NodeConfig | None = None, ocs: NodeConfig | None = None) -> 
     return Federation(clock, network, imp_part, ocs_part, alice, bob)
 
 
-def registered(imp: NodeConfig | None = None, ocs: NodeConfig | None = None) -> Federation:
-    """``federation(imp, ocs)`` with alice and bob registered at their home partitions."""
-    fed = federation(imp, ocs)
+def registered(
+    imp: NodeConfig | None = None, ocs: NodeConfig | None = None, metered: bool = False
+) -> Federation:
+    """``federation(imp, ocs, metered)`` with alice and bob registered at their home
+    partitions."""
+    fed = federation(imp, ocs, metered)
     for user in (fed.alice, fed.bob):
         answer = user.register(fed.ocs, fed.imp)
         if answer.status != 200:

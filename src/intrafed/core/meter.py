@@ -42,6 +42,9 @@ METHODS = frozenset(
 )
 """Methods counted by name; any other is counted as ``other``."""
 STATUS_CLASSES = ("other", "1xx", "2xx", "3xx", "4xx", "5xx", "6xx")
+_CLASSES = (*STATUS_CLASSES, *("other",) * 4)
+"""By ``status // 100`` for any status a parsed or built message can have (100-999)."""
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 """Upper bounds (seconds) of the transaction latency histogram's buckets (+Inf is implied)."""
 
@@ -139,7 +142,7 @@ class MeteredTransactions(TransactionLayer):
         method = response.cseq.method
         party = self._parties.get(flow) or self._party(flow)
         method = method if method in METHODS else "other"
-        self._meter.responses["in", method, status_class(status), party] += 1
+        self._meter.responses["in", method, _CLASSES[status // 100], party] += 1
         events = self._events
         queued = len(events)
         TransactionLayer.receive_response(self, response, flow, now)
@@ -155,7 +158,10 @@ class MeteredTransactions(TransactionLayer):
 
     def send_request(self, request: Request, target: Target, now: float) -> ClientKey:
         key = TransactionLayer.send_request(self, request, target, now)
-        method, party = method_label(request.method), self._party(target)
+        method = request.method
+        if method not in METHODS:
+            method = "other"
+        party = self._party(target)
         meter = self._meter
         meter.requests["out", method, party] += 1
         started = self._started
@@ -177,7 +183,7 @@ class MeteredTransactions(TransactionLayer):
         party = self._party(transaction.target) if transaction is not None else OTHER
         method = response.cseq.method
         method = method if method in METHODS else "other"
-        self._meter.responses["out", method, status_class(response.status), party] += 1
+        self._meter.responses["out", method, _CLASSES[response.status // 100], party] += 1
 
     def send_stateless(self, target: Target, message: Request | Response) -> None:
         TransactionLayer.send_stateless(self, target, message)
