@@ -6,115 +6,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
-
-import psycopg
 
 from intrafed.check.deployment import SeedNode
-from intrafed.check.pool_deployment import PoolDeployment, build_pool_deployment
-from intrafed.config import edits
-from intrafed.config.model import Role, StaticRoute
 from intrafed.node import Node
-from intrafed.pki import KeyType
 from intrafed.sip.pidf import PresenceState
 from intrafed.store import open_store
-from intrafed.ua import PresenceNotified, Reply, SipError, UaError, UaSettings, UserAgent
-from tests.check.mistakes import intrafed
-from tests.integration.federation import free_base_port
+from tests.store import pool_load
+from tests.store.pool_load import Load, agent, pager, rows, seen, shown_by, toggling
 from tests.store.postgres import Database
 from tests.store.test_pool_deployment import listening
 
-FE_IPS, IMP_IP = ("127.0.35.31", "127.0.35.32"), "127.0.35.33"
-# Who is homed where, and the member (fe1, fe2 or imp1) and source address of its client.
-USERS = {
-    "alice@example.com": (Role.IMP, "imp1", "127.0.35.41"),
-    "dave@example.com": (Role.IMP, "imp1", "127.0.35.42"),
-    "bob@example.com": (Role.OCS, "fe1", "127.0.35.43"),
-    "carol@example.com": (Role.OCS, "fe2", "127.0.35.44"),
-}
+SUBNET = "127.0.35"
+USERS = pool_load.homes(SUBNET)
 BOB_AT_FE2 = "127.0.35.45"
-LOAD_PAUSE = 0.05
-"""Seconds between two requests of one load loop."""
 CONVERGED_WITHIN = 30.0
-
-
-def build(root: Path, ocs_db: Database) -> PoolDeployment:
-    """The pool, and imp1 routing example.com to fe1 and, while it is unreachable, to fe2."""
-    deployment = build_pool_deployment(
-        root,
-        ocs_db=ocs_db.url,
-        imp_db=None,
-        front_end_ips=FE_IPS,
-        imp_ips=(IMP_IP,),
-        base_port=free_base_port([*FE_IPS, IMP_IP]),
-        users=[(aor, role) for aor, (role, _, _) in USERS.items()],
-        key_type=KeyType.EC_P256,
-    )
-    fe2 = deployment.front_ends[1]
-    failover = StaticRoute("example.com", "TLS", fe2.tls_port, fqdn=fe2.fqdn, priority=2)
-    with open_store(deployment.imp_nodes[0].home) as store:
-        store.stage(lambda c: edits.add_route(c, failover))
-        store.promote()
-    return deployment
-
-
-def agent(deployment: PoolDeployment, aor: str, member: SeedNode, source_ip: str) -> UserAgent:
-    """``aor``'s client on TLS to ``member``'s client listener."""
-    return UserAgent(
-        UaSettings(
-            aor, (member.ip, member.client_tls_port), password=deployment.password(aor),
-            transport="tls", server_name=member.fqdn, ca_file=deployment.ca_certificate,
-            source_ip=source_ip, timeout=10,
-        )
-    )  # fmt: skip
-
-
-class Load:
-    """Bounded request loops; every request sent and its final outcome: the status of its
-    final response, ``transport error`` when the client library failed it because its
-    connection died, or ``no final response`` when none came within the client's timeout
-    (a failure)."""
-
-    def __init__(self) -> None:
-        self.sent = 0
-        self.outcomes: list[tuple[float, str, str]] = []
-        """(when, who, outcome)"""
-        self.stopping = asyncio.Event()
-
-    async def loop(self, who: str, request: Callable[[], Awaitable[Reply]], rounds: int) -> None:
-        """Send ``request()`` at most ``rounds`` times, until told to stop; stops early
-        when the client's connection is gone."""
-        for _ in range(rounds):
-            if self.stopping.is_set():
-                return
-            self.sent += 1
-            try:
-                outcome = str((await request()).status)
-            except SipError as exc:
-                # A failure response, or the library's local 408 when none came in time.
-                local = (exc.warning or "").startswith("no final response")
-                outcome = "no final response" if local else str(exc.status)
-            except UaError:
-                outcome = "transport error"
-            self.outcomes.append((time.monotonic(), who, outcome))
-            if outcome == "transport error":
-                return
-            await asyncio.sleep(LOAD_PAUSE)
-
-
-async def seen(agent: UserAgent, of: str, state: PresenceState, timeout: float) -> None:
-    """Wait (bounded) until a NOTIFY tells ``agent`` that ``of`` is in ``state``."""
-    async with asyncio.timeout(timeout):
-        while True:
-            event = await agent.next_event(PresenceNotified, timeout)
-            if event.presentity == of and event.state is state:
-                return
 
 
 @contextlib.asynccontextmanager
@@ -135,19 +45,6 @@ async def front_end_process(member: SeedNode) -> AsyncIterator[asyncio.subproces
             await process.wait()
 
 
-async def shown_by(member: SeedNode, what: str) -> list[dict[str, Any]]:
-    """``intrafed show WHAT --json`` of the running ``member`` (asked over its control
-    socket)."""
-    shown = await asyncio.to_thread(intrafed, "show", what, "--json", home=member.home)
-    listed: list[dict[str, Any]] = json.loads(shown)
-    return listed
-
-
-def rows(database: Database, query: str) -> set[tuple[str, ...]]:
-    with psycopg.connect(database.url) as connection:
-        return {tuple(str(value) for value in row) for row in connection.execute(query)}
-
-
 def test_a_front_end_killed_under_load_loses_no_request_registration_or_subscription(
     postgres: Database, tmp_path: Path
 ) -> None:
@@ -156,9 +53,8 @@ def test_a_front_end_killed_under_load_loses_no_request_registration_or_subscrip
     library's transport error (its final outcome: the request is not retried). No
     registration or subscription answered 2xx is lost, presence converges within 30 s of
     bob's client registering at fe2, and the load continues on fe2."""
-    deployment = build(tmp_path, postgres)
+    deployment = pool_load.build(tmp_path, postgres, SUBNET, USERS)
     (fe1, fe2), imp1 = deployment.front_ends, deployment.imp_nodes[0]
-    members = {"fe1": fe1, "fe2": fe2, "imp1": imp1}
     load = Load()
 
     async def scenario() -> float:
@@ -171,40 +67,10 @@ def test_a_front_end_killed_under_load_loses_no_request_registration_or_subscrip
             node = Node.from_home(imp1.home, store)
             await node.start()
             stack.push_async_callback(node.stop, 1.0)
-            agents = {
-                aor: await stack.enter_async_context(agent(deployment, aor, members[at], ip))
-                for aor, (_, at, ip) in USERS.items()
-            }
-            for each in agents.values():
-                assert (await each.register()).status == 200
-            alice, dave = agents["alice@example.com"], agents["dave@example.com"]
-            bob, carol = agents["bob@example.com"], agents["carol@example.com"]
-            await asyncio.sleep(1.0)  # the members hear of each other's registrations
-            # alice's subscriptions go imp1 -> fe1, which holds them; carol's is imp1's.
-            taken_over = []
-            for presentity in ("bob@example.com", "carol@example.com"):
-                taken_over.append(await alice.subscribe(presentity))
-                await seen(alice, presentity, PresenceState.AVAILABLE, 10)
-            await carol.subscribe("alice@example.com")
-            await seen(carol, "alice@example.com", PresenceState.AVAILABLE, 10)
-
-            def pager(sender: UserAgent, to: str) -> Callable[[], Awaitable[Reply]]:
-                return lambda: sender.message(to, "load")
-
-            def toggling(publisher: UserAgent) -> Callable[[], Awaitable[Reply]]:
-                states = iter([PresenceState.BUSY, PresenceState.AVAILABLE] * 1000)
-                return lambda: publisher.publish(next(states))
-
-            loops = [
-                load.loop("alice->bob", pager(alice, "bob@example.com"), 400),
-                load.loop("alice->carol", pager(alice, "carol@example.com"), 400),
-                load.loop("dave->bob", pager(dave, "bob@example.com"), 400),
-                load.loop("carol->alice", pager(carol, "alice@example.com"), 400),
-                load.loop("bob->dave", pager(bob, "dave@example.com"), 400),
-                load.loop("carol publishes", toggling(carol), 400),
-                load.loop("bob publishes", toggling(bob), 400),
-            ]
-            running = asyncio.gather(*loops)
+            agents = await pool_load.registered_clients(stack, deployment, USERS)
+            alice = agents["alice@example.com"]
+            taken_over = await pool_load.subscribed(agents)
+            running = pool_load.steady_load(load, agents, 400)
             await asyncio.sleep(2.0)
             fe1_process.kill()
             await fe1_process.wait()
