@@ -336,7 +336,7 @@ class Node:
             bound[spec.transport] = await self.transport.listen(spec, (inherited or {}).get(spec))
         if self._pool is not None:
             restored |= self._join_pool(self._pool, self._loop)
-        self.core.start(bound, restored, self._now())
+        self.core.start(bound, restored, self._now(), took_over=inherited is not None)
         self._run()
         return bound
 

@@ -18,15 +18,17 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from intrafed.core.actions import Action, Alias, Clock, Connect, LogEvent, Peer, Persist, Send
 from intrafed.core.meter import OTHER, Meter, MeteredTransactions, method_label
 from intrafed.core.pool_view import PoolView
-from intrafed.core.router import NodeRouter, Settlement, StateWrites
+from intrafed.core.router import CLIENTS_RETURN_WITHIN, NodeRouter, Settlement, StateWrites
 from intrafed.core.settings import CoreSettings
 from intrafed.routing.probe import Prober, hop_of
 from intrafed.services.delivery import notify_target
+from intrafed.services.held import Held
 from intrafed.services.presence import OutgoingNotify, PresenceAgent
 from intrafed.services.proxy import StatefulProxy
 from intrafed.services.registrar import Registrar
 from intrafed.sip import RemoteSipError, Request, Response, parse_message
 from intrafed.sip.addressing import alias_address, listeners_of, resolve, response_hop
+from intrafed.sip.decisions import AwaitRegistration, Decision
 from intrafed.sip.errors import FramingError, LocalSipError
 from intrafed.sip.responses import response_to_unparsable
 from intrafed.sip.transaction import (
@@ -120,12 +122,20 @@ class NodeCore:
         self._late_logged_at = -LATE_LOG_INTERVAL
 
     def start(
-        self, bound: Mapping[str, tuple[str, int]], restored: Iterable[str], now: float
+        self,
+        bound: Mapping[str, tuple[str, int]],
+        restored: Iterable[str],
+        now: float,
+        took_over: bool = False,
     ) -> None:
         """The listeners are bound (port per listener kind) and the registrar and presence
         agent restored (``restored``: the users with stored bindings): watchers learn the
-        current state at once, not at their next refresh (DESIGN §4)."""
+        current state at once, not at their next refresh (DESIGN §4). ``took_over``: the
+        listeners were handed over by a process of this node, whose clients connect
+        again (``NodeRouter.clients_return_until``)."""
         self._now = self.router.now = now
+        if took_over:
+            self.router.clients_return_until = now + CLIENTS_RETURN_WITHIN
         settings = self.settings
         listeners = listeners_of(bound, settings.address, settings.name)
         self.router.listeners = listeners
@@ -320,11 +330,27 @@ class NodeCore:
         for item in settled:
             for aor in item.registered:
                 self.router.registration_changed(aor, wall)
+                self._decide_again(self.proxy.held.take(aor) if self.proxy else [], now)
             self._outbox += item.notifies
             try:
                 self.transactions.send_response(server_key(item.request), item.response, now)
             except LocalSipError as exc:  # its connection closed meanwhile
                 self._log(logging.INFO, f"no answer to {item.request.method}: {exc}")
+
+    def _decide_again(self, held: Iterable[Held], now: float) -> None:
+        """Route again the requests held for a user who registered again (or whose wait
+        ended: they get the answer they were held from)."""
+        proxy = self.proxy
+        assert proxy is not None
+        for each in held:
+            decision: Decision = each.decision
+            if each.decision.until > now:
+                again = self.router.decide(each.request, each.event.flow)
+                if isinstance(again, AwaitRegistration):
+                    proxy.held.hold(each)
+                    continue
+                decision = again
+            proxy.carry_out(each.event, each.request, each.loop, decision, now)
 
     # -- time ----------------------------------------------------------------------------
 
@@ -343,6 +369,9 @@ class NodeCore:
         if other is not None and (deadline is None or other < deadline):
             deadline = other
         other = self._persist_at
+        if other is not None and (deadline is None or other < deadline):
+            deadline = other
+        other = self.proxy.held.deadline() if self.proxy is not None else None
         if other is not None and (deadline is None or other < deadline):
             deadline = other
         return deadline
@@ -369,6 +398,8 @@ class NodeCore:
         if self._probe_at is not None and self._probe_at <= now:
             self._prober.probe(self.transactions, self.settings.routes, now)
             self._probe_at = self.router.hops.next_due(self._probe_hops, now)
+        if self.proxy is not None:
+            self._decide_again(self.proxy.held.expired(now), now)
         self._pump(now)
 
     def _house_deadline(self) -> float | None:

@@ -32,7 +32,7 @@ from intrafed.policy import (
 from intrafed.policy.admission import Admission
 from intrafed.routing import HopHealth, Local, RoutingTables, ToPeer, decide
 from intrafed.routing.probe import hop_of
-from intrafed.services.delivery import dialog_target, to_bindings
+from intrafed.services.delivery import FLOW_FAILED, dialog_target, to_bindings
 from intrafed.services.presence import OutgoingNotify, PresenceAgent
 from intrafed.services.registrar import Registrar
 from intrafed.sip import RemoteSipError, Request, Response, SipUri, Uri, parse_uri
@@ -40,6 +40,7 @@ from intrafed.sip.addressing import Listener, choose_listener, listener_kind
 from intrafed.sip.decisions import (
     Accepted,
     Answer,
+    AwaitRegistration,
     Decision,
     Deferred,
     Fork,
@@ -55,6 +56,12 @@ ALLOWED_METHODS = (
     "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, MESSAGE, INFO, SUBSCRIBE, NOTIFY, PUBLISH"
 )
 PresenceChange = Callable[[], tuple[Response, list[OutgoingNotify]]]
+CLIENTS_RETURN_WITHIN = 15.0
+"""Seconds after taking over the listeners of a process of this node (which serves its
+connections until they are idle, at most ``serve.STOP_GRACE``) during which a request for
+a user whose connection that process had waits for the user to register again."""
+AWAIT_REGISTRATION = 3.0
+"""Seconds such a request waits at most."""
 
 
 class StateWrites(Protocol):
@@ -123,6 +130,9 @@ class NodeRouter:
         self.registered: set[str] = set()
         self.lapse_at: float | None = None
         """Wall time at or after which a registered user may have lapsed (early is fine)."""
+        self.clients_return_until = 0.0
+        """Until when (loop time) the clients of the process this one took over from
+        connect again (``AwaitRegistration``)."""
         self.meter: Meter | None = None
         """Counts authorization decisions and rate-limit refusals, when set."""
         self.pool = PoolView(None, None, tls=False)
@@ -336,7 +346,8 @@ class NodeRouter:
                 decision.aor, self.registrar.bindings(decision.aor, wall), self._flows.get
             )
             if peer is not None and self.pool.trust(peer):
-                return delivery  # relayed by another member: never onward
+                # Relayed by another member: never onward.
+                return self._await_client(decision.aor, delivery, wall)
             # Clients of the user held by other members of the pool get it too.
             relays = tuple(
                 Forward(member.hop)
@@ -344,7 +355,7 @@ class NodeRouter:
                 if member.hop is not None
             )
             if not relays:
-                return delivery
+                return self._await_client(decision.aor, delivery, wall)
             return Fork((*delivery.forwards, *relays) if isinstance(delivery, Fork) else relays)
         if isinstance(decision, ToPeer):
             hops = [hop_of(route) for route in decision.routes]
@@ -355,6 +366,19 @@ class NodeRouter:
                 return self.unavailable(request, "Next Hop Down", wait, rule)
             return Forward(usable[0], decision.request_uri, tuple(usable[1:]))
         return decision
+
+    def _await_client(self, aor: str, delivery: Decision, wall: float) -> Decision:
+        """``delivery``, or a wait for ``aor`` to register again when it failed for want
+        of a connection the process this one took over from had (a binding restored, no
+        flow yet) and that process's clients are still connecting again."""
+        if (
+            isinstance(delivery, Reject)
+            and delivery.status == FLOW_FAILED
+            and self.now < self.clients_return_until
+            and any(b.flow is None for b in self.registrar.bindings(aor, wall) if b.flow_bound)
+        ):
+            return AwaitRegistration(aor, self.now + AWAIT_REGISTRATION, delivery)
+        return delivery
 
     def explain(self, uri: Uri, source: str | None) -> dict[str, object]:
         """How a request for ``uri`` from ``source`` (an IP address, or an FQDN a peer's

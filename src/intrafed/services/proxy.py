@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Protocol
 
 from intrafed.policy.dialogs import RouteStamp
+from intrafed.services.held import Held, HeldRequests
+from intrafed.services.loop_detection import loop_hash
 from intrafed.sip.addressing import (
     Listener,
     choose_listener,
@@ -29,7 +31,16 @@ from intrafed.sip.addressing import (
     uri_address,
     via_address,
 )
-from intrafed.sip.decisions import Answer, Decision, Deferred, Fork, Forward, Reject, Verdict
+from intrafed.sip.decisions import (
+    Answer,
+    AwaitRegistration,
+    Decision,
+    Deferred,
+    Fork,
+    Forward,
+    Reject,
+    Verdict,
+)
 from intrafed.sip.errors import RemoteSipError
 from intrafed.sip.header_values import NameAddr, Via
 from intrafed.sip.headers import Headers
@@ -94,27 +105,6 @@ class Router(Protocol):
         ...
 
 
-def _loop_hash(request: Request, node: str) -> str:
-    """The loop-detection part of our branch (RFC 3261 §16.6 step 8): the fields that make
-    a request the same request, so a spiral (new Request-URI) is not a loop. From and To
-    are hashed as sent (tags included): the same request carries the same values, and
-    nothing needs parsing. The ``node`` name is hashed too: the next proxy, which sees
-    the same fields, finds no marker of its own in our Via and parses no Via for it."""
-    headers = request.headers
-    material = "\n".join(
-        (
-            node,
-            request.start_line(),
-            headers.get("from") or "",
-            headers.get("to") or "",
-            request.call_id,
-            str(request.cseq.number),
-            *headers.get_all("route"),
-        )
-    )
-    return hashlib.blake2s(material.encode("utf-8", "surrogateescape"), digest_size=6).hexdigest()
-
-
 @dataclass(slots=True)
 class _Branch:
     key: ClientKey
@@ -164,6 +154,8 @@ class StatefulProxy:
         self._counter = itertools.count(1)
         self.failovers: Counter[Target] = Counter()
         """Per next hop, how often a request to it went to the next alternative instead."""
+        self.held = HeldRequests()
+        """Requests waiting for their user to register again (``carry_out`` them then)."""
 
     def handle(self, event: TransactionEvent, now: float) -> None:
         """Act on one transaction event."""
@@ -268,7 +260,7 @@ class StatefulProxy:
             self._reject(key, request, 483, "Max-Forwards reached 0", now)
             return
         # §16.3 step 4: a Via of ours carrying this request's loop hash means a loop.
-        loop = _loop_hash(request, self.name)
+        loop = loop_hash(request, self.name)
         marker = f"{MAGIC_COOKIE}{loop}."
         # Only a request whose Via text carries our loop marker can be a loop: the Vias
         # are parsed just then.
@@ -312,6 +304,18 @@ class StatefulProxy:
             decision = target if isinstance(target, Reject) else Forward(target)
         else:
             decision = self._router.decide(request, event.flow)
+        if isinstance(decision, AwaitRegistration):
+            self.held.hold(Held(event, request, loop, decision))
+            return
+        self.carry_out(event, request, loop, decision, now)
+
+    def carry_out(
+        self, event: RequestReceived, request: Request, loop: str, decision: Decision, now: float
+    ) -> None:
+        """Answer or forward ``request`` (routed from ``event``) as ``decision`` says."""
+        key = event.transaction
+        if isinstance(decision, AwaitRegistration):
+            decision = decision.otherwise
         if isinstance(decision, Reject):
             self._reject(key, request, decision.status, decision.rule, now, decision.reason)
             return

@@ -67,7 +67,18 @@ class Deferred:
     registrar once the bindings are stored)."""
 
 
-Decision = Forward | Fork | Reject | Answer | Deferred
+@dataclass(frozen=True, slots=True)
+class AwaitRegistration:
+    """Hold the request until ``aor`` registers again, then decide again; answer with
+    ``otherwise`` at ``until`` (loop time) if it has not: the user's client was connected
+    to the process this one took over from, and connects again."""
+
+    aor: str
+    until: float
+    otherwise: Reject
+
+
+Decision = Forward | Fork | Reject | Answer | Deferred | AwaitRegistration
 """Where a request goes, or how it is answered."""
 Verdict = Accepted | Reject | Answer
 """Whether a request may proceed (authorization)."""

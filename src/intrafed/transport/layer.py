@@ -73,6 +73,8 @@ class TransportLayer:
         self._server_contexts = {"TLS": server_ssl, "MTLS": mtls_ssl}
         self._client_ssl = client_ssl
         self._connecting: dict[PoolKey, asyncio.Task[Flow]] = {}
+        self._handed_over = False
+        """Whether a process that took over the listeners serves all the flows now."""
         self._servers: list[tuple[ListenerSpec, tuple[str, int], asyncio.Server]] = []
 
     @property
@@ -173,25 +175,30 @@ class TransportLayer:
         ]
 
     async def drain(self, grace: float, idle: Callable[[], bool]) -> None:
-        """Another process accepts from now on: close the listeners, serve the open
-        connections until ``idle`` (no transaction pending) and their clients closed them,
-        for up to ``grace`` s; then close the connections clients keep open at an instant
-        when ``idle`` (no request of theirs is dropped; each connects again, to the new
-        process), waiting for one up to ``DRAIN_IDLE_WAIT`` s."""
+        """Another process accepts from now on: close the listeners, then close each
+        connection at an instant when ``idle`` (no transaction pending), as soon as it has
+        carried a message (each peer connects again, to the new process: a client, and a
+        peer that sends over a connection we opened); a connection whose peer has not
+        spoken yet is served until it does or closes, for up to ``grace`` s. Then close
+        what is left at an idle instant, waiting for one up to ``DRAIN_IDLE_WAIT`` s."""
         for _spec, _bound, server in self._servers:
             server.close()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
-        while loop.time() < deadline and not (
-            idle() and all(flow.outbound for flow in self.open_flows())
-        ):
+        while loop.time() < deadline and self.open_flows():
+            if idle():
+                for flow in self.open_flows():
+                    if flow.outbound or flow.read_at > 0:
+                        flow.close("handed over to the new process")
+                        # A NOTIFY or probe of this process now would open a connection
+                        # its peer sends requests back over, soon closed in turn.
+                        self._handed_over = True
             await asyncio.sleep(_IDLE_POLL)
         deadline = loop.time() + DRAIN_IDLE_WAIT
         while loop.time() < deadline and not idle():
             await asyncio.sleep(_IDLE_POLL)
         for flow in self.open_flows():
-            if not flow.outbound:
-                flow.close("handed over to the new process")
+            flow.close("handed over to the new process")
 
     def pooled(self, destination: Destination) -> Flow | None:
         """An open flow to ``destination`` (pooled, or an alias), without connecting."""
@@ -208,6 +215,8 @@ class TransportLayer:
             return flow
         if self._pool.shut:
             raise TransportError("the transport layer is shut down")
+        if self._handed_over:
+            raise TransportError("handed over to the new process: no new connection")
         key = (destination.transport, destination.host, destination.port, destination.server_name)
         task = self._connecting.get(key)
         if task is None:

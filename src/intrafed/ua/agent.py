@@ -57,7 +57,7 @@ from intrafed.ua.requests import (
     new_tag,
     sip_uri,
 )
-from intrafed.ua.settings import UaSettings, user_tls_context
+from intrafed.ua.settings import UaSettings, open_stream
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +88,8 @@ class UserAgent:
         self._read_task: asyncio.Task[None] | None = None
         self._local: LocalAddress | None = None
         self._pending: dict[ClientKey, asyncio.Future[Response]] = {}
+        self._unanswered: dict[ClientKey, Request] = {}
+        self._reconnecting: asyncio.Task[None] | None = None
         self._dialogs: dict[str, ImSession | Subscription] = {}
         self._events = EventQueue()
         self._cseq = secrets.randbelow(1000) + 1
@@ -108,35 +110,7 @@ class UserAgent:
     async def connect(self) -> None:
         """Open the connection (TLS verifies the node's certificate) and start reading."""
         settings = self.settings
-        host, port = settings.server
-        context: ssl.SSLContext | None = None
-        if settings.transport == "tls":
-            context = self._ssl or user_tls_context(settings.ca_file)
-        local = (settings.source_ip, 0) if settings.source_ip else None
-        try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(
-                    host,
-                    port,
-                    ssl=context,
-                    server_hostname=(settings.server_name or host) if context else None,
-                    local_addr=local,
-                ),
-                settings.timeout,
-            )
-        except ssl.SSLCertVerificationError as exc:
-            raise UaError(
-                f"TLS to {host}:{port}: the node's certificate is not trusted "
-                f"({exc.verify_message})"
-            ) from None
-        except ssl.SSLError as exc:
-            raise UaError(f"TLS to {host}:{port} failed: {exc.reason or exc}") from None
-        except TimeoutError:
-            raise UaError(
-                f"cannot connect to {host}:{port}: no answer in {settings.timeout} s"
-            ) from None
-        except OSError as exc:
-            raise UaError(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from None
+        reader, writer = await open_stream(settings, self._ssl)
         sockname = writer.get_extra_info("sockname")
         self._writer = writer
         self._local = LocalAddress(settings.transport, str(sockname[0]), int(sockname[1]))
@@ -145,6 +119,11 @@ class UserAgent:
 
     async def close(self) -> None:
         """Close the connection; requests still waiting fail with ``UaError``."""
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reconnecting
+            self._reconnecting = None
         if self._read_task is not None:
             self._read_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -404,6 +383,7 @@ class UserAgent:
         key = client_key(request)
         future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
         self._pending[key] = future
+        self._unanswered[key] = request
         try:
             self._write(request)
             response = await asyncio.wait_for(future, self.settings.timeout)
@@ -417,11 +397,14 @@ class UserAgent:
             ) from None
         finally:
             self._pending.pop(key, None)
+            self._unanswered.pop(key, None)
         if request.method == "INVITE" and response.status >= 300:
             self._write(ack_for(request, response))
         return response
 
     def _write(self, message: Request | Response) -> None:
+        if self._reconnecting is not None:
+            return  # a request goes out once connected again (``_unanswered``)
         closed_reason = self._events.closed_reason
         if self._writer is None or closed_reason is not None:
             raise UaError(closed_reason or "the user agent is not connected")
@@ -446,7 +429,35 @@ class UserAgent:
             reason = f"the node's stream cannot be framed: {exc}"
         except (OSError, ssl.SSLError) as exc:
             reason = f"the connection failed: {exc}"
+        else:
+            if self.settings.reconnect:
+                self._reconnecting = asyncio.create_task(self._connect_again())
+                return
         self._connection_lost(reason)
+
+    async def _connect_again(self) -> None:
+        """The node closed the connection with none of our requests read (it answers
+        each it reads before it closes): connect again, register the new contact in place
+        of the old one, send the unanswered requests again, and refresh the
+        subscriptions so that their NOTIFYs come over the new connection."""
+        old_contact, old_writer = self.contact, self._writer
+        if old_writer is not None:
+            old_writer.close()
+        try:
+            await self.connect()
+        except UaError as exc:
+            self._connection_lost(f"the node closed the connection; {exc}")
+            return
+        finally:
+            self._reconnecting = None
+        for request in list(self._unanswered.values()):
+            self._write(request)
+        with contextlib.suppress(UaError, SipError):
+            if self.registered:
+                await self._register(f"{self.contact}, {old_contact};expires=0", 3600)
+            for dialog_user in list(self._dialogs.values()):
+                if isinstance(dialog_user, Subscription) and dialog_user.dialog is not None:
+                    await dialog_user.refresh()
 
     def _on_frame(self, frame: bytes) -> None:
         try:
