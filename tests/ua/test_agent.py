@@ -334,3 +334,52 @@ def test_a_stale_challenge_is_answered_again_and_a_plain_one_is_not(
     assert len(set(nonces)) == len(nonces)
     assert [r.cseq.number for r in seen] == sorted({r.cseq.number for r in seen})
     assert len({r.call_id for r in seen}) == 1
+
+
+def test_a_client_told_to_reconnect_sends_again_what_a_closed_connection_left_unanswered() -> None:
+    """The node closes the connection with a MESSAGE unread (a restart hands its
+    listeners to a new process): the client connects again, registers its new contact in
+    place of the old one, and the MESSAGE is answered over the new connection."""
+
+    async def scenario() -> tuple[int, list[tuple[int, Request]]]:
+        seen: list[tuple[int, Request]] = []
+        connections = 0
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal connections
+            connections += 1
+            framer, connection = StreamFramer(), connections
+            while data := await reader.read(65536):
+                framer.receive_data(data)
+                while (frame := framer.next_frame()) is not None:
+                    request = parse_message(frame, stream=True)
+                    assert isinstance(request, Request)
+                    seen.append((connection, request))
+                    if connection == 1 and request.method == "MESSAGE":
+                        writer.close()  # closed with the MESSAGE unanswered
+                        return
+                    writer.write(make_response(request, 200).to_bytes())
+            writer.close()
+
+        server = await asyncio.start_server(serve, SILENT_IP, 0)
+        port = server.sockets[0].getsockname()[1]
+        settings = UaSettings("alice@example.com", (SILENT_IP, port), timeout=5, reconnect=True)
+        try:
+            async with UserAgent(settings) as alice:
+                await alice.register()
+                status = (await alice.message("bob@example.com", "hello")).status
+        finally:
+            server.close()
+            await server.wait_closed()
+        return status, seen
+
+    status, seen = asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert status == 200
+    assert [(connection, r.method) for connection, r in seen] == [
+        (1, "REGISTER"), (1, "MESSAGE"), (2, "MESSAGE"), (2, "REGISTER"),
+    ]  # fmt: skip
+    first, _, again, registered = (request for _, request in seen)
+    assert again.top_via.branch == seen[1][1].top_via.branch  # the same transaction
+    old, new = (first.headers.get("contact") or ""), registered.headers.get_all("contact")
+    assert f"{old};expires=0" in ", ".join(new)
+    assert not ", ".join(new).startswith(old)
