@@ -270,7 +270,7 @@ class Node:
         self._peers: dict[int, Peer] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_deadline: float | None = None
-        self._stopped = False
+        self._stopped = self._draining = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loading: asyncio.Task[None] | None = None
 
@@ -360,7 +360,7 @@ class Node:
 
     def _pool_changed(self, event: PoolEvent) -> None:
         """What another member of the pool changed, handed to the core."""
-        if self._stopped:
+        if self._stopped or self._draining:
             return
         core, now, presence = self.core, self._now(), self.presence
         if isinstance(event, MemberListening):
@@ -459,8 +459,10 @@ class Node:
         return ended
 
     async def drain(self, grace: float) -> None:
-        """Another process accepts from now on: ``TransportLayer.drain`` (the open
-        connections served up to ``grace`` s, then closed at an idle instant), then stop."""
+        """Another process accepts from now on and owns the member's subscriptions (this
+        one no longer NOTIFYs for the other members' changes): ``TransportLayer.drain``,
+        then stop."""
+        self._draining = True
         await self.transport.drain(grace, idle=lambda: self.core.idle)
         await self.stop(grace=DRAIN_IDLE_WAIT)
 
