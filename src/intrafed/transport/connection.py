@@ -87,6 +87,12 @@ class Flow:
         """Queue ``data`` for the peer; False when the flow is closed."""
         return self._connection.send(data)
 
+    @property
+    def closed_by_tls_peer(self) -> bool:
+        """Whether the peer closed the TLS connection deliberately (close_notify, then
+        end of stream), not by dying or resetting it."""
+        return self._connection.closed_by_tls_peer
+
     def close(self, reason: str = "closed by the node") -> None:
         """Write what is queued, then close; ``reason`` goes to the log."""
         self._connection.close(reason)
@@ -113,6 +119,7 @@ class Connection(asyncio.Protocol):
         self._framer = StreamFramer(pool.limits.max_header_bytes, pool.limits.max_body_bytes)
         self.flow: Flow | None = None
         self.closed = False
+        self.closed_by_tls_peer = False
         self._ready = False
         self._released = False
         self._counted_ip: str | None = None
@@ -179,6 +186,8 @@ class Connection(asyncio.Protocol):
             self._process()
 
     def eof_received(self) -> bool | None:
+        # Behind TLS, the end of the stream reaches us only after the peer's close_notify.
+        self.closed_by_tls_peer = self._tls is not None and not self.closed
         self._peer_gone(None)
         return None
 
