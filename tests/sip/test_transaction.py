@@ -223,30 +223,6 @@ def test_requests_written_to_a_connection_that_closes_fail_at_once_not_at_timer_
     assert events(layer) == [ClientTimedOut(elsewhere, "F")]
 
 
-def test_requests_a_peer_left_unread_when_it_closed_go_again_to_their_next_hop() -> None:
-    """The peer closed the connection deliberately (a node handing its connections over):
-    a request to a next hop that got no response at all goes out again (a new connection),
-    one a provisional answered fails, and one sent back on an inbound flow fails."""
-    layer = TransactionLayer()
-    unanswered = layer.send_request(request(branch="z9hG4bK-hop"), HOP, now=0.0)
-    trying = layer.send_request(request("INVITE", branch="z9hG4bK-ringing"), HOP, now=0.0)
-    over_flow = layer.send_request(request(branch="z9hG4bK-flow"), 4, now=0.0)
-    for target, _data in layer.outgoing():
-        layer.sent_on(target, 4)
-    ringing = response_to(request("INVITE", branch=trying[0]).to_bytes(), 180)
-    layer.receive_response(ringing, 4, now=0.1)
-    assert len(events(layer)) == 1
-    layer.flow_closed(4, now=0.2, unread=True)
-    reason = "the connection closed before a final response"
-    assert events(layer) == [
-        ClientTransportFailed(trying, reason, written=True),
-        ClientTransportFailed(over_flow, reason, written=True),
-    ]
-    [(target, data)] = layer.outgoing()
-    assert (target, data) == (HOP, request(branch="z9hG4bK-hop").to_bytes())
-    assert layer.client_state(unanswered) is State.TRYING
-
-
 def test_send_response_in_the_wrong_state_is_a_local_error() -> None:
     layer = TransactionLayer()
     message = request()

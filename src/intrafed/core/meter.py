@@ -194,6 +194,6 @@ class MeteredTransactions(TransactionLayer):
             method = method_label(message.cseq.method)
             self._meter.responses["out", method, status_class(message.status), party] += 1
 
-    def flow_closed(self, flow: FlowId, now: float, unread: bool = False) -> None:
+    def flow_closed(self, flow: FlowId, now: float) -> None:
         self._parties.pop(flow, None)
-        TransactionLayer.flow_closed(self, flow, now, unread)
+        TransactionLayer.flow_closed(self, flow, now)

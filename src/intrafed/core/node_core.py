@@ -275,13 +275,12 @@ class NodeCore:
         """Framing was lost on a flow: what to write before it is closed, or None."""
         return response_to_unparsable(error.head, error.status, error.reason, self.settings.name)
 
-    def flow_closed(self, flow: FlowId, now: float, unread: bool = False) -> None:
-        """Requests written on ``flow`` fail now (RFC 3261 §16.9), not at timer F; with
-        ``unread`` (``TransactionLayer.flow_closed``) those no response came for go again."""
+    def flow_closed(self, flow: FlowId, now: float) -> None:
+        """Requests written on ``flow`` fail now (RFC 3261 §16.9), not at timer F."""
         self._flows.pop(flow, None)
         self.router.flow_closed(flow)
         if self.proxy is not None:
-            self.transactions.flow_closed(flow, now, unread)
+            self.transactions.flow_closed(flow, now)
             self._pump(now)
 
     def sent_on(self, hop: NextHop, flow: FlowId, peer: Peer) -> None:

@@ -407,24 +407,19 @@ class TransactionLayer:
         if isinstance(target, NextHop):
             self._hop_flows[target] = flow
 
-    def flow_closed(self, flow: FlowId, now: float, unread: bool = False) -> None:
+    def flow_closed(self, flow: FlowId, now: float) -> None:
         """Connection ``flow`` closed: every client transaction whose request went out on it
         and has no final response fails at once (``ClientTransportFailed`` with ``written``)
-        instead of waiting for timer B or F. ``unread``: the peer closed it deliberately
-        while none of its transactions was pending (a node handing its connections over to
-        a new process), so a request to a next hop that got no response at all was not
-        read: it goes out again, on a new connection."""
+        instead of waiting for timer B or F."""
         hops = {hop for hop, on in self._hop_flows.items() if on == flow}
         for hop in hops:
             del self._hop_flows[hop]
         reason = "the connection closed before a final response"
         for key, transaction in list(self._clients.items()):
             target = transaction.target
-            if not (target in hops if isinstance(target, NextHop) else target == flow):
-                continue
-            if unread and target in hops and transaction.state in (State.TRYING, State.CALLING):
-                self._outgoing.append((target, transaction.request.to_bytes()))
-            elif self._apply(transaction, Input.TRANSPORT_ERROR, now):
+            if (target in hops if isinstance(target, NextHop) else target == flow) and self._apply(
+                transaction, Input.TRANSPORT_ERROR, now
+            ):
                 self._events.append(ClientTransportFailed(key, reason, written=True))
 
     def terminate_client(self, key: ClientKey) -> None:

@@ -87,12 +87,6 @@ class Flow:
         """Queue ``data`` for the peer; False when the flow is closed."""
         return self._connection.send(data)
 
-    @property
-    def closed_by_tls_peer(self) -> bool:
-        """Whether the peer closed the TLS connection deliberately (close_notify, then
-        end of stream), not by dying or resetting it."""
-        return self._connection.closed_by_tls_peer
-
     def close(self, reason: str = "closed by the node") -> None:
         """Write what is queued, then close; ``reason`` goes to the log."""
         self._connection.close(reason)
@@ -119,7 +113,6 @@ class Connection(asyncio.Protocol):
         self._framer = StreamFramer(pool.limits.max_header_bytes, pool.limits.max_body_bytes)
         self.flow: Flow | None = None
         self.closed = False
-        self.closed_by_tls_peer = False
         self._ready = False
         self._released = False
         self._counted_ip: str | None = None
@@ -186,8 +179,6 @@ class Connection(asyncio.Protocol):
             self._process()
 
     def eof_received(self) -> bool | None:
-        # Behind TLS, the end of the stream reaches us only after the peer's close_notify.
-        self.closed_by_tls_peer = self._tls is not None and not self.closed
         self._peer_gone(None)
         return None
 
