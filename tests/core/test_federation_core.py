@@ -251,3 +251,16 @@ def test_a_subscription_taken_over_from_a_member_that_is_gone_gets_our_contact()
     assert router.contact_taken_over("sip:carol@10.0.0.9:5060;transport=tcp") == ocs["TCP"].contact(
         "carol"
     )
+
+
+def test_a_node_late_on_its_reads_never_sheds_what_the_other_partition_admitted() -> None:
+    """Regression: imp1 shed ocs1's relayed requests, so ocs1 paid a full relay for every
+    503, its own capacity fell (484/s and 4,164 failures at 1,500/s offered, instead of
+    1,324/s and none) and the next lower step failed too."""
+    fed = registered()
+    fed.network.read_delay[IMP[1]] = 0.08  # imp1 handles every frame 80 ms after reading it
+    statuses = []
+    for _ in range(12):
+        statuses.append(fed.bob.call(message(fed.bob, "alice@example.com"), fed.ocs, fed.imp))
+        fed.clock.now += 0.2
+    assert {s.status for s in statuses} == {200}

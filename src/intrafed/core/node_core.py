@@ -16,7 +16,13 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from intrafed.core.actions import Action, Alias, Clock, Connect, LogEvent, Peer, Persist, Send
-from intrafed.core.meter import OTHER, Meter, MeteredTransactions, method_label
+from intrafed.core.meter import (
+    OTHER,
+    PEER_PARTITION,
+    Meter,
+    MeteredTransactions,
+    method_label,
+)
 from intrafed.core.pool_view import PoolView
 from intrafed.core.router import CLIENTS_RETURN_WITHIN, NodeRouter, Settlement, StateWrites
 from intrafed.core.settings import CoreSettings
@@ -252,7 +258,9 @@ class NodeCore:
     ) -> bool:
         """Answer 503 from the raw frame when it waited too long (``Admission``)."""
         answer = self.router.refuse_late(frame, waited)
-        if answer is None:
+        # The other partition's requests were admitted there: refusing them here would
+        # cost it a full relay of the 503 for each, so only the entry sheds.
+        if answer is None or self.router.party(peer) == PEER_PARTITION:
             return False
         self._actions.append(Send(flow, answer))
         self._late_refused += 1
