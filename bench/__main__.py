@@ -2,8 +2,8 @@
 
 SIPp UAC -> A -> B -> SIPp UAS (alice registered on B), over TCP and over TLS (stunnel on
 SIPp's legs, TLS between A and B), the offered rate stepped up until a step fails (pass:
-zero failures, p99 <= 100 ms, the rate reached), then one step at half the highest passing
-rate.
+zero failures, p99 <= 100 ms, the rate reached), then, --settle-seconds later, one step at
+half the highest passing rate.
 
 Each step also reads /proc: the CPU each node used per message, and what the rest of the
 machine did (load average, CPU of processes outside the benchmark, steal). A step during
@@ -102,6 +102,12 @@ def parse_options(arguments: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--noisy-pause", type=float, default=5.0, help="seconds before rerunning a noisy step"
     )
+    parser.add_argument(
+        "--settle-seconds",
+        type=float,
+        default=3.0,
+        help="pause before the half-rate step, so it does not start in the failed step's backlog",
+    )
     parser.add_argument("--results", type=Path, default=RESULTS, help="results directory")
     options = parser.parse_args(arguments)
     options.system_list = options.systems.split(",")
@@ -114,6 +120,7 @@ def parse_options(arguments: list[str] | None = None) -> argparse.Namespace:
         or not 1 <= options.repeat <= 10
         or not 0 <= options.noisy_retries <= 5
         or not 0 <= options.noisy_pause <= 600
+        or not 0 <= options.settle_seconds <= 600
         or not 0 < options.step_seconds <= 600
     ):
         raise SystemExit(f"bench: bad option value {sorted(unknown) or ''}".rstrip())
@@ -157,6 +164,7 @@ async def measure(
         attempts = []
         if half is not None:
             print(f"  at half the highest passing rate, {half:,}/s:", flush=True)
+            await asyncio.sleep(options.settle_seconds)
             attempts = await attempts_at(
                 half,
                 options.step_seconds,
@@ -248,6 +256,7 @@ def main(arguments: list[str] | None = None) -> int:
             "noise_threshold_cores": options.noise_threshold,
             "noisy_retries": options.noisy_retries,
             "noisy_pause_seconds": options.noisy_pause,
+            "settle_seconds": options.settle_seconds,
             "kamailio_children": kamailio.CHILDREN,
         },
         "runs": [run_record(run) for run in runs],

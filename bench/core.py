@@ -202,10 +202,11 @@ def report(figures: Figures, count: int, runs: int) -> str:
     )
 
 
-def profile(count: int, path: str) -> str:
-    """Profile ``relay`` of ``count`` messages with cProfile: the data goes to ``path``
-    (``python -m pstats``, snakeviz); returns the top functions by own time."""
-    fed = warmed_federation()
+def profile(count: int, path: str, metered: bool = False) -> str:
+    """Profile ``relay`` of ``count`` messages with cProfile (``metered``: the cores count
+    for metrics): the data goes to ``path`` (``python -m pstats``, snakeviz); returns the
+    top functions by own time."""
+    fed = warmed_federation(metered)
     profiler = cProfile.Profile()
     profiler.runcall(relay, fed, count)
     profiler.dump_stats(path)
@@ -230,7 +231,7 @@ def main() -> int:
     figures = measure(options.messages, options.runs, options.metrics)
     print(report(figures, options.messages, options.runs))
     if options.profile:
-        print(profile(options.messages, options.profile))
+        print(profile(options.messages, options.profile, options.metrics))
     return 0
 
 

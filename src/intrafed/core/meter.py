@@ -48,6 +48,9 @@ _CLASSES = (*STATUS_CLASSES, *("other",) * 4)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 """Upper bounds (seconds) of the transaction latency histogram's buckets (+Inf is implied)."""
 
+_PARTIES_KEPT = 4096
+"""Flows and next hops whose party the metered transaction layer remembers at most."""
+
 PEER_PARTITION, CLIENT, OTHER = "peer_partition", "client", "other"
 """Whom a message goes to or comes from: the other partition, a client, or another host
 (a trusted server that is not the partition, an in-dialog target)."""
@@ -113,7 +116,8 @@ class MeteredTransactions(TransactionLayer):
         self._meter = meter
         self._party_of_flow = party_of_flow
         self._party_of_hop = party_of_hop
-        self._parties: dict[FlowId, str] = {}
+        self._parties: dict[Target, str] = {}
+        """Flow or next hop -> its party, until the flow closes or trust changes."""
         self._started: dict[ClientKey, tuple[float, Histogram]] = {}
         self._prune_at = 1024
 
@@ -122,11 +126,16 @@ class MeteredTransactions(TransactionLayer):
         self._parties.clear()
 
     def _party(self, target: Target) -> str:
-        if isinstance(target, NextHop):
-            return self._party_of_hop(target)
         party = self._parties.get(target)
         if party is None:
-            party = self._parties[target] = self._party_of_flow(target)
+            if len(self._parties) >= _PARTIES_KEPT:
+                # In-dialog next hops come from what peers wrote: keep the cache bounded.
+                self._parties.clear()
+            if isinstance(target, NextHop):
+                party = self._party_of_hop(target)
+            else:
+                party = self._party_of_flow(target)
+            self._parties[target] = party
         return party
 
     # The overrides call the base class directly (cheaper than super() on this path).
