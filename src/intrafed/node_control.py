@@ -71,18 +71,23 @@ class NodeControl:
     def status(self) -> JsonObject:
         """Who the node is, since when, and how much live state it holds."""
         node, wall = self._node, time.time()
-        users = node.settings.users
+        registered = self._registered(wall)
         return {
             "name": node.settings.name,
             "address": node.settings.address,
             "uptime": round(wall - self._started),
-            "registered_users": sum(1 for aor in users if node.registrar.bindings(aor, wall)),
-            "registrations": sum(len(node.registrar.bindings(aor, wall)) for aor in users),
+            "registered_users": len(registered),
+            "registrations": sum(len(node.registrar.bindings(aor, wall)) for aor in registered),
             "subscriptions": len(node.presence.subscription_rows()),
             "pending_transactions": node.transactions.pending,
             "tracing": self._trace is not None,
             "pool_members": sorted(node.core.pool.members),
         }
+
+    def _registered(self, wall: float) -> list[str]:
+        """The provisioned users with a live binding."""
+        users = self._node.settings.users
+        return [aor for aor in self._node.registrar.registered(wall) if aor in users]
 
     def reload(self) -> JsonObject | Refused:
         """Apply the staged configuration without dropping connections, or say why not
@@ -103,7 +108,7 @@ class NodeControl:
         each came over is still open."""
         node, wall = self._node, time.time()
         found = []
-        for aor in sorted(node.settings.users):
+        for aor in sorted(self._registered(wall)):
             if user is not None and not _is(user, aor):
                 continue
             for binding in node.registrar.bindings(aor, wall):

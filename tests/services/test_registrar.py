@@ -125,3 +125,13 @@ def test_rollback_of_a_register_the_store_refused_restores_the_bindings_before_i
         "sip:a@10.0.0.1",
         "sip:a@10.0.0.2",
     ]
+
+
+def test_registered_lists_only_the_addresses_with_a_live_binding() -> None:
+    service = registrar()
+    assert service.registered(now=0.0) == []
+    service.register(register("<sip:alice@127.0.0.10:5070>", expires="60"), 1, now=0.0)
+    assert service.registered(now=59.0) == [ALICE]
+    assert service.registered(now=60.0) == []
+    service.register(register("*", cseq=2, expires="0"), 1, now=1.0)
+    assert service.registered(now=2.0) == []

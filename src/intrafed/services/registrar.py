@@ -91,6 +91,14 @@ class Registrar:
         for aor in registration.changed:
             self._keep(aor, list(registration.previous))
 
+    def registered(self, now: float) -> list[str]:
+        """The addresses of record with a live binding (without a walk over every user)."""
+        return [
+            aor
+            for aor, bindings in self._bindings.items()
+            if any(b.expires_at > now for b in bindings)
+        ]
+
     def bindings(self, aor: str, now: float) -> list[Binding]:
         """The live bindings of ``aor``, best q first."""
         live = [b for b in self._bindings.get(aor, ()) if b.expires_at > now]
