@@ -65,8 +65,9 @@ def alias_address(via: Via, hosts: Mapping[str, str]) -> tuple[str, int]:
 
 
 def resolve(hop: NextHop, hosts: Mapping[str, str]) -> tuple[str, str | None]:
-    """The IP address to connect to for ``hop`` (the hosts table, then the host itself)
-    and, over TLS, the name its certificate must show."""
+    """The address to connect to for ``hop`` (the hosts table, else the host itself: a
+    name the transport resolves, to every address it has) and, over TLS, the name its
+    certificate must show."""
     return hosts.get(hop.host.lower(), hop.host), hop.host if hop.transport == "TLS" else None
 
 

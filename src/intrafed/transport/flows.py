@@ -34,7 +34,9 @@ class Destination:
     transport: str
     """"TCP" or "TLS"."""
     host: str
-    """The IP address to connect to."""
+    """The IP address to connect to, or a name: the system resolver's addresses for it are
+    tried in its order (a refusing one skipped at once, a silent one after
+    ``TransportLimits.connect_attempt_delay``)."""
     port: int
     server_name: str | None = None
     """TLS only: the name sent as SNI and verified against the server's certificate."""
@@ -89,7 +91,12 @@ class TransportLimits:
     idle_timeout: float = 120.0
     """A connection with no traffic either way for this long is closed; CRLF keepalives count."""
     connect_timeout: float = 5.0
-    """An outbound TCP connect must succeed within this time."""
+    """An outbound TCP connect must succeed within this time (over all the addresses a
+    name resolves to)."""
+    connect_attempt_delay: float = 0.25
+    """Seconds a connect to one of a name's addresses may go unanswered before the next
+    address is tried alongside it (RFC 8305 §5 Connection Attempt Delay): a member that
+    does not answer costs this, not the whole ``connect_timeout``."""
     max_connections_per_ip: int = 256
     """Inbound connections open at once from one source IP; more are refused."""
     write_buffer_high: int = 256 * 1024

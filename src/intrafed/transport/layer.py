@@ -295,6 +295,9 @@ class TransportLayer:
                     destination.host,
                     destination.port,
                     local_addr=self._local_addr,
+                    # A name may resolve to several members (one A record each): one that
+                    # refuses is skipped at once, one that does not answer after this.
+                    happy_eyeballs_delay=self.limits.connect_attempt_delay,
                 )
         except TimeoutError:
             raise TransportError(f"timed out after {timeout} s connecting to {where}") from None
