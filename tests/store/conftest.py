@@ -22,3 +22,12 @@ def postgres(postgres_database: Database) -> Database:
     """The test run's database, with no tables."""
     postgres_database.empty()
     return postgres_database
+
+
+@pytest.fixture
+def imp_database(postgres_database: Database) -> Iterator[Database]:
+    """A second database, for the IM&P cluster."""
+    database = Database.create(postgres_database.cluster)
+    database.empty()
+    yield database
+    database.drop()

@@ -12,7 +12,7 @@ import dataclasses
 import socket
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -49,15 +49,6 @@ USERS = {
     "bob@example.com": (Role.OCS, 0, "127.0.15.43"),
     "carol@example.com": (Role.OCS, 1, "127.0.15.44"),
 }
-
-
-@pytest.fixture
-def imp_database(postgres_database: Database) -> Iterator[Database]:
-    """A second database, for the IM&P cluster."""
-    database = Database.create(postgres_database.cluster)
-    database.empty()
-    yield database
-    database.drop()
 
 
 class Transactions:

@@ -22,8 +22,9 @@ from tests.paths import REPO
 SILENT_IP, LIVE_IP = "127.0.48.21", "127.0.48.22"
 NAME = "members.example.com"
 CONNECT = """
-import asyncio, json, sys, time
+import json, sys, time
 from intrafed.transport import Destination, TransportLayer
+from intrafed.transport.eventloop import run
 
 async def main() -> None:
     layer = TransportLayer(on_message=lambda flow, frame: None, on_bad_stream=lambda f, e: None)
@@ -32,8 +33,16 @@ async def main() -> None:
     print(json.dumps({"peer": flow.remote[0], "seconds": time.monotonic() - started}))
     await layer.close(grace=0.1)
 
-asyncio.run(main())
+run(main())
 """
+
+
+@pytest.fixture(params=["uvloop", "asyncio"])
+def event_loop_choice(request: pytest.FixtureRequest) -> str:
+    """``INTRAFED_EVENT_LOOP`` for the connecting process: a node serves on uvloop when
+    it is installed (``uvloop`` leaves the choice to the node), else on asyncio's loop."""
+    choice: str = request.param
+    return choice
 
 
 @pytest.fixture
@@ -45,12 +54,14 @@ def live_port() -> Iterator[int]:
         yield listener.getsockname()[1]
 
 
-def connect_by_name(tmp_path: Path, port: int) -> dict[str, object]:
+def connect_by_name(tmp_path: Path, port: int, event_loop: str) -> dict[str, object]:
     """What a ``TransportLayer`` in a process whose /etc/hosts names ``NAME`` at
-    ``SILENT_IP`` then ``LIVE_IP`` connected to, and how long it took."""
+    ``SILENT_IP`` then ``LIVE_IP`` connected to, and how long it took, on the node's event
+    loop (``event_loop``: ``INTRAFED_EVENT_LOOP``)."""
     hosts = hosts_file(tmp_path / "hosts", [(SILENT_IP, NAME), (LIVE_IP, NAME)])
     argv = with_hosts(hosts, [sys.executable, "-c", CONNECT, NAME, str(port)])
     environment = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    environment["INTRAFED_EVENT_LOOP"] = event_loop
     done = subprocess.run(argv, capture_output=True, text=True, timeout=30, env=environment)
     assert done.returncode == 0, done.stderr
     answer: dict[str, object] = json.loads(done.stdout)
@@ -59,15 +70,15 @@ def connect_by_name(tmp_path: Path, port: int) -> dict[str, object]:
 
 @needs_root
 def test_a_member_that_refuses_is_skipped_for_the_next_address(
-    tmp_path: Path, live_port: int
+    tmp_path: Path, live_port: int, event_loop_choice: str
 ) -> None:
-    answer = connect_by_name(tmp_path, live_port)
+    answer = connect_by_name(tmp_path, live_port, event_loop_choice)
     assert answer["peer"] == LIVE_IP
 
 
 @needs_root
 def test_a_member_that_does_not_answer_costs_the_attempt_delay_not_the_connect_timeout(
-    tmp_path: Path, live_port: int
+    tmp_path: Path, live_port: int, event_loop_choice: str
 ) -> None:
     with ExitStack() as stack:
         # A listener that never accepts, its one-slot backlog taken: SYNs to it are dropped.
@@ -78,7 +89,7 @@ def test_a_member_that_does_not_answer_costs_the_attempt_delay_not_the_connect_t
             filler = stack.enter_context(socket.socket())
             filler.setblocking(False)
             filler.connect_ex((SILENT_IP, live_port))
-        answer = connect_by_name(tmp_path, live_port)
+        answer = connect_by_name(tmp_path, live_port, event_loop_choice)
     assert answer["peer"] == LIVE_IP
     # connect_attempt_delay is 0.25 s; connect_timeout (5 s) would have failed it.
     assert isinstance(answer["seconds"], float)

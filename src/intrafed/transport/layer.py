@@ -13,6 +13,7 @@ import functools
 import logging
 import socket
 import ssl
+from asyncio.staggered import staggered_race
 from collections.abc import Callable
 
 from intrafed.transport.connection import MISSING_CLIENT_AUTH, Connection, Flow
@@ -290,17 +291,12 @@ class TransportLayer:
         timeout = self.limits.connect_timeout
         try:
             async with asyncio.timeout(timeout):
-                raw, _protocol = await loop.create_connection(
-                    lambda: connection,
-                    destination.host,
-                    destination.port,
-                    local_addr=self._local_addr,
-                    # A name may resolve to several members (one A record each): one that
-                    # refuses is skipped at once, one that does not answer after this.
-                    happy_eyeballs_delay=self.limits.connect_attempt_delay,
-                )
+                sock = await self._connected_socket(destination.host, destination.port)
+                raw, _protocol = await loop.create_connection(lambda: connection, sock=sock)
         except TimeoutError:
             raise TransportError(f"timed out after {timeout} s connecting to {where}") from None
+        except socket.gaierror as exc:
+            raise TransportError(f"cannot resolve {destination.host}: {exc.strerror}") from None
         except ConnectionRefusedError:
             raise TransportError(f"connection refused by {where}") from None
         except OSError as exc:
@@ -323,6 +319,37 @@ class TransportLayer:
         self._pool.add_outbound(key, flow)
         _log.debug("opened %r", flow)
         return flow
+
+    async def _connected_socket(self, host: str, port: int) -> socket.socket:
+        """A socket connected to ``host`` (an IP address, or a name with one address per
+        member): its addresses in the resolver's order, the next one started as soon as the
+        previous refuses or after ``connect_attempt_delay`` without an answer (RFC 8305
+        §5); the first to connect wins. Raises the refusal when every address refused,
+        else the first other error."""
+        loop = asyncio.get_running_loop()
+        resolved = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        attempts = [
+            functools.partial(self._connect_address, family, address)
+            for family, _type, _proto, _name, address in resolved
+        ]
+        sock, _index, errors = await staggered_race(attempts, self.limits.connect_attempt_delay)
+        if isinstance(sock, socket.socket):
+            return sock
+        failures = [error for error in errors if error is not None]
+        other = [error for error in failures if not isinstance(error, ConnectionRefusedError)]
+        raise (other or failures)[0]
+
+    async def _connect_address(self, family: int, address: tuple[object, ...]) -> socket.socket:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            if self._local_addr is not None:
+                sock.bind(self._local_addr)
+            await asyncio.get_running_loop().sock_connect(sock, address)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
 
     def _connect_done(self, key: PoolKey, task: asyncio.Task[Flow]) -> None:
         if self._connecting.get(key) is task:
