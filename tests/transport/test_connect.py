@@ -146,6 +146,17 @@ def test_connection_refused_is_a_transport_error_naming_the_address() -> None:
     run(scenario())
 
 
+def test_connect_to_a_name_that_does_not_resolve_says_so() -> None:
+    async def scenario() -> None:
+        async with Node() as node:
+            with pytest.raises(TransportError) as caught:
+                # RFC 6761 §6.4: no name under .invalid resolves.
+                await node.layer.connect(Destination("TCP", "nowhere.invalid", 5060))
+            assert caught.value.reason.startswith("cannot resolve nowhere.invalid: ")
+
+    run(scenario())
+
+
 def test_connect_that_gets_no_answer_times_out() -> None:
     async def scenario() -> None:
         # A listener that never accepts, with its one-slot backlog taken: SYNs are dropped.
