@@ -146,6 +146,19 @@ def test_connection_refused_is_a_transport_error_naming_the_address() -> None:
     run(scenario())
 
 
+def test_an_outbound_connection_sends_without_the_nagle_delay() -> None:
+    async def scenario() -> None:
+        async with Node() as peer, Node() as node:
+            address = await peer.layer.listen(ListenerSpec(PEER_IP, "TCP", 0))
+            await node.layer.connect(Destination("TCP", *address))
+            [connection] = node.layer._pool.connections
+            assert connection._transport is not None
+            sock = connection._transport.get_extra_info("socket")
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+    run(scenario())
+
+
 def test_connect_to_a_name_that_does_not_resolve_says_so() -> None:
     async def scenario() -> None:
         async with Node() as node:

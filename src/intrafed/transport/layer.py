@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import ipaddress
 import logging
 import socket
 import ssl
@@ -326,11 +327,22 @@ class TransportLayer:
         previous refuses or after ``connect_attempt_delay`` without an answer (RFC 8305
         §5); the first to connect wins. Raises the refusal when every address refused,
         else the first other error."""
-        loop = asyncio.get_running_loop()
-        resolved = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        try:
+            literal = ipaddress.ip_address(host)
+        except ValueError:
+            loop = asyncio.get_running_loop()
+            resolved: list[tuple[int, tuple[object, ...]]] = [
+                (family, address)
+                for family, _type, _proto, _name, address in await loop.getaddrinfo(
+                    host, port, type=socket.SOCK_STREAM
+                )
+            ]
+        else:  # no resolver round trip (a thread hop) for an address
+            family = socket.AF_INET6 if literal.version == 6 else socket.AF_INET
+            resolved = [(family, (host, port))]
         attempts = [
             functools.partial(self._connect_address, family, address)
-            for family, _type, _proto, _name, address in resolved
+            for family, address in resolved
         ]
         sock, _index, errors = await staggered_race(attempts, self.limits.connect_attempt_delay)
         if isinstance(sock, socket.socket):
@@ -340,7 +352,8 @@ class TransportLayer:
         raise (other or failures)[0]
 
     async def _connect_address(self, family: int, address: tuple[object, ...]) -> socket.socket:
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        # IPPROTO_TCP named: asyncio sets TCP_NODELAY only on sockets that say they are TCP.
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         try:
             sock.setblocking(False)
             if self._local_addr is not None:
