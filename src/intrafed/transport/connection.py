@@ -5,8 +5,10 @@ the pool's public methods only."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import ssl
+import termios
 from dataclasses import replace
 from typing import cast
 
@@ -14,6 +16,7 @@ from cryptography import x509
 
 from intrafed.pki.certificates import has_client_auth, proven_names
 from intrafed.sip import FramingError, StreamFramer
+from intrafed.transport.backlog import ReadBacklog
 from intrafed.transport.deadlines import Deadlines
 from intrafed.transport.errors import TransportError
 from intrafed.transport.flows import FlowId, PeerIdentity
@@ -75,7 +78,9 @@ class Flow:
 
     @property
     def read_at(self) -> float:
-        """The loop time at which the bytes being handled now were read."""
+        """The loop time by which the bytes being handled now had reached the node: when
+        they were read, or earlier when they waited unread in the socket
+        (``ReadBacklog``)."""
         return self._connection.read_at
 
     @property
@@ -125,6 +130,9 @@ class Connection(asyncio.Protocol):
         self._timer_at = 0.0
         self._unread = 0
         self.read_at = 0.0
+        self._backlog = ReadBacklog()
+        self._fd = -1
+        self._fionread = bytearray(4)
 
     # -- asyncio callbacks ------------------------------------------------------------------
 
@@ -171,7 +179,9 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
-        self._deadlines.received(self._loop.time())
+        now = self._loop.time()
+        self._deadlines.received(now)
+        self.read_at = self._backlog.read(len(data), self._kernel_unread(), now)
         self._framer.receive_data(data)
         # Before the flow is ready (a TLS client may send its first request together with
         # its Finished), bytes wait in the framer.
@@ -346,6 +356,8 @@ class Connection(asyncio.Protocol):
         flow.peer = peer
         self._transport = transport
         transport.set_write_buffer_limits(high=self._limits.write_buffer_high)
+        sock = transport.get_extra_info("socket")
+        self._fd = sock.fileno() if sock is not None else -1
         self._ready = True
         deadlines = self._deadlines
         deadlines.handshake_done(self._loop.time())
@@ -360,7 +372,6 @@ class Connection(asyncio.Protocol):
         flow = cast(Flow, self.flow)
         framer = self._framer
         delivered = False
-        self.read_at = self._loop.time()
         pool = self._pool
         pool.batching += 1
         try:
@@ -432,6 +443,16 @@ class Connection(asyncio.Protocol):
         if pending and self._transport is not None:
             self._pending, self._pending_size = [], 0
             self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+
+    def _kernel_unread(self) -> int:
+        """Bytes the kernel holds for this socket, not read yet (0 when unknown)."""
+        if self._fd < 0:
+            return 0
+        try:
+            fcntl.ioctl(self._fd, termios.FIONREAD, self._fionread)
+        except OSError:
+            return 0
+        return int.from_bytes(self._fionread, "little")
 
     def _describe(self) -> str:
         flow = cast(Flow, self.flow)
