@@ -100,7 +100,14 @@ def make_response(
     )
 
 
-_RAW_FIELD_RE = re.compile(rb"^([!-9;-~]+)[ \t]*:[^\r\n]*\r?$", re.MULTILINE)
+_RAW_COPIED_FIELD_RE = re.compile(
+    rb"^(via|v|from|f|to|t|call-id|i|cseq)[ \t]*:[^\r\n]*(?=\r?$)", re.MULTILINE | re.IGNORECASE
+)
+"""A whole header line of a field a response copies: the others are not even looked at."""
+_RAW_COPIED_NAMES = {
+    name.encode(): COMPACT_FORMS.get(name, name)
+    for name in ("via", "v", "from", "f", "to", "t", "call-id", "i", "cseq")
+}
 
 
 def response_to_unparsable(
@@ -166,19 +173,18 @@ def _raw_response(
     of a request; with ``to_tag``, None when the To already has a tag (the request is in a
     dialog). None without a Via."""
     copied: list[bytes] = []
-    seen: set[str] = set()
-    for match in _RAW_FIELD_RE.finditer(head, fields_start):
-        name = match.group(1).decode("latin-1")
-        canonical = COMPACT_FORMS.get(name.lower(), name.lower())
-        if canonical in _COPIED:
-            seen.add(canonical)
-            line = match.group(0).rstrip(b"\r")
-            if canonical == "to" and to_tag is not None:
-                if _TAG_RE.search(line):
-                    return None
-                line += f";tag={to_tag}".encode()
-            copied.append(line)
-    if "via" not in seen:
+    via = False
+    for match in _RAW_COPIED_FIELD_RE.finditer(head, fields_start):
+        canonical = _RAW_COPIED_NAMES[match.group(1).lower()]
+        line = match.group(0)
+        if canonical == "via":
+            via = True
+        elif canonical == "to" and to_tag is not None:
+            if _TAG_RE.search(line):
+                return None
+            line += f";tag={to_tag}".encode()
+        copied.append(line)
+    if not via:
         return None
     lines = [
         f"SIP/2.0 {status} {safe_reason(reason)}".encode("utf-8", "replace"),
