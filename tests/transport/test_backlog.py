@@ -8,7 +8,7 @@ import time
 
 from intrafed.transport import Flow, ListenerSpec
 from intrafed.transport.backlog import MAX_MARKS, ReadBacklog
-from tests.transport.helpers import Node, request, run
+from tests.transport.helpers import Node, call_id_of, request, run
 
 
 def test_a_read_that_drains_the_socket_is_as_old_as_the_read() -> None:
@@ -43,7 +43,7 @@ def test_the_marks_stay_bounded_and_later_reads_then_look_younger_never_older() 
     assert len(backlog._marks) <= MAX_MARKS
 
 
-BUSY_IP, SENDER_IP = "127.0.47.1", "127.0.47.2"
+BUSY_IP, SENDER_IP, CANARY_IP = "127.0.47.1", "127.0.47.2", "127.0.47.3"
 FRAMES = 1200
 HANDLING = 0.001
 """Seconds the busy node spends on each frame: 1,200 frames take over a second, while one
@@ -73,3 +73,37 @@ def test_a_node_behind_on_a_connection_sees_how_long_its_bytes_waited_in_the_soc
     # Without the bytes' time in the kernel, no frame would look older than one read.
     assert max(waits) > 0.5
     assert min(waits) >= 0
+
+
+def test_a_connection_with_a_long_queue_lets_the_others_in_between() -> None:
+    """A read of hundreds of frames is handled a few dozen per loop turn: a frame that came
+    meanwhile on another connection (an answer to one of our requests, a canary) does not
+    wait for all of them."""
+    order: list[str] = []
+
+    class HoldingNode(Node):
+        def on_message(self, flow: Flow, frame: bytes) -> None:
+            call_id = call_id_of(frame)
+            order.append(call_id)
+            if call_id == "hold":
+                time.sleep(0.3)  # the node is busy while both peers write
+
+    def peers(address: tuple[str, int]) -> None:
+        with (
+            socket.create_connection(address, source_address=(SENDER_IP, 0)) as busy,
+            socket.create_connection(address, source_address=(CANARY_IP, 0)) as canary,
+        ):
+            busy.sendall(request("hold"))
+            time.sleep(0.1)
+            busy.sendall(b"".join(request(f"q{n}") for n in range(300)))
+            canary.sendall(request("canary"))
+            time.sleep(0.5)
+
+    async def scenario() -> None:
+        async with HoldingNode() as node:
+            address = await node.layer.listen(ListenerSpec(BUSY_IP, "TCP", 0))
+            await asyncio.to_thread(peers, address)
+
+    run(scenario())
+    assert len(order) == 302
+    assert order.index("canary") < 150

@@ -34,6 +34,11 @@ _PEER_CHECK_KINDS = {
 }
 """``failure_kind`` of the refusals of ``Connection._check_peer`` (else bad_certificate)."""
 
+FRAMES_PER_TURN = 64
+"""Frames one connection hands the node per loop turn: the rest of a large read waits its
+turn (reading paused, so the queue stays in the kernel where ``ReadBacklog`` sees it),
+and other connections' frames, answers to our requests among them, go in between."""
+
 _STILL_READ = (b"SIP/2.0 ", b"ACK ", b"CANCEL ")
 """Frames still handled once the node stops reading new requests (responses, ACK, CANCEL)."""
 
@@ -131,6 +136,7 @@ class Connection(asyncio.Protocol):
         self._unread = 0
         self.read_at = 0.0
         self._backlog = ReadBacklog()
+        self._next_turn: asyncio.Handle | None = None
         self._fd = -1
         self._fionread = bytearray(4)
 
@@ -184,8 +190,9 @@ class Connection(asyncio.Protocol):
         self.read_at = self._backlog.read(len(data), self._kernel_unread(), now)
         self._framer.receive_data(data)
         # Before the flow is ready (a TLS client may send its first request together with
-        # its Finished), bytes wait in the framer.
-        if self._ready:
+        # its Finished), bytes wait in the framer; so do they behind frames left for the
+        # next turn.
+        if self._ready and self._next_turn is None:
             self._process()
 
     def eof_received(self) -> bool | None:
@@ -203,7 +210,7 @@ class Connection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.writing_paused = False
-        if self._transport is not None and not self.closed:
+        if self._transport is not None and not self.closed and self._next_turn is None:
             self._transport.resume_reading()
 
     # -- the flow's verbs -------------------------------------------------------------------
@@ -238,6 +245,9 @@ class Connection(asyncio.Protocol):
         self.closed = True
         _log.log(level, "closing %s: %s", self._describe(), reason)
         self._cancel_timer()
+        if self._next_turn is not None:
+            self._next_turn.cancel()
+            self._next_turn = None
         if self.flow is not None:
             self._pool.forget(self.flow)
         transport = self._transport
@@ -374,6 +384,7 @@ class Connection(asyncio.Protocol):
         delivered = False
         pool = self._pool
         pool.batching += 1
+        turn = FRAMES_PER_TURN
         try:
             while (frame := framer.next_frame()) is not None:
                 delivered = True
@@ -386,6 +397,10 @@ class Connection(asyncio.Protocol):
                 self._on_message(flow, frame)
                 if self.closed:
                     return
+                turn -= 1
+                if not turn:
+                    self._wait_turn()
+                    break
             pong = framer.data_to_send()
             if pong:
                 self.send(pong)
@@ -403,6 +418,20 @@ class Connection(asyncio.Protocol):
         deadline = self._deadlines.after_read(delivered, framer.has_partial_message)
         if deadline is not None:
             self._arm(deadline)
+
+    def _wait_turn(self) -> None:
+        """Leave the frames still in the framer for a later loop turn."""
+        if self._next_turn is None:
+            cast(asyncio.Transport, self._transport).pause_reading()
+        self._next_turn = self._loop.call_soon(self._take_turn)
+
+    def _take_turn(self) -> None:
+        self._next_turn = None
+        if self.closed:
+            return
+        self._process()
+        if self._next_turn is None and not self.writing_paused:
+            cast(asyncio.Transport, self._transport).resume_reading()
 
     def _bad_stream(self, error: FramingError) -> None:
         flow = cast(Flow, self.flow)
