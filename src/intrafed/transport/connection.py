@@ -430,7 +430,7 @@ class Connection(asyncio.Protocol):
         if self.closed:
             return
         self._process()
-        if self._next_turn is None and not self.writing_paused:
+        if self._next_turn is None and not self.writing_paused and not self.closed:
             cast(asyncio.Transport, self._transport).resume_reading()
 
     def _bad_stream(self, error: FramingError) -> None:
