@@ -507,7 +507,7 @@ class Node:
     def _flow_closed(self, flow: Flow) -> None:
         self._peers.pop(flow.id, None)
         if self._loop is not None:
-            self.core.flow_closed(flow.id, self._now())
+            self.core.flow_closed(flow.id, self._now(), flow.closed_cleanly)
             self._loop.call_soon(self._run)
 
     # -- the sans-IO loop ----------------------------------------------------------------

@@ -8,6 +8,7 @@ from intrafed.sip import LocalSipError, Request, Response, parse_message
 from intrafed.sip.header_values import Via, parse_via
 from intrafed.sip.responses import make_response
 from intrafed.sip.transaction import (
+    RESENDS_AFTER_CLEAN_CLOSE,
     AckReceived,
     ClientTimedOut,
     ClientTransportFailed,
@@ -221,6 +222,63 @@ def test_requests_written_to_a_connection_that_closes_fail_at_once_not_at_timer_
     # Nothing is left to time out later.
     layer.handle_timer(now=40.0)
     assert events(layer) == [ClientTimedOut(elsewhere, "F")]
+
+
+def test_requests_a_cleanly_closed_connection_left_unanswered_go_again_to_the_same_hop() -> None:
+    """The peer proved it read nothing after its last response (TLS close_notify from a
+    draining intrafed node): what got no response at all is sent again, same branch, to
+    the same next hop; what got a provisional one, or went to a flow, fails as before."""
+    layer = TransactionLayer()
+    unread = layer.send_request(request(branch="z9hG4bK-unread"), HOP, now=0.0)
+    invite = layer.send_request(request("INVITE", branch="z9hG4bK-calling"), HOP, now=0.0)
+    trying = layer.send_request(request("INVITE", branch="z9hG4bK-trying"), HOP, now=0.0)
+    over_flow = layer.send_request(request(branch="z9hG4bK-flow"), 4, now=0.0)
+    for target, _data in layer.outgoing():
+        layer.sent_on(target, 4)
+    layer.receive_response(response_to(request("INVITE", branch=trying[0]).to_bytes(), 100), 4, 0.1)
+    assert len(events(layer)) == 1
+    layer.flow_closed(4, now=0.2, clean=True)
+    reason = "the connection closed before a final response"
+    assert events(layer) == [
+        ClientTransportFailed(trying, reason, written=True),
+        ClientTransportFailed(over_flow, reason, written=True),
+    ]
+    again = layer.outgoing()
+    assert [
+        (target, parse_message(data, stream=True).top_via.branch) for target, data in again
+    ] == [
+        (HOP, "z9hG4bK-unread"),
+        (HOP, "z9hG4bK-calling"),
+    ]
+    assert layer.client_state(unread) is State.TRYING
+    assert layer.client_state(invite) is State.CALLING
+    # The new connection carries them; their answers end the transactions as usual.
+    layer.sent_on(HOP, 9)
+    layer.receive_response(response_to(request(branch=unread[0]).to_bytes(), 200), 9, 0.3)
+    assert [type(event) for event in events(layer)] == [ResponseReceived]
+
+
+def test_a_request_is_sent_again_only_a_few_times_then_fails_as_written() -> None:
+    layer = TransactionLayer()
+    key = layer.send_request(request(branch="z9hG4bK-again"), HOP, now=0.0)
+    for flow in range(1, RESENDS_AFTER_CLEAN_CLOSE + 2):
+        assert len(layer.outgoing()) == 1
+        layer.sent_on(HOP, flow)
+        layer.flow_closed(flow, now=0.1 * flow, clean=True)
+    assert layer.outgoing() == []
+    reason = "the connection closed before a final response"
+    assert events(layer) == [ClientTransportFailed(key, reason, written=True)]
+
+
+def test_a_request_left_unanswered_by_a_connection_that_died_is_not_sent_again() -> None:
+    layer = TransactionLayer()
+    key = layer.send_request(request(branch="z9hG4bK-died"), HOP, now=0.0)
+    layer.sent_on(HOP, 4)
+    layer.outgoing()
+    layer.flow_closed(4, now=0.1, clean=False)
+    assert layer.outgoing() == []
+    reason = "the connection closed before a final response"
+    assert events(layer) == [ClientTransportFailed(key, reason, written=True)]
 
 
 def test_send_response_in_the_wrong_state_is_a_local_error() -> None:

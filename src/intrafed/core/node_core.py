@@ -283,12 +283,14 @@ class NodeCore:
         """Framing was lost on a flow: what to write before it is closed, or None."""
         return response_to_unparsable(error.head, error.status, error.reason, self.settings.name)
 
-    def flow_closed(self, flow: FlowId, now: float) -> None:
-        """Requests written on ``flow`` fail now (RFC 3261 §16.9), not at timer F."""
+    def flow_closed(self, flow: FlowId, now: float, clean: bool = False) -> None:
+        """Requests written on ``flow`` fail now (RFC 3261 §16.9), not at timer F; when
+        the peer closed it ``clean`` (having read nothing after its last response), those
+        it left unanswered to a next hop go there again (``TransactionLayer.flow_closed``)."""
         self._flows.pop(flow, None)
         self.router.flow_closed(flow)
         if self.proxy is not None:
-            self.transactions.flow_closed(flow, now)
+            self.transactions.flow_closed(flow, now, clean)
             self._pump(now)
 
     def sent_on(self, hop: NextHop, flow: FlowId, peer: Peer) -> None:

@@ -25,6 +25,11 @@ MAGIC_COOKIE = "z9hG4bK"
 
 FlowId = int
 
+RESENDS_AFTER_CLEAN_CLOSE = 3
+"""Times one request is sent again because the connection that carried it ended cleanly
+unread (``TransactionLayer.flow_closed``): a restarting peer may close two or three
+connections of ours in turn (one it opened, one we opened) before its new process reads."""
+
 
 @dataclass(frozen=True, slots=True)
 class NextHop:
@@ -248,7 +253,16 @@ TransactionEvent = (
 
 
 class _Transaction:
-    __slots__ = ("key", "kind", "last_response", "request", "state", "target", "timers")
+    __slots__ = (
+        "key",
+        "kind",
+        "last_response",
+        "request",
+        "resent",
+        "state",
+        "target",
+        "timers",
+    )
 
     def __init__(self, kind: Kind, key: tuple[str, ...], request: Request, target: Target) -> None:
         self.kind = kind
@@ -260,6 +274,7 @@ class _Transaction:
             self.state = State.CALLING
         self.last_response: bytes | None = None
         self.timers: dict[str, float] = {}
+        self.resent = 0
 
 
 def server_key(request: Request) -> ServerKey:
@@ -407,19 +422,33 @@ class TransactionLayer:
         if isinstance(target, NextHop):
             self._hop_flows[target] = flow
 
-    def flow_closed(self, flow: FlowId, now: float) -> None:
+    def flow_closed(self, flow: FlowId, now: float, clean: bool = False) -> None:
         """Connection ``flow`` closed: every client transaction whose request went out on it
         and has no final response fails at once (``ClientTransportFailed`` with ``written``)
-        instead of waiting for timer B or F."""
+        instead of waiting for timer B or F.
+
+        ``clean``: the peer ended the flow in a way that proves it read nothing after its
+        last response (``Flow.closed_cleanly``). Then a request to a next hop that got no
+        response at all was not read: it is sent again to the same hop, over another
+        connection (the same branch, so a server that did see it absorbs it as a
+        retransmission), up to ``RESENDS_AFTER_CLEAN_CLOSE`` times."""
         hops = {hop for hop, on in self._hop_flows.items() if on == flow}
         for hop in hops:
             del self._hop_flows[hop]
         reason = "the connection closed before a final response"
         for key, transaction in list(self._clients.items()):
             target = transaction.target
-            if (target in hops if isinstance(target, NextHop) else target == flow) and self._apply(
-                transaction, Input.TRANSPORT_ERROR, now
+            if not (target in hops if isinstance(target, NextHop) else target == flow):
+                continue
+            if (
+                clean
+                and isinstance(target, NextHop)
+                and transaction.state in (State.TRYING, State.CALLING)
+                and transaction.resent < RESENDS_AFTER_CLEAN_CLOSE
             ):
+                transaction.resent += 1
+                self._outgoing.append((target, transaction.request.to_bytes()))
+            elif self._apply(transaction, Input.TRANSPORT_ERROR, now):
                 self._events.append(ClientTransportFailed(key, reason, written=True))
 
     def terminate_client(self, key: ClientKey) -> None:

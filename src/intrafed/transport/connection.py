@@ -89,6 +89,14 @@ class Flow:
         return self._connection.read_at
 
     @property
+    def closed_cleanly(self) -> bool:
+        """Whether the peer ended the flow on purpose with nothing of ours unread but what
+        it will never act on: TLS close_notify (an intrafed node sends it only when it has
+        answered every request it read, ``TransportLayer.drain``). False for TCP, where a
+        FIN is also what a killed process's kernel sends, and when this side closed."""
+        return self._connection.closed_cleanly
+
+    @property
     def reading_paused(self) -> bool:
         """Whether reading is paused because the peer is not taking what we write."""
         return self._connection.writing_paused
@@ -97,9 +105,12 @@ class Flow:
         """Queue ``data`` for the peer; False when the flow is closed."""
         return self._connection.send(data)
 
-    def close(self, reason: str = "closed by the node") -> None:
-        """Write what is queued, then close; ``reason`` goes to the log."""
-        self._connection.close(reason)
+    def close(self, reason: str = "closed by the node", *, clean: bool = False) -> None:
+        """Write what is queued, then close; ``reason`` goes to the log. ``clean``: every
+        request read on the flow is answered and nothing more will be read (the peer may
+        send its unanswered requests again, ``closed_cleanly``); else, over TLS, the
+        stream ends without close_notify, as when a process dies."""
+        self._connection.close(reason, clean=clean)
 
     def __repr__(self) -> str:
         direction = "to" if self.outbound else "from"
@@ -134,6 +145,8 @@ class Connection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._unread = 0
+        self._upgrade: TlsUpgrade | None = None
+        self.closed_cleanly = False
         self.read_at = 0.0
         self._backlog = ReadBacklog()
         self._next_turn: asyncio.Handle | None = None
@@ -184,6 +197,10 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
+            if self.flow is not None:
+                _log.debug(
+                    "%s: discarding %d bytes read after the close", self._describe(), len(data)
+                )
             return
         now = self._loop.time()
         self._deadlines.received(now)
@@ -196,10 +213,14 @@ class Connection(asyncio.Protocol):
             self._process()
 
     def eof_received(self) -> bool | None:
+        if not self.closed and self._upgrade is not None:
+            self.closed_cleanly = self._upgrade.close_notify_received
         self._peer_gone(None)
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.closed and exc is not None and self.flow is not None:
+            _log.debug("%s: lost after the close: %s", self._describe(), exc)
         self._peer_gone(exc)
         self._release()
 
@@ -239,7 +260,7 @@ class Connection(asyncio.Protocol):
             return False
         return True
 
-    def close(self, reason: str, level: int = logging.INFO) -> None:
+    def close(self, reason: str, level: int = logging.INFO, *, clean: bool = False) -> None:
         if self.closed:
             return
         self.closed = True
@@ -266,6 +287,13 @@ class Connection(asyncio.Protocol):
             transport.write_eof()
             transport.resume_reading()
             return
+        if self._upgrade is not None and self._ready:
+            if not clean:
+                self._upgrade.close_without_notify()
+                return
+            # Read what came before the close_notify goes out (and is discarded): OpenSSL
+            # would fail the shutdown on records left unread.
+            transport.resume_reading()
         transport.close()
 
     def abort(self) -> None:
@@ -285,7 +313,7 @@ class Connection(asyncio.Protocol):
 
     def _begin_tls(self, raw: asyncio.Transport, server_hostname: str | None) -> TlsUpgrade:
         timeout = self._limits.tls_handshake_timeout
-        return TlsUpgrade(
+        self._upgrade = TlsUpgrade(
             raw,
             self,
             cast(ssl.SSLContext, self._tls),
@@ -293,9 +321,10 @@ class Connection(asyncio.Protocol):
             server_hostname=server_hostname,
             # asyncio's own handshake timer is only a backstop: ours names the reason.
             handshake_timeout=2 * timeout,
-            # Bounds how long a closing flow waits for the peer's close_notify.
+            # Bounds how long a closing flow waits for the peer's FIN.
             shutdown_timeout=timeout,
         )
+        return self._upgrade
 
     async def _finish_handshake(self, upgrade: TlsUpgrade) -> None:
         problem: str | None
@@ -451,6 +480,8 @@ class Connection(asyncio.Protocol):
         if self.closed:
             return
         reason = "the peer closed the connection"
+        if self.closed_cleanly:
+            reason += " (close_notify)"
         level = logging.DEBUG
         if isinstance(exc, OSError):
             reason = f"connection lost: {os_reason(exc)}"
@@ -458,7 +489,8 @@ class Connection(asyncio.Protocol):
         if self._ready and self._framer.has_partial_message:
             reason += " in the middle of a message"
             level = logging.INFO
-        self.close(reason, level)
+        # The peer ended the flow: asyncio already answered a close_notify with ours.
+        self.close(reason, level, clean=True)
 
     def _release(self) -> None:
         if not self._released:

@@ -182,7 +182,11 @@ class TransportLayer:
         carried a message (each peer connects again, to the new process: a client, and a
         peer that sends over a connection we opened); a connection whose peer has not
         spoken yet is served until it does or closes, for up to ``grace`` s. Then close
-        what is left at an idle instant, waiting for one up to ``DRAIN_IDLE_WAIT`` s."""
+        what is left at an idle instant, waiting for one up to ``DRAIN_IDLE_WAIT`` s.
+
+        A close at an idle instant is clean (``Flow.close``): every request read has its
+        answer written before the close_notify, and nothing read after is handled, so an
+        intrafed peer sends what it has no answer to again, to the new process."""
         for _spec, _bound, server in self._servers:
             server.close()
         loop = asyncio.get_running_loop()
@@ -191,7 +195,7 @@ class TransportLayer:
             if idle():
                 for flow in self.open_flows():
                     if flow.outbound or flow.read_at > 0:
-                        flow.close("handed over to the new process")
+                        flow.close("handed over to the new process", clean=True)
                         # A NOTIFY or probe of this process now would open a connection
                         # its peer sends requests back over, soon closed in turn.
                         self._handed_over = True
@@ -199,8 +203,9 @@ class TransportLayer:
         deadline = loop.time() + DRAIN_IDLE_WAIT
         while loop.time() < deadline and not idle():
             await asyncio.sleep(_IDLE_POLL)
+        clean = idle()
         for flow in self.open_flows():
-            flow.close("handed over to the new process")
+            flow.close("handed over to the new process", clean=clean)
 
     def pooled(self, destination: Destination) -> Flow | None:
         """An open flow to ``destination`` (pooled, or an alias), without connecting."""
@@ -249,10 +254,11 @@ class TransportLayer:
 
         ``idle`` returns True when no transaction is pending; it is polled until it does or
         ``grace`` seconds have passed. Meanwhile flows still send, and deliver responses,
-        ACK and CANCEL; a new request is not handed on. Then each TCP flow writes what is
-        queued and a FIN, and waits (reading and discarding) for the peer to close, so no
-        peer gets a reset. Connections still open when the grace period (at least
-        ``_LINGER`` s after the FINs) ends are aborted.
+        ACK and CANCEL; a new request is not handed on. Flows closed at an idle instant
+        close cleanly (``Flow.close``), the others as if the process had died. Then each
+        TCP flow writes what is queued and a FIN, and waits (reading and discarding) for
+        the peer to close, so no peer gets a reset. Connections still open when the grace
+        period (at least ``_LINGER`` s after the FINs) ends are aborted.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
@@ -263,12 +269,13 @@ class TransportLayer:
         if idle is not None:
             while loop.time() < deadline and not self._idle(idle):
                 await asyncio.sleep(_IDLE_POLL)
+        clean = idle is None or self._idle(idle)
         pool.shut = True
         pool.cancel_tasks()
         for task in list(self._connecting.values()):
             task.cancel()
         for connection in pool.connections:
-            connection.close("the node is shutting down", logging.DEBUG)
+            connection.close("the node is shutting down", logging.DEBUG, clean=clean)
         if not await pool.wait_released(max(deadline, loop.time() + _LINGER)):
             for connection in pool.connections:
                 connection.abort()

@@ -74,7 +74,30 @@ def os_reason(exc: OSError) -> str:
 class _AlertingProtocol(sslproto.SSLProtocol):
     """asyncio's TLS protocol, but a failed handshake sends OpenSSL's alert (certificate
     required, unknown CA, protocol version …) before the socket closes: asyncio leaves it
-    in the outgoing BIO, so the peer's admin would see a bare EOF and no reason."""
+    in the outgoing BIO, so the peer's admin would see a bare EOF and no reason.
+
+    And a close a peer can tell from a crash: once our close_notify is out, what the peer
+    sends is read and discarded until its FIN (or the shutdown timeout) — OpenSSL 3.0
+    fails the shutdown on application data that crossed our close_notify, and the reset
+    that follows could destroy the close_notify before the peer reads it; TLS 1.3 hides
+    the record type, so the peer's own close_notify cannot be told from data there.
+    ``close_notify_received`` tells the peer's close_notify from a bare FIN (asyncio
+    calls ``eof_received`` for both)."""
+
+    close_notify_received = False
+    """Whether the peer ended the TLS stream with close_notify, the socket still open."""
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self._state is sslproto.SSLProtocolState.SHUTDOWN:  # type: ignore[attr-defined]
+            return
+        super().buffer_updated(nbytes)
+
+    def _call_eof_received(self) -> None:
+        # Before the socket's EOF (``_eof_received``), only a close_notify read from the
+        # stream ends it; after, asyncio reports the bare FIN the same way.
+        if not self._eof_received:  # type: ignore[attr-defined]  # not in typeshed
+            self.close_notify_received = True
+        super()._call_eof_received()  # type: ignore[misc]  # not in typeshed
 
     def _on_handshake_complete(self, handshake_exc: BaseException | None) -> None:
         if handshake_exc is not None and self._transport is not None:
@@ -127,3 +150,14 @@ class TlsUpgrade:
             raise
         tls = self._tls
         return tls._app_transport
+
+    @property
+    def close_notify_received(self) -> bool:
+        """Whether the peer ended the stream with close_notify: it closed on purpose, not
+        by dying (a killed process's kernel sends a bare FIN)."""
+        return self._tls.close_notify_received
+
+    def close_without_notify(self) -> None:
+        """Close the socket after what is written, without close_notify: the peer sees the
+        stream end as if this process had died (see ``close_notify_received``)."""
+        self._raw.close()
