@@ -22,15 +22,16 @@ from typing import Any, TypeVar
 
 from intrafed.config.model import HostEntry, StaticRoute
 from intrafed.node import Node, settings_from_config
-from intrafed.sip import Request, Response, parse_message
+from intrafed.sip import Request, parse_message
 from intrafed.sip.responses import make_response
 from intrafed.transport import Flow, ListenerSpec, TransportLayer
 from tests.integration.clients import SipPeer, connect
-from tests.integration.test_node_routes import CLIENT_IP, imp_config, message
+from tests.integration.test_node_routes import CLIENT_IP, imp_config, send
 from tests.lab_pki import issue_host, make_ca, node_client_context, node_server_context
 
 NODE_IP, HOP_IP = "127.0.46.10", "127.0.46.11"
 HOP_NAME = "ocs1.example.com"
+BOB = "sip:bob@example.com"
 T = TypeVar("T")
 HELD_FOR = 0.05
 """Seconds the old process stays still after the sender wrote (its bytes are there, unread)."""
@@ -149,13 +150,6 @@ async def sender(hop: HopThread, on_wire: Callable[[bytes], None]) -> AsyncItera
         await node.stop(grace=0.5)
 
 
-async def answer(client: SipPeer, n: int) -> Response:
-    client.writer.write(message("sip:bob@example.com", n))
-    response = await client.next()
-    assert isinstance(response, Response)
-    return response
-
-
 def test_a_request_written_as_the_draining_process_closes_is_sent_again_to_the_new_one() -> None:
     written, draining = threading.Event(), threading.Event()
 
@@ -165,10 +159,10 @@ def test_a_request_written_as_the_draining_process_closes_is_sent_again_to_the_n
 
     async def scenario(hop: HopThread) -> tuple[int, int]:
         async with sender(hop, on_wire) as client:
-            first = (await answer(client, 1)).status
+            first = (await send(client, BOB, 1)).status
             handing_over = hop.run(hop.hand_over(written, draining))
             assert await asyncio.to_thread(draining.wait, 10)
-            second = (await answer(client, 2)).status
+            second = (await send(client, BOB, 2)).status
             await handing_over
             return first, second
 
@@ -186,9 +180,9 @@ def test_a_crashed_peer_s_unanswered_request_is_not_sent_again() -> None:
 
     async def scenario(hop: HopThread) -> tuple[int, int]:
         async with sender(hop, lambda data: None) as client:
-            first = (await answer(client, 1)).status
+            first = (await send(client, BOB, 1)).status
             await hop.run(hop.take_over())
-            second = (await answer(client, 2)).status
+            second = (await send(client, BOB, 2)).status
             await asyncio.sleep(0.5)
             return first, second
 

@@ -64,11 +64,15 @@ async def close_under_writes(pki: Pki, *, clean: bool) -> tuple[Flow, ClosingNod
     return flow, server
 
 
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 def test_a_tls_flow_closed_cleanly_ends_with_close_notify_and_nothing_more_is_read(
-    pki: Pki, caplog: pytest.LogCaptureFixture
+    pki: Pki, caplog: pytest.LogCaptureFixture, loop: str
 ) -> None:
+    """The nodes run on uvloop when it is installed: its sockets under asyncio's TLS."""
     capture(caplog)
-    flow, server = run(close_under_writes(pki, clean=True))
+    factory = pytest.importorskip("uvloop").new_event_loop if loop == "uvloop" else None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        flow, server = runner.run(asyncio.wait_for(close_under_writes(pki, clean=True), 15))
     assert flow.closed_cleanly
     assert server.frames == [request("r0", body=b"x" * 1000)]
     assert logged(caplog, "discarding", "bytes read after the close") or logged(
