@@ -46,6 +46,8 @@ def test_a_request_a_cleanly_closed_connection_left_unread_is_sent_again_and_ans
     pump(fed.ocs, fed.imp, fed.clock)
     assert fed.alice.final_response(sent).status == 200
     assert delivered_to_bob(fed, sent) == 1
+    [line] = [line for line in fed.imp.log if "sent again" in line]
+    assert line.endswith("closed cleanly with 1 request(s) unread: sent again")
 
 
 def test_a_request_on_a_connection_that_died_fails_and_is_not_sent_again() -> None:

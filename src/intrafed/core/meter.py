@@ -203,6 +203,6 @@ class MeteredTransactions(TransactionLayer):
             method = method_label(message.cseq.method)
             self._meter.responses["out", method, status_class(message.status), party] += 1
 
-    def flow_closed(self, flow: FlowId, now: float, clean: bool = False) -> None:
+    def flow_closed(self, flow: FlowId, now: float, clean: bool = False) -> int:
         self._parties.pop(flow, None)
-        TransactionLayer.flow_closed(self, flow, now, clean)
+        return TransactionLayer.flow_closed(self, flow, now, clean)

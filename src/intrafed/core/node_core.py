@@ -290,7 +290,12 @@ class NodeCore:
         self._flows.pop(flow, None)
         self.router.flow_closed(flow)
         if self.proxy is not None:
-            self.transactions.flow_closed(flow, now, clean)
+            again = self.transactions.flow_closed(flow, now, clean)
+            if again:
+                self._log(
+                    logging.INFO,
+                    f"flow {flow} closed cleanly with {again} request(s) unread: sent again",
+                )
             self._pump(now)
 
     def sent_on(self, hop: NextHop, flow: FlowId, peer: Peer) -> None:

@@ -422,7 +422,7 @@ class TransactionLayer:
         if isinstance(target, NextHop):
             self._hop_flows[target] = flow
 
-    def flow_closed(self, flow: FlowId, now: float, clean: bool = False) -> None:
+    def flow_closed(self, flow: FlowId, now: float, clean: bool = False) -> int:
         """Connection ``flow`` closed: every client transaction whose request went out on it
         and has no final response fails at once (``ClientTransportFailed`` with ``written``)
         instead of waiting for timer B or F.
@@ -431,11 +431,13 @@ class TransactionLayer:
         last response (``Flow.closed_cleanly``). Then a request to a next hop that got no
         response at all was not read: it is sent again to the same hop, over another
         connection (the same branch, so a server that did see it absorbs it as a
-        retransmission), up to ``RESENDS_AFTER_CLEAN_CLOSE`` times."""
+        retransmission), up to ``RESENDS_AFTER_CLEAN_CLOSE`` times. Returns how many
+        requests go again."""
         hops = {hop for hop, on in self._hop_flows.items() if on == flow}
         for hop in hops:
             del self._hop_flows[hop]
         reason = "the connection closed before a final response"
+        again = 0
         for key, transaction in list(self._clients.items()):
             target = transaction.target
             if not (target in hops if isinstance(target, NextHop) else target == flow):
@@ -447,9 +449,11 @@ class TransactionLayer:
                 and transaction.resent < RESENDS_AFTER_CLEAN_CLOSE
             ):
                 transaction.resent += 1
+                again += 1
                 self._outgoing.append((target, transaction.request.to_bytes()))
             elif self._apply(transaction, Input.TRANSPORT_ERROR, now):
                 self._events.append(ClientTransportFailed(key, reason, written=True))
+        return again
 
     def terminate_client(self, key: ClientKey) -> None:
         """Drop client transaction ``key`` (timer C fired before any provisional response)."""
