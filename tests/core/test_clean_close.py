@@ -34,27 +34,27 @@ def close_unread(fed: Federation, ocs_end: End, *, clean: bool) -> None:
     fed.imp.core.flow_closed(imp_end.flow, now, clean=clean)
 
 
-def delivered_to_bob(fed: Federation, sent: Request) -> int:
-    return len([m for m in fed.bob.requests("MESSAGE") if m.call_id == sent.call_id])
-
-
-def test_a_request_a_cleanly_closed_connection_left_unread_is_sent_again_and_answered() -> None:
+def closed_with_a_message_unread(*, clean: bool) -> tuple[Federation, Request, int]:
+    """alice's MESSAGE to bob is on the wire to ocs1 when ocs1 closes that connection;
+    the federation once nothing moves, the MESSAGE, and how many copies bob got."""
     fed = registered()
     sent = message(fed.alice, "bob@example.com")
     fed.alice.send(sent)
-    close_unread(fed, relayed_on_the_wire(fed, sent.call_id), clean=True)
+    close_unread(fed, relayed_on_the_wire(fed, sent.call_id), clean=clean)
     pump(fed.ocs, fed.imp, fed.clock)
+    copies = [m for m in fed.bob.requests("MESSAGE") if m.call_id == sent.call_id]
+    return fed, sent, len(copies)
+
+
+def test_a_request_a_cleanly_closed_connection_left_unread_is_sent_again_and_answered() -> None:
+    fed, sent, copies = closed_with_a_message_unread(clean=True)
     assert fed.alice.final_response(sent).status == 200
-    assert delivered_to_bob(fed, sent) == 1
+    assert copies == 1
     [line] = [line for line in fed.imp.log if "sent again" in line]
     assert line.endswith("closed cleanly with 1 request(s) unread: sent again")
 
 
 def test_a_request_on_a_connection_that_died_fails_and_is_not_sent_again() -> None:
-    fed = registered()
-    sent = message(fed.alice, "bob@example.com")
-    fed.alice.send(sent)
-    close_unread(fed, relayed_on_the_wire(fed, sent.call_id), clean=False)
-    pump(fed.ocs, fed.imp, fed.clock)
+    fed, sent, copies = closed_with_a_message_unread(clean=False)
     assert fed.alice.final_response(sent).status == 500
-    assert delivered_to_bob(fed, sent) == 0
+    assert copies == 0
