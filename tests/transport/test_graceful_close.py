@@ -11,9 +11,10 @@ import logging
 import pytest
 
 from intrafed.transport import Destination, Flow, ListenerSpec
+from intrafed.transport.connection import FRAMES_PER_TURN
 from tests.lab_pki import node_client_context, node_server_context
 from tests.transport.conftest import Pki
-from tests.transport.helpers import Node, capture, logged, request, run
+from tests.transport.helpers import Node, capture, logged, request, response, run
 
 SERVER_IP, CLIENT_IP = "127.0.46.2", "127.0.46.3"
 SERVER_NAME = "ocs1.example.com"
@@ -121,3 +122,35 @@ def test_a_tcp_flow_never_closes_cleanly_a_fin_is_what_a_crash_sends_too() -> No
         return flow
 
     assert not run(scenario()).closed_cleanly
+
+
+class AnsweringAtLength(ClosingNode):
+    """Answers the first request with ``count`` frames at once, then closes cleanly: one
+    read of the peer's brings more frames than one loop turn hands on, and the close."""
+
+    count = FRAMES_PER_TURN * 2 + 5
+
+    def on_message(self, flow: Flow, frame: bytes) -> None:
+        self.frames.append(frame)
+        flow.send(b"".join(response(f"a{n}") for n in range(self.count)))
+        flow.close("answered at length", clean=True)
+
+
+def test_what_a_peer_wrote_before_closing_is_all_handed_on_not_left_for_a_later_turn(
+    pki: Pki,
+) -> None:
+    """The responses before a close_notify are handled before the flow closes: a request
+    whose answer is among them must not look unanswered (it would be sent again)."""
+
+    async def scenario() -> tuple[Flow, Node]:
+        server = AnsweringAtLength(pki, clean=True)
+        async with server, Node(client_ssl=node_client_context(pki.client, pki.ca)) as sender:
+            address = await server.layer.listen(ListenerSpec(SERVER_IP, "MTLS", 0))
+            flow = await sender.layer.connect(Destination("TLS", *address, SERVER_NAME))
+            flow.send(request("long"))
+            await asyncio.wait_for(closed(flow), 5)
+            return flow, sender
+
+    flow, sender = run(scenario())
+    assert flow.closed_cleanly
+    assert sender.frames == [response(f"a{n}") for n in range(AnsweringAtLength.count)]

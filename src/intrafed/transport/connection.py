@@ -479,6 +479,15 @@ class Connection(asyncio.Protocol):
     def _peer_gone(self, exc: Exception | None) -> None:
         if self.closed:
             return
+        # What the peer sent before it went (its last answers among them) is handled now,
+        # not dropped with the turns it waited for: an answered request must not look
+        # unanswered (after a clean close it would be sent again).
+        while self._next_turn is not None and not self.closed:
+            self._next_turn.cancel()
+            self._next_turn = None
+            self._process()
+        if self.closed:
+            return
         reason = "the peer closed the connection"
         if self.closed_cleanly:
             reason += " (close_notify)"
