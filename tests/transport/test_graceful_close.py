@@ -1,7 +1,8 @@
-"""A close the peer can tell from a crash: over TLS a flow closed at an idle instant ends
-with close_notify (``Flow.closed_cleanly`` on the peer), any other close by this side
-ends the stream bare, as a killed process's kernel does; what the peer writes across our
-close_notify is read and discarded, never handed on, and never draws a reset."""
+"""A close the peer can tell from a crash: over TLS a flow closed at an idle instant (or
+after the idle timeout) ends with close_notify (``Flow.closed_cleanly`` on the peer), a
+close on an error ends the stream bare, as a killed process's kernel does; what the peer
+writes across our close_notify is read and discarded, never handed on, and never draws a
+reset."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import logging
 
 import pytest
 
-from intrafed.transport import Destination, Flow, ListenerSpec
+from intrafed.transport import Destination, Flow, ListenerSpec, TransportLimits
 from intrafed.transport.connection import FRAMES_PER_TURN
 from tests.lab_pki import node_client_context, node_server_context
 from tests.transport.conftest import Pki
@@ -154,3 +155,28 @@ def test_what_a_peer_wrote_before_closing_is_all_handed_on_not_left_for_a_later_
     flow, sender = run(scenario())
     assert flow.closed_cleanly
     assert sender.frames == [response(f"a{n}") for n in range(AnsweringAtLength.count)]
+
+
+@pytest.mark.parametrize("partial", [False, True])
+def test_a_tls_flow_closed_for_silence_ends_cleanly_but_not_in_the_middle_of_a_message(
+    pki: Pki, partial: bool
+) -> None:
+    """Silent for the idle timeout: every request read there was answered, so the close
+    is clean (a third-party client sees close_notify, an intrafed peer sends again what got
+    no answer). A message left incomplete: a request read before it may still await its
+    answer, so that close ends like a crash."""
+
+    async def scenario() -> Flow:
+        limits = TransportLimits(idle_timeout=0.5, message_timeout=0.3)
+        context = node_server_context(pki.server, pki.ca, require_client_cert=True)
+        server = Node(mtls_ssl=context, limits=limits)
+        async with server, Node(client_ssl=node_client_context(pki.client, pki.ca)) as sender:
+            address = await server.layer.listen(ListenerSpec(SERVER_IP, "MTLS", 0))
+            flow = await sender.layer.connect(Destination("TLS", *address, SERVER_NAME))
+            whole = request("r0")
+            flow.send(whole[:-5] if partial else whole)
+            await asyncio.wait_for(closed(flow), 5)
+            return flow
+
+    flow = run(scenario())
+    assert flow.closed_cleanly is not partial

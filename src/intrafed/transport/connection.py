@@ -561,4 +561,8 @@ class Connection(asyncio.Protocol):
             if self._transport is not None:
                 self._transport.abort()
         else:
-            self.close(reason)
+            # Silent for the idle timeout, or before its first byte: whatever was read on
+            # it was answered or has timed out, so the close may be clean (the peer can
+            # tell it from a crash). Not in the middle of a message: a request read just
+            # before the partial one may still wait for its answer.
+            self.close(reason, clean=not deadlines.within_message)

@@ -73,6 +73,11 @@ class Deadlines:
             return self.last_activity + self._limits.message_timeout
         return None
 
+    @property
+    def within_message(self) -> bool:
+        """Whether the framer holds part of a message (its deadline runs)."""
+        return self._message_started is not None
+
     def next_deadline(self) -> float:
         """The earliest time ``expired`` may give a reason."""
         if self._handshake_by is not None:
