@@ -31,7 +31,7 @@ from intrafed.core import Alias, Connect, LogEvent, NodeCore, Peer, Persist, Sen
 from intrafed.core.meter import Meter
 from intrafed.core.node_core import Schedule, Settle
 from intrafed.core.pool_view import PoolView
-from intrafed.pki import CertificateStores, PkiError, TlsContexts
+from intrafed.pki import CertificateStores, PkiError, TlsContexts, pool_names
 from intrafed.policy import PeerTrust, StoredCredentials, TrustTable
 from intrafed.policy.admission import AdmissionLimits
 from intrafed.routing.health import ProbeTimings
@@ -84,7 +84,7 @@ class NodeSettings:
     listeners: tuple[ListenerSpec, ...]
     """The "connections": (ip All|address, transport TCP|TLS|MTLS, port)."""
     aliases: tuple[str, ...] = ()
-    """Other names the node answers to as itself: an Enterprise front end's pool FQDN."""
+    """Other names the node answers to as itself: its pool's or cluster's (``pool_names``)."""
     routes: tuple[StaticRoute, ...] = ()
     """Static routes (Matching URI, next hop, priority, phone URI, replace host)."""
     routing_mode: RoutingMode = RoutingMode.BASIC
@@ -171,7 +171,7 @@ def settings_from_config(
     return NodeSettings(
         name=identity.fqdn,
         address=identity.ip,
-        aliases=(identity.pool_fqdn,) if identity.pool_fqdn is not None else (),
+        aliases=pool_names(identity),
         listeners=tuple(listeners),
         routes=config.routes,
         routing_mode=config.routing_mode,

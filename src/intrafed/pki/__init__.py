@@ -9,6 +9,7 @@ from intrafed.pki.csr import (
     check_request,
     make_csr,
     make_host_csr,
+    pool_names,
     read_csr,
     write_request,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "make_csr",
     "make_host_csr",
     "peer_names",
+    "pool_names",
     "read_bundle",
     "read_csr",
     "server_context",

@@ -32,6 +32,13 @@ from intrafed.pki.errors import PkiError
 from intrafed.pki.files import write_private, write_public
 
 
+def pool_names(identity: NodeIdentity) -> tuple[str, ...]:
+    """The name every member of the node's pool or cluster answers to as itself, and its
+    certificate carries: an EE pool FQDN, an IM&P cluster's name when it is an FQDN."""
+    pool = identity.pool
+    return (pool,) if pool is not None and is_fqdn(pool) else ()
+
+
 def certificate_names(
     identity: NodeIdentity, domains: Sequence[str]
 ) -> tuple[str, tuple[str, ...]]:
@@ -43,8 +50,7 @@ def certificate_names(
     the SIP domains, each once.
     """
     cn = identity.certificate_name
-    cluster = [identity.cluster] if identity.cluster and is_fqdn(identity.cluster) else []
-    sans = tuple(dict.fromkeys([cn, identity.fqdn, *cluster, *domains]))
+    sans = tuple(dict.fromkeys([cn, identity.fqdn, *pool_names(identity), *domains]))
     return cn, sans
 
 
