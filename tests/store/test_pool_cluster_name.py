@@ -32,16 +32,22 @@ MESSAGES = 5
 """MESSAGEs bob sends alice while both members run, then again with imp1 stopped."""
 
 
-def build(root: Path, ocs_db: Database, imp_db: Database) -> PoolDeployment:
+def build(
+    root: Path,
+    ocs_db: Database,
+    imp_db: Database,
+    front_end_ip: str = FE_IP,
+    imp_ips: tuple[str, str] = IMP_IPS,
+) -> PoolDeployment:
     """One front end and two IM&P members; the front end's route for example.com goes over
     TLS to the cluster's name, which its own hosts table does not resolve."""
     deployment = build_pool_deployment(
         root,
         ocs_db=ocs_db.url,
         imp_db=imp_db.url,
-        front_end_ips=(FE_IP,),
-        imp_ips=IMP_IPS,
-        base_port=free_base_port([FE_IP, *IMP_IPS]),
+        front_end_ips=(front_end_ip,),
+        imp_ips=imp_ips,
+        base_port=free_base_port([front_end_ip, *imp_ips]),
         users=[("alice@example.com", Role.IMP), ("bob@example.com", Role.OCS)],
         key_type=KeyType.EC_P256,
     )

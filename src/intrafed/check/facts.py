@@ -26,27 +26,33 @@ class Resolution:
     """Where a name resolves, and how: the hosts table first, then DNS."""
 
     name: str
-    address: str | None
-    """The first IPv4/IPv6 address, or None when the name does not resolve."""
+    addresses: tuple[str, ...]
+    """Every IPv4/IPv6 address, in the resolver's order without repeats (a cluster's name
+    may have one per member); empty when the name does not resolve."""
     source: str
     """``hosts table``, ``DNS``, or why DNS gave nothing."""
 
+    @property
+    def address(self) -> str | None:
+        """The first address, or None when the name does not resolve."""
+        return self.addresses[0] if self.addresses else None
+
 
 def resolve_name(config: NodeConfig, name: str, timeout: float = DNS_TIMEOUT) -> Resolution:
-    """Resolve ``name`` as the node does: its hosts table, then DNS."""
+    """Resolve ``name`` as the node does: its hosts table, then DNS (every address)."""
     for entry in config.hosts:
         if entry.fqdn == name.lower():
-            return Resolution(name, entry.ip, "hosts table")
+            return Resolution(name, (entry.ip,), "hosts table")
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
     lookup = pool.submit(socket.getaddrinfo, name, None, type=socket.SOCK_STREAM)
     pool.shutdown(wait=False)
     try:
         answers = lookup.result(timeout=timeout)
     except concurrent.futures.TimeoutError:
-        return Resolution(name, None, f"DNS did not answer within {timeout:g} s")
+        return Resolution(name, (), f"DNS did not answer within {timeout:g} s")
     except OSError as exc:
-        return Resolution(name, None, f"DNS: {exc.strerror or exc}")
-    return Resolution(name, str(answers[0][4][0]), "DNS")
+        return Resolution(name, (), f"DNS: {exc.strerror or exc}")
+    return Resolution(name, tuple(dict.fromkeys(str(answer[4][0]) for answer in answers)), "DNS")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +112,8 @@ class NodeFacts:
             return self.resolved[name]
         for entry in self.config.hosts:
             if entry.fqdn == name:
-                return Resolution(name, entry.ip, "hosts table")
-        return Resolution(name, None, "not looked up")
+                return Resolution(name, (entry.ip,), "hosts table")
+        return Resolution(name, (), "not looked up")
 
 
 def _certificates(home: Path) -> CertificateFacts:

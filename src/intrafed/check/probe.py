@@ -112,26 +112,43 @@ async def _listeners(context: ProbeContext) -> list[ProbeResult]:
 
 
 async def _route(context: ProbeContext, route: StaticRoute) -> list[ProbeResult]:
+    """A route by address, or every address its name resolves to (a cluster's name may
+    have one per member: each is probed, its results' target naming the address)."""
     target = f"route {route.domain} → {route.transport} {route.next_hop}:{route.port}"
-    results = []
-    address = route.ip or ""
-    if route.fqdn is not None:
-        resolution = await asyncio.to_thread(resolve_name, context.config, route.fqdn)
-        if resolution.address is None:
-            return [
-                ProbeResult(
-                    "resolve",
-                    target,
-                    False,
-                    f"cannot resolve {route.fqdn}: not in the hosts table; {resolution.source}",
-                    f"intrafed config hosts add {route.fqdn} <its IP> {context.home_arg}, "
-                    "or add it to DNS",
-                )
-            ]
-        address = resolution.address
-        results.append(
-            ProbeResult("resolve", target, True, f"{route.fqdn} → {address} ({resolution.source})")
+    if route.fqdn is None:
+        return await _route_to(context, route, route.ip or "", target)
+    resolution = await asyncio.to_thread(resolve_name, context.config, route.fqdn)
+    addresses = resolution.addresses
+    if not addresses:
+        return [
+            ProbeResult(
+                "resolve",
+                target,
+                False,
+                f"cannot resolve {route.fqdn}: not in the hosts table; {resolution.source}",
+                f"intrafed config hosts add {route.fqdn} <its IP> {context.home_arg}, "
+                "or add it to DNS",
+            )
+        ]
+    results = [
+        ProbeResult(
+            "resolve",
+            target,
+            True,
+            f"{route.fqdn} → {', '.join(addresses)} ({resolution.source})",
         )
+    ]
+    for address in addresses:
+        member = f"{target} ({address})" if len(addresses) > 1 else target
+        results += await _route_to(context, route, address, member)
+    return results
+
+
+async def _route_to(
+    context: ProbeContext, route: StaticRoute, address: str, target: str
+) -> list[ProbeResult]:
+    """Connect, TLS handshake (a route by name) and OPTIONS against one address."""
+    results = []
     try:
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(
@@ -314,7 +331,7 @@ def _trust_entries(context: ProbeContext) -> list[ProbeResult]:
                     f"MTLS peers proving {subject} are trusted",
                 )
             )
-    for fqdn, (address, names) in context.seen.items():
+    for (fqdn, address), names in context.seen.items():
         verdict = trusted_peer(config, address, names)
         results.append(
             ProbeResult(

@@ -76,8 +76,8 @@ class ProbeContext:
     timeout: float
     client: ssl.SSLContext | None
     client_problem: str | None
-    seen: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
-    """Peer certificate names seen per route next hop: (address, names)."""
+    seen: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
+    """Peer certificate names seen per route next hop and the address it was reached at."""
 
     @property
     def home_arg(self) -> str:

@@ -107,7 +107,7 @@ async def handshake(
     certificate = x509.load_der_x509_certificate(der) if der else None
     details = certificate_details(context, certificate, address) if certificate else {}
     if certificate is not None:
-        context.seen[fqdn] = (address, proven_names(certificate))
+        context.seen[fqdn, address] = proven_names(certificate)
         problems = certificate_problems(context, certificate, fqdn, address)
         if problems:
             return ProbeResult(
