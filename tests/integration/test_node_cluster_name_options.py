@@ -12,17 +12,9 @@ from intrafed.node import Node, settings_from_config
 from intrafed.sip import Response
 from tests.integration.clients import connect
 from tests.integration.peers import free_port
+from tests.messages import request
 
 NODE_IP, OCS_IP = "127.0.49.50", "127.0.49.51"
-
-
-def options(uri: str, n: int) -> bytes:
-    """An OPTIONS from the OCS front end, as ``intrafed probe`` sends it."""
-    return (
-        f"OPTIONS {uri} SIP/2.0\r\nVia: SIP/2.0/TCP {OCS_IP}:5060;branch=z9hG4bK-o{n}\r\n"
-        f"Max-Forwards: 70\r\nFrom: <sip:fe1.example.com>;tag=o{n}\r\nTo: <{uri}>\r\n"
-        f"Call-ID: o{n}@{OCS_IP}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
-    ).encode()
 
 
 def answers(cluster: str, uri: str) -> int:
@@ -43,7 +35,8 @@ def answers(cluster: str, uri: str) -> int:
         opened: list[asyncio.StreamWriter] = []
         try:
             client = await connect(bound["TCP"], OCS_IP, opened)
-            client.writer.write(options(uri, 1))
+            probe = request("OPTIONS", uri, sent_by=f"{OCS_IP}:5060", to=f"<{uri}>")
+            client.writer.write(probe.to_bytes())
             response = await client.next()
             assert isinstance(response, Response)
             return response.status
