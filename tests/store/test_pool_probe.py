@@ -38,6 +38,10 @@ async def probe(fe1: SeedNode, hosts: Path) -> tuple[int | None, dict[str, Any]]
     return process.returncode, json.loads(stdout)
 
 
+def failures(report: dict[str, Any]) -> list[dict[str, Any]]:
+    return [r for r in report["results"] if not r["ok"]]
+
+
 def per_member(report: dict[str, Any], check: str) -> dict[str, dict[str, Any]]:
     """The route's ``check`` results by the address their target names."""
     return {
@@ -58,12 +62,11 @@ def test_the_probe_checks_every_member_behind_the_cluster_name(
 
     async def scenario() -> None:
         async with contextlib.AsyncExitStack() as stack:
-            nodes = {}
+            running = {}
             for member in (fe1, imp1, imp2):
                 store = stack.enter_context(open_store(member.home))
-                nodes[member.fqdn] = Node.from_home(member.home, store)
-                await nodes[member.fqdn].start()
-            running = dict(nodes)
+                running[member.fqdn] = Node.from_home(member.home, store)
+                await running[member.fqdn].start()
 
             async def stop_running() -> None:
                 for node in running.values():
@@ -71,9 +74,7 @@ def test_the_probe_checks_every_member_behind_the_cluster_name(
 
             stack.push_async_callback(stop_running)
             status, report = await probe(fe1, hosts)
-            assert (status, report["ok"]) == (0, True), json.dumps(
-                [r for r in report["results"] if not r["ok"]], indent=1
-            )
+            assert (status, report["ok"]) == (0, True), failures(report)
             [resolved] = [r for r in report["results"] if r["check"] == "resolve"]
             assert resolved["message"] == f"{CLUSTER} → {imp1.ip}, {imp2.ip} (DNS)"
             for check in ("connect", "tls", "options"):
@@ -83,7 +84,7 @@ def test_the_probe_checks_every_member_behind_the_cluster_name(
                 f"CN={imp1.fqdn}",
                 f"CN={imp2.fqdn}",
             ]
-            assert per_member(report, "tls")[imp2.ip]["target"] == (
+            assert tls[imp2.ip]["target"] == (
                 f"route example.com → TLS {CLUSTER}:{port} ({imp2.ip})"
             )
             trusted = {r["target"] for r in report["results"] if r["target"].startswith("peer ")}
@@ -92,7 +93,7 @@ def test_the_probe_checks_every_member_behind_the_cluster_name(
             await running.pop(imp2.fqdn).stop(grace=1.0)
             status, report = await probe(fe1, hosts)
             assert (status, report["ok"]) == (1, False)
-            [down] = [r for r in report["results"] if not r["ok"]]
+            [down] = failures(report)
             assert (down["check"], down["target"], down["message"]) == (
                 "connect",
                 f"route example.com → TLS {CLUSTER}:{port} ({imp2.ip})",
